@@ -1,0 +1,1 @@
+"""Database migrations: one sqlite-utils Migrations set per database (client, server)."""

@@ -1,0 +1,274 @@
+"""Schema of the participant's database (migration set "studyapp").
+
+Every schema change is a new function here, appended at the end; never edit one that has shipped.
+Tables follow ../shared/ARCHITECTURE.md section 3. Ids are random UUID strings; times are UTC ISO-8601.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("studyapp")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            memory_enabled INTEGER NOT NULL DEFAULT 1
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_conversations_updated ON conversations(updated_at)")
+    # n is an INTEGER PRIMARY KEY so the rowid is explicit and stable across VACUUM;
+    # the full-text index (m002) is keyed by it.
+    db.execute(
+        """
+        CREATE TABLE messages (
+            n INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL CHECK (status IN ('complete', 'streaming', 'interrupted', 'error')),
+            error TEXT,
+            model TEXT,
+            arm TEXT CHECK (arm IS NULL OR arm IN ('generic', 'personalized')),
+            comparison_id TEXT,
+            template TEXT,
+            -- 0 for a comparison arm not (yet) chosen to continue the conversation
+            in_thread INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            first_token_ms REAL,
+            duration_ms REAL,
+            extracted_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_messages_conversation ON messages(conversation_id, n)")
+    db.execute(
+        """
+        CREATE TABLE attributes (
+            id TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            confidence REAL NOT NULL CHECK (confidence >= 0 AND confidence <= 1),
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'deleted')),
+            origin TEXT NOT NULL CHECK (origin IN ('model', 'participant')),
+            evidence TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE attribute_events (
+            id TEXT PRIMARY KEY,
+            attribute_id TEXT NOT NULL REFERENCES attributes(id),
+            action TEXT NOT NULL CHECK (action IN ('add', 'update', 'delete', 'keep')),
+            before TEXT,
+            after TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            actor TEXT NOT NULL CHECK (actor IN ('model', 'participant')),
+            run_id TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_attribute_events_attribute ON attribute_events(attribute_id)")
+    db.execute(
+        """
+        CREATE TABLE attribute_labels (
+            id TEXT PRIMARY KEY,
+            attribute_id TEXT NOT NULL REFERENCES attributes(id),
+            label TEXT NOT NULL CHECK (label IN ('makes_sense', 'maybe', 'doesnt_make_sense')),
+            labeled_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE extraction_runs (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            model TEXT,
+            template TEXT,
+            message_ids TEXT NOT NULL DEFAULT '[]',
+            raw TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE selections (
+            id TEXT PRIMARY KEY,
+            message_id TEXT NOT NULL,
+            attribute_id TEXT NOT NULL REFERENCES attributes(id),
+            selected INTEGER NOT NULL,
+            rationale TEXT NOT NULL DEFAULT '',
+            model TEXT,
+            template TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_selections_message ON selections(message_id)")
+    db.execute(
+        """
+        CREATE TABLE comparisons (
+            id TEXT PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            prompt_message_id TEXT NOT NULL,
+            generic_message_id TEXT,
+            personalized_message_id TEXT,
+            personalized_side TEXT NOT NULL CHECK (personalized_side IN ('left', 'right')),
+            coin TEXT NOT NULL,
+            selected_attributes TEXT NOT NULL DEFAULT '[]',
+            model TEXT,
+            parameters TEXT NOT NULL DEFAULT '{}',
+            templates TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'generating'
+                CHECK (status IN ('generating', 'shown', 'rated', 'skipped', 'error')),
+            created_at TEXT NOT NULL,
+            shown_at TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE ratings (
+            id TEXT PRIMARY KEY,
+            comparison_id TEXT NOT NULL UNIQUE REFERENCES comparisons(id) ON DELETE CASCADE,
+            rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+            shown_choice INTEGER,
+            chosen TEXT CHECK (chosen IS NULL OR chosen IN ('generic', 'personalized')),
+            skipped INTEGER NOT NULL DEFAULT 0,
+            comment TEXT,
+            time_to_rate_ms REAL,
+            rated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE relevance_labels (
+            id TEXT PRIMARY KEY,
+            comparison_id TEXT NOT NULL REFERENCES comparisons(id) ON DELETE CASCADE,
+            attribute_id TEXT NOT NULL,
+            selected_by_model INTEGER NOT NULL,
+            model_relevant INTEGER NOT NULL,
+            human_relevant INTEGER,
+            labeled_at TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE judge_verdicts (
+            id TEXT PRIMARY KEY,
+            comparison_id TEXT NOT NULL REFERENCES comparisons(id) ON DELETE CASCADE,
+            judge_model TEXT NOT NULL,
+            personalized_side TEXT NOT NULL CHECK (personalized_side IN ('left', 'right')),
+            rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+            raw TEXT,
+            template TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE studies (
+            id TEXT PRIMARY KEY,
+            protocol TEXT NOT NULL,
+            server_url TEXT,
+            participant_id TEXT,
+            enrolled_at TEXT NOT NULL,
+            withdrawn_at TEXT
+        )
+        """
+    )
+    # Append-only: the current consent is the latest row for a study.
+    db.execute(
+        """
+        CREATE TABLE consent_events (
+            id TEXT PRIMARY KEY,
+            study_id TEXT NOT NULL,
+            document_version TEXT NOT NULL,
+            document_sha256 TEXT NOT NULL,
+            categories TEXT NOT NULL DEFAULT '[]',
+            action TEXT NOT NULL CHECK (action IN ('grant', 'update', 'withdraw')),
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER consent_events_append_only_update BEFORE UPDATE ON consent_events
+        BEGIN SELECT RAISE(ABORT, 'consent_events is append-only'); END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER consent_events_append_only_delete BEFORE DELETE ON consent_events
+        BEGIN SELECT RAISE(ABORT, 'consent_events is append-only'); END
+        """
+    )
+    # Holds only anonymized payloads (privacy invariant 2).
+    db.execute(
+        """
+        CREATE TABLE outbox (
+            event_id TEXT PRIMARY KEY,
+            study_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            category TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            consent_version TEXT,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'approved', 'withheld', 'rejected')),
+            reason TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_outbox_status ON outbox(status, created_at)")
+    # The pseudonym mapping never leaves the machine.
+    db.execute(
+        """
+        CREATE TABLE pseudonyms (
+            entity_type TEXT NOT NULL,
+            value TEXT NOT NULL,
+            placeholder TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (entity_type, value)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE privacy_terms (
+            term TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@migrations()
+def m002_message_search(db: Database) -> None:
+    # External-content FTS5 over messages.content, kept current by triggers; populated from
+    # existing rows so databases created before this migration are searchable too.
+    db["messages"].enable_fts(["content"], fts_version="FTS5", create_triggers=True, tokenize="porter")

@@ -1,0 +1,56 @@
+"""What every command and the TUI share: the data dir, the open database, the model settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from studyapp import paths
+from studyapp.llm import config as llm_config
+from studyapp.store.db import open_database
+from studyapp.store.settings import SettingsStore
+
+
+@dataclass
+class AppContext:
+    data_dir: Path
+    model_override: str | None = None
+    base_url_override: str | None = None
+    _db: Database | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, data_dir: str | Path | None = None, *, model: str | None = None,
+               base_url: str | None = None) -> AppContext:
+        return cls(paths.data_dir(data_dir), model, base_url)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / paths.DATABASE_NAME
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = open_database(self.database_path)
+        return self._db
+
+    @cached_property
+    def settings(self) -> SettingsStore:
+        return SettingsStore(self.db)
+
+    def model_settings(self) -> llm_config.ModelSettings:
+        return llm_config.resolve(
+            self.settings.get(llm_config.SETTINGS_KEY),
+            model=self.model_override,
+            base_url=self.base_url_override,
+        )
+
+    def save_model_settings(self, settings: llm_config.ModelSettings) -> None:
+        self.settings.set(llm_config.SETTINGS_KEY, settings.to_dict())
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,56 @@
+"""The records a study collects, as they travel from the outbox to the collection server.
+
+Shared by the participant app (which makes events) and the server (which validates and stores them),
+so both agree on kinds, categories and fields. Field names follow the export contract
+(ARCHITECTURE.md section 5); the server adds ``study_id`` and ``participant_id`` from the token,
+so a participant can never write records for someone else.
+"""
+
+from __future__ import annotations
+
+# Data categories a study can ask for (protocol [categories]); the participant consents per category.
+CATEGORIES = ("ratings", "attribute_labels", "relevance_labels", "attributes", "conversation_text")
+
+# kind -> (category that must be consented, required fields, optional fields)
+EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
+    # The consent record itself is always sent: the study must know what was agreed to.
+    "consent": (None, ("consent_version", "consent_sha256", "categories", "action", "created_at"), ()),
+    "message": (
+        "conversation_text",
+        ("conversation_id", "message_id", "role", "content", "created_at", "status"),
+        (),
+    ),
+    "attribute": (
+        "attributes",
+        ("attribute_id", "text", "reason", "confidence", "origin", "status", "created_at", "updated_at"),
+        (),
+    ),
+    "attribute_label": ("attribute_labels", ("attribute_id", "label", "labeled_at"), ()),
+    "comparison": (
+        "ratings",
+        ("comparison_id", "conversation_id", "personalized_side", "model", "created_at", "skipped"),
+        ("prompt", "generic_response", "personalized_response", "rating", "chosen", "rated_at",
+         "comment", "parameters", "templates", "time_to_rate_ms"),
+    ),
+    "relevance_label": (
+        "relevance_labels",
+        ("comparison_id", "attribute_id", "selected_by_model", "model_relevant"),
+        ("human_relevant",),
+    ),
+    "judge_verdict": ("ratings", ("comparison_id", "judge_model", "personalized_side", "rating"), ()),
+}
+
+# Fields holding free text written by or about the participant: anonymized on device before queueing.
+TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    "message": ("content",),
+    "attribute": ("text", "reason"),
+    "comparison": ("prompt", "generic_response", "personalized_response", "comment"),
+}
+
+ATTRIBUTE_LABELS = ("makes_sense", "maybe", "doesnt_make_sense")
+SIDES = ("left", "right")
+ARMS = ("generic", "personalized")
+
+
+def category_of(kind: str) -> str | None:
+    return EVENT_KINDS[kind][0]

@@ -1,0 +1,33 @@
+"""Where studyapp keeps its files.
+
+platformdirs gives the per-user data directory; ``--data-dir`` or ``STUDYAPP_DATA_DIR`` overrides it
+(the flag wins over the variable), so tests, studies and several installs can live side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "studyapp"
+ENV_DATA_DIR = "STUDYAPP_DATA_DIR"
+DATABASE_NAME = "studyapp.db"
+
+
+def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory, created if missing."""
+    if override:
+        path = Path(override)
+    elif os.environ.get(ENV_DATA_DIR):
+        path = Path(os.environ[ENV_DATA_DIR])
+    else:
+        path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    path = path.expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_path(override: str | os.PathLike[str] | None = None) -> Path:
+    return data_dir(override) / DATABASE_NAME

@@ -1,0 +1,100 @@
+"""Opening the participant's database: checks, pragmas and migrations.
+
+A file that is not ours (not SQLite, corrupt, or another program's database) is never touched:
+we raise an error naming the path and what to do, and leave the file as it is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from studyapp.migrations.client import migrations
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 5000
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used; the message says which file and what to do."""
+
+    def __init__(self, path: Path, problem: str, advice: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.advice = advice
+        super().__init__(f"{path}: {problem}. {advice}")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise DatabaseError(path, "is a directory, not a database file", "Choose another --data-dir.")
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise DatabaseError(
+            path,
+            "is not a SQLite database (the file header is wrong)",
+            "It was left untouched. Move it aside or pass another --data-dir to start a new database.",
+        )
+
+
+def _is_foreign(db: Database) -> bool:
+    tables = set(db.table_names())
+    if not tables:
+        return False
+    if "_sqlite_migrations" not in tables:
+        return True
+    return not migrations.applied(db)
+
+
+def open_database(path: str | Path, *, migrate: bool = True) -> Database:
+    """Open (creating if needed) and migrate the database at ``path``."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        quick = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if quick != "ok":
+            conn.close()
+            raise DatabaseError(
+                path,
+                f"is corrupt (integrity check: {quick})",
+                "It was left untouched. Restore a backup, or move it aside to start a new database.",
+            )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(
+            path,
+            f"cannot be read as a SQLite database ({exc})",
+            "It was left untouched. Move it aside or pass another --data-dir.",
+        ) from exc
+    db = Database(conn)
+    if _is_foreign(db):
+        conn.close()
+        raise DatabaseError(
+            path,
+            "is a SQLite database of another program (it has tables but no studyapp schema)",
+            "It was left untouched. Pass another --data-dir.",
+        )
+    if migrate:
+        migrations.apply(db)
+    return db
+
+
+def schema_version(db: Database) -> str:
+    applied = migrations.applied(db)
+    return applied[-1].name if applied else "(empty)"
+
+
+def pending_migrations(db: Database) -> list[str]:
+    return [m.name for m in migrations.pending(db)]
