@@ -1,0 +1,181 @@
+"""One turn of a conversation: the participant writes, the assistant answers.
+
+This is the service the TUI (and the benchmarks) drive; it never imports Textual. Durability rules
+(ARCHITECTURE.md section 2): the user message is committed before any request goes out; reply text is
+flushed to the database at least every ``flush_interval`` seconds while it streams; every reply ends
+``complete``, ``interrupted`` (cancelled, text so far kept) or ``error`` (the reason kept beside it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from studyapp.llm.base import ChatModel, ChatParams, LLMError
+from studyapp.personalize.generate import build_messages
+from studyapp.store.conversations import Conversation, ConversationStore, Message
+
+log = logging.getLogger(__name__)
+
+TITLE_LENGTH = 48
+
+# Given the conversation and the request, the attribute texts that should shape the reply
+# (stage 2, selection). None: no personalization for this turn.
+AttributeSelector = Callable[[Conversation, Message], Awaitable[list[str]]]
+
+
+@dataclass
+class UserSaved:
+    message: Message
+    conversation: Conversation
+
+
+@dataclass
+class ReplyStarted:
+    message: Message
+    attributes: list[str]
+
+
+@dataclass
+class ReplyDelta:
+    message_id: str
+    text: str
+
+
+@dataclass
+class ReplyFinished:
+    message: Message
+
+
+TurnEvent = UserSaved | ReplyStarted | ReplyDelta | ReplyFinished
+
+
+def title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+class ChatService:
+    def __init__(
+        self,
+        store: ConversationStore,
+        model_factory: Callable[[], ChatModel],
+        *,
+        params: ChatParams | None = None,
+        context_messages: int = 20,
+        flush_interval: float = 0.5,
+        select_attributes: AttributeSelector | None = None,
+    ) -> None:
+        self.store = store
+        self._model_factory = model_factory
+        self._model: ChatModel | None = None
+        self.params = params or ChatParams()
+        self.context_messages = context_messages
+        self.flush_interval = flush_interval
+        self.select_attributes = select_attributes
+
+    @property
+    def model(self) -> ChatModel:
+        if self._model is None:
+            self._model = self._model_factory()
+        return self._model
+
+    async def replace_model(self, factory: Callable[[], ChatModel], params: ChatParams | None = None) -> None:
+        old, self._model = self._model, None
+        self._model_factory = factory
+        if params is not None:
+            self.params = params
+        if old is not None:
+            await old.aclose()
+
+    async def aclose(self) -> None:
+        if self._model is not None:
+            await self._model.aclose()
+            self._model = None
+
+    def save_user_message(self, conversation_id: str | None, text: str) -> UserSaved:
+        """Commit the participant's message (creating the conversation if needed) before anything else."""
+        if conversation_id is None:
+            conversation = self.store.create(title_from(text))
+        else:
+            found = self.store.get(conversation_id)
+            if found is None:
+                raise ValueError(f"conversation {conversation_id} does not exist")
+            conversation = found
+        message = self.store.add_message(conversation.id, "user", text)
+        return UserSaved(message, conversation)
+
+    async def send(self, conversation_id: str | None, text: str) -> AsyncIterator[TurnEvent]:
+        """Save the message, then stream the reply. Cancelling the consumer marks the reply interrupted."""
+        saved = self.save_user_message(conversation_id, text)
+        yield saved
+        async for event in self.reply(saved.conversation, saved.message):
+            yield event
+
+    async def reply(self, conversation: Conversation, request: Message) -> AsyncIterator[TurnEvent]:
+        attributes: list[str] = []
+        if self.select_attributes is not None and conversation.memory_enabled:
+            try:
+                attributes = await self.select_attributes(conversation, request)
+            except LLMError as exc:
+                # Selection failing must not cost the participant an answer: fall back to no profile.
+                log.warning("attribute selection failed: %s", exc)
+        history = self.store.messages(conversation.id, limit=self.context_messages * 2)
+        chat_messages, template = build_messages(history, attributes, context_messages=self.context_messages)
+        try:
+            model = self.model
+        except LLMError as exc:
+            # The model cannot even start (e.g. the embedded model is not installed): say so in the thread.
+            failed = self.store.add_message(conversation.id, "assistant", "", status="error", template=template)
+            self.store.update_message(failed.id, error=str(exc))
+            failed.error = str(exc)
+            yield ReplyStarted(failed, attributes)
+            yield ReplyFinished(failed)
+            return
+        reply = self.store.add_message(conversation.id, "assistant", "", status="streaming",
+                                       model=model.name, template=template)
+        yield ReplyStarted(reply, attributes)
+        async for event in self._stream_into(reply, model, chat_messages):
+            yield event
+
+    async def _stream_into(self, reply: Message, model: ChatModel,
+                           chat_messages: list[dict[str, str]]) -> AsyncIterator[TurnEvent]:
+        parts: list[str] = []
+        started = time.perf_counter()
+        last_flush = started
+        first_token_ms: float | None = None
+        status, error = "complete", None
+        try:
+            async for delta in model.stream(chat_messages, self.params):
+                if not delta:
+                    continue
+                if first_token_ms is None:
+                    first_token_ms = (time.perf_counter() - started) * 1000
+                parts.append(delta)
+                yield ReplyDelta(reply.id, delta)
+                if time.perf_counter() - last_flush >= self.flush_interval:
+                    self.store.update_message(reply.id, content="".join(parts))
+                    last_flush = time.perf_counter()
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "interrupted"
+            raise
+        except LLMError as exc:
+            status, error = "error", str(exc)
+        except Exception as exc:  # never lose the turn to an unexpected failure
+            log.exception("reply failed")
+            status, error = "error", f"Unexpected error while answering: {exc}. The conversation is saved."
+        finally:
+            self.store.update_message(
+                reply.id,
+                content="".join(parts),
+                status=status,
+                error=error,
+                first_token_ms=first_token_ms,
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+            reply.content, reply.status, reply.error = "".join(parts), status, error
+            reply.first_token_ms = first_token_ms
+        yield ReplyFinished(reply)

@@ -1,0 +1,77 @@
+"""``studyapp doctor``: everything a participant or researcher needs to see when something is off."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from studyapp.context import AppContext
+from studyapp.llm.base import LLMError
+from studyapp.llm.factory import make_model
+from studyapp.secrets import keyring_status
+from studyapp.store.db import DatabaseError, pending_migrations, schema_version
+
+PING_MESSAGES = [{"role": "user", "content": "Say hello in one word."}]
+
+
+async def _ping(app_ctx: AppContext) -> str:
+    from studyapp.llm.base import ChatParams
+
+    model = make_model(app_ctx.model_settings())
+    try:
+        parts: list[str] = []
+        async for delta in model.stream(PING_MESSAGES, ChatParams(max_tokens=8, temperature=0.0)):
+            parts.append(delta)
+        return "".join(parts).strip()
+    finally:
+        await model.aclose()
+
+
+def run_doctor(app_ctx: AppContext, *, check_model: bool, echo: Callable[[str], None]) -> bool:
+    ok = True
+    echo(f"data dir:        {app_ctx.data_dir}")
+    echo(f"database:        {app_ctx.database_path}")
+    try:
+        db = app_ctx.db
+        echo(f"schema version:  {schema_version(db)}")
+        pending = pending_migrations(db)
+        if pending:
+            echo(f"pending:         {', '.join(pending)}")
+        n_conv = db.execute("SELECT count(*) FROM conversations").fetchone()[0]
+        n_msg = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+        echo(f"history:         {n_conv} conversations, {n_msg} messages")
+    except DatabaseError as exc:
+        echo(f"database error:  {exc}")
+        return False
+    settings = app_ctx.model_settings()
+    echo(f"model:           {settings.describe()}")
+    echo(f"parameters:      {settings.params.to_dict()}")
+    status = keyring_status()
+    echo(f"keyring:         {status.backend}" + ("" if status.available else " (unavailable)"))
+    if not status.available:
+        echo(f"                 {status.hint}")
+    for line in _extra_sections(app_ctx):
+        echo(line)
+    if check_model:
+        try:
+            answer = asyncio.run(_ping(app_ctx))
+            echo(f"model answers:   yes ({answer[:60]!r})")
+        except LLMError as exc:
+            ok = False
+            echo(f"model answers:   no: {exc}")
+    return ok
+
+
+def _extra_sections(app_ctx: AppContext) -> list[str]:
+    """Sections contributed by the study, privacy and sync parts (each optional)."""
+    lines: list[str] = []
+    try:
+        from studyapp.sync.client import sync_status
+    except ImportError:
+        return lines
+    try:
+        status = sync_status(app_ctx.db)
+    except Exception as exc:  # a diagnostics tool reports; it does not crash
+        return [f"sync:            unavailable ({exc})"]
+    lines.append(f"sync:            {status}")
+    return lines

@@ -1,0 +1,48 @@
+"""The participant's chat app (Textual). Thin: screens, widgets and styles live beside it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from studyapp.context import AppContext
+from studyapp.llm.base import ChatModel
+from studyapp.tui.screens.chat import ChatScreen
+from studyapp.tui.services import Services
+
+IMPORTED_AT = time.perf_counter()
+
+
+class StudyApp(App[None]):
+    CSS_PATH = ["styles/app.tcss"]
+    TITLE = "studyapp"
+
+    def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None) -> None:
+        super().__init__()
+        self.services = Services(app_ctx, model_factory=model_factory)
+        self.started_ms: float | None = None
+
+    def get_default_screen(self) -> Screen[None]:
+        return ChatScreen(self.services)
+
+    def on_ready(self) -> None:
+        # Kept at hand for the start-up benchmark and `textual console`.
+        self.started_ms = (time.perf_counter() - IMPORTED_AT) * 1000
+        self.log.info(f"studyapp started in {self.started_ms:.0f} ms")
+        if self.services.recovered:
+            self.notify(f"{self.services.recovered} reply(ies) cut off last time were kept and marked interrupted.")
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, ChatScreen):
+            yield SystemCommand("New conversation", "Start a new conversation", screen.action_new_conversation)
+            yield SystemCommand("Search messages", "Search all past messages", screen.action_search)
+            yield SystemCommand("Rename conversation", "Rename the open conversation", screen.action_rename)
+            yield SystemCommand("Delete conversation", "Delete the open conversation", screen.action_delete)
+            yield SystemCommand("Model settings", "Choose the model and its parameters", screen.action_settings)
+
+    async def on_unmount(self) -> None:
+        await self.services.aclose()

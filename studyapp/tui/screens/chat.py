@@ -1,0 +1,229 @@
+"""The main screen: conversations on the left, the conversation and the message box on the right."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Label, Static
+
+from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
+from studyapp.store.conversations import SearchHit
+from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
+from studyapp.tui.screens.search import SearchScreen
+from studyapp.tui.screens.settings import SettingsResult, SettingsScreen
+from studyapp.tui.services import Services
+from studyapp.tui.widgets.composer import Composer
+from studyapp.tui.widgets.conversation_list import ConversationList
+from studyapp.tui.widgets.message_view import ConversationView, MessageView
+
+PAGE_SIZE = 50
+REPLY_GROUP = "reply"
+
+
+class ChatScreen(Screen[None]):
+    BINDINGS = [
+        Binding("ctrl+n", "new_conversation", "New", priority=True),
+        Binding("ctrl+f", "search", "Search", priority=True),
+        Binding("ctrl+e", "rename", "Rename", priority=True),
+        Binding("ctrl+d", "delete", "Delete", priority=True),
+        Binding("ctrl+o", "settings", "Settings", priority=True),
+        Binding("escape", "stop", "Stop reply"),
+        Binding("ctrl+b", "load_earlier", "Earlier messages", show=False, priority=True),
+        Binding("ctrl+l", "focus_conversations", "Conversations", show=False),
+    ]
+
+    def __init__(self, services: Services) -> None:
+        super().__init__()
+        self.services = services
+        self.conversation_id: str | None = None
+
+    # Layout --------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            with Vertical(id="sidebar"):
+                yield Button("+ New conversation", id="new", classes="new-conversation")
+                yield ConversationList(id="conversations")
+            with Vertical(id="main"):
+                yield ConversationView(id="conversation")
+                yield Label("", id="empty-hint", markup=False)
+                yield Composer(id="composer")
+        yield Static("", id="status", markup=False)
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        conversations = self.services.conversations.list(limit=1)
+        await self.open_conversation(conversations[0].id if conversations else None)
+        self.query_one(Composer).focus()
+        self.update_status()
+
+    # Conversations -------------------------------------------------------------------
+
+    def refresh_list(self) -> None:
+        self.query_one(ConversationList).set_conversations(self.services.conversations.list(), self.conversation_id)
+
+    async def open_conversation(self, conversation_id: str | None, *, around: SearchHit | None = None) -> None:
+        store = self.services.conversations
+        view = self.query_one(ConversationView)
+        self.conversation_id = conversation_id
+        hint = self.query_one("#empty-hint", Label)
+        if conversation_id is None:
+            self.sub_title = "New conversation"
+            await view.show([], has_earlier=False)
+            hint.update(f"Chatting with {self.services.model_settings().describe()}. Type a message and press Enter.")
+            hint.display = True
+        else:
+            conversation = store.get(conversation_id)
+            self.sub_title = conversation.title if conversation else ""
+            hint.display = False
+            if around is not None:
+                messages = store.messages_around(conversation_id, around.message.n, before=PAGE_SIZE // 2,
+                                                 after=PAGE_SIZE // 2)
+            else:
+                messages = store.messages(conversation_id, limit=PAGE_SIZE)
+            has_earlier = bool(messages) and bool(store.messages(conversation_id, before_n=messages[0].n, limit=1))
+            await view.show(messages, has_earlier=has_earlier)
+            if around is not None:
+                target = view.query_one(f"#m{around.message.n}", MessageView)
+                target.add_class("-hit")
+                view.call_after_refresh(view.scroll_to_widget, target, animate=False, top=True)
+            else:
+                view.call_after_refresh(view.scroll_end, animate=False)
+        self.refresh_list()
+
+    async def action_new_conversation(self) -> None:
+        await self.open_conversation(None)
+        self.query_one(Composer).focus()
+
+    @on(Button.Pressed, "#new")
+    async def _new_pressed(self) -> None:
+        await self.action_new_conversation()
+
+    @on(ConversationList.Chosen)
+    async def _chosen(self, event: ConversationList.Chosen) -> None:
+        if event.conversation_id != self.conversation_id:
+            await self.open_conversation(event.conversation_id)
+        self.query_one(Composer).focus()
+
+    @on(Button.Pressed, "#load-earlier")
+    async def action_load_earlier(self) -> None:
+        view = self.query_one(ConversationView)
+        first = view.first_n()
+        if self.conversation_id is None or first is None:
+            return
+        store = self.services.conversations
+        older = store.messages(self.conversation_id, before_n=first, limit=PAGE_SIZE)
+        has_earlier = bool(older) and bool(store.messages(self.conversation_id, before_n=older[0].n, limit=1))
+        await view.prepend(older, has_earlier=has_earlier)
+
+    @work(group="dialogs")
+    async def action_rename(self) -> None:
+        if self.conversation_id is None:
+            self.notify("Send a message first: a new conversation is saved with its first message.")
+            return
+        conversation = self.services.conversations.get(self.conversation_id)
+        title = await self.app.push_screen_wait(PromptScreen("Rename conversation", conversation.title if conversation
+                                                             else ""))
+        if title is not None and self.conversation_id is not None:
+            self.services.conversations.rename(self.conversation_id, title)
+            self.sub_title = self.services.conversations.get(self.conversation_id).title  # type: ignore[union-attr]
+            self.refresh_list()
+
+    @work(group="dialogs")
+    async def action_delete(self) -> None:
+        if self.conversation_id is None:
+            return
+        if self._replying():
+            self.notify("Stop the reply (Esc) before deleting this conversation.", severity="warning")
+            return
+        conversation = self.services.conversations.get(self.conversation_id)
+        title = conversation.title if conversation else "this conversation"
+        if await self.app.push_screen_wait(ConfirmScreen(f"Delete “{title}” and all its messages?", "Delete")):
+            self.services.conversations.delete(self.conversation_id)
+            remaining = self.services.conversations.list(limit=1)
+            await self.open_conversation(remaining[0].id if remaining else None)
+            self.notify(f"Deleted “{title}”.")
+
+    @work(group="dialogs")
+    async def action_search(self) -> None:
+        hit = await self.app.push_screen_wait(SearchScreen(self.services.conversations.search))
+        if hit is not None:
+            await self.open_conversation(hit.message.conversation_id, around=hit)
+
+    @work(group="dialogs")
+    async def action_settings(self) -> None:
+        status = self.services.keyring_status()
+        result: SettingsResult | None = await self.app.push_screen_wait(
+            SettingsScreen(self.services.model_settings(), keyring_hint="" if status.available else status.hint)
+        )
+        if result is None:
+            return
+        message = await self.services.apply_settings(result.settings, result.api_key)
+        self.notify(message, severity="warning" if "keyring" in message.lower() else "information")
+        self.update_status()
+
+    def action_focus_conversations(self) -> None:
+        self.query_one(ConversationList).focus()
+
+    # Sending -------------------------------------------------------------------------
+
+    def _replying(self) -> bool:
+        return any(w.group == REPLY_GROUP and w.is_running for w in self.workers)
+
+    @on(Composer.Submitted)
+    def _submitted(self, event: Composer.Submitted) -> None:
+        if self._replying():
+            self.notify("A reply is still arriving: wait for it, or press Esc to stop it.")
+            return
+        event.composer.clear()
+        self.run_turn(self.conversation_id, event.text.strip())
+
+    @work(exclusive=True, group=REPLY_GROUP)
+    async def run_turn(self, conversation_id: str | None, text: str) -> None:
+        view = self.query_one(ConversationView)
+        reply_view: MessageView | None = None
+        try:
+            async for event in self.services.chat.send(conversation_id, text):
+                if isinstance(event, UserSaved):
+                    if conversation_id is None:
+                        self.conversation_id = event.conversation.id
+                        self.sub_title = event.conversation.title
+                        self.query_one("#empty-hint", Label).display = False
+                    await view.add(event.message)
+                    self.refresh_list()
+                elif isinstance(event, ReplyStarted):
+                    reply_view = await view.add(event.message)
+                    self.update_status("Answering… (Esc stops)")
+                elif isinstance(event, ReplyDelta) and reply_view is not None:
+                    await reply_view.append(event.text)
+                elif isinstance(event, ReplyFinished) and reply_view is not None:
+                    await reply_view.finish(event.message)
+                    if event.message.status == "error":
+                        self.notify(event.message.error or "The reply failed.", severity="error", timeout=8)
+        except asyncio.CancelledError:
+            if reply_view is not None:
+                stored = self.services.conversations.get_message(reply_view.message.id)
+                if stored is not None:
+                    await reply_view.finish(stored)
+            raise
+        finally:
+            self.update_status()
+        self.services.after_reply(self.conversation_id)
+
+    def action_stop(self) -> None:
+        if self._replying():
+            self.workers.cancel_group(self, REPLY_GROUP)
+            self.notify("Stopped. What arrived is kept.")
+
+    def update_status(self, activity: str = "") -> None:
+        parts = [f"Model: {self.services.model_settings().describe()}"]
+        parts += self.services.status_parts()
+        if activity:
+            parts.append(activity)
+        self.query_one("#status", Static).update("  ·  ".join(parts))

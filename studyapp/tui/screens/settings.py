@@ -1,0 +1,109 @@
+"""Choose the model: the embedded offline model or an OpenAI-compatible endpoint.
+
+The API key typed here goes to the OS keyring (studyapp.secrets), never to the database or a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet
+
+from studyapp.llm.base import ChatParams
+from studyapp.llm.config import LOCAL, ModelSettings
+
+
+@dataclass
+class SettingsResult:
+    settings: ModelSettings
+    api_key: str | None
+
+
+class SettingsScreen(ModalScreen[SettingsResult | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: ModelSettings, *, keyring_hint: str = "") -> None:
+        super().__init__(classes="dialog-screen")
+        self.current = current
+        self.keyring_hint = keyring_hint
+
+    def compose(self) -> ComposeResult:
+        remote = not self.current.is_local
+        with VerticalScroll(classes="dialog settings"):
+            yield Label("Model", classes="question")
+            with RadioSet(id="kind"):
+                yield RadioButton("Embedded offline model (SmolLM2-135M)", value=not remote, id="local")
+                yield RadioButton("OpenAI-compatible server", value=remote, id="remote")
+            yield Label("Base URL (e.g. http://127.0.0.1:8080/v1)")
+            yield Input(self.current.base_url or "", id="base_url", disabled=not remote)
+            yield Label("Model name")
+            yield Input("" if self.current.is_local else self.current.model, id="model", disabled=not remote)
+            yield Label("API key (stored in the OS keyring; leave empty to keep the current one)")
+            yield Input("", password=True, id="api_key", disabled=not remote)
+            if self.keyring_hint:
+                yield Label(self.keyring_hint, classes="warning", markup=False)
+            yield Label("Temperature (0-2)")
+            yield Input(str(self.current.params.temperature), id="temperature")
+            yield Label("Maximum reply tokens")
+            yield Input(str(self.current.params.max_tokens or ""), id="max_tokens")
+            yield Label("", id="settings-error", classes="error", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Save", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+
+    @on(RadioSet.Changed, "#kind")
+    def _kind_changed(self, event: RadioSet.Changed) -> None:
+        remote = event.pressed.id == "remote"
+        for field in ("#base_url", "#model", "#api_key"):
+            self.query_one(field, Input).disabled = not remote
+
+    def _error(self, text: str) -> None:
+        self.query_one("#settings-error", Label).update(text)
+
+    def _collect(self) -> SettingsResult | None:
+        remote = self.query_one("#remote", RadioButton).value
+        try:
+            temperature = float(self.query_one("#temperature", Input).value or 0.7)
+        except ValueError:
+            self._error("Temperature must be a number between 0 and 2.")
+            return None
+        if not 0 <= temperature <= 2:
+            self._error("Temperature must be between 0 and 2.")
+            return None
+        raw_max = self.query_one("#max_tokens", Input).value.strip()
+        if raw_max and (not raw_max.isdigit() or int(raw_max) < 1):
+            self._error("Maximum reply tokens must be a whole number of at least 1 (or empty for no limit).")
+            return None
+        params = replace(self.current.params, temperature=temperature, max_tokens=int(raw_max) if raw_max else None)
+        if not remote:
+            return SettingsResult(replace(self.current, model=LOCAL, params=params), None)
+        base_url = self.query_one("#base_url", Input).value.strip()
+        model = self.query_one("#model", Input).value.strip()
+        if not base_url.startswith(("http://", "https://")):
+            self._error("Base URL must start with http:// or https://, e.g. http://127.0.0.1:8080/v1")
+            return None
+        if not model or model == LOCAL:
+            self._error("Enter the model name the server offers (for example llama3.1:8b or gpt-4o-mini).")
+            return None
+        api_key = self.query_one("#api_key", Input).value.strip() or None
+        return SettingsResult(
+            replace(self.current, model=model, base_url=base_url.rstrip("/"), params=params), api_key
+        )
+
+    @on(Button.Pressed, "#save")
+    def _save(self) -> None:
+        result = self._collect()
+        if result is not None:
+            self.dismiss(result)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+__all__ = ["ChatParams", "SettingsResult", "SettingsScreen"]

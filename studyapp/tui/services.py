@@ -1,0 +1,64 @@
+"""What the screens call: one object wiring the store, the chat service and the model settings.
+
+Screens get this object instead of reaching for the database or the network themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from studyapp.chat import ChatService
+from studyapp.context import AppContext
+from studyapp.llm.base import ChatModel
+from studyapp.llm.config import ModelSettings
+from studyapp.llm.factory import make_model
+from studyapp.secrets import KeyringStatus, SecretStoreUnavailable, keyring_status, set_api_key
+from studyapp.store.conversations import ConversationStore
+
+
+class Services:
+    def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None) -> None:
+        self.app_ctx = app_ctx
+        self.conversations = ConversationStore(app_ctx.db)
+        # A crash may have left a reply 'streaming': it is interrupted, with its text so far kept.
+        self.recovered = self.conversations.mark_streaming_interrupted()
+        self._fixed_factory = model_factory
+        settings = self.model_settings()
+        self.chat = ChatService(
+            self.conversations,
+            model_factory or self._make_model,
+            params=settings.params,
+            context_messages=settings.context_messages,
+        )
+
+    def model_settings(self) -> ModelSettings:
+        return self.app_ctx.model_settings()
+
+    def _make_model(self) -> ChatModel:
+        return make_model(self.model_settings())
+
+    def keyring_status(self) -> KeyringStatus:
+        return keyring_status()
+
+    async def apply_settings(self, settings: ModelSettings, api_key: str | None) -> str:
+        """Save model settings (and the API key, in the keyring). Returns what to tell the participant."""
+        message = f"Now chatting with {settings.describe()}."
+        if api_key:
+            try:
+                set_api_key(settings.key_profile, api_key)
+            except SecretStoreUnavailable as exc:
+                message += f" The API key was NOT saved: {exc}"
+        self.app_ctx.save_model_settings(replace(settings))
+        await self.chat.replace_model(self._fixed_factory or self._make_model, settings.params)
+        return message
+
+    def status_parts(self) -> list[str]:
+        """Extra status-line parts (study day, pending reviews, sync) from the other parts of the app."""
+        return []
+
+    def after_reply(self, conversation_id: str | None) -> None:
+        """Called when a reply has finished; background stages (extraction) hook in here."""
+
+    async def aclose(self) -> None:
+        await self.chat.aclose()

@@ -1,0 +1,99 @@
+"""Messages on screen: one MessageView per message inside a ConversationView.
+
+Only a window of the conversation is mounted (the newest page, or the page around a search hit);
+older pages are mounted on request, so a conversation of any length opens at once.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Button, Markdown, Static
+
+from studyapp.store.conversations import Message
+
+ROLE_LABELS = {"user": "You", "assistant": "Assistant", "system": "System"}
+STATUS_NOTES = {
+    "interrupted": "Stopped: the text above is what arrived.",
+    "streaming": "…",
+}
+
+
+class MessageView(Vertical):
+    def __init__(self, message: Message) -> None:
+        super().__init__(classes=f"message -{message.role} -{message.status}", id=f"m{message.n}")
+        self.message = message
+        self._stream = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(ROLE_LABELS.get(self.message.role, self.message.role), classes="role", markup=False)
+        yield Markdown(self.message.content, classes="content")
+        yield Static(self._note(), classes="note", markup=False)
+
+    def _note(self) -> str:
+        if self.message.status == "error":
+            return f"Error: {self.message.error or 'the reply failed'}"
+        return STATUS_NOTES.get(self.message.status, "")
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(".content", Markdown)
+
+    async def append(self, text: str) -> None:
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self.markdown)
+        self.message.content += text
+        await self._stream.write(text)
+
+    async def finish(self, message: Message) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        self.message = message
+        self.set_classes(f"message -{message.role} -{message.status}")
+        if self.markdown.source != message.content:
+            await self.markdown.update(message.content)
+        self.query_one(".note", Static).update(self._note())
+
+
+class ConversationView(VerticalScroll):
+    """The scrolling column of messages, pinned to the bottom while the participant has not scrolled away."""
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    async def show(self, messages: list[Message], *, has_earlier: bool) -> None:
+        await self.remove_children()
+        widgets: list[Vertical | Button] = []
+        if has_earlier:
+            widgets.append(Button("Load earlier messages (ctrl+b)", id="load-earlier", classes="load-earlier"))
+        widgets.extend(MessageView(m) for m in messages)
+        await self.mount_all(widgets)
+
+    async def prepend(self, messages: list[Message], *, has_earlier: bool) -> None:
+        button = self.query("#load-earlier")
+        first = self.query(MessageView).first() if self.query(MessageView) else None
+        await button.remove()
+        widgets: list[Vertical | Button] = []
+        if has_earlier:
+            widgets.append(Button("Load earlier messages (ctrl+b)", id="load-earlier", classes="load-earlier"))
+        widgets.extend(MessageView(m) for m in messages)
+        if first is not None:
+            await self.mount_all(widgets, before=first)
+        else:
+            await self.mount_all(widgets)
+
+    async def add(self, message: Message) -> MessageView:
+        view = MessageView(message)
+        await self.mount(view)
+        return view
+
+    def view_for(self, message_id: str) -> MessageView | None:
+        for view in self.query(MessageView):
+            if view.message.id == message_id:
+                return view
+        return None
+
+    def first_n(self) -> int | None:
+        views = self.query(MessageView)
+        return views.first().message.n if views else None
