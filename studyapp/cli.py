@@ -101,3 +101,5 @@ def export_mine(ctx: click.Context, data_dir: Path | None, out: Path) -> None:
 
 
 # Commands of the other parts register here, one line each.
+from studyapp.study.commands import study as _study_group  # noqa: E402
+cli.add_command(_study_group)

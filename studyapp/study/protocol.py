@@ -1,0 +1,654 @@
+"""The study protocol: a researcher-authored TOML file, parsed into typed, frozen objects.
+
+The file is the contract between a study's researchers and every participant install (ARCHITECTURE.md
+section 4). It is validated completely on load: every problem is collected (not only the first) and each
+message names the key, the value found and what is allowed, so a researcher can fix the file in one pass.
+
+Layout (see examples/study.toml for a complete, commented file)::
+
+    [study]            id, title, version, duration_days, server_url (optional)
+    [[consent]]        version, title, and text = "..." or file = "relative/path.md"; the last one is current
+    [categories.NAME]  required, description        NAME from studyapp.events.CATEGORIES
+    [privacy]          review_uploads, require_ner
+    [comparisons]      min_turns_between, daily_cap, probability, min_attributes, seed (optional)
+    [rating_scale]     points (5), labels (5 strings, Response 1 much better .. Response 2 much better)
+    [attribute_review] every_new_attributes, batch_size, max_per_day
+    [models.ROLE]      model ("local" or a model name), base_url; ROLE is assistant, extractor, selector,
+                       judge; the judge may be an array of tables ([[models.judge]]) for several judges
+
+``Protocol.to_dict()`` gives the same shape with consent texts inline (plus their sha256), and
+``protocol_from_dict`` validates such a dict again: this is how a protocol travels from the collection
+server to a participant's install and into the ``studies`` table.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from studyapp.events import CATEGORIES
+
+LOCAL = "local"
+ROLES = ("assistant", "extractor", "selector", "judge")
+RATING_POINTS = 5
+DEFAULT_LABELS = (
+    "Response 1 much better",
+    "Response 1 somewhat better",
+    "About the same",
+    "Response 2 somewhat better",
+    "Response 2 much better",
+)
+DEFAULT_CATEGORY_DESCRIPTIONS = {
+    "ratings": "Your ratings of side-by-side answers, with the answers you rated.",
+    "attribute_labels": "Your labels on what the assistant believes about you (makes sense / maybe / doesn't).",
+    "relevance_labels": "Your yes/no answers on whether an attribute should have shaped an answer.",
+    "attributes": "The attributes the assistant inferred about you (anonymized).",
+    "conversation_text": "The text of your conversations (anonymized on your machine).",
+}
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class ProtocolError(ValueError):
+    """The protocol cannot be used. ``errors`` lists every problem found, each one line."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = list(errors)
+        noun = "problem" if len(errors) == 1 else "problems"
+        lines = "\n".join(f"  - {e}" for e in errors)
+        super().__init__(f"{source}: {len(errors)} {noun} in the study protocol:\n{lines}")
+
+
+@dataclass(frozen=True)
+class ConsentDocument:
+    version: str
+    title: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the exact text shown to the participant (recorded with every consent event)."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CategorySpec:
+    name: str
+    required: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class ComparisonSchedule:
+    min_turns_between: int
+    daily_cap: int
+    probability: float
+    min_attributes: int
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    points: int = RATING_POINTS
+    labels: tuple[str, ...] = DEFAULT_LABELS
+
+
+@dataclass(frozen=True)
+class AttributeReview:
+    # Ask for labels once this many extracted attributes are still unlabeled ...
+    every_new_attributes: int = 3
+    # ... this many at a time ...
+    batch_size: int = 3
+    # ... and at most this many attributes per study day.
+    max_per_day: int = 9
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str
+    base_url: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.model == LOCAL
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model} | ({"base_url": self.base_url} if self.base_url else {})
+
+
+@dataclass(frozen=True)
+class Protocol:
+    id: str
+    title: str
+    version: str
+    duration_days: int
+    consent: list[ConsentDocument]
+    categories: dict[str, CategorySpec]
+    review_uploads: bool
+    comparisons: ComparisonSchedule
+    rating_scale: RatingScale
+    attribute_review: AttributeReview
+    # Roles assistant, extractor, selector, judge; further judges are "judge.2", "judge.3", ...
+    models: dict[str, ModelSpec]
+    server_url: str | None
+    require_ner: bool
+    raw_text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def current_consent(self) -> ConsentDocument:
+        """The consent document participants are asked to agree to now: the last one listed."""
+        return self.consent[-1]
+
+    @property
+    def judges(self) -> list[ModelSpec]:
+        """Every judge model, in the order the file lists them (empty: no judging)."""
+        return [spec for role, spec in self.models.items() if role == "judge" or role.startswith("judge.")]
+
+    @property
+    def required_categories(self) -> list[str]:
+        return [name for name, spec in self.categories.items() if spec.required]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, in the file's own shape (consent texts inline), so ``protocol_from_dict`` reads it back."""
+        study: dict[str, Any] = {
+            "id": self.id,
+            "title": self.title,
+            "version": self.version,
+            "duration_days": self.duration_days,
+        }
+        if self.server_url:
+            study["server_url"] = self.server_url
+        comparisons: dict[str, Any] = {
+            "min_turns_between": self.comparisons.min_turns_between,
+            "daily_cap": self.comparisons.daily_cap,
+            "probability": self.comparisons.probability,
+            "min_attributes": self.comparisons.min_attributes,
+        }
+        if self.comparisons.seed is not None:
+            comparisons["seed"] = self.comparisons.seed
+        models: dict[str, Any] = {
+            role: spec.to_dict() for role, spec in self.models.items() if role in ROLES and role != "judge"
+        }
+        models["judge"] = [spec.to_dict() for spec in self.judges]
+        return {
+            "study": study,
+            "consent": [
+                {"version": c.version, "title": c.title, "text": c.text, "sha256": c.sha256} for c in self.consent
+            ],
+            "categories": {
+                name: {"required": spec.required, "description": spec.description}
+                for name, spec in self.categories.items()
+            },
+            "privacy": {"review_uploads": self.review_uploads, "require_ner": self.require_ner},
+            "comparisons": comparisons,
+            "rating_scale": {"points": self.rating_scale.points, "labels": list(self.rating_scale.labels)},
+            "attribute_review": {
+                "every_new_attributes": self.attribute_review.every_new_attributes,
+                "batch_size": self.attribute_review.batch_size,
+                "max_per_day": self.attribute_review.max_per_day,
+            },
+            "models": models,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    def summary(self) -> str:
+        """A few lines for ``studyapp study check`` and for the participant's status views."""
+        c = self.comparisons
+        r = self.attribute_review
+        cats = ", ".join(f"{n}{' (required)' if s.required else ''}" for n, s in self.categories.items())
+        models = ", ".join(f"{role}={spec.model}" for role, spec in self.models.items())
+        lines = [
+            f"Study {self.id!r} version {self.version}: {self.title}",
+            f"  duration: {self.duration_days} days; server: {self.server_url or '(none: local only)'}",
+            f"  consent: version {self.current_consent.version} ({self.current_consent.title!r}, "
+            f"sha256 {self.current_consent.sha256[:12]}...); {len(self.consent)} document(s)",
+            f"  categories: {cats}",
+            f"  privacy: review uploads {'yes' if self.review_uploads else 'no'}, "
+            f"require NER {'yes' if self.require_ner else 'no'}",
+            f"  comparisons: at least {c.min_turns_between} turns apart, at most {c.daily_cap} a day, "
+            f"probability {c.probability}, needs {c.min_attributes} attributes"
+            + (f", seed {c.seed}" if c.seed is not None else ""),
+            f"  rating scale: {self.rating_scale.points} points: {' | '.join(self.rating_scale.labels)}",
+            f"  attribute reviews: after {r.every_new_attributes} new, {r.batch_size} at a time, "
+            f"at most {r.max_per_day} a day",
+            f"  models: {models}",
+        ]
+        return "\n".join(lines)
+
+
+# Validation ---------------------------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    return type(value).__name__
+
+
+class _Validator:
+    """Walks the parsed TOML and collects every error instead of stopping at the first."""
+
+    def __init__(self, base_dir: Path | None) -> None:
+        self.base_dir = base_dir
+        self.errors: list[str] = []
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+    def table(self, data: Mapping[str, Any], key: str, path: str, *, required: bool) -> dict[str, Any] | None:
+        if key not in data:
+            if required:
+                self.error(f"[{path}] is missing: add a [{path}] table")
+            return None
+        value = data[key]
+        if not isinstance(value, dict):
+            self.error(f"{path} = {_show(value)} is {_a(_type_name(value))}: it must be a table ([{path}])")
+            return None
+        return value
+
+    def unknown_keys(self, data: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
+        for key in data:
+            if key in allowed:
+                continue
+            where = f"{path}.{key}" if path else key
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            self.error(f"{where} is not a known key{suggestion}; allowed here: {', '.join(allowed)}")
+
+    def get(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        path: str,
+        kind: str,
+        *,
+        default: Any = None,
+        required: bool = False,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        """One value of kind 'string', 'integer', 'number', 'boolean' or 'strings'; a range check may follow."""
+        where = f"{path}.{key}"
+        if key not in data:
+            if required:
+                self.error(f"{where} is missing: add {key} = <{kind}>")
+            return default
+        value = data[key]
+        ok = {
+            "string": isinstance(value, str),
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "number": isinstance(value, int | float) and not isinstance(value, bool),
+            "boolean": isinstance(value, bool),
+            "strings": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        }[kind]
+        if not ok:
+            wanted = "an array of strings" if kind == "strings" else _a(kind)
+            self.error(f"{where} = {_show(value)} is {_a(_type_name(value))}: it must be {wanted}")
+            return default
+        if kind == "string" and not value.strip():
+            self.error(f"{where} is empty: it must be a non-empty string")
+            return default
+        if check is not None:
+            problem = check(value)
+            if problem:
+                self.error(f"{where} = {_show(value)} {problem}")
+                return default
+        return value
+
+
+def _at_least(minimum: int) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= minimum else f"is out of range: it must be at least {minimum}"
+
+
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    return lambda v: None if low <= v <= high else f"is out of range: it must be between {low} and {high}"
+
+
+def _check_url(value: str) -> str | None:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return "is not a URL: it must look like https://host/path"
+    # Participants' data must never cross a network in clear text.
+    if parsed.scheme == "http" and parsed.hostname not in _LOCAL_HOSTS:
+        return "uses plain http: it must use https (http is allowed only for localhost / 127.0.0.1)"
+    return None
+
+
+def _check_model_url(value: str) -> str | None:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return "is not a URL: it must look like http://127.0.0.1:8080/v1 or https://api.example.org/v1"
+    return None
+
+
+def _check_id(value: str) -> str | None:
+    if _ID_PATTERN.match(value):
+        return None
+    return "is not a valid study id: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol | None:
+    v.unknown_keys(
+        data,
+        ("study", "consent", "categories", "privacy", "comparisons", "rating_scale", "attribute_review", "models"),
+        "",
+    )
+
+    # [study]
+    study = v.table(data, "study", "study", required=True) or {}
+    if study:
+        v.unknown_keys(study, ("id", "title", "version", "duration_days", "server_url"), "study")
+    # A missing [study] is one error, not one per key.
+    required = isinstance(data.get("study"), dict)
+    study_id = v.get(study, "id", "study", "string", required=required, check=_check_id)
+    title = v.get(study, "title", "study", "string", required=required)
+    version = v.get(study, "version", "study", "string", required=required)
+    duration = v.get(study, "duration_days", "study", "integer", required=required, check=_between(1, 3650))
+    server_url = v.get(study, "server_url", "study", "string", check=_check_url)
+
+    consent = _consent(data, v)
+    categories = _categories(data, v)
+
+    # [privacy]
+    privacy = v.table(data, "privacy", "privacy", required=False) or {}
+    v.unknown_keys(privacy, ("review_uploads", "require_ner"), "privacy")
+    review_uploads = v.get(privacy, "review_uploads", "privacy", "boolean", default=False)
+    require_ner = v.get(privacy, "require_ner", "privacy", "boolean", default=False)
+
+    # [comparisons]: required, because how often participants are asked is the heart of the design.
+    comp = v.table(data, "comparisons", "comparisons", required=True) or {}
+    v.unknown_keys(comp, ("min_turns_between", "daily_cap", "probability", "min_attributes", "seed"), "comparisons")
+    need = "comparisons" in data and isinstance(data["comparisons"], dict)
+    schedule = ComparisonSchedule(
+        min_turns_between=v.get(comp, "min_turns_between", "comparisons", "integer", required=need,
+                                default=0, check=_at_least(0)),
+        daily_cap=v.get(comp, "daily_cap", "comparisons", "integer", required=need, default=0, check=_at_least(0)),
+        probability=float(v.get(comp, "probability", "comparisons", "number", required=need, default=0.0,
+                                check=_between(0, 1))),
+        min_attributes=v.get(comp, "min_attributes", "comparisons", "integer", required=need, default=0,
+                             check=_at_least(0)),
+        seed=v.get(comp, "seed", "comparisons", "integer"),
+    )
+
+    # [rating_scale]
+    scale = v.table(data, "rating_scale", "rating_scale", required=False) or {}
+    v.unknown_keys(scale, ("points", "labels"), "rating_scale")
+    points = v.get(
+        scale, "points", "rating_scale", "integer", default=RATING_POINTS,
+        check=lambda p: None if p == RATING_POINTS else
+        f"is not supported: it must be {RATING_POINTS} (the export contract's 5-point comparative scale)",
+    )
+    labels = v.get(
+        scale, "labels", "rating_scale", "strings", default=list(DEFAULT_LABELS),
+        check=lambda ls: None if len(ls) == RATING_POINTS and all(s.strip() for s in ls) else
+        f"has {len(ls)} labels: it must list {RATING_POINTS} non-empty labels, from "
+        f"'Response 1 much better' to 'Response 2 much better'",
+    )
+    rating_scale = RatingScale(points=points, labels=tuple(labels))
+
+    # [attribute_review]
+    review = v.table(data, "attribute_review", "attribute_review", required=False) or {}
+    v.unknown_keys(review, ("every_new_attributes", "batch_size", "max_per_day"), "attribute_review")
+    defaults = AttributeReview()
+    attribute_review = AttributeReview(
+        every_new_attributes=v.get(review, "every_new_attributes", "attribute_review", "integer",
+                                   default=defaults.every_new_attributes, check=_at_least(1)),
+        batch_size=v.get(review, "batch_size", "attribute_review", "integer", default=defaults.batch_size,
+                         check=_between(1, 50)),
+        max_per_day=v.get(review, "max_per_day", "attribute_review", "integer", default=defaults.max_per_day,
+                          check=_at_least(0)),
+    )
+
+    models = _models(data, v)
+
+    if v.errors:
+        return None
+    return Protocol(
+        id=study_id,
+        title=title,
+        version=version,
+        duration_days=duration,
+        consent=consent,
+        categories=categories,
+        review_uploads=review_uploads,
+        comparisons=schedule,
+        rating_scale=rating_scale,
+        attribute_review=attribute_review,
+        models=models,
+        server_url=server_url,
+        require_ner=require_ner,
+        raw_text=raw_text,
+    )
+
+
+def _consent(data: Mapping[str, Any], v: _Validator) -> list[ConsentDocument]:
+    if "consent" not in data:
+        v.error("[[consent]] is missing: add at least one consent document ([[consent]] with version, title, text)")
+        return []
+    entries = data["consent"]
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        v.error(f"consent = {_show(entries)} is {_a(_type_name(entries))}: it must be one or more [[consent]] tables")
+        return []
+    documents: list[ConsentDocument] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(entries, start=1):
+        path = f"consent[{i}]"
+        v.unknown_keys(entry, ("version", "title", "text", "file", "sha256"), path)
+        version = v.get(entry, "version", path, "string", required=True)
+        title = v.get(entry, "title", path, "string", required=True)
+        text = _consent_text(entry, path, v)
+        if version is not None:
+            if version in seen:
+                v.error(f"{path}.version = {version!r} repeats consent[{seen[version]}].version: "
+                        "every consent document needs its own version")
+            else:
+                seen[version] = i
+        if version is None or title is None or text is None:
+            continue
+        doc = ConsentDocument(version=version, title=title, text=text)
+        expected = entry.get("sha256")
+        if expected is not None and expected != doc.sha256:
+            # Only present in a protocol that travelled as JSON: the text must be the one hashed.
+            v.error(f"{path}.sha256 = {_show(expected)} does not match the text's sha256 {doc.sha256}: "
+                    "the consent text was changed in transit")
+            continue
+        documents.append(doc)
+    return documents
+
+
+def _consent_text(entry: Mapping[str, Any], path: str, v: _Validator) -> str | None:
+    has_text, has_file = "text" in entry, "file" in entry
+    if has_text and has_file:
+        v.error(f"{path} has both text and file: give the consent text inline (text = \"\"\"...\"\"\") "
+                "or as a file path, not both")
+        return None
+    if not has_text and not has_file:
+        v.error(f"{path}.text is missing: add text = \"\"\"...\"\"\" or file = \"consent.md\" "
+                "(a path relative to the protocol file)")
+        return None
+    if has_text:
+        return v.get(entry, "text", path, "string", required=True)
+    name = v.get(entry, "file", path, "string", required=True)
+    if name is None:
+        return None
+    file = Path(name)
+    if not file.is_absolute():
+        if v.base_dir is None:
+            v.error(f"{path}.file = {name!r} cannot be read: a protocol given as text has no folder to resolve "
+                    "relative paths against; give the text inline or use load_protocol(path)")
+            return None
+        file = v.base_dir / file
+    try:
+        # Bytes decoded as-is (no newline translation): the sha256 must be of the exact text shown.
+        text = file.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        v.error(f"{path}.file = {name!r} does not exist (looked for {file}): the path is relative to the "
+                "protocol file")
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        v.error(f"{path}.file = {name!r} cannot be read as UTF-8 text ({exc})")
+        return None
+    if not text.strip():
+        v.error(f"{path}.file = {name!r} is empty: the consent document needs its text")
+        return None
+    return text
+
+
+def _categories(data: Mapping[str, Any], v: _Validator) -> dict[str, CategorySpec]:
+    table = v.table(data, "categories", "categories", required=True)
+    if table is None:
+        return {}
+    if not table:
+        v.error(f"[categories] is empty: ask for at least one of {', '.join(CATEGORIES)}")
+    result: dict[str, CategorySpec] = {}
+    for name, spec in table.items():
+        path = f"categories.{name}"
+        if name not in CATEGORIES:
+            hint = difflib.get_close_matches(name, CATEGORIES, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            v.error(f"[{path}] is not a known data category{suggestion}; allowed: {', '.join(CATEGORIES)}")
+            continue
+        if isinstance(spec, bool):
+            # Shorthand: ratings = true asks for the category, optional for the participant.
+            if spec:
+                result[name] = CategorySpec(name, False, DEFAULT_CATEGORY_DESCRIPTIONS[name])
+            continue
+        if not isinstance(spec, dict):
+            v.error(f"{path} = {_show(spec)} is {_a(_type_name(spec))}: it must be a table "
+                    "with required = true|false and description = \"...\" (or true)")
+            continue
+        v.unknown_keys(spec, ("required", "description"), path)
+        required = v.get(spec, "required", path, "boolean", default=False)
+        description = v.get(spec, "description", path, "string", default=DEFAULT_CATEGORY_DESCRIPTIONS[name])
+        result[name] = CategorySpec(name, required, description)
+    return result
+
+
+def _model_spec(entry: Any, path: str, v: _Validator) -> ModelSpec | None:
+    if isinstance(entry, str):
+        entry = {"model": entry}
+    if not isinstance(entry, dict):
+        v.error(f"{path} = {_show(entry)} is {_a(_type_name(entry))}: it must be a table with model = "
+                "\"local\" or a model name, and base_url for an OpenAI-compatible endpoint")
+        return None
+    v.unknown_keys(entry, ("model", "base_url"), path)
+    model = v.get(entry, "model", path, "string", required=True)
+    base_url = v.get(entry, "base_url", path, "string", check=_check_model_url)
+    if model == LOCAL and base_url:
+        v.error(f"{path}.base_url = {base_url!r} is set for model = \"local\": the embedded model needs no "
+                "endpoint; remove base_url or name a served model")
+        return None
+    if model is None:
+        return None
+    return ModelSpec(model=model, base_url=base_url)
+
+
+def _models(data: Mapping[str, Any], v: _Validator) -> dict[str, ModelSpec]:
+    table = v.table(data, "models", "models", required=False) or {}
+    v.unknown_keys(table, ROLES, "models")
+    models: dict[str, ModelSpec] = {}
+    for role in ("assistant", "extractor", "selector"):
+        spec = _model_spec(table[role], f"models.{role}", v) if role in table else ModelSpec(LOCAL)
+        if spec is not None:
+            models[role] = spec
+    judges = table.get("judge", {"model": LOCAL})
+    # judge = [] turns judging off; [[models.judge]] lists several judges.
+    entries = judges if isinstance(judges, list) else [judges]
+    for i, entry in enumerate(entries, start=1):
+        path = "models.judge" if not isinstance(judges, list) else f"models.judge[{i}]"
+        spec = _model_spec(entry, path, v)
+        if spec is not None:
+            models["judge" if i == 1 else f"judge.{i}"] = spec
+    return models
+
+
+# Entry points -------------------------------------------------------------------------------------
+
+
+def _parse(text: str, source: str, base_dir: Path | None) -> Protocol:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message carries "(at line N, column M)".
+        raise ProtocolError(source, [f"not valid TOML: {exc}"]) from None
+    v = _Validator(base_dir)
+    protocol = _validate(data, v, text)
+    if protocol is None:
+        raise ProtocolError(source, v.errors)
+    return protocol
+
+
+def parse_protocol(text: str, *, source: str = "<string>", base_dir: str | Path | None = None) -> Protocol:
+    """Parse and validate protocol TOML. Consent files resolve against ``base_dir`` (if given)."""
+    return _parse(text, source, Path(base_dir) if base_dir is not None else None)
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read, parse and validate a protocol file; consent files resolve relative to it."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ProtocolError(str(path), [f"file {path} does not exist: give the path of a study TOML file"]) from None
+    except IsADirectoryError:
+        raise ProtocolError(str(path), [f"{path} is a directory: give the path of a study TOML file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProtocolError(str(path), [f"file {path} cannot be read as UTF-8 text ({exc})"]) from None
+    return _parse(text, str(path), path.parent.resolve())
+
+
+def protocol_from_dict(data: Mapping[str, Any], *, source: str = "<protocol JSON>") -> Protocol:
+    """Validate a protocol received as ``Protocol.to_dict()`` (from the server or the studies table)."""
+    if not isinstance(data, Mapping):
+        raise ProtocolError(source, [f"the protocol is {_a(_type_name(data))}: it must be a JSON object"])
+    v = _Validator(None)
+    protocol = _validate(data, v, json.dumps(data, ensure_ascii=False, sort_keys=True))
+    if protocol is None:
+        raise ProtocolError(source, v.errors)
+    return protocol
+
+
+def protocol_from_json(text: str, *, source: str = "<protocol JSON>") -> Protocol:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(source, [f"not valid JSON: {exc}"]) from None
+    return protocol_from_dict(data, source=source)
+
+
+def builtin_protocol() -> Protocol:
+    """The local study the app runs without enrollment: embedded model, comparisons within a few turns."""
+    text = resources.files("studyapp.study").joinpath("builtin.toml").read_text(encoding="utf-8")
+    return parse_protocol(text, source="studyapp/study/builtin.toml")
