@@ -57,6 +57,11 @@ class ModelAuthError(LLMError):
 class ModelRateLimited(LLMError):
     retryable = True
 
+    def __init__(self, message: str, *, detail: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, detail=detail)
+        # Seconds the server asked us to wait (from Retry-After), when it said.
+        self.retry_after = retry_after
+
 
 class ModelTimeout(LLMError):
     retryable = True
@@ -64,6 +69,12 @@ class ModelTimeout(LLMError):
 
 class ModelNotFound(LLMError):
     pass
+
+
+class ModelServerError(LLMError):
+    """The model's server failed on its side (HTTP 5xx); trying again later may work."""
+
+    retryable = True
 
 
 class MalformedResponse(LLMError):

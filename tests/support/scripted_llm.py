@@ -281,7 +281,8 @@ class ScriptedLLM:
         model_name = model or self.model
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(self._sse(reply, model_name, include_usage), media_type="text/event-stream",
+            return StreamingResponse(self._sse(request, reply, model_name, include_usage),
+                                     media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", **reply.headers})
         return StreamingResponse(self._whole(reply, model_name), media_type="application/json",
                                  headers=reply.headers)
@@ -294,7 +295,8 @@ class ScriptedLLM:
         if rate:
             await asyncio.sleep(1.0 / rate)
 
-    async def _sse(self, reply: ScriptedReply, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+    async def _sse(self, request: Request, reply: ScriptedReply, model: str,
+                   include_usage: bool) -> AsyncIterator[bytes]:
         try:
             if reply.raw is not None:
                 yield reply.raw.encode()
@@ -314,6 +316,10 @@ class ScriptedLLM:
                 if reply.disconnect_after is not None and index == reply.disconnect_after:
                     break
                 await self._pace(reply, index)
+                if await request.is_disconnected():
+                    # The client stopped reading (e.g. the participant pressed Esc): stop like a real server.
+                    reply.client_closed.set()
+                    return
                 if reply.keepalive:
                     yield b": keep-alive\n\n"
                 yield chunk({"content": piece})
@@ -370,6 +376,10 @@ class ScriptedLLM:
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"scripted-llm-{self.port}", daemon=True)
         self._thread.start()
+        # Bounded readiness wait: uvicorn flips ``started`` once it is accepting connections.
+        deadline = time.monotonic() + 15
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.002)
         wait_until_http_ok(f"{self.base_url}/models", timeout=15, alive=self._thread.is_alive)
 
     def stop(self) -> None:

@@ -1,0 +1,445 @@
+"""ChatModel for any OpenAI-compatible chat-completions endpoint (OpenAI, Ollama, vLLM, llama.cpp, LM Studio ...).
+
+Replies stream over Server-Sent Events with httpx. Structured answers ask for the strongest mechanism the
+server accepts: ``response_format`` json_schema, then json_object, then a plain instruction in the prompt; the
+mode that worked is remembered for the next call. Every failure becomes an ``LLMError`` subclass whose message
+says what went wrong and what to do; the API key is sent only in the Authorization header and never appears in
+messages, details or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from studyapp.llm.base import (
+    ChatMessage,
+    ChatParams,
+    JSONResult,
+    LLMError,
+    MalformedResponse,
+    ModelAuthError,
+    ModelNotFound,
+    ModelRateLimited,
+    ModelServerError,
+    ModelTimeout,
+    ModelUnreachable,
+)
+
+# Tried in this order by complete_json; "prompt" only asks in words.
+JSON_MODES = ("json_schema", "json_object", "prompt")
+_RESPONSE_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "structured output", "grammar")
+_DETAIL_LIMIT = 500
+
+
+class OpenAICompatModel:
+    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    ``base_url`` is the API root including the version, e.g. ``http://127.0.0.1:8080/v1``.
+    ``transport`` replaces the network (tests inject faults with ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 60,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = model
+        self.timeout_s = timeout_s
+        self._api_key = api_key or None
+        self._transport = transport
+        # httpx clients belong to one event loop; tests and workers may use the model from another.
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self.json_mode: str | None = None
+
+    def __repr__(self) -> str:
+        # Never the key.
+        return f"OpenAICompatModel(base_url={self.base_url!r}, model={self.model!r})"
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _get_client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop or self._client.is_closed:
+            headers = {"Accept": "application/json"}
+            if self._api_key:
+                headers["Authorization"] = f"Bearer {self._api_key}"
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url + "/",
+                headers=headers,
+                # Reading may pause between tokens; a read timeout is the longest silence we accept.
+                timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
+                transport=self._transport,
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and not client.is_closed:
+            try:
+                await client.aclose()
+            except RuntimeError:
+                # Closed from another event loop than the one that opened it: nothing left to release here.
+                pass
+
+    def _redact(self, text: str) -> str:
+        if self._api_key and self._api_key in text:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def _body(self, messages: list[ChatMessage], params: ChatParams | None, *, stream: bool) -> dict[str, Any]:
+        params = params or ChatParams()
+        body: dict[str, Any] = {"model": self.model, "messages": list(messages), "stream": stream}
+        for key in ("temperature", "top_p", "max_tokens", "seed"):
+            value = getattr(params, key)
+            if value is not None:
+                body[key] = value
+        body.update(params.extra)
+        return body
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    def _transport_error(self, exc: httpx.HTTPError, *, during_stream: bool = False) -> LLMError:
+        detail = self._redact(f"{type(exc).__name__}: {exc}")
+        url = self.base_url
+        if isinstance(exc, httpx.TimeoutException):
+            if isinstance(exc, httpx.ConnectTimeout):
+                return ModelTimeout(
+                    f"Connecting to the model server at {url} timed out. Is it running and reachable? "
+                    "Check the base URL in Settings.", detail=detail)
+            return ModelTimeout(
+                f"The model server at {url} did not answer within {self.timeout_s:g} s. It may be busy or still "
+                "loading the model; try again, or raise the timeout in Settings.", detail=detail)
+        if isinstance(exc, httpx.ConnectError):
+            return ModelUnreachable(
+                f"Could not reach the model server at {url}. Is it running? Check the base URL in Settings.",
+                detail=detail)
+        if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+            return ModelUnreachable(
+                f"The base URL {url!r} is not a valid http(s) address. Check the base URL in Settings "
+                "(for example http://127.0.0.1:8080/v1).", detail=detail)
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+            if during_stream:
+                return MalformedResponse(
+                    f"The connection to the model server at {url} broke before the reply was complete. "
+                    "The text received so far is kept; try again.", detail=detail)
+            return MalformedResponse(
+                f"The model server at {url} closed the connection without answering. Try again; if it keeps "
+                "happening, check the server's logs.", detail=detail)
+        return LLMError(f"The request to the model server at {url} failed ({type(exc).__name__}). Try again.",
+                        detail=detail)
+
+    def _http_error(self, response: httpx.Response) -> LLMError:
+        status = response.status_code
+        server_says = self._redact(_error_message(response))
+        detail = f"HTTP {status}: {server_says}" if server_says else f"HTTP {status}"
+        url = self.base_url
+        said = f" (the server said: {_short(server_says)})" if server_says else ""
+        if status in (401, 403):
+            if self._api_key:
+                what = f"The model server at {url} refused the API key (HTTP {status})."
+            else:
+                what = f"The model server at {url} needs an API key (HTTP {status}) and none is set."
+            return ModelAuthError(
+                f"{what} Enter the key in Settings (it is kept in the system keyring), or set STUDYAPP_API_KEY "
+                "for this run.", detail=detail)
+        if status == 404 or _mentions_missing_model(server_says):
+            return ModelNotFound(
+                f"The model {self.model!r} was not found at {url}{said}. Check the model name and the base URL "
+                "(usually ending in /v1) in Settings; `studyapp doctor` shows what the server offers.",
+                detail=detail)
+        if status == 429:
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            when = f"in {retry_after:g} s" if retry_after is not None else "in a little while"
+            return ModelRateLimited(
+                f"The model server at {url} is limiting requests (HTTP 429){said}. Try again {when}.",
+                detail=detail, retry_after=retry_after)
+        if status >= 500:
+            return ModelServerError(
+                f"The model server at {url} failed on its side (HTTP {status}){said}. Try again; if it keeps "
+                "happening, check the server.", detail=detail)
+        return LLMError(
+            f"The model server at {url} rejected the request (HTTP {status}){said}. Check the model settings "
+            "and parameters in Settings.", detail=detail)
+
+    # -- ChatModel -------------------------------------------------------------------------------
+
+    async def stream(self, messages: list[ChatMessage], params: ChatParams | None = None) -> AsyncIterator[str]:
+        """Yield the reply's text deltas as they arrive.
+
+        On a broken or garbled stream, the deltas already yielded stand and MalformedResponse is raised after.
+        """
+        body = self._body(messages, params, stream=True)
+        client = self._get_client()
+        answering = False
+        try:
+            async with client.stream("POST", "chat/completions", json=body,
+                                     headers={"Accept": "text/event-stream"}) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise self._http_error(response)
+                answering = True
+                content_type = response.headers.get("content-type", "")
+                if "text/event-stream" not in content_type and "json" in content_type:
+                    # A server that ignored stream=true and answered in one piece.
+                    await response.aread()
+                    text = self._message_content(response)
+                    if text:
+                        yield text
+                    return
+                finished = False
+                async for line in response.aiter_lines():
+                    delta, done = self._parse_sse_line(line)
+                    if delta:
+                        yield delta
+                    if done == "done":
+                        return
+                    if done == "finish":
+                        finished = True
+                if not finished:
+                    raise MalformedResponse(
+                        f"The model server at {self.base_url} ended the stream before the reply was complete. "
+                        "The text received so far is kept; try again.", detail="stream ended without [DONE]")
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, during_stream=answering) from None
+
+    def _parse_sse_line(self, line: str) -> tuple[str, str | None]:
+        """One event-stream line: (text delta, "done" | "finish" | None)."""
+        line = line.rstrip("\r")
+        if not line or line.startswith(":"):
+            return "", None  # blank separator or keep-alive comment
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field in ("event", "id", "retry"):
+            return "", None
+        if field != "data":
+            raise MalformedResponse(
+                f"The model server at {self.base_url} sent a stream this app cannot read. The text received so "
+                "far is kept; check that the base URL points at an OpenAI-compatible API.",
+                detail=f"unexpected line: {_short(line)}")
+        if value.strip() == "[DONE]":
+            return "", "done"
+        try:
+            event = json.loads(value)
+        except ValueError:
+            raise MalformedResponse(
+                f"The model server at {self.base_url} sent a garbled stream event. The text received so far is "
+                "kept; try again.", detail=f"not JSON: {_short(value)}") from None
+        if not isinstance(event, dict):
+            raise MalformedResponse(
+                f"The model server at {self.base_url} sent an unexpected stream event. The text received so far "
+                "is kept; try again.", detail=f"not an object: {_short(value)}")
+        if "error" in event:
+            message = self._redact(_message_of(event))
+            raise ModelServerError(
+                f"The model server at {self.base_url} reported an error while replying: {_short(message)}. "
+                "The text received so far is kept; try again.", detail=message)
+        text_parts: list[str] = []
+        finished = False
+        for choice in event.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str):
+                text_parts.append(content)
+            if choice.get("finish_reason"):
+                finished = True
+        return "".join(text_parts), ("finish" if finished else None)
+
+    def _message_content(self, response: httpx.Response) -> str:
+        try:
+            data = response.json()
+            content = data["choices"][0]["message"].get("content")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise MalformedResponse(
+                f"The model server at {self.base_url} answered with something that is not a chat completion. "
+                "Check that the base URL points at an OpenAI-compatible API.",
+                detail=_short(self._redact(response.text))) from None
+        return content if isinstance(content, str) else ""
+
+    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+        client = self._get_client()
+        try:
+            response = await client.post("chat/completions", json=body)
+            await response.aread()
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        return response
+
+    async def complete(self, messages: list[ChatMessage], params: ChatParams | None = None) -> str:
+        """The whole reply in one (non-streaming) request."""
+        response = await self._post(self._body(messages, params, stream=False))
+        if response.is_error:
+            raise self._http_error(response)
+        return self._message_content(response)
+
+    async def complete_json(
+        self,
+        messages: list[ChatMessage],
+        schema: dict[str, Any],
+        params: ChatParams | None = None,
+    ) -> JSONResult:
+        modes = (self.json_mode,) if self.json_mode else JSON_MODES
+        for mode in modes:
+            body = self._body(_json_messages(messages, schema, mode), params, stream=False)
+            if mode == "json_schema":
+                body["response_format"] = {"type": "json_schema",
+                                           "json_schema": {"name": _schema_name(schema), "schema": schema}}
+            elif mode == "json_object":
+                body["response_format"] = {"type": "json_object"}
+            response = await self._post(body)
+            if mode != "prompt" and _rejects_response_format(response):
+                continue
+            if response.is_error:
+                raise self._http_error(response)
+            self.json_mode = mode
+            raw = self._message_content(response)
+            return JSONResult(parse_json_text(raw), raw)
+        # Only reached when a remembered mode stopped working (e.g. the server changed): start over.
+        self.json_mode = None
+        return await self.complete_json(messages, schema, params)
+
+    # -- diagnostics -----------------------------------------------------------------------------
+
+    async def list_models(self) -> list[str]:
+        """Model ids the server offers (GET /models)."""
+        client = self._get_client()
+        try:
+            response = await client.get("models")
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        if response.is_error:
+            raise self._http_error(response)
+        try:
+            return [str(m["id"]) for m in response.json().get("data", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise MalformedResponse(
+                f"The model server at {self.base_url} answered /models with something unexpected. Check that the "
+                "base URL points at an OpenAI-compatible API.", detail=_short(response.text)) from None
+
+    async def ping(self) -> str:
+        """A short line for `studyapp doctor`: does the model answer, and how fast. Raises LLMError."""
+        started = time.perf_counter()
+        text = await self.complete([{"role": "user", "content": "Say OK."}],
+                                   ChatParams(temperature=0.0, max_tokens=8))
+        elapsed = time.perf_counter() - started
+        return f"{self.model} at {self.base_url} answered in {elapsed:.2f} s: {_short(text.strip(), 40)!r}"
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _json_messages(messages: list[ChatMessage], schema: dict[str, Any], mode: str) -> list[ChatMessage]:
+    if mode == "json_schema":
+        return list(messages)
+    # JSON mode (OpenAI requires the word JSON in the prompt) and plain prompting need the schema in words.
+    instruction = ("Answer with only a JSON value, no other text, that follows this JSON Schema:\n"
+                   + json.dumps(schema, separators=(",", ":")))
+    out = list(messages)
+    if out and out[0].get("role") == "system":
+        out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{instruction}"}
+    else:
+        out.insert(0, {"role": "system", "content": instruction})
+    return out
+
+
+def _schema_name(schema: dict[str, Any]) -> str:
+    # OpenAI requires ^[a-zA-Z0-9_-]{1,64}$.
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(schema.get("title") or "response"))
+    return name[:64] or "response"
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?```\s*$", re.DOTALL | re.IGNORECASE)
+
+
+def parse_json_text(raw: str) -> Any:
+    """The JSON value in a model's answer, or None. Tolerates a Markdown code fence around it."""
+    text = raw.strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    # Small models sometimes wrap the value in prose: take the outermost object or array.
+    for open_, close in (("{", "}"), ("[", "]")):
+        start, end = text.find(open_), text.rfind(close)
+        if 0 <= start < end:
+            try:
+                return json.loads(text[start:end + 1])
+            except ValueError:
+                continue
+    return None
+
+
+def _rejects_response_format(response: httpx.Response) -> bool:
+    if response.status_code not in (400, 415, 422, 501):
+        return False
+    text = response.text.lower()
+    return any(word in text for word in _RESPONSE_FORMAT_WORDS)
+
+
+def _mentions_missing_model(text: str) -> bool:
+    lowered = text.lower()
+    return "model" in lowered and ("not found" in lowered or "does not exist" in lowered
+                                   or "model_not_found" in lowered or "no such model" in lowered)
+
+
+def _message_of(data: Any) -> str:
+    if isinstance(data, dict):
+        for key in ("error", "detail", "message"):
+            if key in data:
+                inner = data[key]
+                if isinstance(inner, dict):
+                    return _message_of(inner) or json.dumps(inner)
+                if isinstance(inner, list):
+                    return "; ".join(_message_of(i) if isinstance(i, dict) else str(i) for i in inner)
+                return str(inner)
+        if "msg" in data:
+            return str(data["msg"])
+    return ""
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        message = _message_of(response.json())
+    except ValueError:
+        message = ""
+    if not message:
+        message = response.text.strip()
+    return _short(message, _DETAIL_LIMIT)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
