@@ -272,3 +272,10 @@ def m002_message_search(db: Database) -> None:
     # External-content FTS5 over messages.content, kept current by triggers; populated from
     # existing rows so databases created before this migration are searchable too.
     db["messages"].enable_fts(["content"], fts_version="FTS5", create_triggers=True, tokenize="porter")
+
+
+@migrations()
+def m003_consent_include_earlier(db: Database) -> None:
+    # Categories for which the participant chose to include records made before the grant
+    # (privacy/consent.py); a JSON list, empty for every consent event recorded before this.
+    db.execute("ALTER TABLE consent_events ADD COLUMN include_earlier TEXT NOT NULL DEFAULT '[]'")

