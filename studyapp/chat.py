@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from studyapp.llm.base import ChatModel, ChatParams, LLMError
@@ -112,8 +113,11 @@ class ChatService:
         """Save the message, then stream the reply. Cancelling the consumer marks the reply interrupted."""
         saved = self.save_user_message(conversation_id, text)
         yield saved
-        async for event in self.reply(saved.conversation, saved.message):
-            yield event
+        # aclosing: closing this generator early must close the inner ones at once, so the reply is
+        # marked interrupted now rather than whenever the garbage collector gets to it.
+        async with aclosing(self.reply(saved.conversation, saved.message)) as events:
+            async for event in events:
+                yield event
 
     async def reply(self, conversation: Conversation, request: Message) -> AsyncIterator[TurnEvent]:
         attributes: list[str] = []
@@ -138,8 +142,9 @@ class ChatService:
         reply = self.store.add_message(conversation.id, "assistant", "", status="streaming",
                                        model=model.name, template=template)
         yield ReplyStarted(reply, attributes)
-        async for event in self._stream_into(reply, model, chat_messages):
-            yield event
+        async with aclosing(self._stream_into(reply, model, chat_messages)) as events:
+            async for event in events:
+                yield event
 
     async def _stream_into(self, reply: Message, model: ChatModel,
                            chat_messages: list[dict[str, str]]) -> AsyncIterator[TurnEvent]:
@@ -149,16 +154,19 @@ class ChatService:
         first_token_ms: float | None = None
         status, error = "complete", None
         try:
-            async for delta in model.stream(chat_messages, self.params):
-                if not delta:
-                    continue
-                if first_token_ms is None:
-                    first_token_ms = (time.perf_counter() - started) * 1000
-                parts.append(delta)
-                yield ReplyDelta(reply.id, delta)
-                if time.perf_counter() - last_flush >= self.flush_interval:
-                    self.store.update_message(reply.id, content="".join(parts))
-                    last_flush = time.perf_counter()
+            async with aclosing(model.stream(chat_messages, self.params)) as deltas:
+                async for delta in deltas:
+                    if not delta:
+                        continue
+                    if first_token_ms is None:
+                        first_token_ms = (time.perf_counter() - started) * 1000
+                    parts.append(delta)
+                    # Persist before showing, so what is on screen is never ahead of the database by more
+                    # than one flush interval.
+                    if time.perf_counter() - last_flush >= self.flush_interval:
+                        self.store.update_message(reply.id, content="".join(parts))
+                        last_flush = time.perf_counter()
+                    yield ReplyDelta(reply.id, delta)
         except (asyncio.CancelledError, GeneratorExit):
             status = "interrupted"
             raise

@@ -69,6 +69,15 @@ def open_database(path: str | Path, *, migrate: bool = True) -> Database:
                 f"is corrupt (integrity check: {quick})",
                 "It was left untouched. Restore a backup, or move it aside to start a new database.",
             )
+        db = Database(conn)
+        # Checked before any pragma that writes (journal_mode rewrites the header).
+        if _is_foreign(db):
+            conn.close()
+            raise DatabaseError(
+                path,
+                "is a SQLite database of another program (it has tables but no studyapp schema)",
+                "It was left untouched. Pass another --data-dir.",
+            )
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -78,14 +87,6 @@ def open_database(path: str | Path, *, migrate: bool = True) -> Database:
             f"cannot be read as a SQLite database ({exc})",
             "It was left untouched. Move it aside or pass another --data-dir.",
         ) from exc
-    db = Database(conn)
-    if _is_foreign(db):
-        conn.close()
-        raise DatabaseError(
-            path,
-            "is a SQLite database of another program (it has tables but no studyapp schema)",
-            "It was left untouched. Pass another --data-dir.",
-        )
     if migrate:
         migrations.apply(db)
     return db

@@ -1,0 +1,123 @@
+"""The client schema: migrating a blank database, an older one, and refusing files that are not ours."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from studyapp.migrations.client import migrations
+from studyapp.store.conversations import ConversationStore
+from studyapp.store.db import DatabaseError, open_database, pending_migrations, schema_version
+
+EXPECTED_TABLES = {
+    "conversations", "messages", "attributes", "attribute_events", "attribute_labels", "extraction_runs",
+    "selections", "comparisons", "ratings", "relevance_labels", "judge_verdicts", "studies", "consent_events",
+    "outbox", "pseudonyms", "privacy_terms", "settings", "messages_fts", "_sqlite_migrations",
+}
+
+
+def test_blank_database_gets_the_whole_schema(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "s.db")
+    assert EXPECTED_TABLES <= set(db.table_names())
+    assert schema_version(db) == migrations._migrations[-1].name
+    assert pending_migrations(db) == []
+    columns = {c.name: c.type for c in db["messages"].columns}
+    assert columns["n"] == "INTEGER" and db["messages"].pks == ["n"]
+    for name in ("id", "conversation_id", "role", "content", "status", "model", "arm", "in_thread", "first_token_ms"):
+        assert name in columns
+    fks = {(fk.column, fk.other_table, fk.other_column) for fk in db["messages"].foreign_keys}
+    assert ("conversation_id", "conversations", "id") in fks
+    assert "idx_messages_conversation" in {i.name for i in db["messages"].indexes}
+    assert {c.name for c in db["attributes"].columns} >= {"text", "reason", "confidence", "status", "origin",
+                                                          "evidence"}
+
+
+def test_pragmas(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "s.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_reopening_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    open_database(path).close()
+    db = open_database(path)
+    assert len(migrations.applied(db)) == len(migrations._migrations)
+
+
+def test_database_at_previous_schema_is_migrated_and_its_messages_become_searchable(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    # Build a database as the previous release left it: everything before the search index.
+    conn = sqlite3.connect(path)
+    old = Database(conn)
+    migrations.apply(old, stop_before="m002_message_search")
+    assert "messages_fts" not in old.table_names()
+    store = ConversationStore(old)
+    conversation = store.create("Before the upgrade")
+    store.add_message(conversation.id, "user", "my sourdough starter smells of acetone")
+    conn.close()
+
+    db = open_database(path)
+    assert "messages_fts" in db.table_names()
+    hits = ConversationStore(db).search("sourdough")
+    assert [h.message.content for h in hits] == ["my sourdough starter smells of acetone"]
+    # New messages are indexed by the triggers.
+    ConversationStore(db).add_message(conversation.id, "assistant", "try feeding it more often")
+    assert len(ConversationStore(db).search("feeding")) == 1
+
+
+def test_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "studyapp.db"
+    content = b"these are someone's notes, not a database\n" * 100
+    path.write_bytes(content)
+    with pytest.raises(DatabaseError) as info:
+        open_database(path)
+    assert str(path) in str(info.value)
+    assert "not a SQLite database" in str(info.value)
+    assert path.read_bytes() == content
+
+
+def test_corrupt_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    store = ConversationStore(db)
+    conversation = store.create()
+    for i in range(300):
+        store.add_message(conversation.id, "user", f"message {i} " + "x" * 200)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    raw = bytearray(path.read_bytes())
+    # Overwrite the middle pages with garbage, keeping the header intact.
+    start = 4096 * 3
+    raw[start:start + 4096 * 4] = b"\xde\xad\xbe\xef" * 4096
+    path.write_bytes(bytes(raw))
+    before = path.read_bytes()
+    with pytest.raises(DatabaseError) as info:
+        open_database(path)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before
+
+
+def test_database_of_another_program_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "studyapp.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, amount REAL)")
+    conn.execute("INSERT INTO invoices (amount) VALUES (12.5)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(DatabaseError) as info:
+        open_database(path)
+    assert "another program" in str(info.value)
+    assert path.read_bytes() == before
+
+
+def test_directory_in_place_of_the_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "studyapp.db"
+    path.mkdir()
+    with pytest.raises(DatabaseError, match="directory"):
+        open_database(path)
