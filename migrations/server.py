@@ -1,0 +1,109 @@
+"""Schema of the collection server's database (migration set "studyapp-server").
+
+Every schema change is a new function here, appended at the end; never edit one that has shipped.
+Tokens and enrollment codes are stored only as sha256 hashes. Times are UTC ISO-8601.
+A withdrawn participant leaves nothing behind but a row in ``tombstones``.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("studyapp-server")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    # One study per server database. protocol is the exact TOML text the researchers wrote;
+    # protocol_json is Protocol.to_dict() with consent texts inline (what participants' apps store).
+    db.execute(
+        """
+        CREATE TABLE study (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            version TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            protocol_json TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE researcher_tokens (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )
+        """
+    )
+    # One-time codes: used_at is set when a code is exchanged. No link to the participant is kept,
+    # so a withdrawal has nothing to clean up here.
+    db.execute(
+        """
+        CREATE TABLE enrollment_codes (
+            code_hash TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            used_at TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE participants (
+            id TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            enrolled_at TEXT NOT NULL,
+            consent_version TEXT,
+            consent_sha256 TEXT,
+            categories TEXT,
+            last_upload_at TEXT
+        )
+        """
+    )
+    # n is an explicit INTEGER PRIMARY KEY: the order events were received, stable across VACUUM.
+    # record_key names the record an event describes (e.g. the message id), so the export keeps
+    # the latest version of each record; day is the participant-side date of the event (days active).
+    db.execute(
+        """
+        CREATE TABLE events (
+            n INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            participant_id TEXT NOT NULL REFERENCES participants(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            record_key TEXT NOT NULL,
+            day TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            received_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_events_participant ON events(participant_id, kind)")
+    db.execute("CREATE INDEX idx_events_record ON events(kind, participant_id, record_key, n)")
+    # token_hash lets a repeated withdrawal request (the first reply was lost) be answered "confirmed".
+    db.execute(
+        """
+        CREATE TABLE tombstones (
+            participant_id TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            withdrawn_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE export_log (
+            id TEXT PRIMARY KEY,
+            researcher TEXT NOT NULL,
+            via TEXT NOT NULL,
+            format TEXT NOT NULL,
+            record_types TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            destination TEXT,
+            exported_at TEXT NOT NULL
+        )
+        """
+    )

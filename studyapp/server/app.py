@@ -1,0 +1,381 @@
+"""The collection server's HTTP API (FastAPI): enrollment, event upload, withdrawal, researcher views.
+
+Contract (ARCHITECTURE.md section 6): a one-time code buys a participant id and a bearer token; the
+token writes and deletes only its own records; every uploaded event carries a client-made
+``event_id`` stored at most once, and each gets its own answer (accepted, duplicate, rejected with
+the reason). Researcher endpoints need a researcher token and every export is logged.
+
+Robustness: bodies above the size limit get 413 before they are parsed; every body is validated
+(422 with a message per field); all JSON answers are ASCII-encoded, so no untrusted input can make
+an answer fail to encode; a busy database answers 503 with Retry-After, never 500.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from studyapp import __version__
+from studyapp.server import export as export_mod
+from studyapp.server.storage import NotInitialized, ParticipantGone, Storage
+
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BATCH = 1000
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: any text (even a lone surrogate echoed from input) encodes."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="What was wrong and what to do about it.")
+
+
+class ValidationProblem(BaseModel):
+    detail: str = Field(description="A summary naming every field that failed validation.")
+    errors: list[str] = Field(description="One line per failed field: location and problem.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    study_id: str
+    version: str = Field(description="studyapp version of the server.")
+
+
+class EnrollRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=64, description="The one-time enrollment code from the research team.",
+                      examples=["ABCD-EFGH-JKLM"])
+
+
+class Enrollment(BaseModel):
+    participant_id: str = Field(description="The participant's random id in this study.")
+    token: str = Field(description="Bearer token for this participant; shown once, keep it in the keyring.")
+    study_id: str
+    protocol: str = Field(description="The study protocol, as the exact TOML text the researchers wrote.")
+    protocol_resolved: dict[str, Any] = Field(
+        description="The same protocol validated, with consent texts inline (studyapp's Protocol.to_dict()).")
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_id: str = Field(pattern=EVENT_ID_PATTERN, description="Client-made random id; the server stores it once.")
+    kind: str = Field(max_length=64, description="Event kind, see studyapp/events.py (message, attribute, ...).")
+    payload: dict[str, Any] = Field(description="The record's fields, named as in the export contract.")
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH,
+                                  description=f"Up to {MAX_BATCH} events, stored in one transaction.")
+
+
+class EventResult(BaseModel):
+    event_id: str
+    status: Literal["accepted", "duplicate", "rejected"] = Field(
+        description="accepted: stored now; duplicate: stored before (safe to forget); rejected: see reason.")
+    reason: str | None = Field(default=None, description="Why the event was rejected; null otherwise.")
+
+
+class UploadResult(BaseModel):
+    results: list[EventResult] = Field(description="One answer per event, in the order sent.")
+    accepted: int
+    duplicate: int
+    rejected: int
+
+
+class Withdrawal(BaseModel):
+    status: Literal["confirmed"]
+    participant_id: str
+    withdrawn_at: str = Field(description="When every record of the participant was deleted (UTC).")
+
+
+class ParticipantSummary(BaseModel):
+    participant_id: str
+    enrolled_at: str | None
+    last_upload_at: str | None
+    days_active: int = Field(description="Distinct days with at least one record.")
+    comparisons_rated: int
+    events: int
+    consent_version: str | None
+    withdrawn_at: str | None = Field(description="Set for withdrawn participants: only a tombstone remains.")
+
+
+class ExportEntry(BaseModel):
+    record_type: str
+    rows: int
+    columns: list[str]
+
+
+AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or unknown bearer token."},
+    413: {"model": Problem, "description": "The request body is larger than the server accepts."},
+    422: {"model": ValidationProblem, "description": "The body or a parameter failed validation."},
+    503: {"model": Problem, "description": "The server is busy or not initialized; retry later."},
+}
+
+
+# -- request size limit ------------------------------------------------------------------------
+
+
+class BodySizeLimit:
+    """Answer 413 to bodies over the limit, before any of it reaches the application."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _reject(self, send: Send, status: int, detail: str) -> None:
+        body = AsciiJSONResponse({"detail": detail}).body
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _too_large(self) -> str:
+        return (f"The request body is larger than the limit of {self.max_bytes} bytes. "
+                "Send fewer events per batch.")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    await self._reject(send, 400, "The Content-Length header is not a number.")
+                    return
+                if length > self.max_bytes:
+                    await self._reject(send, 413, self._too_large())
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._reject(send, 413, self._too_large())
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+# -- the application ---------------------------------------------------------------------------
+
+participant_bearer = HTTPBearer(auto_error=False, scheme_name="ParticipantToken",
+                                description="The token a participant received at enrollment.")
+researcher_bearer = HTTPBearer(auto_error=False, scheme_name="ResearcherToken",
+                               description="A researcher token printed by `studyapp-server init`.")
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts) or "body"
+
+
+def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    app = FastAPI(
+        title="studyapp collection server",
+        version=__version__,
+        description=(
+            "Receives the consented, anonymized records of a studyapp study. Participants enroll with a "
+            "one-time code, upload batches of events (each stored exactly once by its event_id) and may "
+            "withdraw, which deletes all their records. Researchers list participants and export the data."
+        ),
+        default_response_class=AsciiJSONResponse,
+        openapi_tags=[
+            {"name": "participants", "description": "Called by the participant's app (participant token)."},
+            {"name": "researchers", "description": "Called by the research team (researcher token)."},
+            {"name": "service", "description": "Health and status."},
+        ],
+    )
+    app.state.storage = storage
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> AsciiJSONResponse:
+        errors = [f"{_format_loc(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+        summary = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+        return AsciiJSONResponse({"detail": f"Invalid request: {summary}", "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> AsciiJSONResponse:
+        return AsciiJSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(NotInitialized)
+    async def on_not_initialized(request: Request, exc: NotInitialized) -> AsciiJSONResponse:
+        return AsciiJSONResponse({"detail": "The server holds no study yet; the research team must run init."},
+                                 status_code=503)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def on_busy(request: Request, exc: sqlite3.OperationalError) -> AsciiJSONResponse:
+        # "database is locked" and friends: nothing was stored, the client retries with backoff.
+        return AsciiJSONResponse({"detail": "The server's database is busy; retry shortly."}, status_code=503,
+                                 headers={"Retry-After": "1"})
+
+    def participant_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(participant_bearer)],
+    ) -> str:
+        if credentials is None:
+            raise HTTPException(401, "Send the participant token as 'Authorization: Bearer TOKEN'.",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return credentials.credentials
+
+    def current_participant(token: Annotated[str, Depends(participant_token)]) -> str:
+        participant_id = storage.participant_for(token)
+        if participant_id is None:
+            if storage.tombstone_for(token) is not None:
+                raise HTTPException(410, "This participant has withdrawn from the study; nothing more is accepted.")
+            raise HTTPException(401, "The server does not know this participant token; enroll again.",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return participant_id
+
+    def current_researcher(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(researcher_bearer)],
+    ) -> str:
+        name = storage.researcher_for(credentials.credentials) if credentials is not None else None
+        if name is None:
+            raise HTTPException(401, "This needs a researcher token ('Authorization: Bearer TOKEN').",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return name
+
+    @app.get("/health", tags=["service"], response_model=Health, summary="Is the server up?",
+             responses={503: AUTH_PROBLEMS[503]})
+    def health() -> Health:
+        study = storage.require_study()
+        return Health(status="ok", study_id=study["id"], version=__version__)
+
+    @app.post("/v1/enroll", tags=["participants"], response_model=Enrollment, status_code=201,
+              summary="Exchange a one-time code for a participant id, a token and the protocol",
+              responses={403: {"model": Problem, "description": "The code is unknown or already used."},
+                         413: AUTH_PROBLEMS[413], 422: AUTH_PROBLEMS[422], 503: AUTH_PROBLEMS[503]})
+    def enroll(body: EnrollRequest) -> Enrollment:
+        study = storage.require_study()
+        result = storage.enroll(body.code)
+        if result is None:
+            raise HTTPException(403, "This enrollment code is unknown or was already used. "
+                                     "Check it, or ask the research team for a new one.")
+        participant_id, token = result
+        return Enrollment(participant_id=participant_id, token=token, study_id=study["id"],
+                          protocol=study["protocol"], protocol_resolved=json.loads(study["protocol_json"]))
+
+    @app.post("/v1/events", tags=["participants"], response_model=UploadResult,
+              summary="Upload a batch of events (each stored at most once)",
+              responses={**AUTH_PROBLEMS,
+                         410: {"model": Problem, "description": "The participant has withdrawn."}})
+    def upload(body: EventBatch, participant_id: Annotated[str, Depends(current_participant)]) -> UploadResult:
+        try:
+            results = storage.store_events(participant_id, [(e.event_id, e.kind, e.payload) for e in body.events])
+        except ParticipantGone:
+            raise HTTPException(410, "This participant has withdrawn from the study; nothing more is accepted.") \
+                from None
+        out = [EventResult(event_id=r.event_id, status=r.status, reason=r.reason) for r in results]  # type: ignore[arg-type]
+        return UploadResult(
+            results=out,
+            accepted=sum(r.status == "accepted" for r in results),
+            duplicate=sum(r.status == "duplicate" for r in results),
+            rejected=sum(r.status == "rejected" for r in results),
+        )
+
+    @app.post("/v1/withdraw", tags=["participants"], response_model=Withdrawal,
+              summary="Withdraw: delete every record of this participant, keep only a tombstone",
+              description="Idempotent: repeating the request after a lost reply answers confirmed again.",
+              responses={401: AUTH_PROBLEMS[401], 503: AUTH_PROBLEMS[503]})
+    def withdraw(token: Annotated[str, Depends(participant_token)]) -> Withdrawal:
+        stone = storage.withdraw(token)
+        if stone is None:
+            raise HTTPException(401, "The server does not know this participant token.",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return Withdrawal(status="confirmed", participant_id=stone["participant_id"],
+                          withdrawn_at=stone["withdrawn_at"])
+
+    @app.get("/v1/participants", tags=["researchers"], response_model=list[ParticipantSummary],
+             summary="Compliance table: one row per participant",
+             responses={401: AUTH_PROBLEMS[401], 503: AUTH_PROBLEMS[503]})
+    def participants(researcher: Annotated[str, Depends(current_researcher)]) -> list[ParticipantSummary]:
+        return [ParticipantSummary(**row) for row in storage.compliance()]
+
+    @app.get("/v1/export", tags=["researchers"], response_model=list[ExportEntry],
+             summary="The record types available for export, with row counts and columns",
+             responses={401: AUTH_PROBLEMS[401], 503: AUTH_PROBLEMS[503]})
+    def export_listing(researcher: Annotated[str, Depends(current_researcher)]) -> list[ExportEntry]:
+        storage.require_study()
+        return [ExportEntry(record_type=rt.name, rows=export_mod.count_rows(storage, rt),
+                            columns=export_mod.column_names(rt)) for rt in export_mod.RECORD_TYPES]
+
+    @app.get("/v1/export/{record_type}", tags=["researchers"],
+             summary="Export one record type as JSON lines or CSV (logged)",
+             response_class=StreamingResponse,
+             responses={200: {"description": "The rows, streamed.",
+                              "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                                          "text/csv": {"schema": {"type": "string"}}}},
+                        **AUTH_PROBLEMS, 404: {"model": Problem, "description": "Unknown record type."}})
+    def export_one(
+        researcher: Annotated[str, Depends(current_researcher)],
+        record_type: Annotated[str, Path(max_length=64, description="One of: "
+                                         + ", ".join(export_mod.RECORD_TYPE_NAMES))],
+        format: Annotated[Literal["jsonl", "csv"], Query(description="jsonl or csv (Parquet: use the CLI).")] = "jsonl",
+    ) -> StreamingResponse:
+        study = storage.require_study()
+        if record_type not in export_mod.RECORD_TYPE_NAMES:
+            raise HTTPException(404, "Unknown record type; choose one of " + ", ".join(export_mod.RECORD_TYPE_NAMES))
+        rt = export_mod.record_type(record_type)
+        rows = export_mod.count_rows(storage, rt)
+        storage.log_export(researcher=researcher, via="http", fmt=format, record_types=[rt.name], rows=rows,
+                           destination=None)
+        source = export_mod.rows(storage, rt, study["id"])
+        if format == "csv":
+            return StreamingResponse(_csv_stream(rt, source), media_type="text/csv")
+        return StreamingResponse((json.dumps(r, ensure_ascii=True) + "\n" for r in source),
+                                 media_type="application/x-ndjson")
+
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    return app
+
+
+def _csv_stream(rt: export_mod.RecordType, source: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(export_mod.column_names(rt))
+    for row in source:
+        writer.writerow([export_mod.csv_cell(v) for v in row.values()])
+        if buf.tell() > 64_000:
+            yield buf.getvalue().encode("utf-8", "backslashreplace")
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue().encode("utf-8", "backslashreplace")

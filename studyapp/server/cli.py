@@ -1,0 +1,179 @@
+"""``studyapp-server``: the research team's command line (init, codes, serve, export, participants).
+
+Every command takes ``--db PATH`` (or STUDYAPP_SERVER_DB; default: the platformdirs data dir of
+"studyapp-server"). Tokens and codes are printed once and stored only as hashes.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import platformdirs
+
+from studyapp.server.storage import Storage, StorageError
+
+ENV_DB = "STUDYAPP_SERVER_DB"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_db_path() -> Path:
+    return Path(platformdirs.user_data_dir("studyapp-server", appauthor=False)) / "server.db"
+
+
+def db_option(func: F) -> F:
+    return click.option(
+        "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), envvar=ENV_DB,
+        default=default_db_path, show_default="the user data dir of studyapp-server",
+        help=f"The server's SQLite database [env: {ENV_DB}].",
+    )(func)
+
+
+def open_storage(db_path: Path) -> Storage:
+    try:
+        return Storage(db_path)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def read_protocol(path: Path) -> tuple[str, str, str, str, dict[str, Any]]:
+    """(id, title, version, raw TOML text, resolved dict) of a protocol file, validated by the study layer."""
+    from studyapp.study.protocol import ProtocolError, load_protocol
+
+    try:
+        protocol = load_protocol(path)
+    except ProtocolError as exc:
+        raise click.ClickException(str(exc)) from None
+    return protocol.id, protocol.title, protocol.version, protocol.raw_text, protocol.to_dict()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="studyapp")
+def cli() -> None:
+    """studyapp-server: collect the records of a studyapp study."""
+
+
+@cli.command()
+@db_option
+@click.option("--protocol", "protocol_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The study protocol (TOML) participants will receive.")
+@click.option("--researcher", default="owner", show_default=True, help="Name recorded for this researcher token.")
+def init(db_path: Path, protocol_path: Path, researcher: str) -> None:
+    """Create the study in DB and print a researcher token (shown once)."""
+    study_id, title, version, text, data = read_protocol(protocol_path)
+    storage = open_storage(db_path)
+    try:
+        token = storage.init_study(study_id=study_id, title=title, version=version, protocol=text,
+                                   protocol_data=data, researcher=researcher)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Study {study_id!r} ({title}, version {version}) created in {db_path}.")
+    click.echo("Researcher token (shown only this once; keep it in a password manager):")
+    click.echo(token)
+
+
+@cli.group()
+def codes() -> None:
+    """One-time enrollment codes."""
+
+
+@codes.command("create")
+@db_option
+@click.option("--n", "n", type=click.IntRange(1, 100_000), default=1, show_default=True, help="How many codes.")
+def codes_create(db_path: Path, n: int) -> None:
+    """Print N new one-time codes, one per line (stored only as hashes)."""
+    storage = open_storage(db_path)
+    try:
+        for code in storage.create_codes(n):
+            click.echo(code)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.group()
+def researchers() -> None:
+    """Researcher tokens."""
+
+
+@researchers.command("add")
+@db_option
+@click.option("--name", required=True, help="Who receives the token (recorded in the export log).")
+def researchers_add(db_path: Path, name: str) -> None:
+    """Print a new researcher token (shown once)."""
+    storage = open_storage(db_path)
+    try:
+        storage.require_study()
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(storage.add_researcher(name))
+
+
+@cli.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-body-bytes", type=click.IntRange(1024), default=None, help="Request body limit.")
+def serve(db_path: Path, host: str, port: int, max_body_bytes: int | None) -> None:
+    """Serve the API (put a TLS-terminating proxy in front of it on a public network)."""
+    import uvicorn
+
+    from studyapp.server.app import DEFAULT_MAX_BODY_BYTES, create_app
+
+    storage = open_storage(db_path)
+    try:
+        study = storage.require_study()
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Serving study {study['id']!r} from {db_path} on http://{host}:{port}", err=True)
+    app = create_app(storage, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@cli.command()
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the files (one per record type).")
+@click.option("--researcher", default=None, help="Name recorded in the export log [default: the login name].")
+def export(db_path: Path, fmt: str, out_dir: Path, researcher: str | None) -> None:
+    """Write the export contract's files (participants, messages, ...) to OUT."""
+    from studyapp.server import export as export_mod
+
+    storage = open_storage(db_path)
+    try:
+        storage.require_study()
+        total = export_mod.total_rows(storage)
+        with click.progressbar(length=total, label=f"Exporting {fmt}", file=sys.stderr) as bar:
+            counts = export_mod.export(storage, out_dir, fmt, researcher=researcher or getpass.getuser(),
+                                       via="cli", tick=bar.update)
+    except (StorageError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, n in counts.items():
+        click.echo(f"{n:>10}  {out_dir / f'{name}.{fmt}'}")
+
+
+@cli.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def participants(db_path: Path, as_json: bool) -> None:
+    """Compliance table: enrolled, last upload, days active, comparisons rated, withdrawn."""
+    storage = open_storage(db_path)
+    rows = storage.compliance()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    header = f"{'participant':<36}  {'enrolled':<10}  {'last upload':<16}  {'days':>4}  {'rated':>5}  withdrawn"
+    click.echo(header)
+    for r in rows:
+        click.echo(
+            f"{r['participant_id']:<36}  {(r['enrolled_at'] or '')[:10]:<10}  "
+            f"{(r['last_upload_at'] or '-')[:16].replace('T', ' '):<16}  {r['days_active']:>4}  "
+            f"{r['comparisons_rated']:>5}  {(r['withdrawn_at'] or '')[:16].replace('T', ' ')}"
+        )
+    counts = storage.code_counts()
+    click.echo(f"{len(rows)} participants; codes: {counts['used']} used, {counts['unused']} unused")

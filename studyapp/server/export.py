@@ -1,0 +1,197 @@
+"""The export contract (ARCHITECTURE.md section 5): one file per record type, as JSONL, CSV or Parquet.
+
+Columns come first in the contract's order (study_id, participant_id, then the record's fields),
+followed by the optional fields the events carry. Rows are streamed, so a million events export in
+bounded memory; Parquet is written in row groups with an explicit schema, so an empty file still has
+the right columns and types.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from studyapp.server.storage import Storage
+
+FORMATS = ("jsonl", "csv", "parquet")
+PARQUET_ROW_GROUP = 50_000
+
+# Short names keep the column tables below readable.
+S, F, INT, B, L = pa.string(), pa.float64(), pa.int64(), pa.bool_(), pa.list_(pa.string())
+
+
+@dataclass(frozen=True)
+class RecordType:
+    name: str  # file name
+    kind: str | None  # event kind (None: the participants table)
+    columns: tuple[tuple[str, pa.DataType], ...]  # after study_id, participant_id
+
+
+RECORD_TYPES: tuple[RecordType, ...] = (
+    RecordType("participants", None, (
+        ("enrolled_at", S), ("consent_version", S), ("consent_sha256", S), ("categories", L), ("withdrawn_at", S),
+    )),
+    RecordType("messages", "message", (
+        ("conversation_id", S), ("message_id", S), ("role", S), ("content", S), ("created_at", S), ("status", S),
+    )),
+    RecordType("attributes", "attribute", (
+        ("attribute_id", S), ("text", S), ("reason", S), ("confidence", F), ("origin", S), ("status", S),
+        ("created_at", S), ("updated_at", S),
+    )),
+    RecordType("attribute_labels", "attribute_label", (("attribute_id", S), ("label", S), ("labeled_at", S))),
+    RecordType("comparisons", "comparison", (
+        ("comparison_id", S), ("conversation_id", S), ("prompt", S), ("generic_response", S),
+        ("personalized_response", S), ("personalized_side", S), ("model", S), ("created_at", S), ("rating", INT),
+        ("chosen", S), ("rated_at", S), ("skipped", B),
+        # beyond the contract
+        ("comment", S), ("parameters", S), ("templates", S), ("time_to_rate_ms", F),
+    )),
+    RecordType("relevance_labels", "relevance_label", (
+        ("comparison_id", S), ("attribute_id", S), ("selected_by_model", B), ("model_relevant", B),
+        ("human_relevant", B),
+    )),
+    RecordType("judge_verdicts", "judge_verdict", (
+        ("comparison_id", S), ("judge_model", S), ("personalized_side", S), ("rating", INT),
+    )),
+    RecordType("consents", "consent", (
+        ("consent_version", S), ("consent_sha256", S), ("categories", L), ("action", S), ("created_at", S),
+    )),
+)
+RECORD_TYPE_NAMES = tuple(r.name for r in RECORD_TYPES)
+
+
+def record_type(name: str) -> RecordType:
+    for r in RECORD_TYPES:
+        if r.name == name:
+            return r
+    raise KeyError(name)
+
+
+def column_names(rt: RecordType) -> list[str]:
+    return ["study_id", "participant_id", *(c for c, _ in rt.columns)]
+
+
+def _cell(value: Any, kind: pa.DataType) -> Any:
+    # Objects (model parameters, template versions) travel as JSON text in every format.
+    if kind == S and isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value
+
+
+def count_rows(storage: Storage, rt: RecordType) -> int:
+    return storage.count_participant_records() if rt.kind is None else storage.count_records(rt.kind)
+
+
+def rows(storage: Storage, rt: RecordType, study_id: str) -> Iterator[dict[str, Any]]:
+    """The rows of one record type, as dicts with exactly the export columns."""
+    if rt.kind is None:
+        source: Iterator[tuple[str, dict[str, Any]]] = (
+            (r["participant_id"], r) for r in storage.participant_records()
+        )
+    else:
+        source = storage.records(rt.kind)
+    for participant_id, payload in source:
+        row: dict[str, Any] = {"study_id": study_id, "participant_id": participant_id}
+        for name, kind in rt.columns:
+            row[name] = _cell(payload.get(name), kind)
+        yield row
+
+
+def csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def write_csv(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], tick: Callable[[int], None]) -> int:
+    n = 0
+    with path.open("w", encoding="utf-8", newline="", errors="backslashreplace") as f:
+        writer = csv.writer(f)
+        writer.writerow(column_names(rt))
+        for row in source:
+            writer.writerow([csv_cell(v) for v in row.values()])
+            n += 1
+            if n % 1000 == 0:
+                tick(1000)
+        tick(n % 1000)
+    return n
+
+
+def write_jsonl(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], tick: Callable[[int], None]) -> int:
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        out: IO[str] = f
+        for row in source:
+            out.write(json.dumps(row, ensure_ascii=True))
+            out.write("\n")
+            n += 1
+            if n % 1000 == 0:
+                tick(1000)
+        tick(n % 1000)
+    return n
+
+
+def parquet_schema(rt: RecordType) -> pa.Schema:
+    return pa.schema([("study_id", S), ("participant_id", S), *rt.columns])
+
+
+def write_parquet(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], tick: Callable[[int], None]) -> int:
+    schema = parquet_schema(rt)
+    names = schema.names
+    n = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        columns: dict[str, list[Any]] = {c: [] for c in names}
+        pending = 0
+
+        def flush() -> None:
+            nonlocal pending
+            if pending:
+                writer.write_table(pa.table(columns, schema=schema))
+                tick(pending)
+                for c in names:
+                    columns[c].clear()
+                pending = 0
+
+        for row in source:
+            for c in names:
+                columns[c].append(row[c])
+            pending += 1
+            n += 1
+            if pending >= PARQUET_ROW_GROUP:
+                flush()
+        flush()
+    return n
+
+
+WRITERS = {"jsonl": write_jsonl, "csv": write_csv, "parquet": write_parquet}
+
+
+def export(storage: Storage, out_dir: Path, fmt: str, *, researcher: str, via: str = "cli",
+           tick: Callable[[int], None] = lambda n: None) -> dict[str, int]:
+    """Write every record type to ``out_dir`` in ``fmt``; log the export; return rows per file."""
+    if fmt not in WRITERS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    study = storage.require_study()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for rt in RECORD_TYPES:
+        path = out_dir / f"{rt.name}.{fmt}"
+        counts[rt.name] = WRITERS[fmt](path, rt, rows(storage, rt, study["id"]), tick)
+    storage.log_export(researcher=researcher, via=via, fmt=fmt, record_types=list(counts), rows=sum(counts.values()),
+                       destination=str(out_dir))
+    return counts
+
+
+def total_rows(storage: Storage) -> int:
+    return sum(count_rows(storage, rt) for rt in RECORD_TYPES)

@@ -1,0 +1,444 @@
+"""The collection server's database: the only module of the server with SQL.
+
+One SQLite file (WAL) migrated by the "studyapp-server" set. Every request thread gets its own
+connection; writes are serialized by a lock and run in one ``BEGIN IMMEDIATE`` transaction each,
+so a batch of events is stored completely or not at all, and ``event_id UNIQUE`` makes a retried
+batch harmless (exactly once).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from studyapp.events import EVENT_KINDS
+from studyapp.migrations.server import migrations
+from studyapp.server import auth
+from studyapp.server.validation import RECORD_KEYS, Rejected, check_event
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 10_000
+# Chunk size for "WHERE event_id IN (...)" lookups (well under SQLite's variable limit).
+LOOKUP_CHUNK = 500
+
+
+class StorageError(RuntimeError):
+    """The server database cannot be used; the message names the file and what to do."""
+
+
+class NotInitialized(StorageError):
+    pass
+
+
+class ParticipantGone(Exception):
+    """The participant withdrew while a request was in flight."""
+
+
+@dataclass(frozen=True)
+class EventResult:
+    event_id: str
+    status: str  # accepted | duplicate | rejected
+    reason: str | None = None
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _dumps(value: Any) -> str:
+    # ensure_ascii: untrusted text (even lone surrogates) always encodes, so storing never fails.
+    return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise StorageError(f"{path} is a directory, not a database file. Pass another --db.")
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as f:
+            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise StorageError(f"{path} is not a SQLite database; it was left untouched. Pass another --db.")
+
+
+class Storage:
+    def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
+        self.path = Path(path).expanduser()
+        _check_file(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        db = Database(self.conn)
+        tables = set(db.table_names())
+        if tables and "_sqlite_migrations" not in tables:
+            raise StorageError(f"{self.path} belongs to another program (no studyapp-server schema). "
+                               "Pass another --db.")
+        if migrate:
+            with self._write_lock:
+                migrations.apply(db)
+
+    # -- connections -------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                                       isolation_level=None)
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.DatabaseError as exc:
+                raise StorageError(f"{self.path} cannot be opened as a SQLite database ({exc}). "
+                                   "Pass another --db.") from exc
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything inside commits together or not at all."""
+        conn = self.conn
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+    def table_names(self) -> list[str]:
+        return Database(self.conn).table_names()
+
+    # -- study and researchers -----------------------------------------------------------------
+
+    def study(self) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM study").fetchone()
+        return dict(row) if row else None
+
+    def require_study(self) -> dict[str, Any]:
+        study = self.study()
+        if study is None:
+            raise NotInitialized(f"{self.path} holds no study yet. "
+                                 f"Run `studyapp-server init --protocol FILE --db {self.path}`.")
+        return study
+
+    def init_study(self, *, study_id: str, title: str, version: str, protocol: str,
+                   protocol_data: dict[str, Any], researcher: str = "owner") -> str:
+        """Create the study and its first researcher token; returns the token (shown once)."""
+        with self.write() as conn:
+            if conn.execute("SELECT 1 FROM study").fetchone():
+                raise StorageError(f"{self.path} already holds a study. Use another --db for a new study.")
+            conn.execute("INSERT INTO study (id, title, version, protocol, protocol_json, created_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         [study_id, title, version, protocol, json.dumps(protocol_data, sort_keys=True), now()])
+            return self._add_researcher(conn, researcher)
+
+    def add_researcher(self, name: str) -> str:
+        with self.write() as conn:
+            return self._add_researcher(conn, name)
+
+    @staticmethod
+    def _add_researcher(conn: sqlite3.Connection, name: str) -> str:
+        token = auth.new_token()
+        conn.execute("INSERT INTO researcher_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                     [str(uuid.uuid4()), name, auth.hash_secret(token), now()])
+        return token
+
+    def researcher_for(self, token: str) -> str | None:
+        """The researcher's name for a token, or None."""
+        wanted = auth.hash_secret(token)
+        found = None
+        # Few rows: compare every hash in constant time rather than looking one up.
+        for row in self.conn.execute("SELECT name, token_hash FROM researcher_tokens WHERE revoked_at IS NULL"):
+            if auth.same_hash(row["token_hash"], wanted):
+                found = row["name"]
+        return found
+
+    # -- enrollment ------------------------------------------------------------------------------
+
+    def create_codes(self, n: int) -> list[str]:
+        self.require_study()
+        codes = [auth.new_code() for _ in range(n)]
+        ts = now()
+        with self.write() as conn:
+            conn.executemany("INSERT INTO enrollment_codes (code_hash, created_at) VALUES (?, ?)",
+                             [(auth.hash_secret(auth.normalize_code(c)), ts) for c in codes])
+        return codes
+
+    def code_counts(self) -> dict[str, int]:
+        row = self.conn.execute(
+            "SELECT count(*) AS total, count(used_at) AS used FROM enrollment_codes").fetchone()
+        return {"total": row["total"], "used": row["used"], "unused": row["total"] - row["used"]}
+
+    def enroll(self, code: str) -> tuple[str, str] | None:
+        """Exchange a one-time code for (participant_id, token); None if the code is unknown or used."""
+        code_hash = auth.hash_secret(auth.normalize_code(code))
+        ts = now()
+        with self.write() as conn:
+            cur = conn.execute("UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
+                               [ts, code_hash])
+            if cur.rowcount != 1:
+                return None
+            participant_id = str(uuid.uuid4())
+            token = auth.new_token()
+            conn.execute("INSERT INTO participants (id, token_hash, enrolled_at) VALUES (?, ?, ?)",
+                         [participant_id, auth.hash_secret(token), ts])
+        return participant_id, token
+
+    def participant_for(self, token: str) -> str | None:
+        wanted = auth.hash_secret(token)
+        row = self.conn.execute("SELECT id, token_hash FROM participants WHERE token_hash = ?", [wanted]).fetchone()
+        if row is None or not auth.same_hash(row["token_hash"], wanted):
+            return None
+        return row["id"]
+
+    def tombstone_for(self, token: str) -> dict[str, Any] | None:
+        wanted = auth.hash_secret(token)
+        row = self.conn.execute("SELECT participant_id, token_hash, withdrawn_at FROM tombstones WHERE token_hash = ?",
+                                [wanted]).fetchone()
+        if row is None or not auth.same_hash(row["token_hash"], wanted):
+            return None
+        return {"participant_id": row["participant_id"], "withdrawn_at": row["withdrawn_at"]}
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def store_events(self, participant_id: str, events: list[tuple[str, str, Any]]) -> list[EventResult]:
+        """Store a batch in one transaction; per event: accepted, duplicate or rejected (with the reason)."""
+        received_at = now()
+        results: list[EventResult] = []
+        with self.write() as conn:
+            participant = conn.execute("SELECT categories FROM participants WHERE id = ?", [participant_id]).fetchone()
+            if participant is None:
+                raise ParticipantGone(participant_id)
+            consented: set[str] | None = (set(json.loads(participant["categories"]))
+                                          if participant["categories"] is not None else None)
+            owners: dict[str, str] = {}
+            ids = [e[0] for e in events]
+            for i in range(0, len(ids), LOOKUP_CHUNK):
+                chunk = ids[i : i + LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT event_id, participant_id FROM events WHERE event_id IN ({marks})",
+                                        chunk):
+                    owners[row["event_id"]] = row["participant_id"]
+            consent: dict[str, Any] | None = None
+            rows: list[tuple[Any, ...]] = []
+            for event_id, kind, payload in events:
+                owner = owners.get(event_id)
+                if owner is not None:
+                    if owner == participant_id:
+                        results.append(EventResult(event_id, "duplicate"))
+                    else:
+                        results.append(EventResult(event_id, "rejected",
+                                                   "this event_id is already used by another record; "
+                                                   "the app must give every event a new random id"))
+                    continue
+                try:
+                    checked = check_event(event_id, kind, payload)
+                    category = EVENT_KINDS[kind][0]
+                    if category is not None and (consented is None or category not in consented):
+                        raise Rejected(f"category '{category}' is not consented by this participant "
+                                       "(no consent record for it has been received)")
+                except Rejected as exc:
+                    results.append(EventResult(event_id, "rejected", str(exc)))
+                    continue
+                if kind == "consent":
+                    consent = checked.payload
+                    consented = set() if consent["action"] == "withdraw" else set(consent["categories"] or [])
+                owners[event_id] = participant_id
+                rows.append((event_id, participant_id, kind, checked.record_key,
+                             checked.day or received_at[:10], _dumps(checked.payload), received_at))
+                results.append(EventResult(event_id, "accepted"))
+            if rows:
+                conn.executemany(
+                    "INSERT INTO events (event_id, participant_id, kind, record_key, day, payload, received_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.execute("UPDATE participants SET last_upload_at = ? WHERE id = ?", [received_at, participant_id])
+            if consent is not None:
+                categories = [] if consent["action"] == "withdraw" else list(consent["categories"] or [])
+                conn.execute(
+                    "UPDATE participants SET consent_version = ?, consent_sha256 = ?, categories = ? WHERE id = ?",
+                    [consent["consent_version"], consent["consent_sha256"], _dumps(categories), participant_id],
+                )
+        return results
+
+    def bulk_insert_events(self, participant_id: str, rows: Iterable[tuple[str, str, dict[str, Any]]],
+                           chunk: int = 50_000) -> int:
+        """Insert already-checked (event_id, kind, payload) rows fast (benchmarks and imports)."""
+        n = 0
+        batch: list[tuple[Any, ...]] = []
+        received_at = now()
+
+        def flush() -> None:
+            with self.write() as conn:
+                conn.executemany(
+                    "INSERT INTO events (event_id, participant_id, kind, record_key, day, payload, received_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    batch,
+                )
+            batch.clear()
+
+        for event_id, kind, payload in rows:
+            checked = check_event(event_id, kind, payload)
+            batch.append((event_id, participant_id, kind, checked.record_key, checked.day or received_at[:10],
+                          _dumps(checked.payload), received_at))
+            n += 1
+            if len(batch) >= chunk:
+                flush()
+        if batch:
+            flush()
+        return n
+
+    def event_ids(self, participant_id: str | None = None) -> list[str]:
+        if participant_id is None:
+            return [r[0] for r in self.conn.execute("SELECT event_id FROM events ORDER BY n")]
+        return [r[0] for r in self.conn.execute("SELECT event_id FROM events WHERE participant_id = ? ORDER BY n",
+                                                [participant_id])]
+
+    def count_events(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    # -- withdrawal ----------------------------------------------------------------------------
+
+    def withdraw(self, token: str) -> dict[str, Any] | None:
+        """Delete every record of the token's participant and keep a tombstone.
+
+        Idempotent: a repeated request (the first reply was lost) finds the tombstone and answers the
+        same. None if the token belongs to no participant, withdrawn or not.
+        """
+        token_hash = auth.hash_secret(token)
+        with self.write() as conn:
+            row = conn.execute("SELECT id FROM participants WHERE token_hash = ?", [token_hash]).fetchone()
+            if row is None:
+                stone = conn.execute("SELECT participant_id, withdrawn_at FROM tombstones WHERE token_hash = ?",
+                                     [token_hash]).fetchone()
+                return dict(stone) if stone else None
+            participant_id = row["id"]
+            ts = now()
+            conn.execute("DELETE FROM events WHERE participant_id = ?", [participant_id])
+            conn.execute("DELETE FROM participants WHERE id = ?", [participant_id])
+            conn.execute("INSERT INTO tombstones (participant_id, token_hash, withdrawn_at) VALUES (?, ?, ?)",
+                         [participant_id, token_hash, ts])
+        return {"participant_id": participant_id, "withdrawn_at": ts}
+
+    # -- researchers' views ------------------------------------------------------------------------
+
+    def compliance(self) -> list[dict[str, Any]]:
+        """One row per participant (withdrawn ones from their tombstone): the researchers' overview."""
+        rows = [
+            {
+                "participant_id": r["id"],
+                "enrolled_at": r["enrolled_at"],
+                "last_upload_at": r["last_upload_at"],
+                "days_active": r["days_active"],
+                "comparisons_rated": r["rated"],
+                "events": r["events"],
+                "consent_version": r["consent_version"],
+                "withdrawn_at": None,
+            }
+            for r in self.conn.execute(
+                """
+                SELECT p.id, p.enrolled_at, p.last_upload_at, p.consent_version,
+                  (SELECT count(DISTINCT day) FROM events e WHERE e.participant_id = p.id) AS days_active,
+                  (SELECT count(*) FROM events e WHERE e.participant_id = p.id) AS events,
+                  (SELECT count(DISTINCT record_key) FROM events e
+                     WHERE e.participant_id = p.id AND e.kind = 'comparison'
+                       AND json_extract(e.payload, '$.rating') IS NOT NULL) AS rated
+                FROM participants p ORDER BY p.enrolled_at
+                """
+            )
+        ]
+        rows += [
+            {"participant_id": r["participant_id"], "enrolled_at": None, "last_upload_at": None, "days_active": 0,
+             "comparisons_rated": 0, "events": 0, "consent_version": None, "withdrawn_at": r["withdrawn_at"]}
+            for r in self.conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at")
+        ]
+        return rows
+
+    def participant_records(self) -> Iterator[dict[str, Any]]:
+        """Rows of the participants export file: enrolled participants, then tombstones."""
+        for r in self.conn.execute("SELECT * FROM participants ORDER BY enrolled_at"):
+            yield {
+                "participant_id": r["id"],
+                "enrolled_at": r["enrolled_at"],
+                "consent_version": r["consent_version"],
+                "consent_sha256": r["consent_sha256"],
+                "categories": json.loads(r["categories"]) if r["categories"] is not None else None,
+                "withdrawn_at": None,
+            }
+        for r in self.conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at"):
+            yield {"participant_id": r["participant_id"], "enrolled_at": None, "consent_version": None,
+                   "consent_sha256": None, "categories": None, "withdrawn_at": r["withdrawn_at"]}
+
+    def count_participant_records(self) -> int:
+        return (self.conn.execute("SELECT count(*) FROM participants").fetchone()[0]
+                + self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0])
+
+    def _latest_sql(self, kind: str, what: str) -> str:
+        if kind in RECORD_KEYS:
+            # The latest event of each record (an edited attribute, a comparison rated after it was shown).
+            return (f"SELECT {what} FROM events WHERE n IN "
+                    "(SELECT max(n) FROM events WHERE kind = ? GROUP BY participant_id, record_key)")
+        return f"SELECT {what} FROM events WHERE kind = ?"
+
+    def count_records(self, kind: str) -> int:
+        if kind in RECORD_KEYS:
+            sql = "SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? GROUP BY participant_id, record_key)"
+        else:
+            sql = "SELECT count(*) FROM events WHERE kind = ?"
+        return self.conn.execute(sql, [kind]).fetchone()[0]
+
+    def records(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(participant_id, payload) of the records of one kind, in the order they were received."""
+        # A connection of its own: a long export never holds up the request threads' connection.
+        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            cursor = conn.execute(self._latest_sql(kind, "participant_id, payload") + " ORDER BY n", [kind])
+            while True:
+                chunk = cursor.fetchmany(5000)
+                if not chunk:
+                    break
+                for participant_id, payload in chunk:
+                    yield participant_id, json.loads(payload)
+        finally:
+            conn.close()
+
+    def log_export(self, *, researcher: str, via: str, fmt: str, record_types: list[str], rows: int,
+                   destination: str | None) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO export_log (id, researcher, via, format, record_types, rows, destination, exported_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [str(uuid.uuid4()), researcher, via, fmt, _dumps(record_types), rows, destination, now()],
+            )
+
+    def export_log(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM export_log ORDER BY exported_at")]
