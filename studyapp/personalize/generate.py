@@ -1,10 +1,17 @@
-"""Stage 3: build what the model sees for a reply, with or without the participant's attributes."""
+"""Stage 3: build what the model sees for a reply, with or without the participant's attributes.
+
+The generic arm gets the ``assistant`` template (no profile); the personalized arm gets
+``assistant_personalized`` with the selected attributes; both with the same history, model and parameters.
+Every stored output records the returned template ref (``name@version``).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from studyapp.llm.base import ChatMessage
+from studyapp.llm.base import ChatMessage, ChatModel, ChatParams
 from studyapp.personalize.templates import load_template
 from studyapp.store.conversations import Message
 
@@ -32,3 +39,40 @@ def build_messages(
     messages: list[ChatMessage] = [{"role": "system", "content": system}]
     messages += [{"role": m.role, "content": m.content} for m in turns]
     return messages, template.ref
+
+
+@dataclass
+class Generation:
+    """One generated reply (for the CLI and benchmarks; the chat streams through its own service)."""
+
+    text: str
+    template: str
+    arm: str
+    first_token_ms: float | None
+    duration_ms: float
+
+
+async def generate(
+    model: ChatModel,
+    history: Sequence[Message],
+    attributes: Sequence[str] | None = None,
+    params: ChatParams | None = None,
+    *,
+    context_messages: int = 20,
+) -> Generation:
+    """Stream one reply to the end; the generic arm when ``attributes`` is empty. Raises LLMError."""
+    messages, template_ref = build_messages(history, attributes, context_messages=context_messages)
+    started = time.perf_counter()
+    first: float | None = None
+    parts: list[str] = []
+    async for delta in model.stream(messages, params):
+        if first is None and delta:
+            first = (time.perf_counter() - started) * 1000
+        parts.append(delta)
+    return Generation(
+        text="".join(parts),
+        template=template_ref,
+        arm="personalized" if attributes else "generic",
+        first_token_ms=first,
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
