@@ -103,3 +103,7 @@ def export_mine(ctx: click.Context, data_dir: Path | None, out: Path) -> None:
 # Commands of the other parts register here, one line each.
 from studyapp.study.commands import study as _study_group  # noqa: E402
 cli.add_command(_study_group)
+from studyapp.privacy.commands import consent as _consent_command  # noqa: E402
+from studyapp.privacy.commands import privacy as _privacy_group  # noqa: E402
+cli.add_command(_privacy_group)
+cli.add_command(_consent_command)

@@ -15,6 +15,7 @@ The engines are slow to build (about a second), so they are built once per proce
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -63,7 +64,6 @@ class Engines:
 
     analyzer: Any
     batch: Any
-    anonymizer: Any
     ner_available: bool
     message: str
 
@@ -149,8 +149,6 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
         from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NoOpNlpEngine
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
-        from presidio_anonymizer import AnonymizerEngine
-
         recognizers = _pattern_recognizers()
         nlp_engine: Any = None
         message = "Names and places are recognized (spaCy NER active) along with patterns."
@@ -171,11 +169,19 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
             nlp_engine.load()
         registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
         analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
-        anonymizer = AnonymizerEngine()
-        anonymizer.add_anonymizer(_pseudonymize_operator())
-        engines = Engines(analyzer, BatchAnalyzerEngine(analyzer), anonymizer, ner_available, message)
+        engines = Engines(analyzer, BatchAnalyzerEngine(analyzer), ner_available, message)
         _engines[key] = engines
         return engines
+
+
+@functools.cache
+def anonymizer_engine() -> Any:
+    """Presidio's anonymizer with the pseudonymize operator (cheap; needs no NLP model)."""
+    from presidio_anonymizer import AnonymizerEngine
+
+    engine = AnonymizerEngine()
+    engine.add_anonymizer(_pseudonymize_operator())
+    return engine
 
 
 def _pseudonymize_operator() -> type:
@@ -326,7 +332,7 @@ class Anonymizer:
             return text
         operators = {t: OperatorConfig("pseudonymize", {"entity_type": t, "lookup": self.placeholder})
                      for t in {r.entity_type for r in results}}
-        return str(self.engines.anonymizer.anonymize(text=text, analyzer_results=results, operators=operators).text)
+        return str(anonymizer_engine().anonymize(text=text, analyzer_results=results, operators=operators).text)
 
     def anonymize(self, text: str) -> str:
         """``text`` with every detected entity and term replaced by the participant's placeholder."""

@@ -1,4 +1,4 @@
-"""SQL for the consent log (consent_events, append-only by trigger) and the enrolled study it belongs to."""
+"""SQL for the consent log: consent_events, append-only (triggers refuse UPDATE and DELETE)."""
 
 from __future__ import annotations
 
@@ -39,12 +39,6 @@ class ConsentStore:
         rows = self.db.query("SELECT * FROM consent_events WHERE study_id = ? ORDER BY created_at, rowid",
                              [study_id])
         return [_decode(r) for r in rows]
-
-    def enrolled_studies(self) -> list[dict[str, Any]]:
-        """Studies this install is enrolled in and has not withdrawn from, most recent first."""
-        return list(self.db.query(
-            "SELECT id, protocol, server_url, participant_id, enrolled_at FROM studies "
-            "WHERE withdrawn_at IS NULL ORDER BY enrolled_at DESC"))
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,181 @@
+"""Command line for privacy: ``studyapp privacy scrub``, ``studyapp privacy terms ...`` and ``studyapp consent``.
+
+``scrub`` lets researchers and participants see exactly what the on-device scrubber does; ``consent``
+is for scripted deployments, where the consent text is shown on the terminal instead of the app.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from studyapp.cli import data_dir_option, make_context, open_or_exit
+
+# Lines read before anonymizing them together when input is piped (spaCy is faster in batches).
+SCRUB_BATCH = 64
+
+
+def _explicit_data_dir(ctx: click.Context, data_dir: Path | None) -> bool:
+    parent = ctx.parent.params.get("data_dir") if ctx.parent else None
+    return data_dir is not None or parent is not None
+
+
+@click.group()
+def privacy() -> None:
+    """See and tune what is removed from your data before it leaves this computer."""
+
+
+@privacy.command()
+@data_dir_option
+@click.option("--no-ner", is_flag=True, help="Use only the pattern recognizers (no name recognition).")
+@click.pass_context
+def scrub(ctx: click.Context, data_dir: Path | None, no_ner: bool) -> None:
+    """Read text lines on standard input and write them anonymized.
+
+    With --data-dir (or STUDYAPP_DATA_DIR), uses that participant's placeholders and always-remove
+    terms, so <PERSON_1> is the same person as in their uploads; otherwise placeholders are numbered
+    for this run only and nothing is stored.
+    """
+    from studyapp.privacy.anonymize import Anonymizer
+
+    db = None
+    if _explicit_data_dir(ctx, data_dir):
+        db = open_or_exit(make_context(ctx, data_dir)).db
+    anonymizer = Anonymizer(db, ner=not no_ner).load()
+    note = "NER active" if anonymizer.ner_available else "NER not active"
+    click.echo(f"scrub: {note}. {anonymizer.status_message}", err=True)
+    interactive = sys.stdin.isatty()
+    batch: list[str] = []
+
+    def flush() -> None:
+        texts = [line.rstrip("\n") for line in batch]
+        for text in anonymizer.anonymize_batch(texts):
+            click.echo(text)
+        batch.clear()
+
+    for line in sys.stdin:
+        batch.append(line)
+        if interactive or len(batch) >= SCRUB_BATCH:
+            flush()
+    flush()
+
+
+@privacy.group()
+def terms() -> None:
+    """Words and phrases always removed from your text (your name, your town, your employer)."""
+
+
+@terms.command("add")
+@data_dir_option
+@click.argument("term", nargs=-1, required=True)
+@click.pass_context
+def terms_add(ctx: click.Context, data_dir: Path | None, term: tuple[str, ...]) -> None:
+    """Always remove TERM (several may be given; quote phrases). Also re-scrubs what waits to be sent."""
+    from studyapp.privacy.anonymize import Anonymizer
+    from studyapp.privacy.review import ReviewService
+    from studyapp.study.current import current_study
+
+    app_ctx = open_or_exit(make_context(ctx, data_dir))
+    anonymizer = Anonymizer(app_ctx.db)
+    for t in term:
+        try:
+            added = anonymizer.add_term(t)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="TERM") from None
+        click.echo(f"{'Added' if added else 'Already listed'}: {' '.join(t.split())}")
+    # Queued payloads already went through the scrubber; the new terms must reach them too.
+    changed = ReviewService(app_ctx.db, current_study(app_ctx.db).protocol, anonymizer).rescrub()
+    if changed:
+        click.echo(f"Re-scrubbed {changed} item{'s' if changed != 1 else ''} waiting to be sent.")
+
+
+@terms.command("list")
+@data_dir_option
+@click.pass_context
+def terms_list(ctx: click.Context, data_dir: Path | None) -> None:
+    """List your always-remove terms."""
+    from studyapp.store.privacy import PrivacyStore
+
+    app_ctx = open_or_exit(make_context(ctx, data_dir))
+    items = PrivacyStore(app_ctx.db).terms()
+    if not items:
+        click.echo("No always-remove terms yet. Add one with: studyapp privacy terms add \"TERM\"", err=True)
+    for t in items:
+        click.echo(t)
+
+
+@terms.command("remove")
+@data_dir_option
+@click.argument("term", nargs=-1, required=True)
+@click.pass_context
+def terms_remove(ctx: click.Context, data_dir: Path | None, term: tuple[str, ...]) -> None:
+    """Stop always removing TERM (text already scrubbed stays scrubbed)."""
+    from studyapp.store.privacy import PrivacyStore
+
+    app_ctx = open_or_exit(make_context(ctx, data_dir))
+    store = PrivacyStore(app_ctx.db)
+    missing = []
+    for t in term:
+        if store.remove_term(" ".join(t.split())):
+            click.echo(f"Removed: {t}")
+        else:
+            missing.append(t)
+    if missing:
+        listed = ", ".join(store.terms()) or "(none)"
+        raise click.ClickException(f"Not in your terms: {', '.join(missing)}. Your terms: {listed}")
+
+
+@click.command("consent")
+@data_dir_option
+@click.option("--accept", "accept", multiple=True, metavar="CATEGORY",
+              help="A data category you agree to share (repeat, or separate with commas).")
+@click.option("--show", is_flag=True, help="Only print the consent text and the categories; record nothing.")
+@click.option("--include-earlier", is_flag=True,
+              help="Also share records made before this decision in the newly accepted categories.")
+@click.pass_context
+def consent(ctx: click.Context, data_dir: Path | None, accept: tuple[str, ...], show: bool,
+            include_earlier: bool) -> None:
+    """Read the enrolled study's consent document and agree to it, choosing data categories.
+
+    The text is printed first; the consent recorded is for that exact text (its sha256).
+    Required categories must be accepted to take part.
+    """
+    from studyapp.privacy.consent import ConsentError, ConsentService
+    from studyapp.study.current import current_study
+
+    app_ctx = open_or_exit(make_context(ctx, data_dir))
+    study = current_study(app_ctx.db)
+    if study.problem:
+        raise click.ClickException(f"The enrolled study's protocol cannot be used: {study.problem}")
+    if not study.enrolled:
+        raise click.ClickException("You are not enrolled in a study: run `studyapp enroll URL CODE` first.")
+    protocol = study.protocol
+    document = protocol.current_consent
+    click.echo(f"# {document.title} (study {protocol.id!r}, consent version {document.version})\n")
+    click.echo(document.text.rstrip("\n"))
+    click.echo("\nData categories this study asks for:")
+    for name, spec in protocol.categories.items():
+        click.echo(f"  {name}{' (required)' if spec.required else ''}: {spec.description}")
+    service = ConsentService(app_ctx.db)
+    current = service.current(protocol.id)
+    if current is not None:
+        state = "outdated: a new document" if service.needs_reconsent(protocol) else "in force"
+        click.echo(f"\nYour consent ({state}): version {current.version}, "
+                   f"categories {', '.join(sorted(current.categories)) or '(none)'}")
+    if show:
+        return
+    if not accept:
+        raise click.UsageError("say which categories you agree to with --accept CATEGORY (repeatable), "
+                               "or use --show to only read the text")
+    categories = [c.strip() for item in accept for c in item.split(",") if c.strip()]
+    try:
+        if current is not None and not service.needs_reconsent(protocol):
+            record = service.change_categories(protocol, categories, include_earlier=include_earlier)
+        else:
+            record = service.grant(protocol, categories, shown_text=document.text, include_earlier=include_earlier)
+    except ConsentError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"\nRecorded: consent version {record.document_version} (sha256 {record.document_sha256[:12]}...), "
+               f"categories {', '.join(record.categories) or '(none)'}.")

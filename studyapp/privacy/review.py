@@ -1,0 +1,133 @@
+"""Review before upload: the service behind the "what will be sent" screen.
+
+Lists what waits in the outbox (grouped by kind and day), shows each payload exactly as it will be
+sent, and lets the participant approve, withhold single items or whole conversations, and add
+always-remove terms. The outbox never holds raw text, so re-scrubbing applies the new terms to the
+anonymized payload text; that is enough because terms are literal strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlite_utils import Database
+
+from studyapp.events import TEXT_FIELDS
+from studyapp.privacy.anonymize import Anonymizer
+from studyapp.store.outbox import OutboxEvent, OutboxStore
+from studyapp.study.protocol import Protocol
+
+# Not yet sent, so still in the participant's hands.
+WAITING = ("pending", "approved")
+
+
+@dataclass
+class ReviewGroup:
+    kind: str
+    day: str
+    items: list[OutboxEvent] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        n = len(self.items)
+        return f"{self.day} · {self.kind} · {n} item{'s' if n != 1 else ''}"
+
+
+def preview(event: OutboxEvent) -> str:
+    """The payload exactly as it will be sent (pretty JSON)."""
+    return json.dumps(event.payload, ensure_ascii=False, indent=2, sort_keys=True)
+
+
+def summary(event: OutboxEvent, width: int = 60) -> str:
+    """One line for a list: the first text field, else the kind's key fields."""
+    for name in TEXT_FIELDS.get(event.kind, ()):
+        text = event.payload.get(name)
+        if isinstance(text, str) and text.strip():
+            line = " ".join(text.split())
+            return line if len(line) <= width else line[: width - 1] + "…"
+    if event.kind == "consent":
+        return f"consent {event.payload.get('action')}: {', '.join(event.payload.get('categories', []))}"
+    for key in ("label", "rating", "human_relevant"):
+        if key in event.payload:
+            return f"{key}: {event.payload[key]}"
+    return event.kind
+
+
+class ReviewService:
+    def __init__(self, db: Database, protocol: Protocol, anonymizer: Anonymizer) -> None:
+        self.db = db
+        self.protocol = protocol
+        self.anonymizer = anonymizer
+        self.outbox = OutboxStore(db)
+
+    @property
+    def review_required(self) -> bool:
+        return self.protocol.review_uploads
+
+    def waiting(self) -> list[OutboxEvent]:
+        """Everything not yet sent: pending review first, then approved, each oldest first."""
+        return [e for status in WAITING for e in self.outbox.list(status=status, study_id=self.protocol.id)]
+
+    def pending(self) -> list[OutboxEvent]:
+        return self.outbox.list(status="pending", study_id=self.protocol.id)
+
+    def groups(self, events: Iterable[OutboxEvent] | None = None) -> list[ReviewGroup]:
+        """Waiting events grouped by day (newest first) and kind."""
+        groups: dict[tuple[str, str], ReviewGroup] = {}
+        for event in events if events is not None else self.waiting():
+            key = (event.created_at[:10], event.kind)
+            groups.setdefault(key, ReviewGroup(event.kind, key[0])).items.append(event)
+        return [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1]), reverse=True)]
+
+    def counts(self) -> dict[str, int]:
+        return self.outbox.counts(self.protocol.id)
+
+    # Decisions -------------------------------------------------------------------------------------
+
+    def _own(self, event_ids: Iterable[str], statuses: tuple[str, ...]) -> list[str]:
+        """Only this study's events in the given statuses (a sent or withheld item stays as it is)."""
+        ids = []
+        for event_id in event_ids:
+            event = self.outbox.get(event_id)
+            if event is not None and event.study_id == self.protocol.id and event.status in statuses:
+                ids.append(event_id)
+        return ids
+
+    def approve(self, event_ids: Iterable[str]) -> int:
+        ids = self._own(event_ids, ("pending",))
+        self.outbox.approve(ids)
+        return len(ids)
+
+    def approve_all(self) -> int:
+        return self.approve([e.event_id for e in self.pending()])
+
+    def withhold(self, event_ids: Iterable[str]) -> int:
+        """Withheld items never leave the machine."""
+        ids = self._own(event_ids, WAITING)
+        self.outbox.set_status(ids, "withheld", "participant withheld it")
+        return len(ids)
+
+    def withhold_conversation(self, conversation_id: str) -> int:
+        """Withhold every waiting item of a conversation (messages and comparisons made in it)."""
+        ids = [e.event_id for e in self.waiting() if e.payload.get("conversation_id") == conversation_id]
+        return self.withhold(ids)
+
+    def add_term(self, term: str, *, rescrub: bool = True) -> int:
+        """Always remove ``term`` from now on; with ``rescrub``, also from what is waiting. Returns items changed."""
+        self.anonymizer.add_term(term)
+        return self.rescrub() if rescrub else 0
+
+    def rescrub(self) -> int:
+        """Apply the participant's terms to every waiting payload's text; returns how many changed."""
+        changed = 0
+        for event in self.waiting():
+            payload = dict(event.payload)
+            for name in TEXT_FIELDS.get(event.kind, ()):
+                if isinstance(payload.get(name), str):
+                    payload[name] = self.anonymizer.apply_terms(payload[name])
+            if payload != event.payload:
+                self.outbox.update_payload(event.event_id, payload)
+                changed += 1
+        return changed
