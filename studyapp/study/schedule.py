@@ -1,0 +1,109 @@
+"""When a turn becomes a comparison, when to ask for attribute labels, and which study day it is.
+
+Pure decisions from facts the caller gathers (the store counts turns and comparisons, the memory counts
+attributes), so the rules are easy to test and deterministic under a seeded ``random.Random``.
+The random draw happens only once every rule allows a comparison, so the sequence of draws, and hence the
+schedule under a seed, depends only on the eligible turns.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+
+from studyapp.study.protocol import AttributeReview, ComparisonSchedule
+
+
+@dataclass(frozen=True)
+class TurnFacts:
+    """What the scheduler needs to know about the participant's new turn."""
+
+    # User turns since the last comparison (None: there has been none yet).
+    turns_since_last_comparison: int | None
+    comparisons_today: int
+    attributes_in_memory: int
+    memory_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Decision:
+    compare: bool
+    reason: str
+
+
+class ComparisonScheduler:
+    """Applies the protocol's comparison schedule to one turn at a time."""
+
+    def __init__(self, schedule: ComparisonSchedule, rng: random.Random | None = None) -> None:
+        self.schedule = schedule
+        if rng is None:
+            rng = random.Random(schedule.seed) if schedule.seed is not None else random.SystemRandom()
+        self.rng = rng
+
+    def decide(self, facts: TurnFacts) -> Decision:
+        s = self.schedule
+        if not facts.memory_enabled:
+            # Without memory there is nothing to personalize with: both arms would be generic.
+            return Decision(False, "memory is off in this conversation")
+        if s.daily_cap <= 0 or s.probability <= 0:
+            return Decision(False, "the study asks for no comparisons")
+        if facts.comparisons_today >= s.daily_cap:
+            return Decision(False, f"daily cap reached ({facts.comparisons_today} of {s.daily_cap} today)")
+        if facts.attributes_in_memory < s.min_attributes:
+            return Decision(False, f"too few attributes in memory ({facts.attributes_in_memory} of "
+                                   f"{s.min_attributes} needed)")
+        since = facts.turns_since_last_comparison
+        if since is not None and since < s.min_turns_between:
+            return Decision(False, f"too soon after the last comparison ({since} of {s.min_turns_between} turns)")
+        draw = self.rng.random()
+        if draw < s.probability:
+            return Decision(True, f"eligible, and the draw {draw:.3f} < probability {s.probability}")
+        return Decision(False, f"eligible, but the draw {draw:.3f} >= probability {s.probability}")
+
+
+def reviews_due(review: AttributeReview, new_unlabeled_count: int, labeled_today: int) -> int:
+    """How many attributes to ask the participant to label now (0: not now).
+
+    The app asks once ``every_new_attributes`` unlabeled attributes have piled up, ``batch_size`` at a time,
+    and never more than ``max_per_day`` a day. The caller asks only between replies, never during one.
+    """
+    if new_unlabeled_count < review.every_new_attributes:
+        return 0
+    left_today = max(0, review.max_per_day - labeled_today)
+    return min(review.batch_size, new_unlabeled_count, left_today)
+
+
+class ReviewCadence:
+    """``reviews_due`` bound to a protocol's attribute review settings."""
+
+    def __init__(self, review: AttributeReview) -> None:
+        self.review = review
+
+    def reviews_due(self, new_unlabeled_count: int, labeled_today: int) -> int:
+        return reviews_due(self.review, new_unlabeled_count, labeled_today)
+
+
+def _as_datetime(value: str | datetime) -> datetime:
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    # Stored times are UTC; a naive value is taken as UTC too.
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def study_day(enrolled_at: str | datetime, now: str | datetime, duration_days: int,
+              *, tz: tzinfo | None = None) -> tuple[int, int]:
+    """(day, total): the participant's study day, 1 on the day of enrollment, by calendar days in ``tz``.
+
+    ``tz`` defaults to the machine's local time zone (a participant's day ends at their midnight).
+    ``day`` may exceed ``total`` once the study period is over; it is never below 1.
+    """
+    start = _as_datetime(enrolled_at).astimezone(tz).date()
+    today = _as_datetime(now).astimezone(tz).date()
+    return max(1, (today - start).days + 1), duration_days
+
+
+def start_of_day(now: datetime | None = None, *, tz: tzinfo | None = None) -> str:
+    """UTC ISO time of the participant's last local midnight: where "today" starts for daily caps."""
+    local = (now or datetime.now(UTC)).astimezone(tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.astimezone(UTC).isoformat(timespec="microseconds")
