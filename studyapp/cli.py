@@ -107,3 +107,9 @@ from studyapp.privacy.commands import consent as _consent_command  # noqa: E402
 from studyapp.privacy.commands import privacy as _privacy_group  # noqa: E402
 cli.add_command(_privacy_group)
 cli.add_command(_consent_command)
+from studyapp.sync.commands import enroll as _enroll_command  # noqa: E402
+from studyapp.sync.commands import sync as _sync_command  # noqa: E402
+from studyapp.sync.commands import withdraw as _withdraw_command  # noqa: E402
+cli.add_command(_enroll_command)
+cli.add_command(_sync_command)
+cli.add_command(_withdraw_command)

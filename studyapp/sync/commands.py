@@ -1,0 +1,101 @@
+"""Participant commands for the study server: ``studyapp enroll URL CODE``, ``studyapp sync``, ``studyapp withdraw``.
+
+Each takes ``--data-dir`` like every studyapp command. Errors print a message naming what went
+wrong and what to do (never a traceback); events stay in the outbox whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from studyapp import paths
+from studyapp.sync.client import SyncError
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar=paths.ENV_DATA_DIR,
+    help=f"Where studyapp keeps its database [env: {paths.ENV_DATA_DIR}].",
+)
+
+
+def _context(ctx: click.Context, data_dir: Path | None) -> Any:
+    # Imported here: studyapp.cli imports this module at its end.
+    from studyapp.cli import make_context, open_or_exit
+
+    return open_or_exit(make_context(ctx, data_dir))
+
+
+@click.command()
+@data_dir_option
+@click.argument("url")
+@click.argument("code")
+@click.pass_context
+def enroll(ctx: click.Context, data_dir: Path | None, url: str, code: str) -> None:
+    """Join the study served at URL with the one-time CODE from the research team."""
+    from studyapp.sync.enroll import enroll as do_enroll
+
+    app_ctx = _context(ctx, data_dir)
+    try:
+        result = asyncio.run(do_enroll(app_ctx.db, url, code))
+    except SyncError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Enrolled in {result.title!r} ({result.study_id}) as participant {result.participant_id}.")
+    click.echo("Your token is in the system keyring. Next: agree to the consent document (`studyapp consent`).")
+
+
+@click.command()
+@data_dir_option
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=200, show_default=True,
+              help="Events per request.")
+@click.pass_context
+def sync(ctx: click.Context, data_dir: Path | None, batch_size: int) -> None:
+    """Upload the approved events of the outbox to the study server."""
+    from studyapp.sync.client import run_sync, sync_status
+
+    app_ctx = _context(ctx, data_dir)
+    total = sync_status(app_ctx.db).ready
+    # click draws the bar only on a terminal; elsewhere it prints the label once.
+    with click.progressbar(length=max(total, 1), label="Uploading", file=sys.stderr, show_pos=True) as bar:
+        last = 0
+
+        def progress(done: int, of: int) -> None:
+            nonlocal last
+            bar.length = max(of, 1)
+            bar.update(done - last)
+            last = done
+
+        try:
+            report = asyncio.run(run_sync(app_ctx.db, progress=progress, batch_size=batch_size))
+        except SyncError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"Sync done: {report}.")
+    status = sync_status(app_ctx.db)
+    if status.waiting_review:
+        click.echo(f"{status.waiting_review} events wait for your review before they can be sent.")
+
+
+@click.command()
+@data_dir_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def withdraw(ctx: click.Context, data_dir: Path | None, yes: bool) -> None:
+    """Leave the study: stop sending, empty the outbox and have the server delete all your records."""
+    from studyapp.sync.withdraw import begin_withdrawal, finish_withdrawal
+
+    app_ctx = _context(ctx, data_dir)
+    if not yes:
+        click.confirm("Withdraw from the study? The server deletes everything you sent; this cannot be undone.",
+                      abort=True)
+    try:
+        marker = begin_withdrawal(app_ctx.db)
+        click.echo(f"Withdrawn here: nothing more is sent for study {marker['study_id']!r}. Asking the server "
+                   "to delete your records...")
+        result = asyncio.run(finish_withdrawal(app_ctx.db))
+    except SyncError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"The server confirmed: every record was deleted at {result.confirmed_at}; only a note that "
+               "you withdrew remains.")

@@ -1,0 +1,98 @@
+"""Enrollment: exchange a one-time code for a participant id, a token and the study protocol.
+
+The token goes to the keyring only (studyapp.secrets); the protocol (validated again by the study
+layer) and the participant id go to the ``studies`` table, which makes the study the current one.
+The keyring is checked *before* the code is sent: a code is one-time, so it must not be spent when
+the token could not be kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+from sqlite_utils import Database
+
+from studyapp import __version__
+from studyapp.secrets import SecretStoreUnavailable, keyring_status, set_participant_token
+from studyapp.store.studies import StudyStore
+from studyapp.sync.client import TIMEOUT, SyncError
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class EnrollError(SyncError):
+    """Enrollment failed; the message says why and whether the code is still usable."""
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    study_id: str
+    title: str
+    participant_id: str
+    server_url: str
+
+
+def normalize_server_url(url: str) -> str:
+    """The server's base URL; https required except on this machine."""
+    url = url.strip().rstrip("/")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise EnrollError(f"{url!r} is not a server address: give one like https://study.example.org")
+    if parsed.scheme == "http" and parsed.hostname not in LOCAL_HOSTS:
+        raise EnrollError(f"{url} uses plain http: the study server must use https (http only for localhost).")
+    return url
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(data.get("detail", data)) if isinstance(data, dict) else str(data)[:200]
+
+
+async def enroll(db: Database, url: str, code: str, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> Enrollment:
+    """Enroll this install in the study served at ``url`` with a one-time ``code``."""
+    from studyapp.study.protocol import ProtocolError, protocol_from_dict
+
+    base_url = normalize_server_url(url)
+    code = code.strip()
+    if not code:
+        raise EnrollError("The enrollment code is empty: type the code the research team gave you.")
+    status = keyring_status()
+    if not status.available:
+        raise EnrollError(f"Cannot keep the participant token safely: {status.hint} "
+                          "Enrollment stopped before using your code, so the code is still valid.")
+    async with httpx.AsyncClient(base_url=base_url, transport=transport, timeout=TIMEOUT,
+                                 headers={"User-Agent": f"studyapp/{__version__}"}) as client:
+        try:
+            response = await client.post("/v1/enroll", json={"code": code})
+        except httpx.HTTPError as exc:
+            raise EnrollError(f"Cannot reach the study server at {base_url} ({type(exc).__name__}). "
+                              "Check the address and your connection, then try again.") from exc
+    if response.status_code in (403, 422):
+        raise EnrollError(f"The server refused the code: {_detail(response)}")
+    if response.status_code != 201:
+        raise EnrollError(f"The server could not enroll you (HTTP {response.status_code}): {_detail(response)}. "
+                          "If the code is refused from now on, ask the research team for a new one.")
+    try:
+        data: dict[str, Any] = response.json()
+        participant_id = str(data["participant_id"])
+        token = str(data["token"])
+        protocol_data = data["protocol_resolved"]
+    except (ValueError, KeyError, TypeError):
+        raise EnrollError("The server's answer is not a studyapp enrollment; is this the study's address?") from None
+    try:
+        protocol = protocol_from_dict(protocol_data, source=f"{base_url} (enrollment)")
+    except ProtocolError as exc:
+        raise EnrollError(f"The server sent a protocol this app cannot use: {exc}") from None
+    try:
+        set_participant_token(protocol.id, token)
+    except SecretStoreUnavailable as exc:
+        raise EnrollError(f"{exc} Your code has been used: ask the research team for a new one.") from None
+    StudyStore(db).enroll(protocol.id, protocol_data, server_url=base_url, participant_id=participant_id)
+    return Enrollment(study_id=protocol.id, title=protocol.title, participant_id=participant_id, server_url=base_url)
