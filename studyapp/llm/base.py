@@ -7,6 +7,8 @@ JSON answer (for the personalization stages and the judge). Errors are ``LLMErro
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -110,3 +112,27 @@ class ChatModel(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?```\s*$", re.DOTALL | re.IGNORECASE)
+
+
+def parse_json_text(raw: str) -> Any:
+    """The JSON value in a model's answer, or None. Tolerates a Markdown code fence around it."""
+    text = raw.strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    # Small models sometimes wrap the value in prose: take the outermost object or array.
+    for open_, close in (("{", "}"), ("[", "]")):
+        start, end = text.find(open_), text.rfind(close)
+        if 0 <= start < end:
+            try:
+                return json.loads(text[start:end + 1])
+            except ValueError:
+                continue
+    return None

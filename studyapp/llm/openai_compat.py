@@ -31,6 +31,7 @@ from studyapp.llm.base import (
     ModelServerError,
     ModelTimeout,
     ModelUnreachable,
+    parse_json_text,
 )
 
 # Tried in this order by complete_json; "prompt" only asks in words.
@@ -362,30 +363,6 @@ def _schema_name(schema: dict[str, Any]) -> str:
     # OpenAI requires ^[a-zA-Z0-9_-]{1,64}$.
     name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(schema.get("title") or "response"))
     return name[:64] or "response"
-
-
-_FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?```\s*$", re.DOTALL | re.IGNORECASE)
-
-
-def parse_json_text(raw: str) -> Any:
-    """The JSON value in a model's answer, or None. Tolerates a Markdown code fence around it."""
-    text = raw.strip()
-    fenced = _FENCE.match(text)
-    if fenced:
-        text = fenced.group(1).strip()
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    # Small models sometimes wrap the value in prose: take the outermost object or array.
-    for open_, close in (("{", "}"), ("[", "]")):
-        start, end = text.find(open_), text.rfind(close)
-        if 0 <= start < end:
-            try:
-                return json.loads(text[start:end + 1])
-            except ValueError:
-                continue
-    return None
 
 
 def _rejects_response_format(response: httpx.Response) -> bool:
