@@ -113,3 +113,7 @@ from studyapp.sync.commands import withdraw as _withdraw_command  # noqa: E402
 cli.add_command(_enroll_command)
 cli.add_command(_sync_command)
 cli.add_command(_withdraw_command)
+from studyapp.personalize.commands import pipeline as _pipeline_group  # noqa: E402
+cli.add_command(_pipeline_group)
+from studyapp.study.commands import judge as _judge_command  # noqa: E402
+cli.add_command(_judge_command)
