@@ -1,0 +1,112 @@
+"""The anonymizer: what it removes, consistent placeholders, terms, offline loading and the NER fallback."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from sqlite_utils import Database
+
+from studyapp.privacy import anonymize
+from studyapp.privacy.anonymize import PLACEHOLDER, Anonymizer
+from studyapp.store.privacy import PrivacyStore
+
+SAMPLES = {
+    "EMAIL_ADDRESS": ("write to maria.lopez@example.org please", "maria.lopez@example.org"),
+    "PHONE_NUMBER": ("call me on +1 415-555-0132 tonight", "415-555-0132"),
+    "CREDIT_CARD": ("my card is 4111 1111 1111 1111", "4111 1111 1111 1111"),
+    "IBAN_CODE": ("send it to DE89 3704 0044 0532 0130 00", "DE89 3704 0044 0532 0130 00"),
+    "IP_ADDRESS": ("the server is at 192.168.1.20 now", "192.168.1.20"),
+    "URL": ("see https://myblog.example.com/about for more", "myblog.example.com"),
+    "DATE_TIME": ("I was born on 12/03/1987 in winter", "12/03/1987"),
+    "LOCATION": ("I live at 42 Elm Street with my cat", "42 Elm Street"),
+    "PERSON": ("Yesterday Maria Lopez called me", "Maria Lopez"),
+}
+
+
+@pytest.mark.parametrize("entity", sorted(SAMPLES))
+def test_each_entity_type_is_replaced_by_its_placeholder(anonymizer: Anonymizer, entity: str) -> None:
+    text, secret = SAMPLES[entity]
+    out = anonymizer.anonymize(text)
+    assert secret not in out
+    assert f"<{entity}_1>" in out
+
+
+def test_relative_dates_and_ordinary_words_stay(anonymizer: Anonymizer) -> None:
+    text = "yesterday I cooked pasta for 3 hours and next week I will try a new recipe"
+    assert anonymizer.anonymize(text) == text
+
+
+def test_the_same_person_gets_the_same_placeholder_in_every_message(db: Database) -> None:
+    first = Anonymizer(db).anonymize("I had lunch with Maria Lopez and John Smith.")
+    # A new Anonymizer on the same database (e.g. after a restart) uses the same mapping.
+    second = Anonymizer(db).anonymize("John Smith says hi. Maria  Lopez does not.")
+    assert "Maria" not in first + second and "John" not in first + second
+    people_first = PLACEHOLDER.findall(first)
+    assert len(set(people_first)) == 2
+    mapping = PrivacyStore(db).mapping()
+    maria, john = mapping[("PERSON", "maria lopez")], mapping[("PERSON", "john smith")]
+    assert maria != john
+    assert first == f"I had lunch with {maria} and {john}."
+    assert second == f"{john} says hi. {maria} does not."
+
+
+def test_anonymizing_twice_changes_nothing(anonymizer: Anonymizer) -> None:
+    once = anonymizer.anonymize("Maria Lopez (maria@example.org, born 1987-03-12) lives at 7 Oak Road, Boston.")
+    assert once != "Maria Lopez (maria@example.org, born 1987-03-12) lives at 7 Oak Road, Boston."
+    assert anonymizer.anonymize(once) == once
+    assert anonymizer.anonymize_batch([once, once]) == [once, once]
+
+
+def test_always_remove_terms_are_matched_case_insensitively(anonymizer: Anonymizer) -> None:
+    assert "Brightwave" in anonymizer.anonymize("I work at Brightwave on Mondays")
+    assert anonymizer.add_term("Brightwave")
+    out = anonymizer.anonymize("I work at BRIGHTWAVE on Mondays, brightwave pays well")
+    assert "rightwave" not in out.lower()
+    assert out.count("<TERM_1>") == 2
+    assert anonymizer.apply_terms("<PERSON_1> left Brightwave") == "<PERSON_1> left <TERM_1>"
+    assert not anonymizer.add_term("Brightwave")
+    with pytest.raises(ValueError, match="empty"):
+        anonymizer.add_term("   ")
+
+
+def test_batch_matches_one_by_one(db: Database) -> None:
+    texts = ["Maria Lopez lives in Paris", "", "mail maria@example.org", "nothing to see here"]
+    batch = Anonymizer(db).anonymize_batch(texts)
+    assert batch == [Anonymizer(db).anonymize(t) for t in texts]
+
+
+def test_without_a_database_placeholders_are_consistent_within_the_run() -> None:
+    a = Anonymizer(None)
+    assert a.anonymize("Maria Lopez called") == a.anonymize("Maria Lopez called")
+
+
+def test_missing_model_falls_back_to_patterns_without_downloading(monkeypatch: pytest.MonkeyPatch) -> None:
+    import spacy.cli
+
+    def no_download(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("spacy tried to download a model")
+
+    monkeypatch.setattr(spacy.cli, "download", no_download)
+    a = Anonymizer(None, model_name="en_core_web_missing_model")
+    assert a.ner_available is False
+    assert "Only pattern recognizers are active" in a.status_message
+    out = a.anonymize("Maria Lopez: maria@example.org, +1 415-555-0132")
+    assert "<EMAIL_ADDRESS_1>" in out and "<PHONE_NUMBER_1>" in out
+    assert "Maria Lopez" in out  # no NER: names stay unless they are terms
+    a.add_term("Maria Lopez")
+    assert "Maria" not in a.anonymize("Maria Lopez says hi")
+
+
+def test_engines_load_without_any_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(anonymize, "_engines", {})
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    a = Anonymizer(None)
+    assert a.ner_available
+    # The e-mail recognizer checks the domain against the public suffix list: the bundled one.
+    assert a.anonymize("mail maria@example.co.uk") == "mail <EMAIL_ADDRESS_1>"

@@ -1,0 +1,77 @@
+"""Review before upload: grouping, approve, withhold (items and conversations), terms and re-scrub."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+
+from studyapp.privacy.anonymize import Anonymizer
+from studyapp.privacy.collect import Collector
+from studyapp.privacy.consent import ConsentService
+from studyapp.privacy.review import ReviewService, preview, summary
+from studyapp.store.outbox import OutboxStore
+from tests.privacy.conftest import make_protocol
+from tests.privacy.test_collect import message
+
+
+def setup(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> tuple[ReviewService, list[str]]:
+    protocol = make_protocol(review_uploads=True)
+    consent.grant(protocol, ["ratings", "conversation_text"])
+    collector = Collector(db, protocol, anonymizer, consent)
+    ids = [
+        collector.collect("message", message("I work at Brightwave with Maria Lopez", conversation_id="c1")),
+        collector.collect("message", message("Brightwave is in Dublin", conversation_id="c1")),
+        collector.collect("message", message("a recipe for soup please", conversation_id="c2")),
+        collector.collect("judge_verdict", {"comparison_id": "k1", "judge_model": "local",
+                                            "personalized_side": "left", "rating": 4}),
+    ]
+    assert all(ids)
+    return ReviewService(db, protocol, anonymizer), [i for i in ids if i]
+
+
+def test_pending_items_grouped_by_kind_and_day(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> None:
+    review, ids = setup(db, consent, anonymizer)
+    assert review.review_required
+    groups = review.groups()
+    kinds = sorted((g.kind, len(g.items)) for g in groups)
+    assert kinds == [("consent", 1), ("judge_verdict", 1), ("message", 3)]
+    message_group = next(g for g in groups if g.kind == "message")
+    assert message_group.label.endswith("· message · 3 items")
+    first = message_group.items[0]
+    assert summary(first) == "I work at Brightwave with <PERSON_1>"
+    assert '"content": "I work at Brightwave with <PERSON_1>"' in preview(first)
+
+
+def test_approve_some_then_all(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> None:
+    review, ids = setup(db, consent, anonymizer)
+    outbox = OutboxStore(db)
+    assert review.approve([ids[0]]) == 1
+    assert outbox.get(ids[0]).status == "approved"  # type: ignore[union-attr]
+    assert outbox.get(ids[1]).status == "pending"  # type: ignore[union-attr]
+    assert review.approve_all() == 3
+    assert review.pending() == []
+    assert len(outbox.ready("s1", 100)) == 5
+
+
+def test_withhold_item_and_conversation_never_become_ready(db: Database, consent: ConsentService,
+                                                           anonymizer: Anonymizer) -> None:
+    review, ids = setup(db, consent, anonymizer)
+    assert review.withhold([ids[2]]) == 1
+    assert review.withhold_conversation("c1") == 2
+    assert review.approve_all() == 1  # only the judge verdict was still pending
+    assert review.approve(ids[:3]) == 0  # withheld items cannot be approved
+    ready = {e.event_id for e in OutboxStore(db).ready("s1", 100)}
+    assert ready.isdisjoint(ids[:3])
+    assert ids[3] in ready
+
+
+def test_add_term_rescrubs_waiting_payloads(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> None:
+    review, ids = setup(db, consent, anonymizer)
+    review.approve([ids[1]])
+    assert review.add_term("Brightwave") == 2
+    outbox = OutboxStore(db)
+    assert outbox.get(ids[0]).payload["content"] == "I work at <TERM_1> with <PERSON_1>"  # type: ignore[union-attr]
+    assert outbox.get(ids[1]).payload["content"].startswith("<TERM_1> is in")  # type: ignore[union-attr]
+    assert outbox.get(ids[1]).status == "approved"  # type: ignore[union-attr]
+    assert review.rescrub() == 0
+    # New records use the term too.
+    assert "Brightwave" not in anonymizer.anonymize("Brightwave again")
