@@ -18,7 +18,8 @@ def setup(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> tupl
     consent.grant(protocol, ["ratings", "conversation_text"])
     collector = Collector(db, protocol, anonymizer, consent)
     ids = [
-        collector.collect("message", message("I work at Brightwave with Maria Lopez", conversation_id="c1")),
+        collector.collect("message", message("I had lunch with Maria Lopez today. I work at Brightwave",
+                                             conversation_id="c1")),
         collector.collect("message", message("Brightwave is in Dublin", conversation_id="c1")),
         collector.collect("message", message("a recipe for soup please", conversation_id="c2")),
         collector.collect("judge_verdict", {"comparison_id": "k1", "judge_model": "local",
@@ -29,7 +30,7 @@ def setup(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> tupl
 
 
 def test_pending_items_grouped_by_kind_and_day(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> None:
-    review, ids = setup(db, consent, anonymizer)
+    review, _ids = setup(db, consent, anonymizer)
     assert review.review_required
     groups = review.groups()
     kinds = sorted((g.kind, len(g.items)) for g in groups)
@@ -37,8 +38,8 @@ def test_pending_items_grouped_by_kind_and_day(db: Database, consent: ConsentSer
     message_group = next(g for g in groups if g.kind == "message")
     assert message_group.label.endswith("· message · 3 items")
     first = message_group.items[0]
-    assert summary(first) == "I work at Brightwave with <PERSON_1>"
-    assert '"content": "I work at Brightwave with <PERSON_1>"' in preview(first)
+    assert summary(first) == "I had lunch with <PERSON_1> today. I work at Brightwave"
+    assert '"content": "I had lunch with <PERSON_1> today. I work at Brightwave"' in preview(first)
 
 
 def test_approve_some_then_all(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> None:
@@ -69,7 +70,7 @@ def test_add_term_rescrubs_waiting_payloads(db: Database, consent: ConsentServic
     review.approve([ids[1]])
     assert review.add_term("Brightwave") == 2
     outbox = OutboxStore(db)
-    assert outbox.get(ids[0]).payload["content"] == "I work at <TERM_1> with <PERSON_1>"  # type: ignore[union-attr]
+    assert outbox.get(ids[0]).payload["content"] == "I had lunch with <PERSON_1> today. I work at <TERM_1>"  # type: ignore[union-attr]
     assert outbox.get(ids[1]).payload["content"].startswith("<TERM_1> is in")  # type: ignore[union-attr]
     assert outbox.get(ids[1]).status == "approved"  # type: ignore[union-attr]
     assert review.rescrub() == 0
