@@ -33,3 +33,64 @@ def check(file: Path | None, builtin: bool, as_json: bool) -> None:
     else:
         click.echo(protocol.summary())
         click.echo("OK: the protocol is valid.")
+
+
+@click.command("judge")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="STUDYAPP_DATA_DIR",
+              help="Where studyapp keeps its database [env: STUDYAPP_DATA_DIR].")
+@click.option("--rerun", is_flag=True, help="Judge every rated comparison again, not only those not yet judged.")
+@click.option("--model", "models", multiple=True,
+              help="Judge with this model instead of the study's judges ('local' or a model name; repeatable).")
+@click.option("--base-url", help="OpenAI-compatible endpoint for --model (default: your configured one).")
+@click.pass_context
+def judge(ctx: click.Context, data_dir: Path | None, rerun: bool, models: tuple[str, ...],
+          base_url: str | None) -> None:
+    """Let the LLM judge rate rated comparisons (in both orders); verdicts go to the database.
+
+    Researchers testing a new judge: studyapp judge --rerun --model NAME --base-url URL
+    """
+    import asyncio
+    from dataclasses import replace
+
+    from studyapp.cli import make_context, open_or_exit
+    from studyapp.llm.base import LLMError
+    from studyapp.llm.factory import make_model
+    from studyapp.store.comparisons import ComparisonRecord, ComparisonStore
+    from studyapp.study.current import current_study
+    from studyapp.study.judge import Judge, Verdict
+
+    app_ctx = open_or_exit(make_context(ctx, data_dir))
+    base = app_ctx.model_settings()
+    if models:
+        specs = [(name, base_url) for name in models]
+    else:
+        specs = [(spec.model, spec.base_url) for spec in current_study(app_ctx.db).protocol.judges]
+        if not specs:
+            click.echo("The study has no judge models (models.judge = []); give one with --model.")
+            return
+    try:
+        chat_models = [make_model(replace(base, model=name, base_url=url or base.base_url)) for name, url in specs]
+    except LLMError as exc:
+        raise click.ClickException(str(exc)) from exc
+    store = ComparisonStore(app_ctx.db)
+    judge_ = Judge(chat_models, store)
+
+    def done(comparison: ComparisonRecord, verdicts: list[Verdict]) -> None:
+        ratings = ", ".join(f"{v.judge_model} [{v.personalized_side}]: {v.rating if v.rating else 'unreadable'}"
+                            for v in verdicts)
+        click.echo(f"{comparison.id}  participant {comparison.rating}  judge {ratings or '(no verdict)'}")
+
+    async def run() -> int:
+        try:
+            return await judge_.judge_pending(rerun=rerun, on_done=done)
+        finally:
+            for model in chat_models:
+                await model.aclose()
+
+    count = asyncio.run(run())
+    click.echo(f"{count} verdicts stored.")
+    if judge_.failures:
+        click.echo(f"{len(judge_.failures)} judge calls failed (nothing stored for them; run again later):", err=True)
+        for failure in sorted(set(judge_.failures)):
+            click.echo(f"  {failure}", err=True)
+        sys.exit(1)

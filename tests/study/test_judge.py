@@ -1,0 +1,155 @@
+"""The LLM judge against the scripted server: both orders, the personalized point of view, bad output kept."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from studyapp.cli import cli
+from studyapp.llm.openai_compat import OpenAICompatModel
+from studyapp.store.comparisons import ComparisonStore
+from studyapp.store.conversations import ConversationStore
+from studyapp.store.db import open_database
+from studyapp.study.judge import Judge, read_rating
+from tests.support.scripted_llm import ScriptedLLM
+
+GENERIC = "Pasta with tomato sauce."
+PERSONAL = "A vegetarian one-pan dinner."
+
+
+def rated_comparison(conversations: ConversationStore, comparisons: ComparisonStore, *, side: str = "left",
+                     rating: int = 4) -> str:
+    conv = conversations.create()
+    prompt = conversations.add_message(conv.id, "user", "What should I cook tonight?")
+    cid = comparisons.create(
+        conversation_id=conv.id, prompt_message_id=prompt.id, personalized_side=side, coin={"bit": 1},
+        attributes=[{"attribute_id": "a1", "text": "Is vegetarian", "selected": True, "rationale": ""}],
+        model="m", parameters={}, templates={})
+    g = conversations.add_message(conv.id, "assistant", GENERIC, arm="generic", comparison_id=cid, in_thread=False)
+    p = conversations.add_message(conv.id, "assistant", PERSONAL, arm="personalized", comparison_id=cid,
+                                  in_thread=False)
+    comparisons.set_arm_messages(cid, generic_message_id=g.id, personalized_message_id=p.id)
+    comparisons.record_rating(cid, rating=rating, shown_choice=rating, chosen_arm="personalized",
+                              chosen_message_id=p.id, skipped=False, comment=None, time_to_rate_ms=None)
+    return cid
+
+
+def personal_position(body: dict[str, Any]) -> int:
+    """1 if the judge was shown the personalized answer as Response 1, else 2."""
+    text = body["messages"][-1]["content"]
+    first = re.search(r"Response 1:\n<<<\n(.*?)\n>>>", text, re.S)
+    assert first is not None
+    return 1 if first.group(1) == PERSONAL else 2
+
+
+def model(llm: ScriptedLLM) -> OpenAICompatModel:
+    return OpenAICompatModel(llm.base_url, llm.model)
+
+
+async def test_both_orders_agree_for_a_consistent_judge(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore,
+) -> None:
+    cid = rated_comparison(conversations, comparisons)
+    # This judge always finds the personalized answer much better, wherever it is shown.
+    scripted_llm.set_default(lambda body: {"rating": 1 if personal_position(body) == 1 else 5, "reason": "fits"})
+    verdicts = await Judge([model(scripted_llm)], comparisons).judge(cid)
+    assert sorted((v.personalized_side, v.shown_rating, v.rating) for v in verdicts) == [
+        ("left", 1, 5), ("right", 5, 5)]
+    assert len(scripted_llm.requests) == 2
+    stored = comparisons.verdicts(cid)
+    assert sorted((v.personalized_side, v.rating) for v in stored) == [("left", 5), ("right", 5)]
+    assert all(v.template == "judge@1" and v.judge_model == scripted_llm.model for v in stored)
+    assert json.loads(stored[0].raw or "")["reason"] == "fits"
+    # The judge saw the request and what is known about the user.
+    prompt = scripted_llm.requests[0]["messages"][-1]["content"]
+    assert "What should I cook tonight?" in prompt and "- Is vegetarian" in prompt
+
+
+async def test_position_bias_shows_in_the_two_orders(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore,
+) -> None:
+    cid = rated_comparison(conversations, comparisons)
+    scripted_llm.set_default(lambda body: {"rating": 1})  # always "Response 1 much better"
+    verdicts = await Judge([model(scripted_llm)], comparisons).judge(cid)
+    assert sorted(v.rating for v in verdicts if v.rating) == [1, 5]  # cancels out on average
+
+
+async def test_malformed_judge_output_is_kept_with_no_rating(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore,
+) -> None:
+    cid = rated_comparison(conversations, comparisons)
+    scripted_llm.add_raw_content("I think the first one, definitely!")
+    scripted_llm.add_json({"rating": 7})
+    verdicts = await Judge([model(scripted_llm)], comparisons).judge(cid)
+    assert [v.rating for v in verdicts] == [None, None]
+    raws = {v.raw for v in comparisons.verdicts(cid)}
+    assert raws == {"I think the first one, definitely!", '{"rating": 7}'}
+
+
+async def test_unreachable_judge_records_nothing_and_says_why(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore,
+) -> None:
+    cid = rated_comparison(conversations, comparisons)
+    for _ in range(2):
+        scripted_llm.add_error(401)
+    judge = Judge([model(scripted_llm)], comparisons)
+    assert await judge.judge(cid) == []
+    assert comparisons.verdicts(cid) == []
+    assert len(judge.failures) == 2 and all(f.startswith(scripted_llm.model) for f in judge.failures)
+    assert comparisons.unjudged(scripted_llm.model)[0].id == cid  # picked up again next time
+
+
+async def test_judge_pending_skips_judged_unless_rerun(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore,
+) -> None:
+    first = rated_comparison(conversations, comparisons)
+    scripted_llm.set_default(lambda body: {"rating": 3})
+    judge = Judge([model(scripted_llm)], comparisons)
+    assert await judge.judge_pending() == 2
+    second = rated_comparison(conversations, comparisons, side="right")
+    assert await judge.judge_pending() == 2  # only the new one
+    assert len(comparisons.verdicts(first)) == 2 and len(comparisons.verdicts(second)) == 2
+    assert await judge.judge_pending(rerun=True) == 4
+    assert len(comparisons.verdicts(first)) == 4
+
+
+def test_read_rating() -> None:
+    assert read_rating({"rating": 4}) == 4
+    assert read_rating({"rating": "2"}) == 2
+    assert read_rating({"rating": 3.0}) == 3
+    for bad in (None, {}, {"rating": 0}, {"rating": 6}, {"rating": True}, {"rating": 2.5}, "x", [1]):
+        assert read_rating(bad) is None
+
+
+def test_judge_command_reruns_with_a_named_model(scripted_llm: ScriptedLLM, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STUDYAPP_API_KEY", "")
+    db = open_database(tmp_path / "studyapp.db")
+    cid = rated_comparison(ConversationStore(db), ComparisonStore(db))
+    db.close()
+    scripted_llm.set_default(lambda body: {"rating": 1 if personal_position(body) == 1 else 4})
+    args = ["judge", "--data-dir", str(tmp_path), "--model", scripted_llm.model, "--base-url", scripted_llm.base_url]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "2 verdicts stored." in result.output and cid in result.output
+    assert "0 verdicts stored." in CliRunner().invoke(cli, args).output  # already judged
+    result = CliRunner().invoke(cli, [*args, "--rerun"])
+    assert "2 verdicts stored." in result.output
+    db = open_database(tmp_path / "studyapp.db")
+    assert sorted(v.rating for v in ComparisonStore(db).verdicts(cid)) == [4, 4, 5, 5]
+    db.close()
+
+
+def test_judge_command_reports_failures(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "studyapp.db")
+    rated_comparison(ConversationStore(db), ComparisonStore(db))
+    db.close()
+    result = CliRunner().invoke(cli, ["judge", "--data-dir", str(tmp_path), "--model", "m",
+                                      "--base-url", "http://127.0.0.1:9/v1"])
+    assert result.exit_code == 1
+    assert "judge calls failed" in result.output and "Traceback" not in result.output
