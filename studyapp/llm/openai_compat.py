@@ -34,8 +34,9 @@ from studyapp.llm.base import (
     parse_json_text,
 )
 
-# Tried in this order by complete_json; "prompt" only asks in words.
-JSON_MODES = ("json_schema", "json_object", "prompt")
+# Tried in this order by complete_json: OpenAI-style json_schema; JSON mode with the schema attached
+# (llama-cpp-python's server turns it into a grammar); plain JSON mode; "prompt" only asks in words.
+JSON_MODES = ("json_schema", "json_object_schema", "json_object", "prompt")
 _RESPONSE_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "structured output", "grammar")
 _DETAIL_LIMIT = 500
 
@@ -301,6 +302,8 @@ class OpenAICompatModel:
             if mode == "json_schema":
                 body["response_format"] = {"type": "json_schema",
                                            "json_schema": {"name": _schema_name(schema), "schema": schema}}
+            elif mode == "json_object_schema":
+                body["response_format"] = {"type": "json_object", "schema": schema}
             elif mode == "json_object":
                 body["response_format"] = {"type": "json_object"}
             response = await self._post(body)
@@ -366,7 +369,8 @@ def _schema_name(schema: dict[str, Any]) -> str:
 
 
 def _rejects_response_format(response: httpx.Response) -> bool:
-    if response.status_code not in (400, 415, 422, 501):
+    # Some servers (llama-cpp-python's among them) answer a request validation error with 500.
+    if response.status_code not in (400, 415, 422, 500, 501):
         return False
     text = response.text.lower()
     return any(word in text for word in _RESPONSE_FORMAT_WORDS)

@@ -1,1 +1,1 @@
-from tests.support.fixtures import scripted_llm  # noqa: F401
+from tests.support.fixtures import llama_server, scripted_llm  # noqa: F401

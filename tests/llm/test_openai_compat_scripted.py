@@ -93,10 +93,11 @@ async def test_falls_back_to_json_object_then_remembers() -> None:
         await model.aclose()
     assert (first.value, second.value) == ({"ok": False}, {"ok": True})
     kinds = [(r.get("response_format") or {}).get("type") for r in llm.requests]
-    # One rejected json_schema attempt, then json_object, then straight to json_object.
+    # One rejected json_schema attempt, then json_object (with the schema attached), then straight to it.
     assert kinds == ["json_schema", "json_object", "json_object"]
+    assert llm.requests[1]["response_format"]["schema"] == SCHEMA
     assert "JSON Schema" in llm.requests[1]["messages"][0]["content"]
-    assert model.json_mode == "json_object"
+    assert model.json_mode == "json_object_schema"
 
 
 async def test_falls_back_to_plain_prompt() -> None:
@@ -106,7 +107,8 @@ async def test_falls_back_to_plain_prompt() -> None:
         result = await model.complete_json([{"role": "system", "content": "Be brief."}, *MESSAGES], SCHEMA)
         await model.aclose()
     assert result.value == {"ok": True}
-    assert [r.get("response_format", {}).get("type") for r in llm.requests] == ["json_schema", "json_object", None]
+    kinds = [r.get("response_format", {}).get("type") for r in llm.requests]
+    assert kinds == ["json_schema", "json_object", "json_object", None]
     system = llm.requests[-1]["messages"][0]
     assert system["role"] == "system" and system["content"].startswith("Be brief.") and '"ok"' in system["content"]
     assert model.json_mode == "prompt"

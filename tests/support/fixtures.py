@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.llama_server import LlamaServer, run_llama_server
 from tests.support.scripted_llm import ScriptedLLM, run_scripted_llm
 
 
@@ -19,3 +20,13 @@ def scripted_llm() -> Iterator[ScriptedLLM]:
     """A running ScriptedLLM (fresh per test): queue replies, point a model at ``scripted_llm.base_url``."""
     with run_scripted_llm() as llm:
         yield llm
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LlamaServer]:
+    """The real ``llama_cpp.server`` with SmolLM2 on a free port, shared by the whole test session.
+
+    ``llama_server.base_url`` (ends in /v1) and ``llama_server.model`` go into OpenAICompatModel or settings.
+    """
+    with run_llama_server() as server:
+        yield server
