@@ -66,7 +66,8 @@ def m001_initial(db: Database) -> None:
     )
     # n is an explicit INTEGER PRIMARY KEY: the order events were received, stable across VACUUM.
     # record_key names the record an event describes (e.g. the message id), so the export keeps
-    # the latest version of each record; day is the participant-side date of the event (days active).
+    # the latest version of each record; day is the participant-side date of the event (days active),
+    # null for kinds without a time of their own (relevance labels, judge verdicts).
     db.execute(
         """
         CREATE TABLE events (
@@ -75,7 +76,7 @@ def m001_initial(db: Database) -> None:
             participant_id TEXT NOT NULL REFERENCES participants(id) ON DELETE CASCADE,
             kind TEXT NOT NULL,
             record_key TEXT NOT NULL,
-            day TEXT NOT NULL,
+            day TEXT,
             payload TEXT NOT NULL,
             received_at TEXT NOT NULL
         )

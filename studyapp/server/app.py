@@ -10,8 +10,8 @@ Robustness: bodies above the size limit get 413 before they are parsed; every bo
 an answer fail to encode; a busy database answers 503 with Retry-After, never 500.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": FastAPI must see the dependency annotations of the
+# endpoints defined inside create_app() as objects, not as strings naming local functions.
 import csv
 import io
 import json

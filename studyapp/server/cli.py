@@ -177,3 +177,7 @@ def participants(db_path: Path, as_json: bool) -> None:
         )
     counts = storage.code_counts()
     click.echo(f"{len(rows)} participants; codes: {counts['used']} used, {counts['unused']} unused")
+
+
+if __name__ == "__main__":
+    cli()

@@ -273,7 +273,7 @@ class Storage:
                     consented = set() if consent["action"] == "withdraw" else set(consent["categories"] or [])
                 owners[event_id] = participant_id
                 rows.append((event_id, participant_id, kind, checked.record_key,
-                             checked.day or received_at[:10], _dumps(checked.payload), received_at))
+                             checked.day, _dumps(checked.payload), received_at))
                 results.append(EventResult(event_id, "accepted"))
             if rows:
                 conn.executemany(
@@ -308,7 +308,7 @@ class Storage:
 
         for event_id, kind, payload in rows:
             checked = check_event(event_id, kind, payload)
-            batch.append((event_id, participant_id, kind, checked.record_key, checked.day or received_at[:10],
+            batch.append((event_id, participant_id, kind, checked.record_key, checked.day,
                           _dumps(checked.payload), received_at))
             n += 1
             if len(batch) >= chunk:

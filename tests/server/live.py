@@ -1,0 +1,179 @@
+"""Test support for the collection server: a study protocol, event factories and a live uvicorn server.
+
+Used by tests/server and tests/sync (and the benchmarks' smoke runs).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from studyapp.server.app import create_app
+from studyapp.server.storage import Storage
+from studyapp.study.protocol import parse_protocol
+from tests.support.net import bound_socket, wait_until_http_ok
+
+STUDY_ID = "sync-test-2026"
+PROTOCOL = """
+[study]
+id = "sync-test-2026"
+title = "Sync test study"
+version = "1"
+duration_days = 14
+
+[[consent]]
+version = "1"
+title = "Consent"
+text = "You agree to take part."
+
+[categories.ratings]
+required = true
+description = "Ratings."
+
+[categories.relevance_labels]
+required = false
+description = "Relevance labels."
+
+[categories.attribute_labels]
+required = false
+description = "Attribute labels."
+
+[categories.attributes]
+required = false
+description = "Attributes."
+
+[categories.conversation_text]
+required = false
+description = "Conversation text."
+
+[comparisons]
+min_turns_between = 1
+daily_cap = 3
+probability = 0.5
+min_attributes = 1
+"""
+ALL_CATEGORIES = ["attribute_labels", "attributes", "conversation_text", "ratings", "relevance_labels"]
+
+
+def new_storage(path: Path) -> tuple[Storage, str]:
+    """A migrated server database holding the test study; returns it with the researcher token."""
+    storage = Storage(path)
+    protocol = parse_protocol(PROTOCOL, source="test")
+    token = storage.init_study(study_id=protocol.id, title=protocol.title, version=protocol.version,
+                               protocol=PROTOCOL, protocol_data=protocol.to_dict())
+    return storage, token
+
+
+@contextmanager
+def serve(storage: Storage, **options: Any) -> Iterator[str]:
+    """Run the app under uvicorn on 127.0.0.1 (free port) in a thread; yields the base URL."""
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(storage, **options), log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_http_ok(f"{base_url}/health", timeout=20, alive=thread.is_alive)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    storage: Storage
+    researcher_token: str
+
+    def code(self) -> str:
+        return self.storage.create_codes(1)[0]
+
+    def enroll(self) -> tuple[str, str]:
+        """Enroll a new participant over HTTP; returns (participant_id, token)."""
+        response = httpx.post(f"{self.base_url}/v1/enroll", json={"code": self.code()})
+        response.raise_for_status()
+        data = response.json()
+        return data["participant_id"], data["token"]
+
+    def upload(self, token: str, events: list[dict[str, Any]]) -> httpx.Response:
+        return httpx.post(f"{self.base_url}/v1/events", json={"events": events},
+                          headers={"Authorization": f"Bearer {token}"})
+
+    def researcher(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.researcher_token}"}
+
+
+# -- event factories (payload fields as in studyapp/events.py) -------------------------------------
+
+_n = 0
+
+
+def _id(prefix: str) -> str:
+    global _n
+    _n += 1
+    return f"{prefix}-{_n:08d}"
+
+
+def event(kind: str, payload: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    return {"event_id": event_id or _id("ev"), "kind": kind, "payload": payload}
+
+
+def consent(categories: list[str] | None = None, action: str = "grant") -> dict[str, Any]:
+    return event("consent", {"consent_version": "1", "consent_sha256": "ab" * 32,
+                             "categories": ALL_CATEGORIES if categories is None else categories,
+                             "action": action, "created_at": "2026-11-20T10:00:00+00:00"})
+
+
+def message(content: str = "Hello [PERSON_1]", day: str = "2026-11-20", **extra: Any) -> dict[str, Any]:
+    return event("message", {"conversation_id": "c1", "message_id": _id("m"), "role": "user", "content": content,
+                             "created_at": f"{day}T10:00:00+00:00", "status": "complete", **extra})
+
+
+def attribute(attribute_id: str | None = None, text: str = "Likes hiking", **extra: Any) -> dict[str, Any]:
+    payload = {"attribute_id": attribute_id or _id("a"), "text": text, "reason": "said so", "confidence": 0.8,
+               "origin": "model", "status": "active", "created_at": "2026-11-20T10:00:00+00:00",
+               "updated_at": "2026-11-20T10:00:00+00:00"}
+    payload.update(extra)
+    return event("attribute", payload)
+
+
+def attribute_label(attribute_id: str = "a1", label: str = "makes_sense") -> dict[str, Any]:
+    return event("attribute_label", {"attribute_id": attribute_id, "label": label,
+                                     "labeled_at": "2026-11-21T10:00:00+00:00"})
+
+
+def comparison(comparison_id: str | None = None, rating: int | None = 4, day: str = "2026-11-21",
+               **extra: Any) -> dict[str, Any]:
+    payload = {"comparison_id": comparison_id or _id("cmp"), "conversation_id": "c1", "personalized_side": "left",
+               "model": "gpt-test", "created_at": f"{day}T11:00:00+00:00", "skipped": False,
+               "prompt": "What should I do this weekend?", "generic_response": "Rest.",
+               "personalized_response": "Go hiking.", "rating": rating,
+               "chosen": "personalized" if rating is not None else None,
+               "rated_at": f"{day}T11:01:00+00:00" if rating is not None else None}
+    payload.update(extra)
+    return event("comparison", payload)
+
+
+def relevance_label(comparison_id: str = "cmp1", attribute_id: str = "a1") -> dict[str, Any]:
+    return event("relevance_label", {"comparison_id": comparison_id, "attribute_id": attribute_id,
+                                     "selected_by_model": True, "model_relevant": True, "human_relevant": None})
+
+
+def judge_verdict(comparison_id: str = "cmp1") -> dict[str, Any]:
+    return event("judge_verdict", {"comparison_id": comparison_id, "judge_model": "judge-1",
+                                   "personalized_side": "right", "rating": 2})
+
+
+def one_of_each() -> list[dict[str, Any]]:
+    return [consent(), message(), attribute(), attribute_label(), comparison(), relevance_label(), judge_verdict()]

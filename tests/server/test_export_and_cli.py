@@ -1,0 +1,169 @@
+"""`studyapp-server` commands and the export contract, read back with pyarrow, csv and json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from studyapp.server.cli import cli
+from studyapp.server.storage import Storage
+from tests.server import live as f
+from tests.server.live import LiveServer
+from tests.support.net import free_port, wait_until_http_ok
+
+# The export contract (ARCHITECTURE.md section 5): these columns, in this order, start every file.
+CONTRACT = {
+    "participants": "enrolled_at, consent_version, consent_sha256, categories, withdrawn_at",
+    "messages": "conversation_id, message_id, role, content, created_at, status",
+    "attributes": "attribute_id, text, reason, confidence, origin, status, created_at, updated_at",
+    "attribute_labels": "attribute_id, label, labeled_at",
+    "comparisons": "comparison_id, conversation_id, prompt, generic_response, personalized_response, "
+                   "personalized_side, model, created_at, rating, chosen, rated_at, skipped",
+    "relevance_labels": "comparison_id, attribute_id, selected_by_model, model_relevant, human_relevant",
+    "judge_verdicts": "comparison_id, judge_model, personalized_side, rating",
+}
+
+
+def contract_columns(name: str) -> list[str]:
+    return ["study_id", "participant_id", *CONTRACT[name].split(", ")]
+
+
+def read(path: Path, fmt: str) -> list[dict]:
+    if fmt == "jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    if fmt == "csv":
+        with path.open(encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh))
+    return pq.read_table(path).to_pylist()
+
+
+def columns(path: Path, fmt: str) -> list[str]:
+    if fmt == "parquet":
+        return pq.read_schema(path).names
+    if fmt == "csv":
+        return path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    return list(read(path, fmt)[0])
+
+
+@pytest.fixture
+def filled(live: LiveServer) -> tuple[LiveServer, str, str]:
+    a_id, a_token = live.enroll()
+    b_id, b_token = live.enroll()
+    live.upload(a_token, [*f.one_of_each(), f.comparison("cmp-x", rating=None), f.comparison("cmp-x", rating=2),
+                          f.message(content='Quotes " and, commas\nand lines')])
+    live.upload(b_token, [f.consent(["ratings"]), f.comparison(rating=5)])
+    return live, a_id, b_id
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_export_writes_the_contract(filled: tuple[LiveServer, str, str], tmp_path: Path, fmt: str) -> None:
+    live, a_id, b_id = filled
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", str(live.storage.path),
+                                      "--researcher", "dr-test"])
+    assert result.exit_code == 0, result.output
+    for name in CONTRACT:
+        path = out / f"{name}.{fmt}"
+        assert path.exists(), name
+        assert columns(path, fmt)[: len(contract_columns(name))] == contract_columns(name)
+        for row in read(path, fmt):
+            assert row["study_id"] == f.STUDY_ID
+            assert row["participant_id"] in (a_id, b_id)
+    comparisons = read(out / f"comparisons.{fmt}", fmt)
+    # The comparison shown, then rated, appears once, in its rated version.
+    by_id = {r["comparison_id"]: r for r in comparisons}
+    assert len(comparisons) == 3
+    assert str(by_id["cmp-x"]["rating"]) == "2"
+    messages = read(out / f"messages.{fmt}", fmt)
+    assert 'Quotes " and, commas\nand lines' in [m["content"] for m in messages]
+    participants = {r["participant_id"]: r for r in read(out / f"participants.{fmt}", fmt)}
+    assert set(participants) == {a_id, b_id}
+    if fmt == "parquet":
+        assert participants[b_id]["categories"] == ["ratings"]
+        assert comparisons[0]["skipped"] is False
+        assert isinstance(read(out / "attributes.parquet", fmt)[0]["confidence"], float)
+    log = live.storage.export_log()
+    assert log[-1]["researcher"] == "dr-test"
+    assert log[-1]["format"] == fmt
+    assert log[-1]["via"] == "cli"
+
+
+def test_empty_parquet_files_still_carry_the_columns(live: LiveServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", "--format", "parquet", "--out", str(out),
+                                      "--db", str(live.storage.path)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_schema(out / "judge_verdicts.parquet").names == contract_columns("judge_verdicts")
+    assert pq.read_table(out / "messages.parquet").num_rows == 0
+
+
+def test_init_codes_and_participants_commands(tmp_path: Path) -> None:
+    runner = CliRunner()
+    protocol = tmp_path / "study.toml"
+    protocol.write_text(f.PROTOCOL, encoding="utf-8")
+    db = str(tmp_path / "server.db")
+    result = runner.invoke(cli, ["init", "--protocol", str(protocol), "--db", db])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip().splitlines()[-1]
+    storage = Storage(db)
+    assert storage.researcher_for(token) == "owner"
+    again = runner.invoke(cli, ["init", "--protocol", str(protocol), "--db", db])
+    assert again.exit_code != 0
+    assert "already holds a study" in again.output
+    result = runner.invoke(cli, ["codes", "create", "--n", "3", "--db", db])
+    codes = result.output.split()
+    assert len(codes) == 3 and len(set(codes)) == 3
+    assert storage.enroll(codes[0]) is not None
+    result = runner.invoke(cli, ["participants", "--db", db])
+    assert result.exit_code == 0
+    assert "1 participants; codes: 1 used, 2 unused" in result.output
+    as_json = json.loads(runner.invoke(cli, ["participants", "--json", "--db", db]).output)
+    assert len(as_json) == 1
+
+
+def test_init_with_a_broken_protocol_names_the_problem(tmp_path: Path) -> None:
+    protocol = tmp_path / "study.toml"
+    protocol.write_text("[study]\nid = 'x'\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["init", "--protocol", str(protocol), "--db", str(tmp_path / "s.db")])
+    assert result.exit_code == 1
+    assert "duration_days" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_commands_refuse_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.db"
+    bad.write_text("my notes", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["participants", "--db", str(bad)])
+    assert result.exit_code == 1
+    assert "not a SQLite database" in result.output
+    assert bad.read_text(encoding="utf-8") == "my notes"
+
+
+def test_codes_before_init_say_what_to_do(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["codes", "create", "--db", str(tmp_path / "s.db")])
+    assert result.exit_code == 1
+    assert "studyapp-server init" in result.output
+
+
+def test_serve_command_runs_the_api(tmp_path: Path) -> None:
+    storage, _ = f.new_storage(tmp_path / "s.db")
+    storage.close()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "studyapp.server.cli", "serve", "--db", str(tmp_path / "s.db"),
+                             "--port", str(port)], stderr=subprocess.PIPE)
+    try:
+        response = wait_until_http_ok(f"http://127.0.0.1:{port}/health", timeout=30,
+                                      alive=lambda: proc.poll() is None)
+        assert response.json()["study_id"] == f.STUDY_ID
+        assert httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()["info"]["title"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
