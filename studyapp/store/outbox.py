@@ -102,7 +102,7 @@ class OutboxStore:
     def set_status(self, event_ids: list[str], status: str, reason: str | None = None) -> None:
         ts = now()
         with self.db.conn:
-            self.db.executemany(
+            self.db.conn.executemany(
                 "UPDATE outbox SET status = ?, reason = ?, updated_at = ? WHERE event_id = ?",
                 [(status, reason, ts, e) for e in event_ids],
             )
@@ -124,11 +124,11 @@ class OutboxStore:
     def remove(self, event_ids: list[str]) -> None:
         """Remove acknowledged events (accepted or duplicate on the server)."""
         with self.db.conn:
-            self.db.executemany("DELETE FROM outbox WHERE event_id = ?", [(e,) for e in event_ids])
+            self.db.conn.executemany("DELETE FROM outbox WHERE event_id = ?", [(e,) for e in event_ids])
 
     def note_attempt(self, event_ids: list[str]) -> None:
         with self.db.conn:
-            self.db.executemany("UPDATE outbox SET attempts = attempts + 1 WHERE event_id = ?",
+            self.db.conn.executemany("UPDATE outbox SET attempts = attempts + 1 WHERE event_id = ?",
                                 [(e,) for e in event_ids])
 
     def clear(self, study_id: str) -> int:

@@ -1,0 +1,274 @@
+"""The chat app driven with Textual's pilot, talking to a real (scripted) OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.command import CommandList, CommandPalette
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from studyapp.store.conversations import ConversationStore
+from studyapp.tui.app import StudyApp
+from studyapp.tui.screens.chat import PAGE_SIZE, ChatScreen
+from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
+from studyapp.tui.screens.search import SearchScreen
+from studyapp.tui.screens.settings import SettingsScreen
+from studyapp.tui.widgets.composer import Composer
+from studyapp.tui.widgets.conversation_list import ConversationItem, ConversationList
+from studyapp.tui.widgets.message_view import MessageView
+from tests.support.scripted_llm import ScriptedLLM
+from tests.tui.conftest import MemoryKeyring
+from tests.tui.helpers import wait_for
+
+SIZE = (110, 36)
+
+
+async def press_button(pilot: Pilot[None], selector: str) -> None:
+    """Focus a button of a scrolling dialog and press Enter on it, as a keyboard user would."""
+    button = pilot.app.screen.query_one(selector)
+    # A button ignores presses while it still shows the previous one (a person is never that fast).
+    await wait_for(pilot, lambda: not button.has_class("-active"), what=f"{selector} to be ready")
+    button.focus()
+    await pilot.pause()
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def views(app: StudyApp) -> list[MessageView]:
+    return list(app.screen.query(MessageView))
+
+
+def store_of(app: StudyApp) -> ConversationStore:
+    return app.services.conversations
+
+
+async def test_type_send_and_stream_a_reply(make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.add_text("Try **overnight oats** with berries.")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"breakfast ideas?")
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shown = [(v.message.role, v.message.content, v.message.status) for v in views(app)]
+        assert shown == [("user", "breakfast ideas?", "complete"),
+                         ("assistant", "Try **overnight oats** with berries.", "complete")]
+        assert app.query_one(Composer).text == ""
+        conversations = store_of(app).list()
+        assert [c.title for c in conversations] == ["breakfast ideas?"]
+        assert [i.conversation.title for i in app.screen.query(ConversationItem)] == ["breakfast ideas?"]
+
+
+async def test_ctrl_j_adds_a_line_and_enter_sends_the_whole_message(make_app: Callable[[], StudyApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a", "ctrl+j", "b")
+        assert app.query_one(Composer).text == "a\nb"
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        conversation = store_of(app).list()[0]
+        assert store_of(app).messages(conversation.id)[0].content == "a\nb"
+
+
+async def test_escape_stops_the_reply_and_keeps_what_arrived(make_app: Callable[[], StudyApp],
+                                                             scripted_llm: ScriptedLLM) -> None:
+    reply = scripted_llm.add_text("one two three four five", hold_after=2)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"count", "enter")
+        await reply.wait_held_async()
+        await wait_for(pilot, lambda: len(views(app)) == 2 and views(app)[1].message.content == "one two",
+                       what="the first two words on screen")
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        reply.release()
+        assistant = views(app)[1]
+        assert assistant.message.status == "interrupted"
+        assert assistant.has_class("-interrupted")
+        conversation = store_of(app).list()[0]
+        stored = store_of(app).messages(conversation.id)
+        assert [(m.content, m.status) for m in stored] == [("count", "complete"), ("one two", "interrupted")]
+
+
+async def test_sending_while_a_reply_streams_keeps_the_draft(make_app: Callable[[], StudyApp],
+                                                             scripted_llm: ScriptedLLM) -> None:
+    reply = scripted_llm.add_text("slow answer here", hold_after=1)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"first", "enter")
+        await reply.wait_held_async()
+        await pilot.press(*"second", "enter")
+        assert app.query_one(Composer).text == "second"
+        reply.release()
+        await app.workers.wait_for_complete()
+
+
+async def test_server_error_is_shown_and_the_conversation_stays(make_app: Callable[[], StudyApp],
+                                                                scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.add_error(500, {"error": {"message": "model crashed"}})
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"hello", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assistant = views(app)[1]
+        assert assistant.has_class("-error")
+        assert "model crashed" in str(assistant.query_one(".note").render())
+        assert [m.content for m in store_of(app).messages(store_of(app).list()[0].id)] == ["hello", ""]
+
+
+async def test_switching_conversations_shows_each_ones_messages(make_app: Callable[[], StudyApp]) -> None:
+    app = make_app()
+    store = store_of(app)
+    older = store.create("Gardening")
+    store.add_message(older.id, "user", "When do I plant garlic?")
+    newer = store.create("Taxes")
+    store.add_message(newer.id, "user", "Deadline for filing?")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, ChatScreen) and app.screen.conversation_id == newer.id
+        assert [v.message.content for v in views(app)] == ["Deadline for filing?"]
+        conversation_list = app.query_one(ConversationList)
+        conversation_list.focus()
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        assert app.screen.conversation_id == older.id
+        assert [v.message.content for v in views(app)] == ["When do I plant garlic?"]
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.screen.conversation_id is None and views(app) == []
+
+
+async def test_search_jumps_to_the_hit(make_app: Callable[[], StudyApp]) -> None:
+    app = make_app()
+    store = store_of(app)
+    target = store.create("Trip")
+    for i in range(120):
+        store.add_message(target.id, "user", f"filler message {i}")
+    hit_message = store.add_message(target.id, "user", "the ferry to Tangier leaves at nine")
+    for i in range(120):
+        store.add_message(target.id, "user", f"later message {i}")
+    other = store.create("Other")
+    store.add_message(other.id, "user", "unrelated")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+f")
+        assert isinstance(app.screen, SearchScreen)
+        await pilot.press(*"tangier")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the search to close")
+        await pilot.pause()
+        assert app.screen.conversation_id == target.id
+        hits = [v for v in views(app) if v.has_class("-hit")]
+        assert [v.message.id for v in hits] == [hit_message.id]
+        assert len(views(app)) <= PAGE_SIZE + 1
+
+
+async def test_search_without_matches_says_so(make_app: Callable[[], StudyApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+f", *"nothinglikethis")
+        screen = app.screen
+        assert isinstance(screen, SearchScreen)
+        screen.run_search("nothinglikethis")
+        await pilot.pause()
+        assert "No messages match" in str(screen.query_one("#search-status").render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, ChatScreen)
+
+
+async def test_rename_and_delete_with_confirmation(make_app: Callable[[], StudyApp]) -> None:
+    app = make_app()
+    store = store_of(app)
+    keep = store.create("Keep me")
+    store.add_message(keep.id, "user", "x")
+    doomed = store.create("Old title")
+    store.add_message(doomed.id, "user", "y")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+e")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the rename dialog")
+        app.screen.query_one(Input).value = "Plans for June"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the rename to finish")
+        await pilot.pause()
+        assert store.get(doomed.id).title == "Plans for June"  # type: ignore[union-attr]
+        # Declining keeps the conversation.
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("n")
+        await pilot.pause()
+        assert store.get(doomed.id) is not None
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: store.get(doomed.id) is None, what="the deletion")
+        await pilot.pause()
+        assert app.screen.conversation_id == keep.id
+        assert [i.conversation.title for i in app.screen.query(ConversationItem)] == ["Keep me"]
+
+
+async def test_command_palette_runs_our_commands(make_app: Callable[[], StudyApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the command palette")
+        await pilot.press(*"Search messages")
+        results = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: results.option_count > 0 and results.highlighted is not None,
+                       what="palette results")
+        assert "Search messages" in str(results.get_option_at_index(results.highlighted or 0).prompt)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen), what="the search screen")
+
+
+async def test_a_long_conversation_opens_one_page_at_a_time(make_app: Callable[[], StudyApp]) -> None:
+    app = make_app()
+    store = store_of(app)
+    conversation = store.create("Long")
+    rows = [(f"id-{i}", conversation.id, "user" if i % 2 == 0 else "assistant", f"message number {i}", "complete",
+             "2026-01-01T00:00:00", "2026-01-01T00:00:00") for i in range(10_000)]
+    with store.db.conn:
+        store.db.conn.executemany(
+            "INSERT INTO messages (id, conversation_id, role, content, status, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        shown = views(app)
+        assert len(shown) == PAGE_SIZE
+        assert shown[-1].message.content == "message number 9999"
+        assert app.screen.query("#load-earlier")
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        shown = views(app)
+        assert len(shown) == 2 * PAGE_SIZE
+        assert shown[0].message.content == f"message number {10_000 - 2 * PAGE_SIZE}"
+
+
+async def test_settings_validate_and_keep_the_api_key_in_the_keyring(
+    make_app: Callable[[], StudyApp], memory_keyring: MemoryKeyring, tmp_path: Path
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), what="the settings")
+        screen = app.screen
+        await pilot.click("#remote")
+        await pilot.pause()
+        assert not screen.query_one("#base_url", Input).disabled
+        screen.query_one("#base_url", Input).value = "not a url"
+        screen.query_one("#model", Input).value = "llama3"
+        await press_button(pilot, "#save")
+        assert "must start with http" in str(screen.query_one("#settings-error").render())
+        screen.query_one("#base_url", Input).value = "http://127.0.0.1:9/v1"
+        screen.query_one("#api_key", Input).value = "sk-test-SECRET-4242"
+        await press_button(pilot, "#save")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the settings to close")
+        settings = app.services.model_settings()
+        assert (settings.model, settings.base_url) == ("llama3", "http://127.0.0.1:9/v1")
+        assert memory_keyring.passwords[("studyapp", "api_key:default")] == "sk-test-SECRET-4242"
+    app.services.app_ctx.close()
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            assert b"SECRET-4242" not in path.read_bytes(), f"the API key leaked into {path}"
