@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -85,6 +87,7 @@ class OpenAICompatModel:
                 # Reading may pause between tokens; a read timeout is the longest silence we accept.
                 timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
                 transport=self._transport,
+                verify=_tls_for(self.base_url),
             )
             self._client_loop = loop
         return self._client
@@ -346,6 +349,17 @@ class OpenAICompatModel:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    # Loading the CA bundle costs 30-50 ms; build it once per process, not once per client.
+    return ssl.create_default_context()
+
+
+def _tls_for(base_url: str) -> ssl.SSLContext | bool:
+    # Plain http has no TLS to verify (and redirects are not followed), so skip building a CA context.
+    return False if base_url.lower().startswith("http://") else _default_tls()
 
 
 def _json_messages(messages: list[ChatMessage], schema: dict[str, Any], mode: str) -> list[ChatMessage]:
