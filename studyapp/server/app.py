@@ -127,6 +127,7 @@ class ExportEntry(BaseModel):
 
 
 AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body could not be read (not JSON text in UTF-8)."},
     401: {"model": Problem, "description": "Missing or unknown bearer token."},
     413: {"model": Problem, "description": "The request body is larger than the server accepts."},
     422: {"model": ValidationProblem, "description": "The body or a parameter failed validation."},
@@ -235,7 +236,10 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> AsciiJSONResponse:
-        return AsciiJSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        detail = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in detail:
+            detail = "The request body could not be read: send JSON text encoded as UTF-8."
+        return AsciiJSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(NotInitialized)
     async def on_not_initialized(request: Request, exc: NotInitialized) -> AsciiJSONResponse:
@@ -283,7 +287,8 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     @app.post("/v1/enroll", tags=["participants"], response_model=Enrollment, status_code=201,
               summary="Exchange a one-time code for a participant id, a token and the protocol",
               responses={403: {"model": Problem, "description": "The code is unknown or already used."},
-                         413: AUTH_PROBLEMS[413], 422: AUTH_PROBLEMS[422], 503: AUTH_PROBLEMS[503]})
+                         400: AUTH_PROBLEMS[400], 413: AUTH_PROBLEMS[413], 422: AUTH_PROBLEMS[422],
+                         503: AUTH_PROBLEMS[503]})
     def enroll(body: EnrollRequest) -> Enrollment:
         study = storage.require_study()
         result = storage.enroll(body.code)
@@ -315,7 +320,8 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     @app.post("/v1/withdraw", tags=["participants"], response_model=Withdrawal,
               summary="Withdraw: delete every record of this participant, keep only a tombstone",
               description="Idempotent: repeating the request after a lost reply answers confirmed again.",
-              responses={401: AUTH_PROBLEMS[401], 503: AUTH_PROBLEMS[503]})
+              responses={400: AUTH_PROBLEMS[400], 401: AUTH_PROBLEMS[401], 413: AUTH_PROBLEMS[413],
+                         503: AUTH_PROBLEMS[503]})
     def withdraw(token: Annotated[str, Depends(participant_token)]) -> Withdrawal:
         stone = storage.withdraw(token)
         if stone is None:
