@@ -83,6 +83,29 @@ class RelevanceAnswer:
     human_relevant: bool | None
 
 
+@dataclass(frozen=True)
+class RatingResult:
+    """What the comparison screen hands back; ``ComparisonRunner.record_result`` stores it.
+
+    status: ``rated``, ``skipped`` (rating skipped, a continuing answer may still be picked), ``failed``
+    (an arm could not be generated; already recorded) or ``cancelled`` (the participant stopped generation).
+    """
+
+    status: str
+    comparison_id: str | None = None
+    personalized_side: str | None = None
+    # On the shown scale: 1 = Response 1 much better .. 5 = Response 2 much better.
+    shown_choice: int | None = None
+    # "left" (Response 1) or "right" (Response 2): the answer that continues the conversation.
+    chosen_side: str | None = None
+    comment: str | None = None
+    relevance: dict[str, bool | None] = field(default_factory=dict)
+    time_to_rate_ms: float | None = None
+    error: str | None = None
+    # For a failed comparison: the arm put into the conversation instead, if one finished.
+    reply_message_id: str | None = None
+
+
 class ComparisonFailed(LLMError):
     """An arm could not be generated. ``reply_message_id`` is the arm put into the conversation instead, if any."""
 
@@ -308,6 +331,22 @@ class ComparisonRunner:
             skipped=True, comment=_clean(comment), time_to_rate_ms=time_to_rate_ms,
             relevance=self._relevance_rows(record, relevance),
         )
+
+    def record_result(self, result: RatingResult) -> int | None:
+        """Store what the screen returned; returns the rating on the personalized scale (None if not rated)."""
+        if result.status not in ("rated", "skipped"):
+            return None  # failed / cancelled comparisons were recorded by run()
+        if result.comparison_id is None or result.personalized_side is None:
+            raise ValueError("a rated or skipped result needs its comparison_id and personalized_side")
+        if result.status == "rated":
+            if result.shown_choice is None or result.chosen_side is None:
+                raise ValueError("a rated result needs shown_choice and chosen_side")
+            return self.record_rating(result.comparison_id, result.shown_choice, result.personalized_side,
+                                      result.chosen_side, comment=result.comment, relevance=result.relevance,
+                                      time_to_rate_ms=result.time_to_rate_ms)
+        self.record_skip(result.comparison_id, result.personalized_side, result.chosen_side,
+                         comment=result.comment, relevance=result.relevance, time_to_rate_ms=result.time_to_rate_ms)
+        return None
 
     def _check(self, comparison_id: str, personalized_side: str) -> ComparisonRecord:
         record = self.comparisons.get(comparison_id)
