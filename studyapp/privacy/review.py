@@ -120,9 +120,12 @@ class ReviewService:
         return self.rescrub() if rescrub else 0
 
     def rescrub(self) -> int:
-        """Apply the participant's terms to every waiting payload's text; returns how many changed."""
+        """Apply the participant's terms to the text of every queued payload; returns how many changed.
+
+        Withheld items too: consent given again with earlier records included can bring them back.
+        """
         changed = 0
-        for event in self.waiting():
+        for event in self.outbox.list(study_id=self.protocol.id):
             payload = dict(event.payload)
             for name in TEXT_FIELDS.get(event.kind, ()):
                 if isinstance(payload.get(name), str):
