@@ -226,6 +226,15 @@ class LocalModel:
                                               ChatParams(temperature=0.0, max_tokens=8))]
         return f"{self.name} answered in {time.perf_counter() - started:.2f} s: {''.join(parts).strip()[:40]!r}"
 
+    async def load(self) -> None:
+        """Load the weights now (in a worker thread), so the first reply does not wait for them."""
+
+        def load_locked() -> None:
+            with self._lock:
+                self._load_locked()
+
+        await asyncio.to_thread(load_locked)
+
     async def idle(self) -> None:
         """Wait until no generation runs any more (a stopped one ends at its next token)."""
         for worker in [w for w in self._workers if w.is_alive()]:

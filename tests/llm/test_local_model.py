@@ -27,6 +27,7 @@ def model() -> Iterator[LocalModel]:
 
 
 async def test_streams_text(model: LocalModel) -> None:
+    await model.load()
     assert isinstance(model, ChatModel)
     assert model.name == "smollm2-135m-instruct (local)"
     deltas = [d async for d in model.stream(HELLO, GREEDY)]
@@ -88,6 +89,8 @@ async def test_missing_weights_file(tmp_path: Path) -> None:
     missing = LocalModel(model_path=tmp_path / "absent.gguf")
     with pytest.raises(ModelUnavailable, match="does not exist"):
         await anext(missing.stream(HELLO, GREEDY))
+    with pytest.raises(ModelUnavailable, match="does not exist"):
+        await missing.load()
     assert local.unavailable_reason(tmp_path / "absent.gguf")
 
 
