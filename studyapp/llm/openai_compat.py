@@ -41,6 +41,8 @@ from studyapp.llm.base import (
 JSON_MODES = ("json_schema", "json_object_schema", "json_object", "prompt")
 _RESPONSE_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "structured output", "grammar")
 _DETAIL_LIMIT = 500
+# What httpx raises for network and URL problems (InvalidURL is not an HTTPError).
+_HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL)
 
 
 class OpenAICompatModel:
@@ -118,7 +120,7 @@ class OpenAICompatModel:
 
     # -- errors ----------------------------------------------------------------------------------
 
-    def _transport_error(self, exc: httpx.HTTPError, *, during_stream: bool = False) -> LLMError:
+    def _transport_error(self, exc: Exception, *, during_stream: bool = False) -> LLMError:
         detail = self._redact(f"{type(exc).__name__}: {exc}")
         url = self.base_url
         if isinstance(exc, httpx.TimeoutException):
@@ -189,9 +191,9 @@ class OpenAICompatModel:
         On a broken or garbled stream, the deltas already yielded stand and MalformedResponse is raised after.
         """
         body = self._body(messages, params, stream=True)
-        client = self._get_client()
         answering = False
         try:
+            client = self._get_client()
             async with client.stream("POST", "chat/completions", json=body,
                                      headers={"Accept": "text/event-stream"}) as response:
                 if response.is_error:
@@ -219,7 +221,7 @@ class OpenAICompatModel:
                     raise MalformedResponse(
                         f"The model server at {self.base_url} ended the stream before the reply was complete. "
                         "The text received so far is kept; try again.", detail="stream ended without [DONE]")
-        except httpx.HTTPError as exc:
+        except _HTTPX_ERRORS as exc:
             raise self._transport_error(exc, during_stream=answering) from None
 
     def _parse_sse_line(self, line: str) -> tuple[str, str | None]:
@@ -278,11 +280,11 @@ class OpenAICompatModel:
         return content if isinstance(content, str) else ""
 
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
-        client = self._get_client()
         try:
+            client = self._get_client()
             response = await client.post("chat/completions", json=body)
             await response.aread()
-        except httpx.HTTPError as exc:
+        except _HTTPX_ERRORS as exc:
             raise self._transport_error(exc) from None
         return response
 
@@ -325,10 +327,10 @@ class OpenAICompatModel:
 
     async def list_models(self) -> list[str]:
         """Model ids the server offers (GET /models)."""
-        client = self._get_client()
         try:
+            client = self._get_client()
             response = await client.get("models")
-        except httpx.HTTPError as exc:
+        except _HTTPX_ERRORS as exc:
             raise self._transport_error(exc) from None
         if response.is_error:
             raise self._http_error(response)

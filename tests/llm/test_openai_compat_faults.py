@@ -200,9 +200,14 @@ async def test_unknown_host() -> None:
     assert isinstance(error, ModelUnreachable)
 
 
-async def test_base_url_without_scheme() -> None:
-    _, error = await drain(OpenAICompatModel("localhost:8080/v1", "m"))
-    assert isinstance(error, ModelUnreachable) and "not a valid http(s) address" in str(error)
+@pytest.mark.parametrize("url", ["localhost:8080/v1", "http://[bad/v1"])
+async def test_unusable_base_url(url: str) -> None:
+    _, error = await drain(OpenAICompatModel(url, "m"))
+    assert isinstance(error, ModelUnreachable) and "Check the base URL in Settings" in str(error)
+    if "://" not in url:
+        assert "not a valid http(s) address" in str(error)
+    with pytest.raises(ModelUnreachable):
+        await OpenAICompatModel(url, "m").complete_json(MESSAGES, SCHEMA)
 
 
 async def test_non_json_completion_body() -> None:
