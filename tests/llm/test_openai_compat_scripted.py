@@ -161,3 +161,18 @@ async def test_stopping_early_closes_the_request(scripted_llm: ScriptedLLM) -> N
     model2 = OpenAICompatModel(scripted_llm.base_url, "scripted-model")
     assert await collect(model2) == ["again"]
     await model2.aclose()
+
+
+async def test_api_key_never_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    with run_scripted_llm(api_key="sk-right-789") as llm:
+        llm.add_text("hello")
+        good = OpenAICompatModel(llm.base_url, "scripted-model", api_key="sk-right-789")
+        bad = OpenAICompatModel(llm.base_url, "scripted-model", api_key="sk-wrong-000")
+        assert await collect(good) == ["hello"]
+        with pytest.raises(ModelAuthError):
+            await bad.complete_json(MESSAGES, SCHEMA)
+        await good.aclose()
+        await bad.aclose()
+    assert "POST" in caplog.text or "chat/completions" in caplog.text  # the requests were logged ...
+    assert "sk-right-789" not in caplog.text and "sk-wrong-000" not in caplog.text  # ... without the keys
