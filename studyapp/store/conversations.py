@@ -45,7 +45,11 @@ class Message:
 class SearchHit:
     message: Message
     conversation_title: str
+    # The matching passage, with each matched term between HIT_START and HIT_END.
     snippet: str
+
+
+HIT_START, HIT_END = "\x02", "\x03"
 
 
 def _conversation(row: dict[str, Any]) -> Conversation:
@@ -272,7 +276,7 @@ class ConversationStore:
         sql = f"""
             SELECT {", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))},
                    c.title AS conversation_title,
-                   snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet
+                   snippet(messages_fts, 0, char(2), char(3), '…', 12) AS snippet
             FROM messages_fts
             JOIN messages m ON m.n = messages_fts.rowid
             JOIN conversations c ON c.id = m.conversation_id

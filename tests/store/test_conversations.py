@@ -76,7 +76,7 @@ def test_search_handles_punctuation_and_prefixes(store: ConversationStore) -> No
     assert store.search('AND OR NOT ( "') == []
     hit = store.search("dough")[0]
     assert hit.conversation_title == "Cooking"
-    assert "[dough]" in hit.snippet
+    assert "\x02dough\x03" in hit.snippet
 
 
 def test_streaming_messages_left_by_a_crash_become_interrupted(store: ConversationStore) -> None:

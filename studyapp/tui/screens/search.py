@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,9 +13,18 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
-from studyapp.store.conversations import SearchHit
+from studyapp.store.conversations import HIT_END, HIT_START, SearchHit
 
 SEARCH_DELAY_S = 0.15
+
+
+def hit_label(hit: SearchHit) -> Text:
+    """One line per hit: where it is, then the passage with the matched words highlighted (never markup)."""
+    label = Text(f"{hit.conversation_title} · {hit.message.role}: ", style="dim")
+    passage = " ".join(hit.snippet.split())
+    for i, part in enumerate(passage.replace(HIT_END, HIT_START).split(HIT_START)):
+        label.append(part, style="bold reverse" if i % 2 else "")
+    return label
 
 
 class SearchScreen(ModalScreen[SearchHit | None]):
@@ -52,10 +62,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         self._hits = self._search(query) if query.strip() else []
         results = self.query_one(OptionList)
         results.clear_options()
-        results.add_options(
-            Option(f"{hit.conversation_title} · {hit.message.role}: {hit.snippet}", id=str(i))
-            for i, hit in enumerate(self._hits)
-        )
+        results.add_options(Option(hit_label(hit), id=str(i)) for i, hit in enumerate(self._hits))
         status = self.query_one("#search-status", Label)
         if query.strip() and not self._hits:
             status.update("No messages match.")

@@ -1,0 +1,76 @@
+"""Snapshots of the main screens (pytest-textual-snapshot). Update with --snapshot-update after a deliberate change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from studyapp.context import AppContext
+from studyapp.store.conversations import ConversationStore
+from studyapp.tui.app import StudyApp
+from studyapp.tui.widgets.composer import Composer
+
+SIZE = (100, 30)
+
+
+def make_app(tmp_path: Path) -> StudyApp:
+    app_ctx = AppContext.create(tmp_path / "data")
+    store = ConversationStore(app_ctx.db)
+    trip = store.create("Packing for Lisbon")
+    store.add_message(trip.id, "user", "What should I pack for four days in Lisbon in March?")
+    store.add_message(trip.id, "assistant",
+                      "Lisbon in March is mild but changeable:\n\n- a light rain jacket\n- comfortable "
+                      "shoes for the hills\n- layers for cool evenings")
+    store.add_message(trip.id, "user", "And for a day trip to Sintra?")
+    reply = store.add_message(trip.id, "assistant", "Bring a warmer layer: Sintra is", status="streaming")
+    store.update_message(reply.id, status="interrupted")
+    other = store.create("Sourdough starter")
+    store.add_message(other.id, "user", "My starter smells of acetone.")
+    # The open conversation is the most recent one.
+    store.touch(trip.id)
+    return StudyApp(app_ctx)
+
+
+async def _settle(pilot: Any) -> None:
+    await pilot.pause()
+    pilot.app.screen.query_one(Composer).cursor_blink = False
+    await pilot.pause()
+
+
+def test_chat_screen(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=_settle)
+
+
+def test_search_screen(snap_compare: Any, tmp_path: Path) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _settle(pilot)
+        await pilot.press("ctrl+f", *"lisbon")
+        pilot.app.screen.run_search("lisbon")
+        pilot.app.screen.query_one("#query").cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_delete_confirmation(snap_compare: Any, tmp_path: Path) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _settle(pilot)
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(100, 40)])
+def test_settings_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _settle(pilot)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        for field in pilot.app.screen.query("Input"):
+            field.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=size, run_before=run_before)
