@@ -355,3 +355,26 @@ class ComparisonStore:
             "templates": c.templates,
             "time_to_rate_ms": c.time_to_rate_ms,
         }
+
+    def relevance_events(self, comparison_id: str) -> list[dict[str, Any]]:
+        """Fields of the ``relevance_label`` events: one per attribute shown with the comparison."""
+        return [
+            {"comparison_id": label.comparison_id, "attribute_id": label.attribute_id,
+             "selected_by_model": label.selected_by_model, "model_relevant": label.model_relevant,
+             "human_relevant": label.human_relevant}
+            for label in self.relevance_labels(comparison_id)
+        ]
+
+    def verdict_events(self, comparison_id: str) -> list[dict[str, Any]]:
+        """Fields of the ``judge_verdict`` events (readable verdicts only: an unreadable one has no rating)."""
+        return [
+            {"comparison_id": v.comparison_id, "judge_model": v.judge_model,
+             "personalized_side": v.personalized_side, "rating": v.rating}
+            for v in self.verdicts(comparison_id) if v.rating is not None
+        ]
+
+    def rating_records(self, comparison_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """(kind, payload) of everything a rating (or skip) produced, for ``Collector.collect_many``."""
+        records: list[tuple[str, dict[str, Any]]] = [("comparison", self.comparison_event(comparison_id))]
+        records += [("relevance_label", payload) for payload in self.relevance_events(comparison_id)]
+        return records

@@ -283,3 +283,29 @@ def test_stored_rating_is_from_the_personalized_point_of_view(
         assert stored.rating < 3
     assert stored.shown_choice == shown and stored.personalized_side == side
     assert stored.chosen == ("personalized" if chosen == side else "generic")
+
+
+async def test_records_for_the_outbox_have_exactly_the_event_fields(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore, prompt: Message,
+) -> None:
+    from studyapp.privacy.collect import check_payload
+
+    reply_by_arm(scripted_llm)
+    runner = runner_for(scripted_llm, conversations, comparisons)
+    outcome = await runner.run(prompt.conversation_id, prompt, ATTRIBUTES)
+    runner.record_rating(outcome.comparison_id, 4, outcome.personalized_side, "right",
+                         relevance={"a-veg": True, "a-cello": None})
+    comparisons.add_verdict(outcome.comparison_id, judge_model="j", personalized_side="left", rating=2, raw="{}",
+                            template="judge@1")
+    comparisons.add_verdict(outcome.comparison_id, judge_model="j", personalized_side="right", rating=None,
+                            raw="??", template="judge@1")
+    records = comparisons.rating_records(outcome.comparison_id)
+    assert [kind for kind, _ in records] == ["comparison", "relevance_label", "relevance_label"]
+    verdicts = comparisons.verdict_events(outcome.comparison_id)
+    assert verdicts == [{"comparison_id": outcome.comparison_id, "judge_model": "j", "personalized_side": "left",
+                         "rating": 2}]
+    for kind, payload in [*records, *(("judge_verdict", v) for v in verdicts)]:
+        check_payload(kind, payload)  # raises on a missing or unknown field
+    comparison = records[0][1]
+    assert comparison["rating"] == to_personalized_scale(4, outcome.personalized_side)
+    assert comparison["chosen"] == ("personalized" if outcome.personalized_side == "right" else "generic")
