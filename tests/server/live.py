@@ -177,3 +177,10 @@ def judge_verdict(comparison_id: str = "cmp1") -> dict[str, Any]:
 
 def one_of_each() -> list[dict[str, Any]]:
     return [consent(), message(), attribute(), attribute_label(), comparison(), relevance_label(), judge_verdict()]
+
+
+def json_payload(e: dict[str, Any]) -> str:
+    """An event's payload as the outbox stores it."""
+    import json
+
+    return json.dumps(e["payload"], ensure_ascii=False, sort_keys=True)
