@@ -22,7 +22,7 @@ def data_dir_option(func: F) -> F:
     return click.option(
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
-        envvar=paths.ENV_DATA_DIR,
+        # No click envvar: paths.data_dir reads the variable, so a group-level --data-dir still wins over it.
         help=f"Where studyapp keeps its database [env: {paths.ENV_DATA_DIR}; default: the user data dir].",
         expose_value=True,
         is_eager=False,

@@ -1,0 +1,78 @@
+"""The participant's command line: data dir overrides, doctor, export-mine, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from studyapp.cli import cli
+from studyapp.migrations.client import migrations
+from studyapp.store.conversations import ConversationStore
+from studyapp.store.db import open_database
+from tests.support.net import free_port
+from tests.support.scripted_llm import ScriptedLLM
+
+
+def seed(data_dir: Path) -> None:
+    store = ConversationStore(open_database(data_dir / "studyapp.db"))
+    c = store.create("Garden")
+    store.add_message(c.id, "user", "When to plant garlic?")
+    store.add_message(c.id, "assistant", "In autumn.")
+
+
+def test_export_mine_writes_every_conversation(tmp_path: Path) -> None:
+    seed(tmp_path)
+    out = tmp_path / "mine.json"
+    result = CliRunner().invoke(cli, ["export-mine", "--data-dir", str(tmp_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 conversations (2 messages)" in result.output
+    data = json.loads(out.read_text())
+    [conversation] = data["conversations"]
+    assert conversation["title"] == "Garden"
+    assert [(m["role"], m["content"], m["status"]) for m in conversation["messages"]] == [
+        ("user", "When to plant garlic?", "complete"), ("assistant", "In autumn.", "complete")]
+
+
+def test_data_dir_comes_from_the_environment_and_the_flag_wins(tmp_path: Path) -> None:
+    env_dir, flag_dir = tmp_path / "env", tmp_path / "flag"
+    env_dir.mkdir()
+    seed(env_dir)
+    runner = CliRunner(env={"STUDYAPP_DATA_DIR": str(env_dir)})
+    result = runner.invoke(cli, ["export-mine", "--out", "-"])
+    assert json.loads(result.output)["conversations"][0]["title"] == "Garden"
+    result = runner.invoke(cli, ["export-mine", "--data-dir", str(flag_dir), "--out", "-"])
+    assert json.loads(result.output)["conversations"] == []
+    # The group-level flag works too.
+    result = runner.invoke(cli, ["--data-dir", str(flag_dir), "doctor", "--no-model-check"])
+    assert str(flag_dir) in result.output
+
+
+def test_doctor_reports_schema_model_keyring_and_a_working_model(tmp_path: Path, scripted_llm: ScriptedLLM) -> None:
+    seed(tmp_path)
+    result = CliRunner().invoke(cli, ["--model", scripted_llm.model, "--base-url", scripted_llm.base_url,
+                                      "doctor", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    latest = migrations._migrations[-1].name
+    for expected in (f"data dir:        {tmp_path}", f"schema version:  {latest}",
+                     "1 conversations, 2 messages", f"model:           {scripted_llm.model} at",
+                     "keyring:", "model answers:   yes"):
+        assert expected in result.output
+
+
+def test_doctor_says_when_the_model_does_not_answer(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    result = CliRunner().invoke(cli, ["--model", "m", "--base-url", url, "doctor", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "model answers:   no: Could not reach" in result.output
+
+
+def test_corrupt_database_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "studyapp.db").write_bytes(b"not a database at all" * 50)
+    for args in (["export-mine", "--out", "-"], []):
+        result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), *args])
+        assert result.exit_code == 1
+        assert "not a SQLite database" in result.output
+        assert "Traceback" not in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
