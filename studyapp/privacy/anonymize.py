@@ -53,7 +53,7 @@ _SPECIFIC_DATE = re.compile(
 _STREET_TYPES = (r"street|st|avenue|ave|road|rd|lane|ln|boulevard|blvd|drive|dr|court|ct|way|place|pl|"
                  r"terrace|square|sq|parkway|pkwy|highway|hwy|crescent|close|row|alley")
 _STREET_ADDRESS = (
-    rf"\b\d{{1,5}}[a-z]?,?\s+(?:[A-Z][a-z'.-]+\s+){{1,3}}(?:{_STREET_TYPES})\b\.?"
+    rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][a-z'.-]+\s+){{1,3}}(?i:{_STREET_TYPES})\b\.?"
     r"|\b[A-Z][a-zäöü]+(?:straße|strasse|weg|gasse|platz|allee)\s+\d{1,4}[a-z]?\b"
 )
 
@@ -101,7 +101,7 @@ def _pattern_recognizers() -> list[Any]:
 
     street = PatternRecognizer(
         supported_entity="LOCATION", name="StreetAddressRecognizer",
-        patterns=[Pattern("street address", _STREET_ADDRESS, 0.6)],
+        patterns=[Pattern("street address", _STREET_ADDRESS, 0.85)],
         context=["live", "address", "street", "moved"],
         # Case matters: "5 big road trips" is not an address, "5 Elm Road" is.
         global_regex_flags=re.DOTALL | re.MULTILINE,
@@ -121,6 +121,14 @@ def _spacy_engine(model_name: str) -> Any:
         def _download_spacy_model_if_needed(model_name: str) -> None:
             if not spacy.util.is_package(model_name):
                 raise OSError(f"the spaCy model package {model_name!r} is not installed")
+
+        def load(self) -> None:
+            super().load()
+            # Presidio uses entities, tokens and lemmas, never the dependency parse: skipping the
+            # parser nearly doubles throughput and leaves the entities unchanged.
+            for nlp in (self.nlp or {}).values():
+                if "parser" in nlp.pipe_names:
+                    nlp.disable_pipe("parser")
 
     configuration = {
         "nlp_engine_name": "spacy",
