@@ -212,15 +212,24 @@ class ComparisonStore:
             "SELECT count(*) FROM comparisons WHERE created_at >= ? AND status != 'error'", [since]
         ).fetchone()[0]
 
-    def user_turns_since_last(self) -> int | None:
-        """User messages written after the latest comparison's prompt, in any conversation (None: no comparison)."""
+    def user_turns_since_last(self, *, before_n: int | None = None) -> int | None:
+        """User messages after the latest comparison's prompt, in any conversation (None: no comparison yet).
+
+        ``before_n`` leaves out messages from that one on (the participant's new message, already stored),
+        so the count is the ordinary turns in between.
+        """
         row = self.db.execute(
             "SELECT m.n FROM comparisons c JOIN messages m ON m.id = c.prompt_message_id "
             "WHERE c.status != 'error' ORDER BY m.n DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None
-        return self.db.execute("SELECT count(*) FROM messages WHERE role = 'user' AND n > ?", [row[0]]).fetchone()[0]
+        sql = "SELECT count(*) FROM messages WHERE role = 'user' AND n > ?"
+        params: list[Any] = [row[0]]
+        if before_n is not None:
+            sql += " AND n < ?"
+            params.append(before_n)
+        return self.db.execute(sql, params).fetchone()[0]
 
     # Ratings ------------------------------------------------------------------------------------
 

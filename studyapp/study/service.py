@@ -1,0 +1,78 @@
+"""The study part as one service for the app: is this turn a comparison, run it, record it, judge it.
+
+The app (tui) holds one ``StudyService`` and calls, for each participant message already stored:
+
+    decision = study.decide(conversation, prompt)          # schedule rules on facts from the database
+    if decision.compare:
+        choices = <the selector's verdicts for prompt>      # personalize.select, as for an ordinary turn
+        if study.has_selection(choices):
+            screen = ComparisonScreen(lambda progress: runner.run(conv_id, prompt, choices, progress=progress),
+                                      labels=study.protocol.rating_scale.labels, on_shown=runner.mark_shown)
+            result = await push_screen_wait(screen); runner.record_result(result)
+            then, in the background: await study.judge_pending(judge_models)
+
+A comparison needs at least one selected attribute (otherwise both arms would be generic), so the built-in
+study's first comparison comes once the memory holds something relevant to the request.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from sqlite_utils import Database
+
+from studyapp.llm.base import ChatModel, ChatParams
+from studyapp.store.comparisons import ComparisonStore
+from studyapp.store.conversations import Conversation, ConversationStore, Message
+from studyapp.store.memory import MemoryStore
+from studyapp.study.comparison import AttributeChoice, ComparisonRunner
+from studyapp.study.current import CurrentStudy, current_study
+from studyapp.study.judge import Judge
+from studyapp.study.protocol import Protocol
+from studyapp.study.reviews import ReviewPlan, plan_reviews
+from studyapp.study.schedule import ComparisonScheduler, Decision, TurnFacts, start_of_day
+
+
+class StudyService:
+    def __init__(self, db: Database, *, study: CurrentStudy | None = None, rng: random.Random | None = None) -> None:
+        self.db = db
+        self.study = study or current_study(db)
+        self.comparisons = ComparisonStore(db)
+        self.conversations = ConversationStore(db)
+        self.memory = MemoryStore(db)
+        self.scheduler = ComparisonScheduler(self.protocol.comparisons, rng)
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.study.protocol
+
+    def turn_facts(self, conversation: Conversation, prompt: Message) -> TurnFacts:
+        return TurnFacts(
+            turns_since_last_comparison=self.comparisons.user_turns_since_last(before_n=prompt.n),
+            comparisons_today=self.comparisons.count_since(start_of_day()),
+            attributes_in_memory=self.memory.count_active(),
+            memory_enabled=conversation.memory_enabled,
+        )
+
+    def decide(self, conversation: Conversation, prompt: Message) -> Decision:
+        return self.scheduler.decide(self.turn_facts(conversation, prompt))
+
+    @staticmethod
+    def has_selection(choices: Sequence[AttributeChoice]) -> bool:
+        return any(c.selected for c in choices)
+
+    def runner(self, model: ChatModel, params: ChatParams | None = None, *,
+               context_messages: int = 20) -> ComparisonRunner:
+        return ComparisonRunner(model, self.conversations, self.comparisons, params=params,
+                                context_messages=context_messages)
+
+    def review_plan(self) -> ReviewPlan:
+        return plan_reviews(self.memory, self.protocol.attribute_review)
+
+    def status_line(self) -> str:
+        return self.study.status_line(self.review_plan().unlabeled)
+
+    async def judge_pending(self, models: Sequence[ChatModel]) -> int:
+        """Background judging of rated comparisons not yet judged by each model; returns verdicts stored."""
+        return await Judge(models, self.comparisons).judge_pending()
