@@ -93,6 +93,17 @@ def near_duplicate(a: str, b: str) -> bool:
     return SequenceMatcher(None, na, nb).ratio() >= NEAR_DUPLICATE_RATIO
 
 
+def _as_int(value: Any) -> int | None:
+    """A short id as the model wrote it (3 or 3.0); anything else is no id."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _similarity(a: str, b: str) -> float:
     wa, wb = set(normalize(a).split()), set(normalize(b).split())
     if not wa or not wb:
@@ -199,15 +210,15 @@ class Reconciler:
             return plan
         decided: set[int] = set()
         for decision in plan.structured.value.get("decisions", []):
-            index = decision.get("new")
-            if not isinstance(index, int) or not 1 <= index <= len(remaining) or index in decided:
+            index = _as_int(decision.get("new"))
+            if index is None or not 1 <= index <= len(remaining) or index in decided:
                 continue
             decided.add(index)
             proposal = remaining[index - 1]
             action = decision.get("action")
             why = (decision.get("reason") or proposal.reason or action or "").strip()
-            target_ref = decision.get("target")
-            target = shown[target_ref - 1] if isinstance(target_ref, int) and 1 <= target_ref <= len(shown) else None
+            target_ref = _as_int(decision.get("target"))
+            target = shown[target_ref - 1] if target_ref is not None and 1 <= target_ref <= len(shown) else None
             if action in ("update", "delete", "keep") and (target is None or touched.get(target.id) == "delete"):
                 plan.notes.append(f"model gave no valid target for {action} of {proposal.statement!r}")
                 if action == "delete":

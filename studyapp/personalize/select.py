@@ -22,8 +22,10 @@ from studyapp.store.memory import Attribute, MemoryStore
 SELECT_TEMPLATE = "select"
 NO_DECISION = "no decision from model"
 MAX_RATIONALE_CHARS = 300
-# Output budget per attribute (id, use, a one-line rationale), plus a margin.
+# Output budget per attribute (id, use, a one-line rationale), plus a margin; capped because many endpoints
+# refuse larger max_tokens.
 TOKENS_PER_DECISION = 40
+MAX_OUTPUT_TOKENS = 8192
 
 SELECT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -97,7 +99,7 @@ class Selector:
     def _params(self, n: int) -> ChatParams:
         if self.params is not None:
             return self.params
-        return ChatParams(temperature=0.0, max_tokens=64 + TOKENS_PER_DECISION * n)
+        return ChatParams(temperature=0.0, max_tokens=min(MAX_OUTPUT_TOKENS, 64 + TOKENS_PER_DECISION * n))
 
     async def select(self, request_text: str, attributes: Sequence[Attribute], *,
                      message_id: str | None = None) -> SelectionResult:

@@ -91,6 +91,8 @@ async def test_personalization_respects_memory_off(scripted_llm, model, db, conv
     messages, template = personalization.build([request], selection)
     assert template == "assistant_personalized@1" and "- The user is vegetarian." in messages[0]["content"]
     assert [a.text for a in personalization.used_attributes(request.id)] == ["The user is vegetarian."]
+    scripted_llm.add_json({"decisions": [{"id": 1, "use": False, "rationale": "not needed"}]})
+    assert await personalization.selected_texts(on, request) == []
 
 
 def test_validator_names_each_problem():
