@@ -13,25 +13,26 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import IO, TYPE_CHECKING, Any
 
 from studyapp.server.storage import Storage
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FORMATS = ("jsonl", "csv", "parquet")
 PARQUET_ROW_GROUP = 50_000
 
-# Short names keep the column tables below readable.
-S, F, INT, B, L = pa.string(), pa.float64(), pa.int64(), pa.bool_(), pa.list_(pa.string())
+# Column types by name; pyarrow is imported only when a Parquet file is written, so the serving
+# process does not carry it. Short names keep the column tables below readable.
+S, F, INT, B, L = "string", "float64", "int64", "bool", "list<string>"
 
 
 @dataclass(frozen=True)
 class RecordType:
     name: str  # file name
     kind: str | None  # event kind (None: the participants table)
-    columns: tuple[tuple[str, pa.DataType], ...]  # after study_id, participant_id
+    columns: tuple[tuple[str, str], ...]  # after study_id, participant_id
 
 
 RECORD_TYPES: tuple[RecordType, ...] = (
@@ -78,7 +79,7 @@ def column_names(rt: RecordType) -> list[str]:
     return ["study_id", "participant_id", *(c for c, _ in rt.columns)]
 
 
-def _cell(value: Any, kind: pa.DataType) -> Any:
+def _cell(value: Any, kind: str) -> Any:
     # Objects (model parameters, template versions) travel as JSON text in every format.
     if kind == S and isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
@@ -143,10 +144,17 @@ def write_jsonl(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], ti
 
 
 def parquet_schema(rt: RecordType) -> pa.Schema:
-    return pa.schema([("study_id", S), ("participant_id", S), *rt.columns])
+    import pyarrow as pa
+
+    types = {S: pa.string(), F: pa.float64(), INT: pa.int64(), B: pa.bool_(), L: pa.list_(pa.string())}
+    return pa.schema([("study_id", pa.string()), ("participant_id", pa.string()),
+                      *((name, types[kind]) for name, kind in rt.columns)])
 
 
 def write_parquet(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], tick: Callable[[int], None]) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     schema = parquet_schema(rt)
     names = schema.names
     n = 0
