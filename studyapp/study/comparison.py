@@ -185,7 +185,9 @@ class ComparisonRunner:
         selected = [a.text for a in choices if a.selected]
         if not selected:
             raise ValueError("a comparison needs at least one selected attribute: without one both arms are generic")
-        history = self.conversations.messages(conversation_id, before_n=prompt.n + 1)
+        # Enough recent turns for build_messages to keep its last ``context_messages`` (some may be skipped).
+        history = self.conversations.messages(conversation_id, before_n=prompt.n + 1,
+                                              limit=self.context_messages * 3)
         generic_messages, generic_ref = build_messages(history, None, context_messages=self.context_messages)
         personal_messages, personal_ref = build_messages(history, selected, context_messages=self.context_messages)
 

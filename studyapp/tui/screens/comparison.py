@@ -128,7 +128,6 @@ class ComparisonScreen(Screen[RatingResult]):
         for button in self.query(Button):
             # Keys belong to the screen; a focused button on one side would also be a hint.
             button.can_focus = False
-        self.query_one("#responses").display = False
         self.run_comparison()
 
     # Generation ---------------------------------------------------------------------------------
