@@ -94,6 +94,8 @@ class LocalModel:
         self._accepted: set[str] | None = None
         # Whether the last generation was stopped by its caller before it ended (checked by tests and doctor).
         self.last_stopped_early = False
+        # How many old turns the last generation left out to fit the context window.
+        self.last_dropped_turns = 0
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -140,8 +142,9 @@ class LocalModel:
                     return
                 llama = self._load_locked()
                 kwargs = {**self._kwargs(params), **extra}
+                fitted = self._fit(llama, messages, kwargs.get("max_tokens"))
                 chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(
-                    messages=list(messages), stream=True, **kwargs)
+                    messages=fitted, stream=True, **kwargs)
                 self.last_stopped_early = False
                 try:
                     for chunk in chunks:
@@ -162,6 +165,34 @@ class LocalModel:
             emit(self._error(exc))
         finally:
             emit(_END)
+
+    def _fit(self, llama: Any, messages: list[ChatMessage], max_tokens: int | None) -> list[ChatMessage]:
+        """Drop the oldest turns that do not fit the small context window (system prompt and last turn stay).
+
+        The context is only 2048 tokens by default, so a long conversation would otherwise fail outright.
+        """
+        reserve = max_tokens if max_tokens else min(512, self.n_ctx // 4)
+        budget = self.n_ctx - reserve
+
+        def size(message: ChatMessage) -> int:
+            # Content tokens plus the chat template's role markers around each turn.
+            return len(llama.tokenize(message.get("content", "").encode(), add_bos=False, special=True)) + 8
+
+        sizes = [size(m) for m in messages]
+        if sum(sizes) <= budget:
+            self.last_dropped_turns = 0
+            return list(messages)
+        pinned = {i for i, m in enumerate(messages) if m.get("role") == "system"} | {len(messages) - 1}
+        keep = [True] * len(messages)
+        total = sum(sizes)
+        for i in range(len(messages)):
+            if total <= budget:
+                break
+            if i not in pinned:
+                keep[i] = False
+                total -= sizes[i]
+        self.last_dropped_turns = keep.count(False)
+        return [m for m, kept in zip(messages, keep, strict=True) if kept]
 
     def _error(self, exc: Exception) -> LLMError:
         text = str(exc)

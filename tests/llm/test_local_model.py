@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from studyapp.llm import local
-from studyapp.llm.base import ChatModel, ChatParams, ModelUnavailable
+from studyapp.llm.base import ChatModel, ChatParams, LLMError, ModelUnavailable
 from studyapp.llm.local import LocalModel
 
 pytestmark = pytest.mark.slow
@@ -83,6 +83,34 @@ async def test_concurrent_generations_run_one_after_the_other(model: LocalModel)
     first, second = await asyncio.gather(reply(), reply())
     # Same greedy request, serialized on one context: identical answers, neither garbled by the other.
     assert first == second and first.strip()
+
+
+@pytest.fixture(scope="module")
+def small_context_model() -> Iterator[LocalModel]:
+    # A small window keeps the prompt short, so these tests stay quick.
+    instance = LocalModel(n_ctx=256, n_threads=1)
+    yield instance
+    asyncio.run(instance.aclose())
+
+
+async def test_long_history_is_trimmed_to_the_context_window(small_context_model: LocalModel) -> None:
+    old_turns = []
+    for n in range(6):
+        old_turns += [{"role": "user", "content": f"Old question {n}: " + "tell me about the sea " * 5},
+                      {"role": "assistant", "content": "The sea is wide. " * 5}]
+    messages = [{"role": "system", "content": "You are brief."}, *old_turns,
+                {"role": "user", "content": "Say hello."}]
+    deltas = [d async for d in small_context_model.stream(messages, GREEDY)]
+    assert "".join(deltas).strip()
+    assert 0 < small_context_model.last_dropped_turns < len(old_turns)
+
+
+async def test_a_single_message_too_long_for_the_context(small_context_model: LocalModel) -> None:
+    huge = [{"role": "user", "content": "sea " * 400}]
+    with pytest.raises(LLMError, match="too long for the embedded model"):
+        [d async for d in small_context_model.stream(huge, GREEDY)]
+    # The model is still usable afterwards.
+    assert [d async for d in small_context_model.stream(HELLO, GREEDY)]
 
 
 async def test_missing_weights_file(tmp_path: Path) -> None:
