@@ -290,7 +290,9 @@ class ScriptedLLM:
     async def _pace(self, reply: ScriptedReply, index: int) -> None:
         if reply.hold_after is not None and index == reply.hold_after:
             reply.held.set()
-            await asyncio.to_thread(reply._released.wait)
+            # Polled rather than waited in a thread: any number of replies may be held at once.
+            while not reply._released.is_set():
+                await asyncio.sleep(0.005)
         rate = reply.tokens_per_s or self.tokens_per_s
         if rate:
             await asyncio.sleep(1.0 / rate)
