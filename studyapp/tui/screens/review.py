@@ -1,0 +1,164 @@
+"""The "what will be sent" screen: every item waiting in the outbox, exactly as it will be uploaded.
+
+A standalone screen: it gets a ``ReviewService`` (studyapp.privacy.review) and dismisses with the
+outbox counts when closed. Items are listed by day and kind; the highlighted item's payload is shown
+in full. Keys: a approve, A approve all pending, w withhold, c withhold the item's whole conversation,
+t add an always-remove term (then re-scrub), r re-scrub, Esc close. Re-scrubbing runs in a worker
+thread so the screen stays responsive.
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, Static
+
+from studyapp.privacy.review import ReviewService, preview, summary
+from studyapp.tui.screens.dialogs import PromptScreen
+
+HELP = ("a approve · A approve all · w withhold · c withhold conversation · t add a term to always remove · "
+        "r re-scrub · Esc close")
+EMPTY = "Nothing is waiting to be sent."
+STATUS_TEXT = {"pending": "waiting for you", "approved": "approved"}
+
+
+class ReviewScreen(Screen[dict[str, int]]):
+    CSS_PATH = "../styles/review.tcss"
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("a", "approve", "Approve"),
+        Binding("A", "approve_all", "Approve all"),
+        Binding("w", "withhold", "Withhold"),
+        Binding("c", "withhold_conversation", "Withhold conversation"),
+        Binding("t", "add_term", "Add term"),
+        Binding("r", "rescrub", "Re-scrub"),
+    ]
+
+    def __init__(self, review: ReviewService) -> None:
+        super().__init__()
+        self.review = review
+
+    def compose(self) -> ComposeResult:
+        yield Label("What will be sent", id="review-title")
+        yield Label(self._intro(), id="review-intro", markup=False)
+        yield Label(HELP, id="review-help")
+        with Horizontal(id="review-body"):
+            yield DataTable(id="review-table", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="review-preview-box"):
+                yield Static("", id="review-preview", markup=False)
+        yield Label("", id="review-counts", markup=False)
+        yield Footer()
+
+    def _intro(self) -> str:
+        if self.review.review_required:
+            return ("This study asks you to review uploads: nothing below leaves this computer until you approve "
+                    "it. Withheld items are never sent.")
+        return "These items will be sent at the next sync unless you withhold them."
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("Day", "Kind", "Status", "Content")
+        self.refresh_rows()
+        table.focus()
+
+    def refresh_rows(self) -> None:
+        table = self.query_one(DataTable)
+        keep = self.current_id
+        table.clear()
+        for group in self.review.groups():
+            for event in group.items:
+                table.add_row(group.day, group.kind, STATUS_TEXT.get(event.status, event.status), summary(event),
+                              key=event.event_id)
+        if keep is not None and keep in {str(k.value) for k in table.rows}:
+            table.move_cursor(row=table.get_row_index(keep))
+        counts = self.review.counts()
+        self.query_one("#review-counts", Label).update(
+            f"{counts['pending']} waiting for you · {counts['approved']} approved · {counts['withheld']} withheld")
+        self._show_preview()
+
+    @property
+    def current_id(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return str(row_key.value) if row_key.value is not None else None
+
+    def _show_preview(self) -> None:
+        event_id = self.current_id
+        event = self.review.outbox.get(event_id) if event_id else None
+        self.query_one("#review-preview", Static).update(preview(event) if event else EMPTY)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_preview()
+
+    # Actions ---------------------------------------------------------------------------------------
+
+    def action_approve(self) -> None:
+        if (event_id := self.current_id) is None:
+            return
+        n = self.review.approve([event_id])
+        self.notify("Approved." if n else "Only items waiting for you can be approved.")
+        self.refresh_rows()
+
+    def action_approve_all(self) -> None:
+        n = self.review.approve_all()
+        self.notify(f"Approved {n} item{'s' if n != 1 else ''}.")
+        self.refresh_rows()
+
+    def action_withhold(self) -> None:
+        if (event_id := self.current_id) is None:
+            return
+        self.review.withhold([event_id])
+        self.notify("Withheld: it will not be sent.")
+        self.refresh_rows()
+
+    def action_withhold_conversation(self) -> None:
+        event_id = self.current_id
+        event = self.review.outbox.get(event_id) if event_id else None
+        conversation_id = event.payload.get("conversation_id") if event else None
+        if not conversation_id:
+            self.notify("This item does not belong to a conversation; use w to withhold it.", severity="warning")
+            return
+        n = self.review.withhold_conversation(str(conversation_id))
+        self.notify(f"Withheld {n} item{'s' if n != 1 else ''} of this conversation.")
+        self.refresh_rows()
+
+    def action_add_term(self) -> None:
+        def done(term: str | None) -> None:
+            if term is None:
+                return
+            if not term.strip():
+                self.notify("The term is empty: type the word or phrase to always remove.", severity="warning")
+                return
+            self.rescrub(term)
+
+        self.app.push_screen(PromptScreen("A word or phrase to always remove (your name, town, employer...):"), done)
+
+    def action_rescrub(self) -> None:
+        self.rescrub(None)
+
+    @work(thread=True, exclusive=True, group="rescrub")
+    def rescrub(self, term: str | None) -> None:
+        try:
+            if term is not None:
+                changed = self.review.add_term(term)
+                message = f"“{' '.join(term.split())}” will always be removed; {changed} waiting item(s) updated."
+            else:
+                changed = self.review.rescrub()
+                message = f"Re-scrubbed: {changed} item(s) updated."
+        except Exception as exc:  # shown to the participant, not raised into the app
+            self.app.call_from_thread(self._after_rescrub, f"Re-scrubbing failed: {exc}", True)
+            return
+        self.app.call_from_thread(self._after_rescrub, message, False)
+
+    def _after_rescrub(self, message: str, failed: bool) -> None:
+        self.notify(message, severity="error" if failed else "information")
+        self.refresh_rows()
+
+    def action_close(self) -> None:
+        self.dismiss(self.review.counts())
