@@ -30,10 +30,11 @@ from studyapp.store.util import new_id, now
 
 EXTRACT_TEMPLATE = "extract"
 DEFAULT_THRESHOLD = 0.4
-# Bounds one run's prompt (the embedded model has a 2048-token context); the rest waits for the next run.
-MAX_BATCH_CHARS = 3000
+# Bounds one run's prompt: with the embedded model's 2048-token context, prompt + answer (max_tokens 640)
+# must fit; the rest waits for the next run.
+MAX_BATCH_CHARS = 2000
 MAX_BATCH_MESSAGES = 20
-MAX_MESSAGE_CHARS = 1200
+MAX_MESSAGE_CHARS = 800
 
 EXTRACT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -105,7 +106,7 @@ class Extractor:
         self.model = model
         self.store = store
         self.threshold = threshold
-        self.params = params or ChatParams(temperature=0.0, max_tokens=768)
+        self.params = params or ChatParams(temperature=0.0, max_tokens=640)
         self.template = load_template(EXTRACT_TEMPLATE)
         self.reconciler = reconciler or (Reconciler(model, store) if store is not None else None)
         # Runs of one extractor take turns, so two reconciliations never plan against the same memory.

@@ -281,6 +281,8 @@ class Reconciler:
             raise RuntimeError("Reconciler.reconcile needs a MemoryStore; use plan() without one.")
         existing = self.store.list_attributes()
         plan = await self.plan(proposals, existing, self.store.forgotten_texts())
+        if plan.structured is not None:
+            run.template = f"{run.template},{self.template.ref}" if run.template else self.template.ref
         if plan.structured is not None and plan.structured.unavailable:
             return ReconcileOutcome(plan, [])
         if plan.failed:

@@ -15,7 +15,26 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from studyapp.llm.base import ChatMessage, ChatModel, ChatParams, LLMError, MalformedResponse
+from studyapp.llm.base import (
+    ChatMessage,
+    ChatModel,
+    ChatParams,
+    LLMError,
+    MalformedResponse,
+    ModelAuthError,
+    ModelNotFound,
+    ModelRateLimited,
+    ModelServerError,
+    ModelTimeout,
+    ModelUnavailable,
+    ModelUnreachable,
+)
+
+# Errors after which the same request may well work later (network, server, settings): the caller keeps
+# its input for another run. Any other LLMError (a garbled response, a prompt too long for the context)
+# would fail the same way again, so it is recorded as a failure instead of being retried forever.
+TRANSIENT_ERRORS = (ModelUnreachable, ModelTimeout, ModelRateLimited, ModelServerError, ModelAuthError,
+                    ModelNotFound, ModelUnavailable)
 
 MAX_ERRORS_SHOWN = 5
 
@@ -118,7 +137,7 @@ class StructuredResult:
     value: Any
     attempts: list[Attempt] = field(default_factory=list)
     error: str | None = None
-    # True when the failure was the model being unreachable (not a bad answer): callers may retry later.
+    # True when the model could not be asked (unreachable, server error, settings): callers may retry later.
     unavailable: bool = False
     repaired: bool = False
 
@@ -161,7 +180,8 @@ async def complete_structured(
 ) -> StructuredResult:
     """Ask for JSON matching ``schema``; repair once; return a result (never raises for bad output).
 
-    A model that cannot be reached (``LLMError``) gives ``unavailable=True``.
+    A model that cannot be asked right now (``TRANSIENT_ERRORS``) gives ``unavailable=True``; any other
+    ``LLMError`` is a failure like an invalid answer.
     """
     result = StructuredResult(value=None)
     conversation = list(messages)
@@ -170,8 +190,7 @@ async def complete_structured(
             answer = await model.complete_json(conversation, schema, params)
         except LLMError as exc:
             result.error = f"model error: {exc}"
-            # A garbled response is a bad answer; anything else (unreachable, auth, missing model) may pass.
-            result.unavailable = not isinstance(exc, MalformedResponse)
+            result.unavailable = isinstance(exc, TRANSIENT_ERRORS)
             if exc.detail and isinstance(exc, MalformedResponse):
                 result.attempts.append(Attempt(raw=exc.detail, errors=[str(exc)]))
             return result

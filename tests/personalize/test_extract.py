@@ -163,3 +163,25 @@ async def test_run_pending_drains_a_backlog_in_batches(scripted_llm, model, conv
     assert [r.status for r in results] == ["ok", "ok", "idle"]
     assert sum(len(r.message_ids) for r in results) == 25
     assert memory.pending_user_messages() == []
+
+
+async def test_server_error_keeps_messages_for_later(scripted_llm, model, conversations, memory):
+    conv, ids = _setup(conversations, "I live in Oslo.")
+    scripted_llm.add_error(503)
+    result = await Extractor(model, memory).run(conv.id)
+    assert result.status == "unavailable"
+    assert [m.id for m in memory.pending_user_messages()] == ids
+    scripted_llm.add_json({"attributes": [_attr("The user lives in Oslo.")]})
+    assert (await Extractor(model, memory).run(conv.id)).status == "ok"
+
+
+async def test_request_the_model_refuses_is_a_failed_run_not_an_endless_retry(scripted_llm, model, conversations,
+                                                                              memory):
+    conv, ids = _setup(conversations, "A very long message.")
+    scripted_llm.add_error(400, {"error": {"message": "This model's maximum context length is 2048 tokens.",
+                                           "type": "invalid_request_error"}})
+    result = await Extractor(model, memory).run(conv.id)
+    assert result.status == "failed" and "maximum context length" in result.error
+    [run] = memory.runs()
+    assert run.status == "failed" and run.message_ids == ids
+    assert memory.pending_user_messages() == []

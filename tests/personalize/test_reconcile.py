@@ -56,6 +56,8 @@ async def test_sessions_add_update_contradict_forget(scripted_llm, model, conver
     assert update.before["text"] == "The user lives in Paris." and update.after["text"] == "The user lives in Berlin."
     assert update.reason == "They moved from Paris to Berlin." and update.actor == "model"
     assert update.run_id == result.run_id
+    assert memory.runs()[-1].template == "extract@1,reconcile@1"
+    assert memory.runs()[0].template == "extract@1"  # session 1 needed no reconciliation call
 
     # Session 3: a contradiction deletes the nurse attribute.
     conv, _ = _session(conversations, "I quit nursing, I'm not a nurse anymore.")
