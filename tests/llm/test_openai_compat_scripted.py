@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from studyapp.llm.base import (
+    ChatModel,
     ChatParams,
     MalformedResponse,
     ModelAuthError,
@@ -26,6 +27,7 @@ async def collect(model: OpenAICompatModel, params: ChatParams | None = None) ->
 async def test_stream_yields_deltas_and_sends_parameters(scripted_llm: ScriptedLLM) -> None:
     scripted_llm.add_text("Hello there, participant.", keepalive=True)
     model = OpenAICompatModel(scripted_llm.base_url, "scripted-model")
+    assert isinstance(model, ChatModel) and model.name == "scripted-model"
     try:
         deltas = await collect(model, ChatParams(temperature=0.2, max_tokens=16, seed=7))
     finally:
