@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -71,16 +72,23 @@ def _messages(data: dict[str, Any], *, required: bool) -> list[Message]:
 def _memory(data: dict[str, Any], data_dir: Path | None) -> list[Attribute]:
     raw = data.get("memory")
     if raw is None and data_dir is not None:
+        from studyapp.paths import DATABASE_NAME
         from studyapp.store.db import DatabaseError, open_database
         from studyapp.store.memory import MemoryStore
 
+        path = Path(data_dir) / DATABASE_NAME
+        if not path.is_file():
+            raise click.ClickException(f"There is no studyapp database in {data_dir} (expected {path}).")
         try:
             # Read-only use: no migration, so an older database is not changed by a look.
-            db = open_database(Path(data_dir) / "studyapp.db", migrate=False)
+            db = open_database(path, migrate=False)
         except DatabaseError as exc:
             raise click.ClickException(str(exc)) from exc
         try:
             return MemoryStore(db).list_attributes()
+        except sqlite3.Error as exc:
+            raise click.ClickException(f"{path} has no readable memory ({exc}); open it once with studyapp "
+                                       "to bring it up to date.") from exc
         finally:
             db.close()
     if raw is None:

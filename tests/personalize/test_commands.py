@@ -120,3 +120,11 @@ def test_data_dir_memory_is_read_not_written(run, scripted_llm, tmp_path):
     db = open_database(data_dir / "studyapp.db")
     assert db.execute("SELECT count(*) FROM selections").fetchone()[0] == 0
     db.close()
+
+
+def test_data_dir_without_a_database_is_an_error_not_a_new_file(run, scripted_llm, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run("select", "--data-dir", str(empty), data={"prompt": "Dinner?"})
+    assert result.exit_code == 1 and "There is no studyapp database in" in result.output
+    assert list(empty.iterdir()) == []
