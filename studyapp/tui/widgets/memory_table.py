@@ -22,15 +22,17 @@ ORIGIN_TEXT = {"model": "assistant", "participant": "you"}
 class MemoryTable(DataTable[str | Text]):
     """One row per attribute, keyed by its id, so the cursor stays on the same attribute across refreshes."""
 
-    COLUMNS = (("attribute", "Attribute"), ("reason", "Reason"), ("confidence", "Confidence"),
-               ("origin", "Origin"), ("age", "Age"), ("label", "Your label"))
+    # Fixed widths for the free-text columns: long statements are cut with an ellipsis here and shown whole
+    # when the attribute is opened, instead of making the table scroll sideways.
+    COLUMNS = (("attribute", "Attribute", 48), ("reason", "Reason", 34), ("confidence", "Confidence", None),
+               ("origin", "Origin", None), ("age", "Age", None), ("label", "Your label", None))
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
 
     def on_mount(self) -> None:
-        for key, label in self.COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, width in self.COLUMNS:
+            self.add_column(label, key=key, width=width)
 
     def show_rows(self, rows: Sequence[AttributeRow]) -> None:
         current = self.current_id
@@ -38,8 +40,8 @@ class MemoryTable(DataTable[str | Text]):
         now = datetime.now(UTC)
         for row in rows:
             self.add_row(
-                Text(row.text, overflow="fold"),
-                Text(row.reason, overflow="fold"),
+                Text(row.text, overflow="ellipsis", no_wrap=True),
+                Text(row.reason, overflow="ellipsis", no_wrap=True),
                 f"{row.confidence:.2f}",
                 ORIGIN_TEXT.get(row.origin, row.origin),
                 row.age(now),
