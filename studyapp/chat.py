@@ -97,10 +97,14 @@ class ChatService:
             await self._model.aclose()
             self._model = None
 
-    def save_user_message(self, conversation_id: str | None, text: str) -> UserSaved:
-        """Commit the participant's message (creating the conversation if needed) before anything else."""
+    def save_user_message(self, conversation_id: str | None, text: str, *, memory_enabled: bool = True) -> UserSaved:
+        """Commit the participant's message (creating the conversation if needed) before anything else.
+
+        ``memory_enabled`` applies to a new conversation: off means nothing is extracted from it and
+        nothing from memory is used in it.
+        """
         if conversation_id is None:
-            conversation = self.store.create(title_from(text))
+            conversation = self.store.create(title_from(text), memory_enabled=memory_enabled)
         else:
             found = self.store.get(conversation_id)
             if found is None:
@@ -109,9 +113,10 @@ class ChatService:
         message = self.store.add_message(conversation.id, "user", text)
         return UserSaved(message, conversation)
 
-    async def send(self, conversation_id: str | None, text: str) -> AsyncIterator[TurnEvent]:
+    async def send(self, conversation_id: str | None, text: str, *,
+                   memory_enabled: bool = True) -> AsyncIterator[TurnEvent]:
         """Save the message, then stream the reply. Cancelling the consumer marks the reply interrupted."""
-        saved = self.save_user_message(conversation_id, text)
+        saved = self.save_user_message(conversation_id, text, memory_enabled=memory_enabled)
         yield saved
         # aclosing: closing this generator early must close the inner ones at once, so the reply is
         # marked interrupted now rather than whenever the garbage collector gets to it.

@@ -43,6 +43,11 @@ class StudyApp(App[None]):
             yield SystemCommand("Rename conversation", "Rename the open conversation", screen.action_rename)
             yield SystemCommand("Delete conversation", "Delete the open conversation", screen.action_delete)
             yield SystemCommand("Model settings", "Choose the model and its parameters", screen.action_settings)
+            yield SystemCommand("Memory", "See, judge, edit and forget what the assistant knows about you",
+                                screen.action_memory)
+            yield SystemCommand("New conversation without memory",
+                                "Nothing is learned from it and nothing from memory is used in it",
+                                screen.action_new_private_conversation)
 
     async def on_unmount(self) -> None:
         await self.services.aclose()

@@ -13,8 +13,12 @@ from studyapp.context import AppContext
 from studyapp.llm.base import ChatModel
 from studyapp.llm.config import ModelSettings
 from studyapp.llm.factory import make_model
+from studyapp.personalize.extract import ExtractionResult
+from studyapp.personalize.memory import MemoryService
+from studyapp.personalize.pipeline import Personalization
 from studyapp.secrets import KeyringStatus, SecretStoreUnavailable, keyring_status, set_api_key
-from studyapp.store.conversations import ConversationStore
+from studyapp.store.conversations import Conversation, ConversationStore, Message
+from studyapp.store.memory import MemoryStore
 
 
 class Services:
@@ -30,7 +34,37 @@ class Services:
             model_factory or self._make_model,
             params=settings.params,
             context_messages=settings.context_messages,
+            select_attributes=self._select_attributes,
         )
+        self._personalization: Personalization | None = None
+        self._personalization_model: ChatModel | None = None
+        self.memory = MemoryService(MemoryStore(app_ctx.db))
+
+    @property
+    def personalization(self) -> Personalization:
+        """The three stages, on the same model as the chat (rebuilt when the model changes)."""
+        model = self.chat.model
+        if self._personalization is None or self._personalization_model is not model:
+            self._personalization = Personalization(self.app_ctx.db, extractor_model=model)
+            self._personalization_model = model
+        return self._personalization
+
+    async def _select_attributes(self, conversation: Conversation, request: Message) -> list[str]:
+        if not self.memory.attributes():
+            return []  # nothing to select from: no model call
+        return await self.personalization.selected_texts(conversation, request)
+
+    def used_attributes(self, request_message_id: str) -> list[str]:
+        """The attribute texts that shaped the reply to this participant message."""
+        return [a.text for a in self.personalization_store.selected_attributes(request_message_id)]
+
+    @property
+    def personalization_store(self) -> MemoryStore:
+        return self.memory.store
+
+    async def extract(self, conversation_id: str | None) -> list[ExtractionResult]:
+        """Stage 1 in the background: never raises for model problems."""
+        return await self.personalization.extract(conversation_id)
 
     def model_settings(self) -> ModelSettings:
         return self.app_ctx.model_settings()
@@ -56,9 +90,6 @@ class Services:
     def status_parts(self) -> list[str]:
         """Extra status-line parts (study day, pending reviews, sync) from the other parts of the app."""
         return []
-
-    def after_reply(self, conversation_id: str | None) -> None:
-        """Called when a reply has finished; background stages (extraction) hook in here."""
 
     async def aclose(self) -> None:
         await self.chat.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from studyapp.store.conversations import ConversationStore
 from studyapp.tui.app import StudyApp
 from studyapp.tui.screens.chat import PAGE_SIZE, ChatScreen
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
+from studyapp.tui.screens.memory import MemoryScreen
 from studyapp.tui.screens.search import SearchScreen
 from studyapp.tui.screens.settings import SettingsScreen
 from studyapp.tui.widgets.composer import Composer
@@ -272,3 +274,50 @@ async def test_settings_validate_and_keep_the_api_key_in_the_keyring(
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
             assert b"SECRET-4242" not in path.read_bytes(), f"the API key leaked into {path}"
+
+
+async def test_memory_shapes_replies_is_shown_and_grows_in_the_background(
+    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM
+) -> None:
+    app = make_app()
+    memory = app.services.memory
+    vegetarian = memory.add("The user is vegetarian")
+
+    def answer(body: dict) -> object:
+        system = body["messages"][0]["content"]
+        response_format = body.get("response_format") or {}
+        schema = json.dumps(response_format)
+        if '"use"' in schema:  # stage 2, selection
+            return {"decisions": [{"id": 1, "use": True, "rationale": "a food request"}]}
+        if '"attributes"' in schema:  # stage 1, extraction
+            return {"attributes": [{"statement": "The user cooks for two", "reason": "they said so",
+                                    "confidence": 0.9, "evidence": [1]}]}
+        if '"action"' in schema:  # reconciliation with memory
+            return {"decisions": [{"new": 1, "action": "add", "reason": "new fact"}]}
+        return f"Reply to: {body['messages'][-1]['content']} ({'personal' if 'vegetarian' in system else 'generic'})"
+
+    scripted_llm.set_default(answer)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, ChatScreen)
+        app.screen.extract_debounce_s = 0
+        await pilot.press(*"I cook for two, dinner ideas?", "enter")
+        await wait_for(pilot, lambda: len(views(app)) == 2 and views(app)[1].message.status == "complete",
+                       what="the reply")
+        reply_view = views(app)[1]
+        assert reply_view.message.content.endswith("(personal)")
+        assert "The user is vegetarian" in str(reply_view.query_one(".used").render())
+        await wait_for(pilot, lambda: len(memory.attributes()) == 2, what="extraction to add an attribute")
+        assert {a.text for a in memory.attributes()} == {"The user is vegetarian", "The user cooks for two"}
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, MemoryScreen), what="the memory screen")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
+        # A conversation with memory off uses nothing from memory and teaches it nothing.
+        await app.screen.action_new_private_conversation()
+        await pilot.press(*"more dinner ideas", "enter")
+        await wait_for(pilot, lambda: len(views(app)) == 2 and views(app)[1].message.status == "complete",
+                       what="the private reply")
+        assert views(app)[1].message.content.endswith("(generic)")
+        conversation = store_of(app).get(app.screen.conversation_id or "")
+        assert conversation is not None and not conversation.memory_enabled
+    assert vegetarian.id in {a.id for a in memory.attributes()}

@@ -14,6 +14,7 @@ from textual.widgets import Button, Footer, Header, Label, Static
 from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
 from studyapp.store.conversations import SearchHit
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
+from studyapp.tui.screens.memory import MemoryScreen
 from studyapp.tui.screens.search import SearchScreen
 from studyapp.tui.screens.settings import SettingsResult, SettingsScreen
 from studyapp.tui.services import Services
@@ -23,6 +24,9 @@ from studyapp.tui.widgets.message_view import ConversationView, MessageView
 
 PAGE_SIZE = 50
 REPLY_GROUP = "reply"
+EXTRACT_GROUP = "extract"
+# Extraction waits for a pause in the conversation, and a new message cancels it (it never delays a reply).
+EXTRACT_DEBOUNCE_S = 3.0
 
 
 class ChatScreen(Screen[None]):
@@ -32,6 +36,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+e", "rename", "Rename", priority=True),
         Binding("ctrl+d", "delete", "Delete", priority=True),
         Binding("ctrl+o", "settings", "Settings", priority=True),
+        Binding("f2", "memory", "Memory"),
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+b", "load_earlier", "Earlier messages", show=False, priority=True),
         Binding("ctrl+l", "focus_conversations", "Conversations", show=False),
@@ -41,6 +46,9 @@ class ChatScreen(Screen[None]):
         super().__init__()
         self.services = services
         self.conversation_id: str | None = None
+        # For a new conversation (not saved until its first message): use memory or not.
+        self.new_memory_enabled = True
+        self.extract_debounce_s = EXTRACT_DEBOUNCE_S
 
     # Layout --------------------------------------------------------------------------
 
@@ -89,6 +97,7 @@ class ChatScreen(Screen[None]):
                 messages = store.messages(conversation_id, limit=PAGE_SIZE)
             has_earlier = bool(messages) and bool(store.messages(conversation_id, before_n=messages[0].n, limit=1))
             await view.show(messages, has_earlier=has_earlier)
+            self._show_used_attributes()
             if around is not None:
                 target = view.query_one(f"#m{around.message.n}", MessageView)
                 target.add_class("-hit")
@@ -97,9 +106,27 @@ class ChatScreen(Screen[None]):
                 view.call_after_refresh(view.scroll_end, animate=False)
         self.refresh_list()
 
-    async def action_new_conversation(self) -> None:
+    def _show_used_attributes(self) -> None:
+        previous: MessageView | None = None
+        for message_view in self.query_one(ConversationView).query(MessageView):
+            if message_view.message.role == "assistant" and previous is not None and previous.message.role == "user":
+                message_view.set_used(self.services.used_attributes(previous.message.id))
+            previous = message_view
+
+    async def action_new_conversation(self, memory_enabled: bool = True) -> None:
+        self.new_memory_enabled = memory_enabled
         await self.open_conversation(None)
+        if not memory_enabled:
+            self.query_one("#empty-hint", Label).update(
+                "Memory is off for this conversation: nothing is learned from it and nothing from your memory "
+                "is used in it.")
         self.query_one(Composer).focus()
+
+    async def action_new_private_conversation(self) -> None:
+        await self.action_new_conversation(memory_enabled=False)
+
+    def action_memory(self) -> None:
+        self.app.push_screen(MemoryScreen(self.services.memory))
 
     @on(Button.Pressed, "#new")
     async def _new_pressed(self) -> None:
@@ -182,6 +209,8 @@ class ChatScreen(Screen[None]):
             self.notify("A reply is still arriving: wait for it, or press Esc to stop it.")
             return
         event.composer.clear()
+        # A running extraction gives way: the participant's reply comes first.
+        self.workers.cancel_group(self, EXTRACT_GROUP)
         self.run_turn(self.conversation_id, event.text.strip())
 
     @work(exclusive=True, group=REPLY_GROUP)
@@ -189,7 +218,8 @@ class ChatScreen(Screen[None]):
         view = self.query_one(ConversationView)
         reply_view: MessageView | None = None
         try:
-            async for event in self.services.chat.send(conversation_id, text):
+            async for event in self.services.chat.send(conversation_id, text,
+                                                       memory_enabled=self.new_memory_enabled):
                 if isinstance(event, UserSaved):
                     if conversation_id is None:
                         self.conversation_id = event.conversation.id
@@ -199,6 +229,7 @@ class ChatScreen(Screen[None]):
                     self.refresh_list()
                 elif isinstance(event, ReplyStarted):
                     reply_view = await view.add(event.message)
+                    reply_view.set_used(event.attributes)
                     self.update_status("Answering… (Esc stops)")
                 elif isinstance(event, ReplyDelta) and reply_view is not None:
                     await reply_view.append(event.text)
@@ -214,7 +245,18 @@ class ChatScreen(Screen[None]):
             raise
         finally:
             self.update_status()
-        self.services.after_reply(self.conversation_id)
+        self.extract_later(self.conversation_id)
+
+    @work(exclusive=True, group=EXTRACT_GROUP)
+    async def extract_later(self, conversation_id: str | None) -> None:
+        if conversation_id is None:
+            return
+        await asyncio.sleep(self.extract_debounce_s)
+        results = await self.services.extract(conversation_id)
+        added = sum(1 for r in results for e in r.events if e.action == "add")
+        if added:
+            self.notify(f"Learned {added} new thing(s) about you. Press F2 to see and judge your memory.")
+        self.update_status()
 
     def action_stop(self) -> None:
         if self._replying():

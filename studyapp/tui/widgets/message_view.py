@@ -29,11 +29,18 @@ class MessageView(Vertical):
         yield Static(ROLE_LABELS.get(self.message.role, self.message.role), classes="role", markup=False)
         yield Markdown(self.message.content, classes="content")
         yield Static(self._note(), classes="note", markup=False)
+        yield Static("", classes="used", markup=False)
 
     def _note(self) -> str:
         if self.message.status == "error":
             return f"Error: {self.message.error or 'the reply failed'}"
         return STATUS_NOTES.get(self.message.status, "")
+
+    def set_used(self, attributes: list[str]) -> None:
+        """Show which of the participant's attributes shaped this reply (stage 2's selection)."""
+        used = self.query_one(".used", Static)
+        used.update("Shaped by your memory: " + "; ".join(attributes) if attributes else "")
+        used.display = bool(attributes)
 
     @property
     def markdown(self) -> Markdown:
