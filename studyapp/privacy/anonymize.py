@@ -38,6 +38,9 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "IP_ADDRESS", "URL", "US_SSN", "CRYPTO",
 )
 DEFAULT_SCORE_THRESHOLD = 0.35
+# spaCy's small model calls the same name a person in one message and a place in the next; a value
+# already known under one of these types keeps its placeholder, so pseudonyms stay consistent.
+NAME_TYPES: tuple[str, ...] = ("PERSON", "LOCATION", "NRP", TERM_ENTITY)
 # A placeholder made by this module: never analyzed again, so anonymizing twice changes nothing.
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 
@@ -302,8 +305,11 @@ class Anonymizer:
     def placeholder(self, entity_type: str, value: str) -> str:
         key = (entity_type, normalize(value))
         if key not in self._memory:
+            same_as = NAME_TYPES if entity_type in NAME_TYPES else ()
             if self.store is not None:
-                self._memory[key] = self.store.placeholder(entity_type, value)
+                self._memory[key] = self.store.placeholder(entity_type, value, same_as=same_as)
+            elif reuse := next((p for (t, v), p in self._memory.items() if v == key[1] and t in same_as), None):
+                self._memory[key] = reuse
             else:
                 self._counts[entity_type] = self._counts.get(entity_type, 0) + 1
                 self._memory[key] = f"<{entity_type}_{self._counts[entity_type]}>"

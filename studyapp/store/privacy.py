@@ -22,13 +22,21 @@ class PrivacyStore:
 
     # Pseudonyms ------------------------------------------------------------------------------------
 
-    def placeholder(self, entity_type: str, value: str) -> str:
+    def placeholder(self, entity_type: str, value: str, *, same_as: tuple[str, ...] = ()) -> str:
         """The participant's placeholder for ``value`` (e.g. ``<PERSON_3>``), created on first sight.
 
-        One INSERT ... SELECT numbers and stores the placeholder atomically, so two writers never
-        hand out the same number for different values.
+        ``same_as`` lists other entity types whose placeholder for the same value is reused (a name the
+        recognizer once calls a person and once a place stays one placeholder). One INSERT ... SELECT
+        numbers and stores a new placeholder atomically, so two writers never hand out the same number.
         """
         key = normalize(value)
+        if same_as:
+            marks = ", ".join("?" for _ in same_as)
+            row = self.db.execute(
+                f"SELECT placeholder FROM pseudonyms WHERE value = ? AND entity_type IN ({marks}) "
+                "ORDER BY created_at LIMIT 1", [key, *same_as]).fetchone()
+            if row is not None:
+                return str(row[0])
         with self.db.conn:
             self.db.execute(
                 "INSERT OR IGNORE INTO pseudonyms (entity_type, value, placeholder, created_at) "

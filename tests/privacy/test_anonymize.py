@@ -110,3 +110,18 @@ def test_engines_load_without_any_network(monkeypatch: pytest.MonkeyPatch) -> No
     assert a.ner_available
     # The e-mail recognizer checks the domain against the public suffix list: the bundled one.
     assert a.anonymize("mail maria@example.co.uk") == "mail <EMAIL_ADDRESS_1>"
+
+
+def test_a_name_keeps_its_placeholder_when_the_recognizer_changes_its_type(db: Database) -> None:
+    anonymizer = Anonymizer(db)
+    store = PrivacyStore(db)
+    person = store.placeholder("PERSON", "Olivia")
+    assert store.placeholder("LOCATION", "olivia", same_as=anonymize.NAME_TYPES) == person
+    assert anonymizer.placeholder("LOCATION", "Olivia") == person
+    anonymizer.add_term("Olivia")
+    assert anonymizer.anonymize("Olivia called") == f"{person} called"
+    # Without a database the same rule holds within the run.
+    run_only = Anonymizer(None)
+    assert run_only.placeholder("PERSON", "Ingrid") == run_only.placeholder("LOCATION", "ingrid")
+    # Patterns are never merged with names.
+    assert anonymizer.placeholder("EMAIL_ADDRESS", "olivia") != person
