@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from sqlite_utils import Database
 
 from studyapp.study.protocol import ProtocolError, builtin_protocol, load_protocol
 
@@ -35,9 +36,61 @@ def check(file: Path | None, builtin: bool, as_json: bool) -> None:
         click.echo("OK: the protocol is valid.")
 
 
+def _open_db(ctx: click.Context, data_dir: Path | None) -> Database:
+    # Imported here: studyapp.cli imports this module at its end.
+    from studyapp.cli import make_context, open_or_exit
+
+    return open_or_exit(make_context(ctx, data_dir)).db
+
+
+_data_dir = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="STUDYAPP_DATA_DIR",
+                         help="Where studyapp keeps its database [env: STUDYAPP_DATA_DIR].")
+
+
+@study.command("status")
+@_data_dir
+@click.pass_context
+def status(ctx: click.Context, data_dir: Path | None) -> None:
+    """The study this install runs (enrolled or built-in), the study day and attributes waiting for review."""
+    from studyapp.study.service import StudyService
+
+    service = StudyService(_open_db(ctx, data_dir))
+    if service.study.problem:
+        click.echo(f"The enrolled study's protocol is not valid any more; running the built-in study.\n"
+                   f"{service.study.problem}", err=True)
+    plan = service.review_plan()
+    click.echo(service.status_line())
+    click.echo(f"  enrolled: {'yes, as ' + str(service.study.record.participant_id) if service.study.record else 'no'}")
+    click.echo(f"  attributes without your label: {plan.unlabeled}; to review now: {len(plan.due)}")
+
+
+@study.command("comparisons")
+@_data_dir
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per comparison, as the study would receive it.")
+@click.pass_context
+def comparisons_command(ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
+    """Your comparisons: when, your rating (5 = the personalized answer much better), the judge's ratings."""
+    import json
+
+    from studyapp.store.comparisons import ComparisonStore
+
+    store = ComparisonStore(_open_db(ctx, data_dir))
+    records = store.list()
+    for record in records:
+        verdicts = [v.rating for v in store.verdicts(record.id) if v.rating is not None]
+        if as_json:
+            click.echo(json.dumps(store.comparison_event(record.id) | {"judge_ratings": verdicts}, ensure_ascii=False))
+            continue
+        rating = "skipped" if record.skipped else (str(record.rating) if record.rating else record.status)
+        judge = f"{sum(verdicts) / len(verdicts):.1f} ({len(verdicts)})" if verdicts else "-"
+        click.echo(f"{record.created_at[:16].replace('T', ' ')}  {record.id[:8]}  rating {rating:<10} "
+                   f"chosen {record.chosen or '-':<12} judge {judge:<10} {record.prompt[:40]!r}")
+    if not as_json:
+        click.echo(f"{len(records)} comparisons.")
+
+
 @click.command("judge")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="STUDYAPP_DATA_DIR",
-              help="Where studyapp keeps its database [env: STUDYAPP_DATA_DIR].")
+@_data_dir
 @click.option("--rerun", is_flag=True, help="Judge every rated comparison again, not only those not yet judged.")
 @click.option("--model", "models", multiple=True,
               help="Judge with this model instead of the study's judges ('local' or a model name; repeatable).")

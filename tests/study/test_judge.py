@@ -153,3 +153,21 @@ def test_judge_command_reports_failures(tmp_path: Path) -> None:
                                       "--base-url", "http://127.0.0.1:9/v1"])
     assert result.exit_code == 1
     assert "judge calls failed" in result.output and "Traceback" not in result.output
+
+
+def test_study_status_and_comparisons_commands(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "studyapp.db")
+    conversations, comparisons = ConversationStore(db), ComparisonStore(db)
+    cid = rated_comparison(conversations, comparisons, side="right", rating=2)
+    comparisons.add_verdict(cid, judge_model="j", personalized_side="left", rating=4, raw="{}", template="judge@1")
+    db.close()
+    result = CliRunner().invoke(cli, ["study", "status", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Local study (not enrolled) · day 1 of 14")
+    result = CliRunner().invoke(cli, ["study", "comparisons", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "rating 2" in result.output and "judge 4.0 (1)" in result.output and "1 comparisons." in result.output
+    result = CliRunner().invoke(cli, ["study", "comparisons", "--json", "--data-dir", str(tmp_path)])
+    row = json.loads(result.output)
+    assert (row["comparison_id"], row["rating"], row["personalized_side"]) == (cid, 2, "right")
+    assert row["judge_ratings"] == [4]
