@@ -159,3 +159,14 @@ def test_failing_anonymizer_queues_nothing(db: Database, consent: ConsentService
     assert collector.collect("message", message()) is None
     assert "anonymization failed (model crashed)" in (collector.last_skip or "")
     assert [e.kind for e in OutboxStore(db).list()] == ["consent"]
+
+
+def test_privacy_services_share_one_anonymizer(db: Database) -> None:
+    from studyapp.privacy.services import PrivacyServices
+
+    protocol = make_protocol()
+    services = PrivacyServices.create(db, protocol)
+    services.consent.grant(protocol, ["ratings", "conversation_text"])
+    assert services.collector.anonymizer is services.review.anonymizer is services.anonymizer
+    event_id = services.collector.collect("message", message("Maria Lopez"))
+    assert [e.event_id for e in services.review.waiting() if e.kind == "message"] == [event_id]

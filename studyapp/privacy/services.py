@@ -1,0 +1,34 @@
+"""The privacy part assembled for one participant database and study: what the app wires into its screens.
+
+    services = PrivacyServices.create(db, protocol)
+    services.anonymizer.load()          # in a worker at start-up: building the engines takes a second or two
+    services.collector.collect(kind, payload)   # also from a worker: anonymizing takes ~10 ms per message
+    ConsentScreen(protocol, services.consent); ReviewScreen(services.review)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from studyapp.privacy.anonymize import Anonymizer
+from studyapp.privacy.collect import Collector
+from studyapp.privacy.consent import ConsentService
+from studyapp.privacy.review import ReviewService
+from studyapp.study.protocol import Protocol
+
+
+@dataclass(frozen=True)
+class PrivacyServices:
+    consent: ConsentService
+    anonymizer: Anonymizer
+    collector: Collector
+    review: ReviewService
+
+    @classmethod
+    def create(cls, db: Database, protocol: Protocol, *, anonymizer: Anonymizer | None = None) -> PrivacyServices:
+        consent = ConsentService(db)
+        anonymizer = anonymizer or Anonymizer(db)
+        return cls(consent, anonymizer, Collector(db, protocol, anonymizer, consent),
+                   ReviewService(db, protocol, anonymizer))
