@@ -11,8 +11,9 @@ the plan is made of known ids only, and it is written in one transaction togethe
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from difflib import SequenceMatcher
@@ -30,6 +31,12 @@ from studyapp.store.memory import (
     MemoryStore,
     NewAttribute,
 )
+
+log = logging.getLogger(__name__)
+
+# Called with (event kind, payload) after a change is committed: ("attribute", ...) or ("attribute_label", ...),
+# payloads with the fields of studyapp.events. The app passes the privacy collector here.
+RecordSink = Callable[[str, dict[str, Any]], None]
 
 RECONCILE_TEMPLATE = "reconcile"
 # How many existing attributes the model sees per reconciliation: the most similar ones (bounded prompt).
@@ -326,11 +333,30 @@ class AttributeRow:
         return f"{int(seconds // 86400)} d"
 
 
+def emit_attribute_records(store: MemoryStore, sink: RecordSink | None, attribute_ids: Iterable[str]) -> None:
+    """Hand the current state of each changed attribute to ``sink`` (once per attribute)."""
+    if sink is None:
+        return
+    for attribute_id in dict.fromkeys(attribute_ids):
+        record = store.attribute_record(attribute_id)
+        if record is not None:
+            _emit(sink, "attribute", record)
+
+
+def _emit(sink: RecordSink, kind: str, payload: dict[str, Any]) -> None:
+    try:
+        sink(kind, payload)
+    except Exception:
+        # The memory change is committed either way; a study record that cannot be queued must not undo it.
+        log.exception("could not hand a %s record to the study", kind)
+
+
 class MemoryService:
     """The participant's view of and actions on their memory (no SQL in the screen, no Textual here)."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, *, on_record: RecordSink | None = None) -> None:
         self.store = store
+        self.on_record = on_record
 
     def attributes(self) -> list[AttributeRow]:
         return [
@@ -347,16 +373,25 @@ class MemoryService:
         return self.store.evidence_messages(attribute_id)
 
     def label(self, attribute_id: str, label: str) -> str:
-        return self.store.label(attribute_id, label)
+        labeled_at = self.store.label(attribute_id, label)
+        if self.on_record is not None:
+            _emit(self.on_record, "attribute_label",
+                  {"attribute_id": attribute_id, "label": label, "labeled_at": labeled_at})
+        return labeled_at
 
     def edit(self, attribute_id: str, text: str) -> Attribute:
-        return self.store.edit(attribute_id, text)
+        attribute = self.store.edit(attribute_id, text)
+        emit_attribute_records(self.store, self.on_record, [attribute_id])
+        return attribute
 
     def forget(self, attribute_id: str) -> None:
         self.store.forget(attribute_id)
+        emit_attribute_records(self.store, self.on_record, [attribute_id])
 
     def add(self, text: str) -> Attribute:
-        return self.store.add_participant_attribute(text)
+        attribute = self.store.add_participant_attribute(text)
+        emit_attribute_records(self.store, self.on_record, [attribute.id])
+        return attribute
 
     def history(self, attribute_id: str) -> list[AttributeEvent]:
         return self.store.events(attribute_id)

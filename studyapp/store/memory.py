@@ -179,6 +179,14 @@ class MemoryStore:
     def count_active(self) -> int:
         return self.db.execute("SELECT count(*) FROM attributes WHERE status = 'active'").fetchone()[0]
 
+    def attribute_record(self, attribute_id: str) -> dict[str, Any] | None:
+        """The attribute as a study record (fields of studyapp.events kind 'attribute'), or None."""
+        a = self.get(attribute_id)
+        if a is None:
+            return None
+        return {"attribute_id": a.id, "text": a.text, "reason": a.reason, "confidence": a.confidence,
+                "origin": a.origin, "status": a.status, "created_at": a.created_at, "updated_at": a.updated_at}
+
     def forgotten_texts(self) -> list[str]:
         """Texts of attributes the participant forgot: the extractor must not bring them back."""
         rows = self.db.execute(

@@ -114,3 +114,33 @@ def test_validator_names_each_problem():
 def test_lenient_parse_finds_json_in_chatter():
     assert parse_lenient('Here you go:\n```json\n{"a": 1}\n```') == {"a": 1}
     assert parse_lenient('Sure! {"a": [1]} Hope it helps.') == {"a": [1]}
+
+
+async def test_committed_changes_become_study_records(scripted_llm, model, db, conversations):
+    from studyapp.privacy.collect import check_payload
+
+    records: list[tuple[str, dict]] = []
+    personalization = Personalization(db, extractor_model=model, on_record=lambda k, p: records.append((k, p)))
+    conv = conversations.create()
+    conversations.add_message(conv.id, "user", "I keep bees.")
+    scripted_llm.add_json({"attributes": [{"statement": "The user keeps bees.", "reason": "said so",
+                                           "confidence": 0.9, "evidence": [1]}]})
+    await personalization.extract(conv.id)
+    [(kind, added)] = records
+    assert kind == "attribute" and added["text"] == "The user keeps bees." and added["status"] == "active"
+    personalization.memory.label(added["attribute_id"], "maybe")
+    personalization.memory.forget(added["attribute_id"])
+    assert [k for k, _ in records] == ["attribute", "attribute_label", "attribute"]
+    assert records[1][1]["label"] == "maybe" and records[2][1]["status"] == "deleted"
+    for kind, payload in records:
+        check_payload(kind, payload)  # exactly the fields the study's events allow
+
+
+async def test_a_failing_record_sink_never_undoes_a_memory_change(model, db):
+    def broken(kind: str, payload: dict) -> None:
+        raise RuntimeError("outbox unavailable")
+
+    personalization = Personalization(db, extractor_model=model, on_record=broken)
+    attribute = personalization.memory.add("I keep bees.")
+    personalization.memory.label(attribute.id, "makes_sense")
+    assert personalization.store.get(attribute.id).label == "makes_sense"
