@@ -369,6 +369,10 @@ class MemoryService:
     def get(self, attribute_id: str) -> Attribute | None:
         return self.store.get(attribute_id)
 
+    def unlabeled(self) -> list[AttributeRow]:
+        """Attributes the participant has not labeled yet, oldest first (for the study's review prompts)."""
+        return [row for row in self.attributes() if row.label is None]
+
     def evidence(self, attribute_id: str) -> list[Message]:
         return self.store.evidence_messages(attribute_id)
 

@@ -185,3 +185,25 @@ async def test_request_the_model_refuses_is_a_failed_run_not_an_endless_retry(sc
     [run] = memory.runs()
     assert run.status == "failed" and run.message_ids == ids
     assert memory.pending_user_messages() == []
+
+
+async def test_run_on_given_messages_reads_only_those_still_pending(scripted_llm, model, conversations, memory):
+    _conv, ids = _setup(conversations, "I like hiking.", "I have a bike.", "I speak Greek.")
+    scripted_llm.add_json({"attributes": []})
+    extractor = Extractor(model, memory)
+    given = [conversations.get_message(ids[1]), conversations.get_message(ids[2])]
+    result = await extractor.run(given)
+    assert result.message_ids == ids[1:]
+    assert "I like hiking." not in _prompt_text(scripted_llm.requests[0])
+    assert (await extractor.run(given)).status == "idle"
+    assert [m.id for m in memory.pending_user_messages()] == ids[:1]
+
+
+async def test_long_messages_are_clipped_and_batched(scripted_llm, model, conversations, memory):
+    conv = conversations.create()
+    for i in range(4):
+        conversations.add_message(conv.id, "user", f"{i} " + "word " * 400)
+    scripted_llm.set_default(lambda body: json.dumps({"attributes": []}))
+    results = await Extractor(model, memory).run_pending(conv.id)
+    assert [len(r.message_ids) for r in results if r.status == "ok"] == [2, 2]
+    assert all(len(r["messages"][-1]["content"]) < 2200 for r in scripted_llm.requests)

@@ -68,7 +68,12 @@ class MemoryScreen(Screen[None]):
         self.refresh_rows()
         self.query_one(MemoryTable).focus()
 
+    def on_screen_resume(self) -> None:
+        # Back from a dialog or another screen: memory may have changed meanwhile (background extraction).
+        self.refresh_rows()
+
     def refresh_rows(self) -> None:
+        """Reload the attributes (the app calls this too after a background extraction changed memory)."""
         rows = self.service.attributes()
         self.query_one(MemoryTable).show_rows(rows)
         self.query_one("#memory-empty").display = not rows
