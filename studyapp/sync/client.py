@@ -36,6 +36,7 @@ WITHDRAWAL_PENDING_KEY = "sync.withdrawal_pending"
 
 DEFAULT_BATCH_SIZE = 200
 MAX_RETRY_AFTER = 300.0
+DETAIL_INDENT = " " * 17  # aligns with the values of `studyapp doctor`
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -306,11 +307,16 @@ class SyncStatus:
             parts.append("withdrawal waiting for the server's confirmation")
         if self.last_error:
             parts.append(f"last error: {self.last_error}")
-        return "; ".join(parts)
+        text = "; ".join(parts)
+        # Rejected events with their reasons, indented under the summary (as `studyapp doctor` prints it).
+        shown = [f"\n{DETAIL_INDENT}rejected {kind} {event_id}: {reason}"
+                 for event_id, kind, reason in self.rejected[:5]]
+        more = len(self.rejected) - len(shown)
+        return text + "".join(shown) + (f"\n{DETAIL_INDENT}... and {more} more" if more > 0 else "")
 
     def lines(self) -> list[str]:
-        """Detail for `studyapp doctor`: the summary, then each rejected event with its reason."""
-        return [str(self), *(f"rejected {kind} {event_id}: {reason}" for event_id, kind, reason in self.rejected)]
+        """Every rejected event with its reason (the summary shows the first five)."""
+        return [f"rejected {kind} {event_id}: {reason}" for event_id, kind, reason in self.rejected]
 
 
 def sync_status(db: Database) -> SyncStatus:

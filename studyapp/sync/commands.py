@@ -57,7 +57,11 @@ def sync(ctx: click.Context, data_dir: Path | None, batch_size: int) -> None:
     from studyapp.sync.client import run_sync, sync_status
 
     app_ctx = _context(ctx, data_dir)
-    total = sync_status(app_ctx.db).ready
+    status = sync_status(app_ctx.db)
+    if status.study_id is None and not status.withdrawal_pending:
+        raise click.ClickException("This install is not enrolled in a study: run `studyapp enroll URL CODE` "
+                                   "with the code from the research team.")
+    total = status.ready
     # click draws the bar only on a terminal; elsewhere it prints the label once.
     with click.progressbar(length=max(total, 1), label="Uploading", file=sys.stderr, show_pos=True) as bar:
         last = 0

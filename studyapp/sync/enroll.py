@@ -65,8 +65,10 @@ async def enroll(db: Database, url: str, code: str, *,
         raise EnrollError("The enrollment code is empty: type the code the research team gave you.")
     status = keyring_status()
     if not status.available:
-        raise EnrollError(f"Cannot keep the participant token safely: {status.hint} "
-                          "Enrollment stopped before using your code, so the code is still valid.")
+        raise EnrollError(f"No keyring is available on this machine ({status.backend}), so the participant "
+                          "token could not be kept safely. Install a keyring backend (e.g. gnome-keyring, or "
+                          "`pip install keyrings.alt`) and run the command again. Enrollment stopped before "
+                          "using your code, so the code is still valid.")
     async with httpx.AsyncClient(base_url=base_url, transport=transport, timeout=TIMEOUT,
                                  headers={"User-Agent": f"studyapp/{__version__}"}) as client:
         try:

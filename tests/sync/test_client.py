@@ -96,6 +96,7 @@ async def test_rejected_events_are_set_aside_with_the_reason(live: LiveServer, c
     status = sync_status(client_db)
     assert status.rejected[0][0] == bad[0]
     assert any("rating" in line for line in status.lines())
+    assert "1 rejected" in str(status) and "rating" in str(status)  # what `studyapp doctor` prints
     # Rejected events are never retried blindly: a second sync sends nothing.
     again = await run_sync(client_db, policy=fast_policy()[0])
     assert again.batches == 0
