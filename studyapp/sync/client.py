@@ -314,6 +314,20 @@ class SyncStatus:
         more = len(self.rejected) - len(shown)
         return text + "".join(shown) + (f"\n{DETAIL_INDENT}... and {more} more" if more > 0 else "")
 
+    def short(self) -> str:
+        """One line for the TUI footer."""
+        if self.study_id is None and not self.withdrawal_pending:
+            return "not in a study"
+        if self.withdrawal_pending:
+            return "withdrawal: waiting for the server"
+        text = f"{self.pending} to send"
+        if self.rejected:
+            text += f" · {len(self.rejected)} rejected"
+        text += f" · synced {self.last_sync_at[11:16] + ' UTC' if self.last_sync_at else 'never'}"
+        if self.last_error:
+            text += " · sync failed"
+        return text
+
     def lines(self) -> list[str]:
         """Every rejected event with its reason (the summary shows the first five)."""
         return [f"rejected {kind} {event_id}: {reason}" for event_id, kind, reason in self.rejected]
