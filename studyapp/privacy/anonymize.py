@@ -53,6 +53,13 @@ _SPECIFIC_DATE = re.compile(
     rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTHS})\b",
     re.IGNORECASE,
 )
+# Dates written with a month name ("March 3rd, 1987", "4 May 1975"): Presidio's DateRecognizer only
+# knows numeric forms. "may" only capitalized, so "you may 2x it" stays.
+_MONTH_NAMES = _MONTHS.replace("may|", "(?-i:May)|")
+_WRITTEN_DATE = (
+    rf"\b(?:{_MONTH_NAMES})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+(?:19|20)\d\d)?\b"
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTH_NAMES})(?:,?\s+(?:19|20)\d\d)?\b"
+)
 _STREET_TYPES = (r"street|st|avenue|ave|road|rd|lane|ln|boulevard|blvd|drive|dr|court|ct|way|place|pl|"
                  r"terrace|square|sq|parkway|pkwy|highway|hwy|crescent|close|row|alley")
 _STREET_ADDRESS = (
@@ -83,8 +90,11 @@ def _offline_email_recognizer() -> Any:
     extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
     class OfflineEmailRecognizer(EmailRecognizer):
-        def validate_result(self, pattern_text: str) -> bool:
-            return extract(pattern_text).fqdn != ""
+        def validate_result(self, pattern_text: str) -> bool | None:
+            # A known public suffix raises the score to certain; an unknown one (name@corp.local,
+            # name@host.example) keeps the pattern's score instead of dropping the match: such an
+            # address identifies a person just as well.
+            return True if extract(pattern_text).fqdn != "" else None
 
     return OfflineEmailRecognizer()
 
@@ -109,9 +119,14 @@ def _pattern_recognizers() -> list[Any]:
         # Case matters: "5 big road trips" is not an address, "5 Elm Road" is.
         global_regex_flags=re.DOTALL | re.MULTILINE,
     )
+    written_date = PatternRecognizer(
+        supported_entity="DATE_TIME", name="WrittenDateRecognizer",
+        patterns=[Pattern("date with month name", _WRITTEN_DATE, 0.6)],
+        context=["born", "birthday", "birth", "dob", "anniversary", "wedding"],
+    )
     phone = PhoneRecognizer(supported_regions=("US", "GB", "DE", "FR", "NL", "IT", "ES", "CA", "IE", "AU", "IN"))
     return [CreditCardRecognizer(), CryptoRecognizer(), DateRecognizer(), _offline_email_recognizer(),
-            IbanRecognizer(), IpRecognizer(), phone, UrlRecognizer(), UsSsnRecognizer(), street]
+            IbanRecognizer(), IpRecognizer(), phone, UrlRecognizer(), UsSsnRecognizer(), street, written_date]
 
 
 def _spacy_engine(model_name: str) -> Any:

@@ -50,7 +50,7 @@ def scrub(ctx: click.Context, data_dir: Path | None, no_ner: bool) -> None:
     batch: list[str] = []
 
     def flush() -> None:
-        texts = [line.rstrip("\n") for line in batch]
+        texts = [line.rstrip("\r\n") for line in batch]
         for text in anonymizer.anonymize_batch(texts):
             click.echo(text)
         batch.clear()

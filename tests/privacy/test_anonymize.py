@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -125,3 +126,8 @@ def test_a_name_keeps_its_placeholder_when_the_recognizer_changes_its_type(db: D
     assert run_only.placeholder("PERSON", "Ingrid") == run_only.placeholder("LOCATION", "ingrid")
     # Patterns are never merged with names.
     assert anonymizer.placeholder("EMAIL_ADDRESS", "olivia") != person
+
+
+def test_addresses_with_unlisted_domains_are_removed_too(anonymizer: Anonymizer) -> None:
+    out = anonymizer.anonymize("write to ops@build.corp.local or a.b@host.example")
+    assert re.fullmatch(r"write to <EMAIL_ADDRESS_\d> or <EMAIL_ADDRESS_\d>", out), out
