@@ -104,8 +104,9 @@ class ReviewService:
         return self.approve([e.event_id for e in self.pending()])
 
     def withhold(self, event_ids: Iterable[str]) -> int:
-        """Withheld items never leave the machine."""
-        ids = self._own(event_ids, WAITING)
+        """Withheld items never leave the machine. Consent records are not withheld: the study must know
+        what was agreed to (to share less, change categories instead)."""
+        ids = [i for i in self._own(event_ids, WAITING) if self.outbox.get(i).kind != "consent"]  # type: ignore[union-attr]
         self.outbox.set_status(ids, "withheld", "participant withheld it")
         return len(ids)
 

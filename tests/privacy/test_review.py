@@ -60,6 +60,8 @@ def test_withhold_item_and_conversation_never_become_ready(db: Database, consent
     assert review.withhold_conversation("c1") == 2
     assert review.approve_all() == 1  # only the judge verdict was still pending
     assert review.approve(ids[:3]) == 0  # withheld items cannot be approved
+    consent_ids = [e.event_id for e in review.waiting() if e.kind == "consent"]
+    assert review.withhold(consent_ids) == 0  # the consent record always goes
     ready = {e.event_id for e in OutboxStore(db).ready("s1", 100)}
     assert ready.isdisjoint(ids[:3])
     assert ids[3] in ready

@@ -113,8 +113,11 @@ class ReviewScreen(Screen[dict[str, int]]):
     def action_withhold(self) -> None:
         if (event_id := self.current_id) is None:
             return
-        self.review.withhold([event_id])
-        self.notify("Withheld: it will not be sent.")
+        if self.review.withhold([event_id]):
+            self.notify("Withheld: it will not be sent.")
+        else:
+            self.notify("Consent records are always sent; to share less, change your categories.",
+                        severity="warning")
         self.refresh_rows()
 
     def action_withhold_conversation(self) -> None:
