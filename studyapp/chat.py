@@ -124,14 +124,17 @@ class ChatService:
             async for event in events:
                 yield event
 
-    async def reply(self, conversation: Conversation, request: Message) -> AsyncIterator[TurnEvent]:
-        attributes: list[str] = []
-        if self.select_attributes is not None and conversation.memory_enabled:
-            try:
-                attributes = await self.select_attributes(conversation, request)
-            except LLMError as exc:
-                # Selection failing must not cost the participant an answer: fall back to no profile.
-                log.warning("attribute selection failed: %s", exc)
+    async def reply(self, conversation: Conversation, request: Message, *,
+                    attributes: list[str] | None = None) -> AsyncIterator[TurnEvent]:
+        """Stream the reply to ``request``. ``attributes`` given: selection was already done (no second call)."""
+        if attributes is None:
+            attributes = []
+            if self.select_attributes is not None and conversation.memory_enabled:
+                try:
+                    attributes = await self.select_attributes(conversation, request)
+                except LLMError as exc:
+                    # Selection failing must not cost the participant an answer: fall back to no profile.
+                    log.warning("attribute selection failed: %s", exc)
         history = self.store.messages(conversation.id, limit=self.context_messages * 2)
         chat_messages, template = build_messages(history, attributes, context_messages=self.context_messages)
         try:

@@ -17,8 +17,13 @@ from studyapp.personalize.extract import ExtractionResult
 from studyapp.personalize.memory import MemoryService
 from studyapp.personalize.pipeline import Personalization
 from studyapp.secrets import KeyringStatus, SecretStoreUnavailable, keyring_status, set_api_key
+from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import Conversation, ConversationStore, Message
 from studyapp.store.memory import MemoryStore
+from studyapp.study.comparison import ComparisonRunner
+from studyapp.study.current import CurrentStudy, current_study
+from studyapp.study.judge import Judge
+from studyapp.study.schedule import ComparisonScheduler, TurnFacts, start_of_day
 
 
 class Services:
@@ -39,6 +44,34 @@ class Services:
         self._personalization: Personalization | None = None
         self._personalization_model: ChatModel | None = None
         self.memory = MemoryService(MemoryStore(app_ctx.db))
+        self.comparisons = ComparisonStore(app_ctx.db)
+        self.study: CurrentStudy = current_study(app_ctx.db)
+        self.scheduler = ComparisonScheduler(self.study.protocol.comparisons)
+
+    # Comparison turns ---------------------------------------------------------------------
+
+    def comparison_due(self, conversation: Conversation, request: Message) -> bool:
+        """The study's schedule for this turn (the caller still needs a selected attribute to compare)."""
+        if not conversation.memory_enabled or not self.memory.attributes():
+            return False  # with nothing to select, both arms would be the same generic answer
+        facts = TurnFacts(
+            turns_since_last_comparison=self.comparisons.user_turns_since_last(before_n=request.n),
+            comparisons_today=self.comparisons.count_since(start_of_day()),
+            attributes_in_memory=len(self.memory.attributes()),
+            memory_enabled=conversation.memory_enabled,
+        )
+        return self.scheduler.decide(facts).compare
+
+    def comparison_runner(self) -> ComparisonRunner:
+        return ComparisonRunner(self.chat.model, self.conversations, self.comparisons, params=self.chat.params,
+                                context_messages=self.chat.context_messages)
+
+    async def judge(self, comparison_id: str) -> None:
+        """The LLM judge on a rated comparison (same model as the chat unless the study names judges).
+
+        Verdicts are stored for researchers and never shown to the participant.
+        """
+        await Judge([self.chat.model], self.comparisons).judge(comparison_id)
 
     @property
     def personalization(self) -> Personalization:
@@ -88,8 +121,8 @@ class Services:
         return message
 
     def status_parts(self) -> list[str]:
-        """Extra status-line parts (study day, pending reviews, sync) from the other parts of the app."""
-        return []
+        """Status-line parts: the study and its day (day N of M)."""
+        return [self.study.status_line()]
 
     async def aclose(self) -> None:
         await self.chat.aclose()

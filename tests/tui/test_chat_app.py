@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +12,10 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from studyapp.store.conversations import ConversationStore
+from studyapp.study.schedule import ComparisonScheduler
 from studyapp.tui.app import StudyApp
 from studyapp.tui.screens.chat import PAGE_SIZE, ChatScreen
+from studyapp.tui.screens.comparison import ComparisonScreen
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.screens.memory import MemoryScreen
 from studyapp.tui.screens.search import SearchScreen
@@ -36,6 +39,16 @@ async def press_button(pilot: Pilot[None], selector: str) -> None:
     await pilot.pause()
     await pilot.press("enter")
     await pilot.pause()
+
+
+def never_compare(app: StudyApp) -> None:
+    schedule = app.services.study.protocol.comparisons
+    app.services.scheduler = ComparisonScheduler(dataclasses.replace(schedule, probability=0.0))
+
+
+def always_compare(app: StudyApp) -> None:
+    schedule = app.services.study.protocol.comparisons
+    app.services.scheduler = ComparisonScheduler(dataclasses.replace(schedule, probability=1.0, min_turns_between=0))
 
 
 def views(app: StudyApp) -> list[MessageView]:
@@ -297,6 +310,7 @@ async def test_memory_shapes_replies_is_shown_and_grows_in_the_background(
         return f"Reply to: {body['messages'][-1]['content']} ({'personal' if 'vegetarian' in system else 'generic'})"
 
     scripted_llm.set_default(answer)
+    never_compare(app)
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, ChatScreen)
         app.screen.extract_debounce_s = 0
@@ -321,3 +335,48 @@ async def test_memory_shapes_replies_is_shown_and_grows_in_the_background(
         conversation = store_of(app).get(app.screen.conversation_id or "")
         assert conversation is not None and not conversation.memory_enabled
     assert vegetarian.id in {a.id for a in memory.attributes()}
+
+
+async def test_a_comparison_turn_is_blinded_rated_and_continues_with_the_chosen_answer(
+    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM
+) -> None:
+    app = make_app()
+    app.services.memory.add("The user is vegetarian")
+
+    def answer(body: dict) -> object:
+        schema = json.dumps(body.get("response_format") or {})
+        if '"use"' in schema:
+            return {"decisions": [{"id": 1, "use": True, "rationale": "a food request"}]}
+        if body.get("response_format"):
+            return {"attributes": []}
+        system = body["messages"][0]["content"]
+        return "Lentil curry tonight." if "vegetarian" in system else "Roast chicken tonight."
+
+    scripted_llm.set_default(answer)
+    always_compare(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"what should I cook?", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComparisonScreen) and app.screen.step == "rate",
+                       what="both answers shown")
+        screen = app.screen
+        assert isinstance(screen, ComparisonScreen)
+        shown = {screen.outcome.left_text, screen.outcome.right_text}  # type: ignore[union-attr]
+        assert shown == {"Lentil curry tonight.", "Roast chicken tonight."}
+        await pilot.press("1")  # Response 1 much better
+        while screen.step == "relevance":
+            await pilot.press("y")
+        if screen.step == "comment":
+            await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.step == "continue", what="the continue question")
+        await pilot.press("1")  # Response 1 continues the conversation
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
+        await pilot.pause()
+        [record] = app.services.comparisons.list()
+        left_is_personal = record.personalized_side == "left"
+        row = store_of(app).db.execute("SELECT rating, chosen FROM ratings WHERE comparison_id = ?",
+                                       [record.id]).fetchone()
+        # Stored from the personalized arm's point of view, whichever side it was shown on.
+        assert row == ((5, "personalized") if left_is_personal else (1, "generic"))
+        thread = [v.message.content for v in views(app)]
+        assert thread == ["what should I cook?",
+                          "Lentil curry tonight." if left_is_personal else "Roast chicken tonight."]

@@ -13,6 +13,8 @@ from textual.widgets import Button, Footer, Header, Label, Static
 
 from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
 from studyapp.store.conversations import SearchHit
+from studyapp.study.comparison import AttributeChoice
+from studyapp.tui.screens.comparison import ComparisonScreen
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.screens.memory import MemoryScreen
 from studyapp.tui.screens.search import SearchScreen
@@ -216,18 +218,33 @@ class ChatScreen(Screen[None]):
     @work(exclusive=True, group=REPLY_GROUP)
     async def run_turn(self, conversation_id: str | None, text: str) -> None:
         view = self.query_one(ConversationView)
+        saved = self.services.chat.save_user_message(conversation_id, text, memory_enabled=self.new_memory_enabled)
+        if conversation_id is None:
+            self.conversation_id = saved.conversation.id
+            self.sub_title = saved.conversation.title
+            self.query_one("#empty-hint", Label).display = False
+        await view.add(saved.message)
+        self.refresh_list()
+        attributes: list[str] | None = None
+        try:
+            if self.services.comparison_due(saved.conversation, saved.message):
+                self.update_status("Preparing…")
+                selection = await self.services.personalization.select_for(saved.conversation, saved.message)
+                if selection.selected:
+                    await self._run_comparison(saved, [AttributeChoice(**d.to_dict()) for d in selection.decisions])
+                    return
+                attributes = []  # selection ran and chose nothing: an ordinary, unpersonalized reply
+            await self._stream_reply(saved, attributes)
+        finally:
+            self.update_status()
+            self.extract_later(self.conversation_id)
+
+    async def _stream_reply(self, saved: UserSaved, attributes: list[str] | None) -> None:
+        view = self.query_one(ConversationView)
         reply_view: MessageView | None = None
         try:
-            async for event in self.services.chat.send(conversation_id, text,
-                                                       memory_enabled=self.new_memory_enabled):
-                if isinstance(event, UserSaved):
-                    if conversation_id is None:
-                        self.conversation_id = event.conversation.id
-                        self.sub_title = event.conversation.title
-                        self.query_one("#empty-hint", Label).display = False
-                    await view.add(event.message)
-                    self.refresh_list()
-                elif isinstance(event, ReplyStarted):
+            async for event in self.services.chat.reply(saved.conversation, saved.message, attributes=attributes):
+                if isinstance(event, ReplyStarted):
                     reply_view = await view.add(event.message)
                     reply_view.set_used(event.attributes)
                     self.update_status("Answering… (Esc stops)")
@@ -243,9 +260,28 @@ class ChatScreen(Screen[None]):
                 if stored is not None:
                     await reply_view.finish(stored)
             raise
-        finally:
-            self.update_status()
-        self.extract_later(self.conversation_id)
+
+    async def _run_comparison(self, saved: UserSaved, choices: list[AttributeChoice]) -> None:
+        """A comparison turn: both answers side by side, blinded; the chosen one continues the conversation."""
+        runner = self.services.comparison_runner()
+        screen = ComparisonScreen(
+            lambda progress: runner.run(saved.conversation.id, saved.message, choices, progress=progress),
+            labels=self.services.study.protocol.rating_scale.labels,
+            on_shown=runner.mark_shown,
+        )
+        result = await self.app.push_screen_wait(screen)
+        rating = runner.record_result(result)
+        if result.status == "failed":
+            self.notify(result.error or "The comparison failed.", severity="error", timeout=8)
+        elif result.status == "cancelled":
+            self.notify("Stopped. Send your message again to get an answer.")
+        await self.open_conversation(saved.conversation.id)
+        if rating is not None and result.comparison_id is not None:
+            self.judge_later(result.comparison_id)
+
+    @work(group="judge")
+    async def judge_later(self, comparison_id: str) -> None:
+        await self.services.judge(comparison_id)
 
     @work(exclusive=True, group=EXTRACT_GROUP)
     async def extract_later(self, conversation_id: str | None) -> None:
@@ -268,4 +304,5 @@ class ChatScreen(Screen[None]):
         parts += self.services.status_parts()
         if activity:
             parts.append(activity)
-        self.query_one("#status", Static).update("  ·  ".join(parts))
+        for status in self.query("#status").results(Static):  # absent while the app shuts down
+            status.update("  ·  ".join(parts))
