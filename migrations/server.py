@@ -56,6 +56,10 @@ def m001_initial(db: Database) -> None:
         CREATE TABLE participants (
             id TEXT PRIMARY KEY,
             token_hash TEXT NOT NULL UNIQUE,
+            -- the code used and the hash of the app's one-time claim: an enrollment whose reply was lost
+            -- can be repeated by the same app (same code and claim) without spending a second code
+            code_hash TEXT UNIQUE,
+            claim_hash TEXT,
             enrolled_at TEXT NOT NULL,
             consent_version TEXT,
             consent_sha256 TEXT,

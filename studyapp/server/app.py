@@ -65,6 +65,10 @@ class EnrollRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=64, description="The one-time enrollment code from the research team.",
                       examples=["ABCD-EFGH-JKLM"])
+    claim: str | None = Field(
+        default=None, min_length=16, max_length=128,
+        description="A random value the app makes for this enrollment. Asking again with the same code and "
+                    "claim (the first reply was lost) returns the same participant with a new token.")
 
 
 class Enrollment(BaseModel):
@@ -291,7 +295,7 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
                          503: AUTH_PROBLEMS[503]})
     def enroll(body: EnrollRequest) -> Enrollment:
         study = storage.require_study()
-        result = storage.enroll(body.code)
+        result = storage.enroll(body.code, body.claim)
         if result is None:
             raise HTTPException(403, "This enrollment code is unknown or was already used. "
                                      "Check it, or ask the research team for a new one.")

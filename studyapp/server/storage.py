@@ -197,20 +197,34 @@ class Storage:
             "SELECT count(*) AS total, count(used_at) AS used FROM enrollment_codes").fetchone()
         return {"total": row["total"], "used": row["used"], "unused": row["total"] - row["used"]}
 
-    def enroll(self, code: str) -> tuple[str, str] | None:
-        """Exchange a one-time code for (participant_id, token); None if the code is unknown or used."""
+    def enroll(self, code: str, claim: str | None = None) -> tuple[str, str] | None:
+        """Exchange a one-time code for (participant_id, token); None if the code is unknown or used.
+
+        ``claim`` is a random value the app makes for one enrollment. If the reply was lost and the app
+        asks again with the same code and claim, before any upload, it gets the same participant id and
+        a fresh token (the first one is replaced): enrollment happens once whatever the network does.
+        """
         code_hash = auth.hash_secret(auth.normalize_code(code))
+        claim_hash = auth.hash_secret(claim) if claim else None
         ts = now()
+        token = auth.new_token()
         with self.write() as conn:
             cur = conn.execute("UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
                                [ts, code_hash])
-            if cur.rowcount != 1:
+            if cur.rowcount == 1:
+                participant_id = str(uuid.uuid4())
+                conn.execute("INSERT INTO participants (id, token_hash, code_hash, claim_hash, enrolled_at) "
+                             "VALUES (?, ?, ?, ?, ?)",
+                             [participant_id, auth.hash_secret(token), code_hash, claim_hash, ts])
+                return participant_id, token
+            if claim_hash is None:
                 return None
-            participant_id = str(uuid.uuid4())
-            token = auth.new_token()
-            conn.execute("INSERT INTO participants (id, token_hash, enrolled_at) VALUES (?, ?, ?)",
-                         [participant_id, auth.hash_secret(token), ts])
-        return participant_id, token
+            row = conn.execute("SELECT id, claim_hash FROM participants WHERE code_hash = ? "
+                               "AND last_upload_at IS NULL", [code_hash]).fetchone()
+            if row is None or row["claim_hash"] is None or not auth.same_hash(row["claim_hash"], claim_hash):
+                return None
+            conn.execute("UPDATE participants SET token_hash = ? WHERE id = ?", [auth.hash_secret(token), row["id"]])
+            return row["id"], token
 
     def participant_for(self, token: str) -> str | None:
         wanted = auth.hash_secret(token)

@@ -8,6 +8,7 @@ the token could not be kept.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -18,7 +19,7 @@ from sqlite_utils import Database
 from studyapp import __version__
 from studyapp.secrets import SecretStoreUnavailable, keyring_status, set_participant_token
 from studyapp.store.studies import StudyStore
-from studyapp.sync.client import TIMEOUT, SyncError
+from studyapp.sync.client import TIMEOUT, RetryPolicy, ServerUnreachable, SyncError, post_with_retries
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -54,8 +55,8 @@ def _detail(response: httpx.Response) -> str:
     return str(data.get("detail", data)) if isinstance(data, dict) else str(data)[:200]
 
 
-async def enroll(db: Database, url: str, code: str, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> Enrollment:
+async def enroll(db: Database, url: str, code: str, *, transport: httpx.AsyncBaseTransport | None = None,
+                 policy: RetryPolicy | None = None) -> Enrollment:
     """Enroll this install in the study served at ``url`` with a one-time ``code``."""
     from studyapp.study.protocol import ProtocolError, protocol_from_dict
 
@@ -69,13 +70,16 @@ async def enroll(db: Database, url: str, code: str, *,
                           "token could not be kept safely. Install a keyring backend (e.g. gnome-keyring, or "
                           "`pip install keyrings.alt`) and run the command again. Enrollment stopped before "
                           "using your code, so the code is still valid.")
+    # The claim makes a retried request (first reply lost) return the same enrollment, not "code used".
+    claim = secrets.token_urlsafe(32)
     async with httpx.AsyncClient(base_url=base_url, transport=transport, timeout=TIMEOUT,
                                  headers={"User-Agent": f"studyapp/{__version__}"}) as client:
         try:
-            response = await client.post("/v1/enroll", json={"code": code})
-        except httpx.HTTPError as exc:
-            raise EnrollError(f"Cannot reach the study server at {base_url} ({type(exc).__name__}). "
-                              "Check the address and your connection, then try again.") from exc
+            response = await post_with_retries(client, "/v1/enroll", json={"code": code, "claim": claim},
+                                               headers={}, policy=policy or RetryPolicy(max_attempts=4))
+        except ServerUnreachable as exc:
+            raise EnrollError(f"Cannot reach the study server at {base_url}. Check the address and your "
+                              f"connection, then try again with the same code. ({exc})") from exc
     if response.status_code in (403, 422):
         raise EnrollError(f"The server refused the code: {_detail(response)}")
     if response.status_code != 201:

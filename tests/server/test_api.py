@@ -43,6 +43,21 @@ def test_code_typed_in_lower_case_without_dashes_still_matches(live: LiveServer)
     assert httpx.post(f"{live.base_url}/v1/enroll", json={"code": code}).status_code == 201
 
 
+def test_a_repeated_enrollment_needs_the_same_claim_and_no_upload_yet(live: LiveServer) -> None:
+    code = live.code()
+    claim = "c" * 32
+    first = httpx.post(f"{live.base_url}/v1/enroll", json={"code": code, "claim": claim}).json()
+    other = httpx.post(f"{live.base_url}/v1/enroll", json={"code": code, "claim": "d" * 32})
+    assert other.status_code == 403
+    again = httpx.post(f"{live.base_url}/v1/enroll", json={"code": code, "claim": claim}).json()
+    assert again["participant_id"] == first["participant_id"]
+    assert again["token"] != first["token"]
+    assert live.upload(first["token"], [f.consent()]).status_code == 401  # replaced by the new token
+    assert live.upload(again["token"], [f.consent()]).status_code == 200
+    # Once the participant has uploaded, the code cannot be claimed again.
+    assert httpx.post(f"{live.base_url}/v1/enroll", json={"code": code, "claim": claim}).status_code == 403
+
+
 def test_unknown_code_is_refused(live: LiveServer) -> None:
     response = httpx.post(f"{live.base_url}/v1/enroll", json={"code": "NOPE-NOPE-NOPE"})
     assert response.status_code == 403

@@ -80,7 +80,19 @@ async def test_enroll_errors_are_clear(live: LiveServer, client_db: Database) ->
     with pytest.raises(EnrollError, match="must use https"):
         await enroll(client_db, "http://study.example.org", "X")
     with pytest.raises(EnrollError, match="Cannot reach"):
-        await enroll(client_db, "http://127.0.0.1:9", live.code())
+        await enroll(client_db, "http://127.0.0.1:9", live.code(), policy=fast_policy()[0])
+
+
+async def test_enrollment_whose_reply_was_lost_is_repeated_without_a_second_code(live: LiveServer,
+                                                                                 client_db: Database) -> None:
+    port = int(live.base_url.rsplit(":", 1)[1])
+    with FaultProxy(port, lambda n, line: "drop_after" if n == 0 else "pass") as proxy:
+        enrollment = await enroll(client_db, proxy.url, live.code(), policy=fast_policy()[0])
+        assert proxy.counts["drop_after"] == 1
+    assert live.storage.code_counts()["used"] == 1
+    assert [r["participant_id"] for r in live.storage.compliance()] == [enrollment.participant_id]
+    token = get_participant_token(enrollment.study_id)
+    assert token and live.storage.participant_for(token) == enrollment.participant_id
 
 
 async def test_rejected_events_are_set_aside_with_the_reason(live: LiveServer, client_db: Database) -> None:
