@@ -63,7 +63,8 @@ def message_payload(i: int) -> dict:
 
 
 def consent_payload() -> dict:
-    return {"consent_version": "1", "consent_sha256": "ab" * 32, "categories": ["conversation_text", "ratings"],
+    sha256 = parse_protocol(PROTOCOL, source="bench").current_consent.sha256
+    return {"consent_version": "1", "consent_sha256": sha256, "categories": ["conversation_text", "ratings"],
             "action": "grant", "created_at": "2026-11-25T09:00:00+00:00"}
 
 

@@ -24,7 +24,7 @@ from sqlite_utils import Database
 from studyapp.events import EVENT_KINDS
 from studyapp.migrations.server import migrations
 from studyapp.server import auth
-from studyapp.server.validation import RECORD_KEYS, Rejected, check_event
+from studyapp.server.validation import RECORD_KEYS, Rejected, check_event, show
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 10_000
@@ -78,6 +78,7 @@ class Storage:
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._terms: tuple[set[str], dict[str, str]] | None = None
         db = Database(self.conn)
         tables = set(db.table_names())
         if tables and "_sqlite_migrations" not in tables:
@@ -275,6 +276,8 @@ class Storage:
                     continue
                 try:
                     checked = check_event(event_id, kind, payload)
+                    if kind == "consent":
+                        self._check_consent(checked.payload)
                     category = EVENT_KINDS[kind][0]
                     if category is not None and (consented is None or category not in consented):
                         raise Rejected(f"category '{category}' is not consented by this participant "
@@ -303,6 +306,31 @@ class Storage:
                     [consent["consent_version"], consent["consent_sha256"], _dumps(categories), participant_id],
                 )
         return results
+
+    def _study_terms(self) -> tuple[set[str], dict[str, str]]:
+        """The study's categories and its consent documents (version -> sha256), cached."""
+        terms = self._terms
+        if terms is None:
+            data = json.loads(self.require_study()["protocol_json"])
+            documents = {str(d.get("version")): str(d.get("sha256")) for d in data.get("consent", [])}
+            terms = (set(data.get("categories", {})), documents)
+            self._terms = terms
+        return terms
+
+    def _check_consent(self, consent: dict[str, Any]) -> None:
+        """A consent record must name this study's categories and the exact text of one of its documents."""
+        if consent["action"] == "withdraw":
+            return  # a withdrawal is always accepted, whatever it names
+        categories, documents = self._study_terms()
+        unknown = [c for c in consent["categories"] or [] if c not in categories]
+        if unknown:
+            raise Rejected(f"consent names categories this study does not ask for: {', '.join(unknown)}")
+        version = consent["consent_version"]
+        if version not in documents:
+            raise Rejected(f"consent_version {show(version)} is not a consent document of this study "
+                           f"(versions: {', '.join(documents) or 'none'})")
+        if consent["consent_sha256"] != documents[version]:
+            raise Rejected(f"consent_sha256 does not match the text of consent document version {version}")
 
     def bulk_insert_events(self, participant_id: str, rows: Iterable[tuple[str, str, dict[str, Any]]],
                            chunk: int = 50_000) -> int:

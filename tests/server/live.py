@@ -129,8 +129,12 @@ def event(kind: str, payload: dict[str, Any], event_id: str | None = None) -> di
     return {"event_id": event_id or _id("ev"), "kind": kind, "payload": payload}
 
 
-def consent(categories: list[str] | None = None, action: str = "grant") -> dict[str, Any]:
-    return event("consent", {"consent_version": "1", "consent_sha256": "ab" * 32,
+CONSENT_SHA256 = parse_protocol(PROTOCOL, source="test").current_consent.sha256
+
+
+def consent(categories: list[str] | None = None, action: str = "grant", *, version: str = "1",
+            sha256: str = CONSENT_SHA256) -> dict[str, Any]:
+    return event("consent", {"consent_version": version, "consent_sha256": sha256,
                              "categories": ALL_CATEGORIES if categories is None else categories,
                              "action": action, "created_at": "2026-11-20T10:00:00+00:00"})
 

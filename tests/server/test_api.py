@@ -107,6 +107,18 @@ def test_events_of_a_category_not_consented_are_rejected(live: LiveServer) -> No
     assert [r["status"] for r in data["results"]] == ["accepted", "rejected"]
 
 
+def test_consent_records_must_match_the_study(live: LiveServer) -> None:
+    _, token = live.enroll()
+    data = live.upload(token, [f.consent(["ratings", "location_history"]), f.consent(version="9"),
+                               f.consent(sha256="00" * 32), f.consent([], action="withdraw", version="",
+                                                                        sha256="")]).json()
+    statuses = [(r["status"], r["reason"]) for r in data["results"]]
+    assert statuses[0][0] == "rejected" and "location_history" in statuses[0][1]
+    assert statuses[1][0] == "rejected" and "not a consent document" in statuses[1][1]
+    assert statuses[2][0] == "rejected" and "does not match the text" in statuses[2][1]
+    assert statuses[3] == ("accepted", None)  # a withdrawal is never refused
+
+
 def test_a_participant_cannot_touch_another_participants_records(live: LiveServer) -> None:
     a_id, a_token = live.enroll()
     b_id, b_token = live.enroll()
