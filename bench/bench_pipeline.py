@@ -70,6 +70,9 @@ class Tokens:
     def __init__(self, model: LocalModel) -> None:
         self.model = model
 
+    def text(self, text: str) -> int:
+        return len(self.model._llama.tokenize(text.encode(), add_bos=False)) if text else 0
+
     def count(self, messages: list[ChatMessage]) -> int:
         llama = self.model._llama  # loaded by the warm-up call; the bench may look inside
         return sum(len(llama.tokenize(m["content"].encode(), add_bos=False)) + 4 for m in messages)
@@ -120,9 +123,10 @@ async def bench_selection(model: LocalModel, tokens: Tokens, sizes: list[int]) -
             continue
         result, ms = await timed(selector.select(REQUEST, attributes(synthetic_texts(measured))))
         answered = sum(1 for d in result.decisions if not d.rationale.startswith(NO_DECISION))
+        answer_tokens = tokens.text(result.structured.raw) if result.structured else 0
         row.update(measured_size=measured, measured_prompt_tokens=fits(measured)[0], latency_ms=ms,
                    ok=result.ok, attempts=len(result.structured.attempts) if result.structured else 0,
-                   selected=len(result.selected_ids), answered=answered)
+                   selected=len(result.selected_ids), answered=answered, answer_tokens=answer_tokens)
         measured_rows[measured] = row
         rows.append(row)
     return rows
@@ -175,7 +179,8 @@ async def bench_reconciliation(model: LocalModel, tokens: Tokens, sizes: list[in
                                {"role": "user", "content": reconciler._prompt(shown, proposals)}])
         plan, ms = await timed(reconciler.plan(proposals, existing))
         rows.append({"size": n, "shown": len(shown), "prompt_tokens": prompt, "latency_ms": ms,
-                     "ok": not plan.failed, "changes": len(plan.changes)})
+                     "ok": not plan.failed, "changes": len(plan.changes),
+                     "answer_tokens": tokens.text(plan.structured.raw) if plan.structured else 0})
     return rows
 
 
@@ -220,10 +225,11 @@ async def main() -> None:
 
     print("\n## Selection (stage 2): one structured call for the whole memory")
     print(f"{'memory':>7} {'prompt tok':>10} {'fits 2048':>9} {'measured at':>11} {'prompt tok':>10} "
-          f"{'latency ms':>10} {'ok':>3} {'tries':>5} {'answered':>8} {'selected':>8}")
+          f"{'answer tok':>10} {'latency ms':>10} {'ok':>3} {'tries':>5} {'answered':>8} {'selected':>8}")
     for r in await bench_selection(model, tokens, args.sizes):
         print(f"{r['size']:>7} {r['prompt_tokens']:>10} {'yes' if r['fits'] else 'NO':>9} {r['measured_size']:>11} "
-              f"{r['measured_prompt_tokens']:>10} {r['latency_ms']:>10.0f} {'y' if r['ok'] else 'n':>3} "
+              f"{r['measured_prompt_tokens']:>10} {r['answer_tokens']:>10} {r['latency_ms']:>10.0f} "
+              f"{'y' if r['ok'] else 'n':>3} "
               f"{r['attempts']:>5} {r['answered']:>8} {r['selected']:>8}")
 
     print("\n## Extraction (stage 1 + reconciliation) of 2 new user messages against a memory")
@@ -234,10 +240,11 @@ async def main() -> None:
               f"{r['extract_prompt_tokens']:>11} {r['reconcile_prompt_tokens'] or '-':>13}")
 
     print("\n## Reconciliation call alone: 2 proposals against a memory (model sees the 20 most similar)")
-    print(f"{'memory':>7} {'shown':>5} {'prompt tok':>10} {'latency ms':>10} {'ok':>3} {'changes':>7}")
+    print(f"{'memory':>7} {'shown':>5} {'prompt tok':>10} {'answer tok':>10} {'latency ms':>10} {'ok':>3} "
+          f"{'changes':>7}")
     for r in await bench_reconciliation(model, tokens, args.sizes):
-        print(f"{r['size']:>7} {r['shown']:>5} {r['prompt_tokens']:>10} {r['latency_ms']:>10.0f} "
-              f"{'y' if r['ok'] else 'n':>3} {r['changes']:>7}")
+        print(f"{r['size']:>7} {r['shown']:>5} {r['prompt_tokens']:>10} {r['answer_tokens']:>10} "
+              f"{r['latency_ms']:>10.0f} {'y' if r['ok'] else 'n':>3} {r['changes']:>7}")
 
     print("\n## Message to first token (participant's view), memory of 10 attributes")
     ft = await bench_first_token(model, args.repeats)

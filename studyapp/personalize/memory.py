@@ -141,7 +141,7 @@ class Reconciler:
                  params: ChatParams | None = None) -> None:
         self.model = model
         self.store = store
-        self.params = params or ChatParams(temperature=0.0, max_tokens=768)
+        self.params = params
         self.template = load_template(RECONCILE_TEMPLATE)
 
     async def plan(self, proposals: Sequence[Proposal], existing: Sequence[Attribute],
@@ -212,7 +212,10 @@ class Reconciler:
             {"role": "system", "content": self.template.text},
             {"role": "user", "content": self._prompt(shown, remaining)},
         ]
-        plan.structured = await complete_structured(self.model, messages, RECONCILE_SCHEMA, self.params)
+        # About 60 tokens per decision (a rewritten sentence and a reason): a budget that grows with the proposals
+        # keeps a rambling small model from running on to a fixed large limit.
+        params = self.params or ChatParams(temperature=0.0, max_tokens=min(1024, 64 + 96 * len(remaining)))
+        plan.structured = await complete_structured(self.model, messages, RECONCILE_SCHEMA, params)
         if not plan.structured.ok:
             return plan
         decided: set[int] = set()
