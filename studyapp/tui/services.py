@@ -17,13 +17,11 @@ from studyapp.personalize.extract import ExtractionResult
 from studyapp.personalize.memory import MemoryService
 from studyapp.personalize.pipeline import Personalization
 from studyapp.secrets import KeyringStatus, SecretStoreUnavailable, keyring_status, set_api_key
-from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import Conversation, ConversationStore, Message
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import ComparisonRunner
-from studyapp.study.current import CurrentStudy, current_study
-from studyapp.study.judge import Judge
-from studyapp.study.schedule import ComparisonScheduler, TurnFacts, start_of_day
+from studyapp.study.reviews import ReviewPlan
+from studyapp.study.service import StudyService
 
 
 class Services:
@@ -44,34 +42,25 @@ class Services:
         self._personalization: Personalization | None = None
         self._personalization_model: ChatModel | None = None
         self.memory = MemoryService(MemoryStore(app_ctx.db))
-        self.comparisons = ComparisonStore(app_ctx.db)
-        self.study: CurrentStudy = current_study(app_ctx.db)
-        self.scheduler = ComparisonScheduler(self.study.protocol.comparisons)
+        self.study = StudyService(app_ctx.db)
 
-    # Comparison turns ---------------------------------------------------------------------
+    # Comparison turns and reviews (studyapp.study) -----------------------------------------
 
     def comparison_due(self, conversation: Conversation, request: Message) -> bool:
         """The study's schedule for this turn (the caller still needs a selected attribute to compare)."""
         if not conversation.memory_enabled or not self.memory.attributes():
             return False  # with nothing to select, both arms would be the same generic answer
-        facts = TurnFacts(
-            turns_since_last_comparison=self.comparisons.user_turns_since_last(before_n=request.n),
-            comparisons_today=self.comparisons.count_since(start_of_day()),
-            attributes_in_memory=len(self.memory.attributes()),
-            memory_enabled=conversation.memory_enabled,
-        )
-        return self.scheduler.decide(facts).compare
+        return self.study.decide(conversation, request).compare
 
     def comparison_runner(self) -> ComparisonRunner:
-        return ComparisonRunner(self.chat.model, self.conversations, self.comparisons, params=self.chat.params,
-                                context_messages=self.chat.context_messages)
+        return self.study.runner(self.chat.model, self.chat.params, context_messages=self.chat.context_messages)
 
-    async def judge(self, comparison_id: str) -> None:
-        """The LLM judge on a rated comparison (same model as the chat unless the study names judges).
+    async def judge_pending(self) -> int:
+        """The LLM judge on rated comparisons (verdicts are for researchers, never shown to the participant)."""
+        return await self.study.judge_pending([self.chat.model])
 
-        Verdicts are stored for researchers and never shown to the participant.
-        """
-        await Judge([self.chat.model], self.comparisons).judge(comparison_id)
+    def review_plan(self) -> ReviewPlan:
+        return self.study.review_plan()
 
     @property
     def personalization(self) -> Personalization:

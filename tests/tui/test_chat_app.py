@@ -14,6 +14,7 @@ from textual.widgets import Input
 from studyapp.store.conversations import ConversationStore
 from studyapp.study.schedule import ComparisonScheduler
 from studyapp.tui.app import StudyApp
+from studyapp.tui.screens.attribute_review import AttributeReviewScreen
 from studyapp.tui.screens.chat import PAGE_SIZE, ChatScreen
 from studyapp.tui.screens.comparison import ComparisonScreen
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
@@ -43,12 +44,13 @@ async def press_button(pilot: Pilot[None], selector: str) -> None:
 
 def never_compare(app: StudyApp) -> None:
     schedule = app.services.study.protocol.comparisons
-    app.services.scheduler = ComparisonScheduler(dataclasses.replace(schedule, probability=0.0))
+    app.services.study.scheduler = ComparisonScheduler(dataclasses.replace(schedule, probability=0.0))
 
 
 def always_compare(app: StudyApp) -> None:
     schedule = app.services.study.protocol.comparisons
-    app.services.scheduler = ComparisonScheduler(dataclasses.replace(schedule, probability=1.0, min_turns_between=0))
+    app.services.study.scheduler = ComparisonScheduler(
+        dataclasses.replace(schedule, probability=1.0, min_turns_between=0))
 
 
 def views(app: StudyApp) -> list[MessageView]:
@@ -371,7 +373,7 @@ async def test_a_comparison_turn_is_blinded_rated_and_continues_with_the_chosen_
         await pilot.press("1")  # Response 1 continues the conversation
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
         await pilot.pause()
-        [record] = app.services.comparisons.list()
+        [record] = app.services.study.comparisons.list()
         left_is_personal = record.personalized_side == "left"
         row = store_of(app).db.execute("SELECT rating, chosen FROM ratings WHERE comparison_id = ?",
                                        [record.id]).fetchone()
@@ -380,3 +382,34 @@ async def test_a_comparison_turn_is_blinded_rated_and_continues_with_the_chosen_
         thread = [v.message.content for v in views(app)]
         assert thread == ["what should I cook?",
                           "Lentil curry tonight." if left_is_personal else "Roast chicken tonight."]
+
+
+async def test_new_attributes_are_put_to_the_participant_between_replies(
+    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM
+) -> None:
+    statements = ["The user has a dog", "The user lives in a flat", "The user works from home"]
+
+    def answer(body: dict) -> object:
+        schema = json.dumps(body.get("response_format") or {})
+        if '"attributes"' in schema:
+            return {"attributes": [{"statement": s, "reason": "they said so", "confidence": 0.8, "evidence": [1]}
+                                   for s in statements]}
+        if '"action"' in schema:
+            return {"decisions": [{"new": i, "action": "add", "reason": "new"} for i in range(1, 4)]}
+        if '"use"' in schema:
+            return {"decisions": []}
+        return "Noted."
+
+    scripted_llm.set_default(answer)
+    app = make_app()
+    never_compare(app)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, ChatScreen)
+        app.screen.extract_debounce_s = 0
+        await pilot.press(*"my dog hates my flat when I work from home", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, AttributeReviewScreen), what="the review prompt")
+        await pilot.press("1", "2", "3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the review to finish")
+        labels = {a.text: a.label for a in app.services.memory.attributes()}
+        assert labels == {"The user has a dog": "makes_sense", "The user lives in a flat": "maybe",
+                          "The user works from home": "doesnt_make_sense"}

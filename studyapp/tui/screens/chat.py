@@ -14,6 +14,7 @@ from textual.widgets import Button, Footer, Header, Label, Static
 from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
 from studyapp.store.conversations import SearchHit
 from studyapp.study.comparison import AttributeChoice
+from studyapp.tui.screens.attribute_review import AttributeReviewScreen
 from studyapp.tui.screens.comparison import ComparisonScreen
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.screens.memory import MemoryScreen
@@ -276,12 +277,12 @@ class ChatScreen(Screen[None]):
         elif result.status == "cancelled":
             self.notify("Stopped. Send your message again to get an answer.")
         await self.open_conversation(saved.conversation.id)
-        if rating is not None and result.comparison_id is not None:
-            self.judge_later(result.comparison_id)
+        if rating is not None:
+            self.judge_later()
 
-    @work(group="judge")
-    async def judge_later(self, comparison_id: str) -> None:
-        await self.services.judge(comparison_id)
+    @work(exclusive=True, group="judge")
+    async def judge_later(self) -> None:
+        await self.services.judge_pending()
 
     @work(exclusive=True, group=EXTRACT_GROUP)
     async def extract_later(self, conversation_id: str | None) -> None:
@@ -290,9 +291,19 @@ class ChatScreen(Screen[None]):
         await asyncio.sleep(self.extract_debounce_s)
         results = await self.services.extract(conversation_id)
         added = sum(1 for r in results for e in r.events if e.action == "add")
+        self.update_status()
         if added:
             self.notify(f"Learned {added} new thing(s) about you. Press F2 to see and judge your memory.")
-        self.update_status()
+            await self.ask_for_reviews()
+
+    async def ask_for_reviews(self) -> None:
+        """The study's attribute reviews: only between replies, and never over a message being written."""
+        if self._replying() or self.query_one(Composer).text.strip() or self.app.screen is not self:
+            return
+        plan = self.services.review_plan()
+        if plan.due:
+            await self.app.push_screen_wait(AttributeReviewScreen(plan.due, self.services.memory))
+            self.update_status()
 
     def action_stop(self) -> None:
         if self._replying():
