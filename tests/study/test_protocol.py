@@ -312,3 +312,18 @@ def test_check_command_builtin_json() -> None:
     result = CliRunner().invoke(cli, ["study", "check", "--builtin", "--json"])
     assert result.exit_code == 0
     assert json.loads(result.output)["study"]["id"] == "local"
+
+
+def test_check_command_on_a_missing_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["study", "check", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_single_consent_table_and_declined_category() -> None:
+    text = replace(MINIMAL, "[[consent]]", "[consent]")
+    text = replace(text, "[categories.ratings]\nrequired = true\n", "")
+    text += "\n[categories]\nratings = true\nconversation_text = false\n"
+    p = parse_protocol(text)
+    assert [c.version for c in p.consent] == ["1"]
+    assert list(p.categories) == ["ratings"]
