@@ -14,6 +14,7 @@ why. It stays in the participant's own database; nothing is lost, it just never 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,29 @@ log = logging.getLogger(__name__)
 CONSENT_CATEGORY = "consent"
 # Which payload field tells when a record was made (for "a later grant does not pull older records in").
 RECORD_TIME_FIELD = {"attribute": "updated_at", "attribute_label": "labeled_at"}
+
+
+# Event ids of collected records are derived (uuid5) from the record's own random ids and version, so
+# offering the same record twice (live, then again in an include-earlier backfill) yields the same
+# event: queued once here, stored once by the server. Nothing about the participant goes into them.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a8e-3d4b-4f5a-9b7c-2e1d0a9f8c7b")
+RECORD_KEY_FIELDS: dict[str, tuple[str, ...]] = {
+    "message": ("message_id",),
+    "attribute": ("attribute_id", "updated_at", "status"),
+    "attribute_label": ("attribute_id", "labeled_at"),
+    "comparison": ("comparison_id", "rated_at", "skipped"),
+    "relevance_label": ("comparison_id", "attribute_id"),
+    "judge_verdict": ("comparison_id", "judge_model"),
+}
+
+
+def event_id_for(kind: str, payload: dict[str, Any]) -> str:
+    """The event id of a record: the same record always gets the same id; a random one if it has no key."""
+    fields = RECORD_KEY_FIELDS.get(kind)
+    if not fields or any(payload.get(f) in (None, "") for f in fields[:1]):
+        return str(uuid.uuid4())
+    key = "\x1f".join([kind, *(str(payload.get(f)) for f in fields)])
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, key))
 
 
 class CollectError(ValueError):
@@ -174,6 +198,10 @@ class Collector:
         for i, kind, payload, version in admitted:
             category = EVENT_KINDS[kind][0]
             assert category is not None
+            event_id = ids[i] or event_id_for(kind, payload)
+            if self.outbox.get(event_id) is not None:
+                results[i] = event_id  # already queued (offered twice): kept as it is, with its review status
+                continue
             results[i] = self.outbox.add(study_id=self.protocol.id, kind=kind, category=category, payload=payload,
-                                         consent_version=version, approved=approved, event_id=ids[i])
+                                         consent_version=version, approved=approved, event_id=event_id)
         return results

@@ -3,7 +3,9 @@
     services = PrivacyServices.create(db, protocol)
     services.anonymizer.load()          # in a worker at start-up: building the engines takes a second or two
     services.collector.collect(kind, payload)   # also from a worker: anonymizing takes ~10 ms per message
-    ConsentScreen(protocol, services.consent); ReviewScreen(services.review)
+    ConsentScreen(protocol, services.consent)  # dismisses with a ConsentRecord, then (in a worker):
+    services.after_consent(record)      # queues earlier records if the participant chose to include them
+    ReviewScreen(services.review)
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from sqlite_utils import Database
 
 from studyapp.privacy.anonymize import Anonymizer
 from studyapp.privacy.collect import Collector
-from studyapp.privacy.consent import ConsentService
+from studyapp.privacy.consent import ConsentRecord, ConsentService
+from studyapp.privacy.records import backfill
 from studyapp.privacy.review import ReviewService
 from studyapp.study.protocol import Protocol
 
@@ -32,3 +35,9 @@ class PrivacyServices:
         anonymizer = anonymizer or Anonymizer(db)
         return cls(consent, anonymizer, Collector(db, protocol, anonymizer, consent),
                    ReviewService(db, protocol, anonymizer))
+
+    def after_consent(self, record: ConsentRecord | None) -> int:
+        """Queue the earlier records of the categories the participant chose to include; returns how many."""
+        if record is None or not record.include_earlier:
+            return 0
+        return backfill(self.collector, record.include_earlier)
