@@ -263,7 +263,8 @@ class Anonymizer:
         self.score_threshold = score_threshold
         self._memory: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
-        self._terms: list[str] | None = None
+        self._local_terms: list[str] = []
+        self._term_cache: tuple[tuple[str, ...], Any] | None = None
 
     # Engines (lazy) --------------------------------------------------------------------------------
 
@@ -287,33 +288,42 @@ class Anonymizer:
     # Terms -----------------------------------------------------------------------------------------
 
     def terms(self) -> list[str]:
-        if self._terms is None:
-            self._terms = self.store.terms() if self.store else []
-        return list(self._terms)
+        """The participant's always-remove terms, read fresh each time: another connection (the review
+        screen, ``studyapp privacy terms add``) may have added one a moment ago."""
+        if self.store is None:
+            return list(self._local_terms)
+        return self.store.terms()
 
     def add_term(self, term: str) -> bool:
         term = " ".join(term.split())
         if not term:
             raise ValueError("The term is empty: give the word or phrase to always remove.")
-        self._terms = None
         if self.store is None:
-            self._terms = [*self.terms(), term]
+            if term in self._local_terms:
+                return False
+            self._local_terms.append(term)
             return True
         return self.store.add_term(term)
 
     def remove_term(self, term: str) -> bool:
-        self._terms = None
-        return self.store.remove_term(term) if self.store else False
+        if self.store is None:
+            if term not in self._local_terms:
+                return False
+            self._local_terms.remove(term)
+            return True
+        return self.store.remove_term(term)
 
     def _term_recognizer(self) -> Any | None:
-        terms = self.terms()
+        terms = tuple(sorted(self.terms(), key=len, reverse=True))
         if not terms:
             return None
-        from presidio_analyzer import PatternRecognizer
+        if self._term_cache is None or self._term_cache[0] != terms:
+            from presidio_analyzer import PatternRecognizer
 
-        # Longest first, so "Maria Lopez" wins over "Maria" inside the alternation.
-        return PatternRecognizer(supported_entity=TERM_ENTITY, name="ParticipantTerms",
-                                 deny_list=sorted(terms, key=len, reverse=True))
+            # Longest first, so "Maria Lopez" wins over "Maria" inside the alternation.
+            self._term_cache = (terms, PatternRecognizer(supported_entity=TERM_ENTITY, name="ParticipantTerms",
+                                                         deny_list=list(terms)))
+        return self._term_cache[1]
 
     # Placeholders ----------------------------------------------------------------------------------
 

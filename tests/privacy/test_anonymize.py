@@ -131,3 +131,16 @@ def test_a_name_keeps_its_placeholder_when_the_recognizer_changes_its_type(db: D
 def test_addresses_with_unlisted_domains_are_removed_too(anonymizer: Anonymizer) -> None:
     out = anonymizer.anonymize("write to ops@build.corp.local or a.b@host.example")
     assert re.fullmatch(r"write to <EMAIL_ADDRESS_\d> or <EMAIL_ADDRESS_\d>", out), out
+
+
+def test_a_term_added_through_another_connection_applies_at_once(db: Database, db_path: Any) -> None:
+    from studyapp.store.db import open_database
+
+    collecting = Anonymizer(db)
+    assert "Brightwave" in collecting.anonymize("Brightwave called")  # engine and terms warmed up
+    other = open_database(db_path)
+    Anonymizer(other).add_term("Brightwave")
+    other.close()
+    assert "Brightwave" not in collecting.anonymize("Brightwave called")
+    assert collecting.remove_term("Brightwave")
+    assert collecting.terms() == []
