@@ -62,6 +62,23 @@ class ReviewService:
         self.anonymizer = anonymizer
         self.outbox = OutboxStore(db)
 
+    def database_file(self) -> str | None:
+        """The database file behind this service (None for an in-memory database)."""
+        row = self.db.execute("PRAGMA database_list").fetchone()
+        return row[2] or None
+
+    def on_new_connection(self) -> ReviewService:
+        """The same service on its own connection, for a worker thread (a connection is not shared across
+        threads). The caller closes ``.db`` when done. Without a database file it returns itself."""
+        path = self.database_file()
+        if path is None:
+            return self
+        from studyapp.store.db import open_database
+
+        db = open_database(path)
+        return ReviewService(db, self.protocol, Anonymizer(db, model_name=self.anonymizer.model_name,
+                                                           ner=self.anonymizer.ner))
+
     @property
     def review_required(self) -> bool:
         return self.protocol.review_uploads

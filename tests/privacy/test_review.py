@@ -78,3 +78,16 @@ def test_add_term_rescrubs_waiting_payloads(db: Database, consent: ConsentServic
     assert review.rescrub() == 0
     # New records use the term too.
     assert "Brightwave" not in anonymizer.anonymize("Brightwave again")
+
+
+def test_a_worker_gets_its_own_connection_to_the_same_file(db: Database, consent: ConsentService,
+                                                           anonymizer: Anonymizer) -> None:
+    review, ids = setup(db, consent, anonymizer)
+    worker = review.on_new_connection()
+    try:
+        assert worker.db is not review.db
+        assert worker.database_file() == review.database_file()
+        assert worker.add_term("Brightwave") == 2
+    finally:
+        worker.db.close()
+    assert "<TERM_1>" in OutboxStore(db).get(ids[1]).payload["content"]  # type: ignore[union-attr]

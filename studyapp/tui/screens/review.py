@@ -147,16 +147,21 @@ class ReviewScreen(Screen[dict[str, int]]):
 
     @work(thread=True, exclusive=True, group="rescrub")
     def rescrub(self, term: str | None) -> None:
+        # Its own connection: the app's connection belongs to the UI thread.
+        review = self.review.on_new_connection()
         try:
             if term is not None:
-                changed = self.review.add_term(term)
+                changed = review.add_term(term)
                 message = f"“{' '.join(term.split())}” will always be removed; {changed} waiting item(s) updated."
             else:
-                changed = self.review.rescrub()
+                changed = review.rescrub()
                 message = f"Re-scrubbed: {changed} item(s) updated."
         except Exception as exc:  # shown to the participant, not raised into the app
             self.app.call_from_thread(self._after_rescrub, f"Re-scrubbing failed: {exc}", True)
             return
+        finally:
+            if review is not self.review:
+                review.db.close()
         self.app.call_from_thread(self._after_rescrub, message, False)
 
     def _after_rescrub(self, message: str, failed: bool) -> None:
