@@ -347,6 +347,9 @@ class MemoryStore:
                                change.reason, actor, run_id, ts)
         if change.action in ("update", "keep"):
             if current.status == "deleted":
+                if actor == "model":
+                    # Forgotten while the model was deciding: the participant's choice wins, quietly.
+                    return None
                 raise MemoryError("This attribute was forgotten; it cannot be changed.")
             after = dict(before)
             if change.action == "update" and change.text is not None:

@@ -144,3 +144,22 @@ async def test_only_the_most_similar_memory_is_shown(scripted_llm, model, conver
              if line.startswith("E")]
     assert len(shown) == 20
     assert any("chess on weekends" in line for line in shown)
+
+
+async def test_forgetting_while_the_model_decides_wins(scripted_llm, model, conversations, memory):
+    import asyncio
+
+    pet = memory.add_participant_attribute("The user has a dog.")
+    conv, _ = _session(conversations, "My dog is a poodle.")
+    scripted_llm.add_json({"attributes": [_attr("The user has a poodle.")]})
+    held = scripted_llm.add_json({"decisions": [{"new": 1, "action": "update", "target": 1,
+                                                 "text": "The user has a poodle.", "reason": "breed"}]},
+                                 hold_after=0)
+    run = asyncio.create_task(Extractor(model, memory).run(conv.id))
+    await held.wait_held_async()
+    memory.forget(pet.id)  # the participant, on the memory screen, meanwhile
+    held.release()
+    result = await run
+    assert result.status == "ok"
+    assert memory.get(pet.id).status == "deleted" and memory.get(pet.id).text == "The user has a dog."
+    assert [(e.action, e.actor) for e in memory.events(pet.id)] == [("add", "participant"), ("delete", "participant")]
