@@ -218,7 +218,7 @@ class PrivacyMachine(RuleBasedStateMachine):
 
 
 PrivacyMachine.TestCase.settings = settings(
-    max_examples=30, stateful_step_count=12, deadline=None,
+    max_examples=50, stateful_step_count=15, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_privacy_invariants = PrivacyMachine.TestCase
