@@ -25,7 +25,8 @@ RECORD_KEYS: dict[str, tuple[str, ...]] = {
     "attribute": ("attribute_id",),
     "comparison": ("comparison_id",),
     "relevance_label": ("comparison_id", "attribute_id"),
-    "judge_verdict": ("comparison_id", "judge_model"),
+    # A judge rates each pair in both orders: one record per order.
+    "judge_verdict": ("comparison_id", "judge_model", "personalized_side"),
 }
 ID_FIELDS = frozenset({"conversation_id", "message_id", "attribute_id", "comparison_id"})
 BOOL_FIELDS = frozenset({"skipped", "selected_by_model", "model_relevant"})

@@ -174,9 +174,9 @@ def relevance_label(comparison_id: str = "cmp1", attribute_id: str = "a1") -> di
                                      "selected_by_model": True, "model_relevant": True, "human_relevant": None})
 
 
-def judge_verdict(comparison_id: str = "cmp1") -> dict[str, Any]:
+def judge_verdict(comparison_id: str = "cmp1", side: str = "right", rating: int = 2) -> dict[str, Any]:
     return event("judge_verdict", {"comparison_id": comparison_id, "judge_model": "judge-1",
-                                   "personalized_side": "right", "rating": 2})
+                                   "personalized_side": side, "rating": rating})
 
 
 def one_of_each() -> list[dict[str, Any]]:

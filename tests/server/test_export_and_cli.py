@@ -59,7 +59,8 @@ def filled(live: LiveServer) -> tuple[LiveServer, str, str]:
     b_id, b_token = live.enroll()
     live.upload(a_token, [*f.one_of_each(), f.comparison("cmp-x", rating=None), f.comparison("cmp-x", rating=2),
                           f.message(content='Quotes " and, commas\nand lines')])
-    live.upload(b_token, [f.consent(["ratings"]), f.comparison(rating=5)])
+    live.upload(b_token, [f.consent(["ratings"]), f.comparison(rating=5),
+                          f.judge_verdict(side="left", rating=4), f.judge_verdict(side="right", rating=3)])
     return live, a_id, b_id
 
 
@@ -82,6 +83,9 @@ def test_export_writes_the_contract(filled: tuple[LiveServer, str, str], tmp_pat
     by_id = {r["comparison_id"]: r for r in comparisons}
     assert len(comparisons) == 3
     assert str(by_id["cmp-x"]["rating"]) == "2"
+    # A judge rates each pair in both orders: both verdicts are kept.
+    verdicts = [r for r in read(out / f"judge_verdicts.{fmt}", fmt) if r["participant_id"] == b_id]
+    assert sorted((r["personalized_side"], str(r["rating"])) for r in verdicts) == [("left", "4"), ("right", "3")]
     messages = read(out / f"messages.{fmt}", fmt)
     assert 'Quotes " and, commas\nand lines' in [m["content"] for m in messages]
     participants = {r["participant_id"]: r for r in read(out / f"participants.{fmt}", fmt)}
