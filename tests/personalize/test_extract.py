@@ -207,3 +207,23 @@ async def test_long_messages_are_clipped_and_batched(scripted_llm, model, conver
     results = await Extractor(model, memory).run_pending(conv.id)
     assert [len(r.message_ids) for r in results if r.status == "ok"] == [2, 2]
     assert all(len(r["messages"][-1]["content"]) < 2200 for r in scripted_llm.requests)
+
+
+async def test_endpoint_without_json_schema_falls_back_to_json_mode_and_validation(conversations, memory):
+    from tests.support.scripted_llm import run_scripted_llm
+
+    conv, _ = _setup(conversations, "I grow tomatoes.")
+    with run_scripted_llm(supported_response_formats={"text", "json_object"}) as llm:
+        llm.add_json({"attributes": [{"statement": "The user grows tomatoes.", "reason": "said", "confidence": 2,
+                                      "evidence": [1]}]})
+        llm.add_json({"attributes": [_attr("The user grows tomatoes.")]})
+        model = OpenAICompatModel(llm.base_url, llm.model)
+        try:
+            result = await Extractor(model, memory).run(conv.id)
+        finally:
+            await model.aclose()
+    assert result.status == "ok"
+    formats = [r.get("response_format", {}).get("type") for r in llm.requests]
+    assert formats[-2:] == ["json_object", "json_object"]
+    assert "$.attributes[0].confidence: 2 is above the maximum 1" in llm.requests[-1]["messages"][-1]["content"]
+    assert [a.text for a in memory.list_attributes()] == ["The user grows tomatoes."]
