@@ -16,12 +16,13 @@ caller's; ``run`` never raises for model problems.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from studyapp.llm.base import ChatMessage, ChatModel, ChatParams
-from studyapp.personalize.memory import Proposal, ReconcileOutcome, Reconciler
+from studyapp.personalize.memory import Proposal, ReconcileOutcome, Reconciler, near_duplicate, normalize
 from studyapp.personalize.structured import StructuredResult, complete_structured
 from studyapp.personalize.templates import load_template
 from studyapp.store.conversations import Message
@@ -88,6 +89,13 @@ class ExtractionResult:
     error: str | None = None
 
 
+_EXAMPLE = re.compile(r'"statement":\s*"([^"]+)"')
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in normalize(text).split() if len(w) >= 4}
+
+
 def _clip(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
@@ -108,6 +116,8 @@ class Extractor:
         self.threshold = threshold
         self.params = params or ChatParams(temperature=0.0, max_tokens=640)
         self.template = load_template(EXTRACT_TEMPLATE)
+        # Small models copy the prompt's example answer; such a copy is kept only if the messages say so too.
+        self.examples = _EXAMPLE.findall(self.template.text)
         self.reconciler = reconciler or (Reconciler(model, store) if store is not None else None)
         # Runs of one extractor take turns, so two reconciliations never plan against the same memory.
         self._lock = asyncio.Lock()
@@ -129,6 +139,7 @@ class Extractor:
         if not structured.ok:
             return result
         refs = {i: m.id for i, m in enumerate(messages, start=1)}
+        by_id = {m.id: m.content for m in messages}
         for item in structured.value["attributes"]:
             statement = " ".join(str(item["statement"]).split())
             if not statement:
@@ -140,10 +151,18 @@ class Extractor:
                 result.dropped.append(Dropped(statement, f"confidence {confidence:.2f} below {self.threshold}"))
             elif not evidence:
                 result.dropped.append(Dropped(statement, "no evidence among the messages shown"))
+            elif self._copied_example(statement, [by_id[i] for i in evidence]):
+                result.dropped.append(Dropped(statement, "copied from the prompt's example, not the messages"))
             else:
                 result.kept.append(Proposal(statement, " ".join(str(item["reason"]).split()), confidence,
                                             evidence))
         return result
+
+    def _copied_example(self, statement: str, evidence_texts: Sequence[str]) -> bool:
+        if not any(near_duplicate(statement, example) for example in self.examples):
+            return False
+        said = set().union(*(_content_words(t) for t in evidence_texts)) if evidence_texts else set()
+        return not (_content_words(statement) & said)
 
     # With the participant's database ------------------------------------------------------
 

@@ -227,3 +227,15 @@ async def test_endpoint_without_json_schema_falls_back_to_json_mode_and_validati
     assert formats[-2:] == ["json_object", "json_object"]
     assert "$.attributes[0].confidence: 2 is above the maximum 1" in llm.requests[-1]["messages"][-1]["content"]
     assert [a.text for a in memory.list_attributes()] == ["The user grows tomatoes."]
+
+
+async def test_a_copy_of_the_prompt_example_is_kept_only_when_the_messages_say_it(scripted_llm, model, conversations,
+                                                                                   memory):
+    example = "The user works night shifts as a nurse."
+    assert example in Extractor(model, memory).template.text
+    conv, _ = _setup(conversations, "I bake sourdough on weekends.", "Night shifts at the ward again, as a nurse.")
+    scripted_llm.add_json({"attributes": [_attr(example, evidence=[1]), _attr(example, evidence=[2])]})
+    result = await Extractor(model, memory).run(conv.id)
+    assert [d.why for d in result.dropped] == ["copied from the prompt's example, not the messages"]
+    [kept] = memory.list_attributes()
+    assert kept.text == example and len(kept.evidence) == 1
