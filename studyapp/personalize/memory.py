@@ -143,6 +143,7 @@ class Reconciler:
         self.store = store
         self.params = params
         self.template = load_template(RECONCILE_TEMPLATE)
+        self.examples = re.findall(r'"text":\s*"([^"]+)"', self.template.text)
 
     async def plan(self, proposals: Sequence[Proposal], existing: Sequence[Attribute],
                    forgotten: Sequence[str] = ()) -> ReconcilePlan:
@@ -247,7 +248,11 @@ class Reconciler:
                 touched[target.id] = "delete"
                 plan.notes.append(f"deleted {target.text!r} because of {proposal.statement!r}")
             else:  # update
-                text = (decision.get("text") or "").strip() or proposal.statement
+                text = " ".join(str(decision.get("text") or "").split()) or proposal.statement
+                if any(near_duplicate(text, ex) for ex in self.examples) and not near_duplicate(
+                    text, proposal.statement
+                ):
+                    text = proposal.statement  # the prompt's example, copied: not what the participant said
                 if touched.get(target.id) or any(
                     near_duplicate(text, a.text) for a in existing if a.id != target.id
                 ):

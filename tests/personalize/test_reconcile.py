@@ -163,3 +163,13 @@ async def test_forgetting_while_the_model_decides_wins(scripted_llm, model, conv
     assert result.status == "ok"
     assert memory.get(pet.id).status == "deleted" and memory.get(pet.id).text == "The user has a dog."
     assert [(e.action, e.actor) for e in memory.events(pet.id)] == [("add", "participant"), ("delete", "participant")]
+
+
+async def test_a_copy_of_the_prompt_example_never_overwrites_an_attribute(scripted_llm, model, conversations, memory):
+    job = memory.add_participant_attribute("The user works as a teacher.")
+    conv, _ = _session(conversations, "I teach maths now.")
+    scripted_llm.add_json({"attributes": [_attr("The user teaches maths.")]})
+    scripted_llm.add_json({"decisions": [{"new": 1, "action": "update", "target": 1,
+                                          "text": "The user lives in Berlin.", "reason": "They moved."}]})
+    assert (await Extractor(model, memory).run(conv.id)).status == "ok"
+    assert memory.get(job.id).text == "The user teaches maths."
