@@ -14,6 +14,8 @@ Kinds:
                 Markdown messages, TextArea, Footer) showing the same content: the 200 conversation
                 titles and the newest 50 messages, read by the parent from the same database.
   floor-small   the same bare app with 5 short messages: what Textual alone costs.
+  studyapp (no pandas)  with ``--diagnose``: studyapp with pandas and numpy made unimportable, which
+                is what sqlite-utils' optional pandas import costs a start.
   oterm         oterm's App (``oterm.app.oterm.app``) from a separate virtualenv (``--oterm-python``),
                 splash screen off, its own data dir; ``--oterm-history`` seeds it with the same
                 conversations (oterm loads every chat at start, so it is off by default: empty store).
@@ -108,6 +110,12 @@ def _floor_app(content: dict[str, list[str]]) -> object:
 
 def child(kind: str, data_dir: str | None) -> None:
     _exit_on_first_frame()
+    if kind == "studyapp-no-pandas":
+        # Diagnosis only: what sqlite-utils' optional pandas/numpy import costs the start (it imports
+        # them whenever they are installed; a participant's install without the analysis extra has neither).
+        sys.modules["pandas"] = None  # type: ignore[assignment]
+        sys.modules["numpy"] = None  # type: ignore[assignment]
+        kind = "studyapp"
     if kind == "studyapp":
         from studyapp.cli import cli
 
@@ -196,6 +204,8 @@ def main() -> None:
                         help="Python of a virtualenv with oterm installed (skipped when absent).")
     parser.add_argument("--oterm-history", action="store_true",
                         help="Seed oterm's store with the same 200 conversations (it loads them all at start).")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="Also start studyapp with pandas/numpy made unimportable (what they cost).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -229,6 +239,9 @@ def main() -> None:
             ("floor", sys.executable, "floor", None, {FLOOR_CONTENT_ENV: str(floor_file)}),
             ("floor-small", sys.executable, "floor-small", None, {FLOOR_CONTENT_ENV: str(small_file)}),
         ]
+        if args.diagnose:
+            kinds.append(("studyapp (no pandas)", sys.executable, "studyapp-no-pandas", history.path,
+                          {"HOME": str(home)}))
         oterm_python = Path(args.oterm_python)
         if oterm_python.exists():
             oterm_dir = tmp / "oterm"
@@ -266,7 +279,8 @@ def main() -> None:
     floor = statistics.median(ready["floor"])
     print(f"\nstudyapp / floor: {statistics.median(ready['studyapp']) / floor:.2f}x median "
           f"({min(ready['studyapp']) / min(ready['floor']):.2f}x min); aim: within 1.3x")
-    print(f"studyapp / floor-small: {statistics.median(ready['studyapp']) / statistics.median(ready['floor-small']):.2f}x")
+    small = statistics.median(ready["floor-small"])
+    print(f"studyapp / floor-small: {statistics.median(ready['studyapp']) / small:.2f}x")
     if "oterm" in ready:
         oterm_floor = statistics.median(ready["floor [oterm venv]"])
         print(f"oterm / floor [oterm venv]: {statistics.median(ready['oterm']) / oterm_floor:.2f}x median "
