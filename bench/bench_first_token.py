@@ -9,10 +9,11 @@ and the scripted server of the tests (answers at once: what is left is nearly al
 Each run: Ctrl+N (a new conversation, memory on and empty, so no selection call), the message is put in
 the composer, then the clock starts and Enter is pressed. The clock stops when the first non-empty text
 has been appended to the reply's Markdown widget and the next frame has been refreshed (a
-``call_after_refresh`` after Textual's ``Markdown.append``). Right after each app turn, a bare httpx
+``call_after_refresh`` after Textual's ``Markdown.append``). Right after each app turn (and right before it), a bare httpx
 streaming request with the same shape (the app's system prompt and parameters, a user message of the
 same length but different words, so neither profits from the server's prompt-prefix reuse more than the
-other) measures the server's own time to first token on a warm keep-alive connection. The first app
+other) measures the server's own time to first token on a warm keep-alive connection; the mean of the two
+is the server's time for that run. The first app
 turn (model client created, connection opened) is reported apart; the rest are paired per run.
 
 The chat screen's background extraction (which would send requests of its own after a pause) is put
@@ -129,6 +130,7 @@ async def measure(label: str, base_url: str, model: str, data_dir: Path, runs: i
         screen.extract_debounce_s = 24 * 3600.0
         await server_first_token(client, model, user_text("Warm", 0))  # opens the bare client's connection
         for run in range(runs + 1):
+            before = await server_first_token(client, model, user_text("Pre", run))
             await pilot.press("ctrl+n")
             await pilot.pause()
             app.query_one(Composer).load_text(user_text("App", run))
@@ -143,7 +145,12 @@ async def measure(label: str, base_url: str, model: str, data_dir: Path, runs: i
             for worker in [w for w in screen.workers if w.group == REPLY_GROUP]:
                 await worker.wait()
             await pilot.pause()
-            server = await server_first_token(client, model, user_text("Raw", run))
+            after = await server_first_token(client, model, user_text("Raw", run))
+            # The server's time just before and just after the app's turn: load from elsewhere on the
+            # machine drifts, and the mean of both brackets the turn.
+            server = (before + after) / 2
+            print(f"    run {run}: app {took * 1000:7.1f} ms   server before {before * 1000:7.1f} ms, "
+                  f"after {after * 1000:7.1f} ms", file=sys.stderr, flush=True)
             if run == 0:
                 print(f"  {label}: first turn of the session (client created, connection opened): "
                       f"app {took * 1000:.1f} ms, server {server * 1000:.1f} ms")
