@@ -9,12 +9,12 @@ and the scripted server of the tests (answers at once: what is left is nearly al
 Each run: Ctrl+N (a new conversation, memory on and empty, so no selection call), the message is put in
 the composer, then the clock starts and Enter is pressed. The clock stops when the first non-empty text
 has been appended to the reply's Markdown widget and the next frame has been refreshed (a
-``call_after_refresh`` after Textual's ``Markdown.append``). Right after each app turn (and right before it), a bare httpx
-streaming request with the same shape (the app's system prompt and parameters, a user message of the
-same length but different words, so neither profits from the server's prompt-prefix reuse more than the
-other) measures the server's own time to first token on a warm keep-alive connection; the mean of the two
-is the server's time for that run. The first app
-turn (model client created, connection opened) is reported apart; the rest are paired per run.
+``call_after_refresh`` after Textual's ``Markdown.append``). Right before and right after each app turn,
+a bare httpx streaming request with the same shape (the app's system prompt and parameters, a user
+message of the same length but different words, so neither profits from the server's prompt-prefix
+reuse more than the other) measures the server's own time to first token on a warm keep-alive
+connection; the mean of the two is the server's time for that run. The first app turn (model client
+created, connection opened) is reported apart; the rest are paired per run.
 
 The chat screen's background extraction (which would send requests of its own after a pause) is put
 off for the whole run through its ``extract_debounce_s`` attribute, so it cannot compete with the runs.
