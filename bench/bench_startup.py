@@ -14,11 +14,17 @@ Kinds:
                 Markdown messages, TextArea, Footer) showing the same content: the 200 conversation
                 titles and the newest 50 messages, read by the parent from the same database.
   floor-small   the same bare app with 5 short messages: what Textual alone costs.
-  studyapp (no pandas)  with ``--diagnose``: studyapp with pandas and numpy made unimportable, which
-                is what sqlite-utils' optional pandas import costs a start.
+  studyapp (no pandas), studyapp (no pandas/numpy)
+                with ``--diagnose``: studyapp with pandas (and numpy) made unimportable: what
+                sqlite-utils' optional import of them costs a start. Without pandas is what a
+                participant's install looks like (numpy comes with spaCy, pandas only with the
+                analysis extra). And, when bench_history.py has built it, studyapp on a copy of the
+                1,000,000-message database (2,000 conversations): how the start grows with the history.
   oterm         oterm's App (``oterm.app.oterm.app``) from a separate virtualenv (``--oterm-python``),
-                splash screen off, its own data dir; ``--oterm-history`` seeds it with the same
-                conversations (oterm loads every chat at start, so it is off by default: empty store).
+                splash screen off, its own empty data dir. Not seeded with the history: oterm mounts
+                every message of the open chat one by one and its store commits each message on its own
+                connection, so 100,000 messages would measure oterm's design, not a start; with an empty
+                store its number is a lower bound of its start.
 
 Textual on the oterm side may come with ``textual-speedups`` (a compiled accelerator oterm depends on);
 so the floor also runs under the oterm interpreter, and oterm's ratio is to that floor.
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -110,11 +117,12 @@ def _floor_app(content: dict[str, list[str]]) -> object:
 
 def child(kind: str, data_dir: str | None) -> None:
     _exit_on_first_frame()
-    if kind == "studyapp-no-pandas":
-        # Diagnosis only: what sqlite-utils' optional pandas/numpy import costs the start (it imports
-        # them whenever they are installed; a participant's install without the analysis extra has neither).
-        sys.modules["pandas"] = None  # type: ignore[assignment]
-        sys.modules["numpy"] = None  # type: ignore[assignment]
+    if kind.startswith("studyapp-no-"):
+        # Diagnosis only: what sqlite-utils' optional pandas (and numpy) import costs the start; it imports
+        # them whenever they are installed. A participant's install has numpy (spaCy needs it) but not
+        # pandas (only the analysis extra brings it), which "no-pandas" reproduces.
+        for module in kind.removeprefix("studyapp-no-").split("-"):
+            sys.modules[module] = None  # type: ignore[assignment]
         kind = "studyapp"
     if kind == "studyapp":
         from studyapp.cli import cli
@@ -172,52 +180,22 @@ def spawn(python: str, kind: str, data_dir: Path | None, env: dict[str, str], tm
     return float(ready_file.read_text()) - started, ended - started
 
 
-def seed_oterm(python: str, oterm_dir: Path, content_file: Path) -> None:
-    subprocess.run([python, str(HERE / "bench_startup.py"), "--child", "oterm-seed"],
-                   env={**os.environ, "OTERM_DATA_DIR": str(oterm_dir), FLOOR_CONTENT_ENV: str(content_file)},
-                   check=True, timeout=600)
-
-
-def child_seed_oterm() -> None:
-    """Put the same conversations into oterm's store through oterm's own Store API."""
-    import asyncio
-
-    from oterm.store.store import Store
-    from oterm.types import ChatModel, MessageModel
-
-    content = json.loads(Path(os.environ[FLOOR_CONTENT_ENV]).read_text())
-
-    async def seed() -> None:
-        store = await Store.get_store()
-        for title, messages in content["chats"]:
-            chat_id = await store.save_chat(ChatModel(name=title, model="smollm2"))
-            for role, text in messages:
-                await store.save_message(MessageModel(chat_id=chat_id, role=role, text=text))
-
-    asyncio.run(seed())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--oterm-python", default="/tmp/oterm-venv/bin/python",
                         help="Python of a virtualenv with oterm installed (skipped when absent).")
-    parser.add_argument("--oterm-history", action="store_true",
-                        help="Seed oterm's store with the same 200 conversations (it loads them all at start).")
     parser.add_argument("--diagnose", action="store_true",
-                        help="Also start studyapp with pandas/numpy made unimportable (what they cost).")
+                        help="Also start studyapp with pandas (and numpy) made unimportable: what they cost.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child == "oterm-seed":
-        child_seed_oterm()
-        return
     if args.child:
         child(args.child, args.data_dir)
         return
 
     sys.path.insert(0, str(HERE))
-    from _common import describe_ms, git_revision, machine, startup_history
+    from _common import cache_dir, describe_ms, git_revision, machine, startup_history
 
     print(f"# bench_startup  {machine()}  (commit {git_revision()})")
     history = startup_history()
@@ -240,15 +218,18 @@ def main() -> None:
             ("floor-small", sys.executable, "floor-small", None, {FLOOR_CONTENT_ENV: str(small_file)}),
         ]
         if args.diagnose:
-            kinds.append(("studyapp (no pandas)", sys.executable, "studyapp-no-pandas", history.path,
-                          {"HOME": str(home)}))
+            kinds += [(f"studyapp (no {blocked.replace('-', '/')})", sys.executable, f"studyapp-no-{blocked}",
+                       history.path, {"HOME": str(home)}) for blocked in ("pandas", "pandas-numpy")]
+            big = cache_dir() / "history-1m"
+            if (big / "built.json").exists():  # built by bench_history.py; a copy, as the app writes to it
+                shutil.copytree(big, tmp / "history-1m")
+                kinds.append(("studyapp (1M messages)", sys.executable, "studyapp", tmp / "history-1m",
+                              {"HOME": str(home)}))
         oterm_python = Path(args.oterm_python)
         if oterm_python.exists():
             oterm_dir = tmp / "oterm"
             oterm_dir.mkdir()
             (oterm_dir / "config.json").write_text(json.dumps({"splash-screen": False}))
-            if args.oterm_history:
-                seed_oterm_with_history(str(oterm_python), oterm_dir, history.path, tmp)
             kinds += [
                 ("oterm", str(oterm_python), "oterm", None, {"OTERM_DATA_DIR": str(oterm_dir), "HOME": str(home)}),
                 ("floor [oterm venv]", str(oterm_python), "floor", None, {FLOOR_CONTENT_ENV: str(floor_file)}),
@@ -285,23 +266,9 @@ def main() -> None:
         oterm_floor = statistics.median(ready["floor [oterm venv]"])
         print(f"oterm / floor [oterm venv]: {statistics.median(ready['oterm']) / oterm_floor:.2f}x median "
               f"({min(ready['oterm']) / min(ready['floor [oterm venv]']):.2f}x min)"
-              f"{'  (oterm store seeded with the same history)' if args.oterm_history else '  (oterm store empty)'}")
+              "  (oterm's store empty)")
         print(f"oterm / floor: {statistics.median(ready['oterm']) / floor:.2f}x")
     print(f"(full distributions: studyapp {describe_ms(ready['studyapp'])})")
-
-
-def seed_oterm_with_history(python: str, oterm_dir: Path, data_dir: Path, tmp: Path) -> None:
-    import sqlite3
-
-    conn = sqlite3.connect(data_dir / "studyapp.db")
-    chats = []
-    for cid, title in conn.execute("SELECT id, title FROM conversations ORDER BY updated_at"):
-        rows = conn.execute("SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY n", [cid])
-        chats.append((title, [list(r) for r in rows]))
-    conn.close()
-    content_file = tmp / "oterm-seed.json"
-    content_file.write_text(json.dumps({"chats": chats}))
-    seed_oterm(python, oterm_dir, content_file)
 
 
 if __name__ == "__main__":
