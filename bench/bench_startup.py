@@ -254,7 +254,7 @@ def main() -> None:
 
     print(f"\nspawn -> first frame ({args.runs} runs each, after one warm-up):")
     for label in ready:
-        print(f"  {label:20s} median {statistics.median(ready[label]) * 1000:7.0f} ms   "
+        print(f"  {label:26s} median {statistics.median(ready[label]) * 1000:7.0f} ms   "
               f"min {min(ready[label]) * 1000:7.0f} ms   | spawn -> exit median "
               f"{statistics.median(exits[label]) * 1000:7.0f} ms")
     floor = statistics.median(ready["floor"])
