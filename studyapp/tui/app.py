@@ -45,6 +45,13 @@ class StudyApp(App[None]):
             yield SystemCommand("Model settings", "Choose the model and its parameters", screen.action_settings)
             yield SystemCommand("Memory", "See, judge, edit and forget what the assistant knows about you",
                                 screen.action_memory)
+            yield SystemCommand("Join a study", "Enroll with the code from the research team", screen.action_enroll)
+            yield SystemCommand("Study consent", "Read the consent document and choose what may be collected",
+                                screen.action_consent)
+            yield SystemCommand("Review uploads", "See exactly what will be sent; approve or withhold it",
+                                screen.action_review_uploads)
+            yield SystemCommand("Withdraw from the study", "Stop taking part and have your records deleted",
+                                screen.action_withdraw)
             yield SystemCommand("New conversation without memory",
                                 "Nothing is learned from it and nothing from memory is used in it",
                                 screen.action_new_private_conversation)

@@ -16,6 +16,9 @@ from studyapp.llm.factory import make_model
 from studyapp.personalize.extract import ExtractionResult
 from studyapp.personalize.memory import MemoryService
 from studyapp.personalize.pipeline import Personalization
+from studyapp.privacy.pump import RecordPump
+from studyapp.privacy.records import message_record
+from studyapp.privacy.services import PrivacyServices
 from studyapp.secrets import KeyringStatus, SecretStoreUnavailable, keyring_status, set_api_key
 from studyapp.store.conversations import Conversation, ConversationStore, Message
 from studyapp.store.memory import MemoryStore
@@ -41,8 +44,55 @@ class Services:
         )
         self._personalization: Personalization | None = None
         self._personalization_model: ChatModel | None = None
-        self.memory = MemoryService(MemoryStore(app_ctx.db))
+        self.privacy: PrivacyServices | None = None
+        self.records: RecordPump | None = None
+        self.memory = MemoryService(MemoryStore(app_ctx.db), on_record=self.record)
         self.study = StudyService(app_ctx.db)
+        self.sync_line = ""
+        self._start_participation()
+
+    # Taking part in a study (studyapp.privacy, studyapp.sync) ----------------------------------
+
+    def _start_participation(self) -> None:
+        """Enrolled: consent, anonymization and the outbox are live. Not enrolled: nothing is collected."""
+        if self.records is not None:
+            self.records.close()
+        self.privacy, self.records = None, None
+        if self.study.study.enrolled:
+            self.privacy = PrivacyServices.create(self.app_ctx.db, self.study.protocol)
+            self.records = RecordPump(self.app_ctx.database_path, self.study.protocol)
+
+    @property
+    def enrolled(self) -> bool:
+        return self.study.study.enrolled
+
+    def reload_study(self) -> None:
+        """After enrollment or withdrawal: the protocol in force changes, and with it schedule and consent."""
+        self.study = StudyService(self.app_ctx.db)
+        self._personalization = None
+        self._start_participation()
+
+    def needs_consent(self) -> bool:
+        if self.privacy is None:
+            return False
+        protocol = self.study.protocol
+        return self.privacy.consent.current(protocol.id) is None or self.privacy.consent.needs_reconsent(protocol)
+
+    def record(self, kind: str, payload: dict[str, object]) -> None:
+        """Hand a study record to the outbox gate (consent, anonymization) without waiting for it."""
+        if self.records is not None:
+            self.records.record(kind, dict(payload))
+
+    def record_message(self, message: Message) -> None:
+        self.record(*message_record(message))
+
+    def record_rating(self, comparison_id: str) -> None:
+        if self.records is not None:
+            self.records.record_many(self.study.comparisons.rating_records(comparison_id))
+
+    def record_verdicts(self, comparison_id: str) -> None:
+        for payload in self.study.comparisons.verdict_events(comparison_id):
+            self.record("judge_verdict", payload)
 
     # Comparison turns and reviews (studyapp.study) -----------------------------------------
 
@@ -67,7 +117,7 @@ class Services:
         """The three stages, on the same model as the chat (rebuilt when the model changes)."""
         model = self.chat.model
         if self._personalization is None or self._personalization_model is not model:
-            self._personalization = Personalization(self.app_ctx.db, extractor_model=model)
+            self._personalization = Personalization(self.app_ctx.db, extractor_model=model, on_record=self.record)
             self._personalization_model = model
         return self._personalization
 
@@ -110,8 +160,13 @@ class Services:
         return message
 
     def status_parts(self) -> list[str]:
-        """Status-line parts: the study and its day (day N of M)."""
-        return [self.study.status_line()]
+        """Status-line parts: the study and its day (day N of M), pending reviews, and sync."""
+        parts = [self.study.status_line()]
+        if self.enrolled and self.sync_line:
+            parts.append(f"Sync: {self.sync_line}")
+        return parts
 
     async def aclose(self) -> None:
+        if self.records is not None:
+            self.records.close()  # every record handed in reaches the outbox before the app exits
         await self.chat.aclose()

@@ -13,5 +13,5 @@ async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], *, what: st
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what} (screen: {pilot.app.screen!r})")
         await pilot.pause(0.02)

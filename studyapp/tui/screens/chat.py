@@ -16,8 +16,11 @@ from studyapp.store.conversations import SearchHit
 from studyapp.study.comparison import AttributeChoice
 from studyapp.tui.screens.attribute_review import AttributeReviewScreen
 from studyapp.tui.screens.comparison import ComparisonScreen
+from studyapp.tui.screens.consent import ConsentScreen
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
+from studyapp.tui.screens.enroll import EnrollScreen
 from studyapp.tui.screens.memory import MemoryScreen
+from studyapp.tui.screens.review import ReviewScreen
 from studyapp.tui.screens.search import SearchScreen
 from studyapp.tui.screens.settings import SettingsResult, SettingsScreen
 from studyapp.tui.services import Services
@@ -40,6 +43,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+d", "delete", "Delete", priority=True),
         Binding("ctrl+o", "settings", "Settings", priority=True),
         Binding("f2", "memory", "Memory"),
+        Binding("f3", "review_uploads", "Uploads"),
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+b", "load_earlier", "Earlier messages", show=False, priority=True),
         Binding("ctrl+l", "focus_conversations", "Conversations", show=False),
@@ -72,6 +76,103 @@ class ChatScreen(Screen[None]):
         conversations = self.services.conversations.list(limit=1)
         await self.open_conversation(conversations[0].id if conversations else None)
         self.query_one(Composer).focus()
+        self.update_status()
+        self.start_participation()
+
+    # Taking part in a study ----------------------------------------------------------------
+
+    def start_participation(self) -> None:
+        if not self.services.enrolled:
+            return
+        self.background_sync()
+        if self.services.needs_consent():
+            self.ask_consent()
+
+    @work(exclusive=True, group="sync")
+    async def background_sync(self) -> None:
+        from studyapp.sync.background import BackgroundSync
+
+        def on_status(round_: object) -> None:
+            self.services.sync_line = round_.status.short()  # type: ignore[attr-defined]
+            self.update_status()
+
+        self.sync = BackgroundSync(self.services.app_ctx.db, on_status=on_status)
+        await self.sync.run()
+
+    def nudge_sync(self) -> None:
+        sync = getattr(self, "sync", None)
+        if sync is not None:
+            sync.nudge()
+
+    @work(group="dialogs")
+    async def ask_consent(self) -> None:
+        privacy = self.services.privacy
+        if privacy is None:
+            return
+        record = await self.app.push_screen_wait(ConsentScreen(self.services.study.protocol, privacy.consent))
+        if record is None:
+            self.notify("Nothing is collected until you agree to the study's consent (palette: Study consent).",
+                        severity="warning", timeout=8)
+        elif self.services.records is not None:
+            self.services.records.after_consent(record)
+        self.nudge_sync()
+        self.update_status()
+
+    def action_consent(self) -> None:
+        if self.services.privacy is None:
+            self.notify("You are not enrolled in a study: nothing leaves this computer. Palette: Join a study.")
+            return
+        self.ask_consent()
+
+    @work(group="dialogs")
+    async def action_enroll(self) -> None:
+        from studyapp.sync.enroll import enroll
+
+        if self.services.enrolled:
+            self.notify(f"You already take part in {self.services.study.protocol.title}.")
+            return
+        enrollment = await self.app.push_screen_wait(
+            EnrollScreen(lambda url, code: enroll(self.services.app_ctx.db, url, code)))
+        if enrollment is None:
+            return
+        self.services.reload_study()
+        self.notify(f"Joined {enrollment.title}. Please read the consent document.")
+        self.update_status()
+        self.start_participation()
+
+    @work(group="dialogs")
+    async def action_withdraw(self) -> None:
+        from studyapp.sync.client import SyncError
+        from studyapp.sync.withdraw import withdraw
+
+        if not self.services.enrolled:
+            self.notify("You are not enrolled in a study.")
+            return
+        title = self.services.study.protocol.title
+        question = (f"Withdraw from {title}? Nothing more is sent, the waiting uploads are deleted, and the "
+                    "research team is asked to delete everything of yours on their server.")
+        if not await self.app.push_screen_wait(ConfirmScreen(question, "Withdraw")):
+            return
+        self.workers.cancel_group(self, "sync")
+        try:
+            await withdraw(self.services.app_ctx.db)
+            self.notify("Withdrawn: the server confirmed it deleted your records.")
+        except SyncError as exc:
+            self.notify(f"Withdrawn on this computer. {exc} The deletion request is retried at the next start.",
+                        severity="warning", timeout=10)
+        self.services.reload_study()
+        self.update_status()
+
+    @work(group="dialogs")
+    async def action_review_uploads(self) -> None:
+        privacy = self.services.privacy
+        if privacy is None:
+            self.notify("You are not enrolled in a study: nothing is waiting to be sent.")
+            return
+        if self.services.records is not None:
+            self.services.records.flush()
+        await self.app.push_screen_wait(ReviewScreen(privacy.review))
+        self.nudge_sync()
         self.update_status()
 
     # Conversations -------------------------------------------------------------------
@@ -225,6 +326,7 @@ class ChatScreen(Screen[None]):
             self.sub_title = saved.conversation.title
             self.query_one("#empty-hint", Label).display = False
         await view.add(saved.message)
+        self.services.record_message(saved.message)
         self.refresh_list()
         attributes: list[str] | None = None
         try:
@@ -253,6 +355,8 @@ class ChatScreen(Screen[None]):
                     await reply_view.append(event.text)
                 elif isinstance(event, ReplyFinished) and reply_view is not None:
                     await reply_view.finish(event.message)
+                    self.services.record_message(event.message)
+                    self.nudge_sync()
                     if event.message.status == "error":
                         self.notify(event.message.error or "The reply failed.", severity="error", timeout=8)
         except asyncio.CancelledError:
@@ -272,17 +376,21 @@ class ChatScreen(Screen[None]):
         )
         result = await self.app.push_screen_wait(screen)
         rating = runner.record_result(result)
+        if result.status in ("rated", "skipped") and result.comparison_id is not None:
+            self.services.record_rating(result.comparison_id)
+            self.nudge_sync()
         if result.status == "failed":
             self.notify(result.error or "The comparison failed.", severity="error", timeout=8)
         elif result.status == "cancelled":
             self.notify("Stopped. Send your message again to get an answer.")
         await self.open_conversation(saved.conversation.id)
-        if rating is not None:
-            self.judge_later()
+        if rating is not None and result.comparison_id is not None:
+            self.judge_later(result.comparison_id)
 
-    @work(exclusive=True, group="judge")
-    async def judge_later(self) -> None:
+    @work(group="judge")
+    async def judge_later(self, comparison_id: str) -> None:
         await self.services.judge_pending()
+        self.services.record_verdicts(comparison_id)
 
     @work(exclusive=True, group=EXTRACT_GROUP)
     async def extract_later(self, conversation_id: str | None) -> None:

@@ -1,0 +1,76 @@
+"""Taking part in a study from the app: join with a code, consent, chat, review what leaves, and it arrives
+anonymized on a real collection server (uvicorn on 127.0.0.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from textual.widgets import Checkbox, Input
+
+from studyapp.tui.app import StudyApp
+from studyapp.tui.screens.chat import ChatScreen
+from studyapp.tui.screens.consent import ConsentScreen
+from studyapp.tui.screens.enroll import EnrollScreen
+from studyapp.tui.screens.review import ReviewScreen
+from studyapp.tui.widgets.message_view import MessageView
+from tests.server.live import LiveServer, new_storage, serve
+from tests.support.scripted_llm import ScriptedLLM
+from tests.tui.conftest import MemoryKeyring
+from tests.tui.helpers import wait_for
+
+SIZE = (110, 40)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveServer]:
+    storage, token = new_storage(tmp_path / "server.db")
+    with serve(storage) as base_url:
+        yield LiveServer(base_url, storage, token)
+    storage.close()
+
+
+async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM,
+                                                   live: LiveServer, memory_keyring: MemoryKeyring) -> None:
+    scripted_llm.set_default("Nice to meet you.")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        screen.action_enroll()
+        await wait_for(pilot, lambda: isinstance(app.screen, EnrollScreen), what="the enrollment dialog")
+        app.screen.query_one("#url", Input).value = live.base_url
+        app.screen.query_one("#code", Input).value = live.code()
+        app.screen.query_one("#code", Input).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConsentScreen), what="the consent document",
+                       timeout=20)
+        consent = app.screen
+        for box in consent.query(Checkbox):
+            if box.id and box.id.startswith("cat-"):
+                box.value = True
+        consent.action_accept()
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
+        assert app.services.enrolled
+        assert memory_keyring.passwords, "the participant token is in the keyring"
+
+        await pilot.press(*"My name is Alice Johnson, write to alice.johnson@example.com", "enter")
+        await wait_for(pilot, lambda: [v.message.status for v in app.screen.query(MessageView)] ==
+                       ["complete", "complete"], what="the reply", timeout=30)
+        app.services.records.flush()  # type: ignore[union-attr]
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen), what="the review screen")
+        await pilot.press("A")  # approve everything shown
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
+        await wait_for(pilot, lambda: live.storage.count_records("message") >= 2, what="the upload", timeout=30)
+
+    contents = [payload["content"] for _, payload in live.storage.records("message")]
+    assert any("Nice to meet you." in c for c in contents)
+    [mine] = [c for c in contents if "write to" in c]
+    assert "Alice" not in mine and "alice.johnson@example.com" not in mine
+    assert "<PERSON_1>" in mine
+    # Nothing raw waits in the outbox either.
+    outbox = app.services.app_ctx.db.execute("SELECT payload FROM outbox").fetchall()
+    assert all("alice.johnson@example.com" not in row[0] for row in outbox)
