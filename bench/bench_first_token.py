@@ -19,7 +19,10 @@ created, connection opened) is reported apart; the rest are paired per run.
 The chat screen's background extraction (which would send requests of its own after a pause) is put
 off for the whole run through its ``extract_debounce_s`` attribute, so it cannot compete with the runs.
 
-    .venv/bin/python bench/bench_first_token.py [--runs 7] [--no-llama] [--no-scripted] [--empty]
+With ``--diagnose``, the scripted server is run once more with ``ChatScreen.refresh_list`` (the sidebar
+rebuild after the participant's message is saved) switched off, which shows what that rebuild costs.
+
+    .venv/bin/python bench/bench_first_token.py [--runs 7] [--no-llama] [--no-scripted] [--empty] [--diagnose]
 """
 
 from __future__ import annotations
@@ -171,6 +174,9 @@ async def main() -> None:
     parser.add_argument("--no-llama", action="store_true", help="Skip the real llama_cpp.server.")
     parser.add_argument("--no-scripted", action="store_true", help="Skip the scripted server.")
     parser.add_argument("--empty", action="store_true", help="Start from an empty database, not 100,000 messages.")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="Also run the scripted server with the sidebar rebuild (ChatScreen.refresh_list) "
+                             "switched off: what rebuilding the conversation list on every send costs.")
     args = parser.parse_args()
     print(f"# bench_first_token  {machine()}  (commit {git_revision()})")
     frame = FirstFrame()
@@ -190,6 +196,15 @@ async def main() -> None:
             with run_scripted_llm() as scripted:
                 await measure("scripted", scripted.base_url, scripted.model, fresh_data_dir("scripted"),
                               args.runs, frame)
+        if args.diagnose:
+            rebuild = ChatScreen.refresh_list
+            ChatScreen.refresh_list = lambda self: None  # type: ignore[method-assign]
+            try:
+                with run_scripted_llm() as scripted:
+                    await measure("scripted, sidebar rebuild off", scripted.base_url, scripted.model,
+                                  fresh_data_dir("scripted-no-rebuild"), args.runs, frame)
+            finally:
+                ChatScreen.refresh_list = rebuild  # type: ignore[method-assign]
         if not args.no_llama:
             with run_llama_server() as server:
                 await measure("llama_cpp.server SmolLM2", server.base_url, server.model,

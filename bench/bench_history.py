@@ -15,7 +15,10 @@ is timed too, since the app does it at every start.
 Both databases are built once into the benchmark cache (see _common.py): 100,000 messages take about
 half a minute, 1,000,000 about five minutes on 2 shared cores.
 
-    .venv/bin/python bench/bench_history.py [--runs 7] [--queries 100] [--skip-search] [--skip-open]
+With ``--diagnose``, the parts of opening are timed alone: mounting the page of 50 messages, mounting
+10, and rebuilding the sidebar's conversation list (``ChatScreen.refresh_list``).
+
+    .venv/bin/python bench/bench_history.py [--runs 7] [--queries 100] [--skip-search] [--skip-open] [--diagnose]
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ async def after_refresh(widget: object) -> None:
     await done
 
 
-async def bench_open(runs: int) -> None:
+async def bench_open(runs: int, diagnose: bool) -> None:
     from studyapp.context import AppContext
     from studyapp.tui.app import StudyApp
     from studyapp.tui.screens.chat import ChatScreen
@@ -86,9 +89,42 @@ async def bench_open(runs: int) -> None:
                 opened.append(took)
                 earlier.append(took_earlier)
                 await pilot.pause()
+            if diagnose:
+                await split_open(app, pilot, big, runs)  # type: ignore[arg-type]
     print(f"open the {total:,}-message conversation (request -> page mounted and painted), {runs} runs:")
     print(f"  {describe_ms(opened)}")
     print(f"load one earlier page (Ctrl+B):\n  {describe_ms(earlier)}")
+
+
+async def split_open(app: object, pilot: object, conversation_id: str, runs: int) -> None:
+    """Where opening goes: mounting the page of messages vs rebuilding the sidebar's conversation list."""
+    from studyapp.tui.screens.chat import PAGE_SIZE
+    from studyapp.tui.widgets.message_view import ConversationView
+
+    screen = app.screen  # type: ignore[attr-defined]
+    view = screen.query_one(ConversationView)
+    messages = app.services.conversations.messages(conversation_id, limit=PAGE_SIZE)  # type: ignore[attr-defined]
+    steps = {
+        f"mount a page of {len(messages)} messages": lambda: view.show(messages, has_earlier=True),
+        "mount 10 messages": lambda: view.show(messages[-10:], has_earlier=True),
+        f"rebuild the sidebar ({len(app.services.conversations.list())} conversations)":  # type: ignore[attr-defined]
+            screen.refresh_list,
+    }
+    results: dict[str, list[float]] = {label: [] for label in steps}
+    for run in range(runs + 1):
+        for label, step in steps.items():
+            await view.show([], has_earlier=False)
+            await pilot.pause()  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            result = step()
+            if result is not None:
+                await result
+            await after_refresh(screen)
+            if run:
+                results[label].append(time.perf_counter() - started)
+    print("where opening goes (each step alone, then the frame):")
+    for label, values in results.items():
+        print(f"  {label:40s} {describe_ms(values)}")
 
 
 def bench_search(queries: int) -> None:
@@ -139,10 +175,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--skip-open", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="Also time the parts of opening: mounting messages, rebuilding the sidebar.")
     args = parser.parse_args()
     print(f"# bench_history  {machine()}  (commit {git_revision()})")
     if not args.skip_open:
-        asyncio.run(bench_open(args.runs))
+        asyncio.run(bench_open(args.runs, args.diagnose))
     if not args.skip_search:
         bench_search(args.queries)
 
