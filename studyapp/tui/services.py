@@ -23,6 +23,7 @@ from studyapp.secrets import KeyringStatus, SecretStoreUnavailable, keyring_stat
 from studyapp.store.conversations import Conversation, ConversationStore, Message
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import ComparisonRunner
+from studyapp.study.protocol import ModelSpec
 from studyapp.study.reviews import ReviewPlan
 from studyapp.study.service import StudyService
 
@@ -44,6 +45,8 @@ class Services:
         )
         self._personalization: Personalization | None = None
         self._personalization_model: ChatModel | None = None
+        # Models an enrolled study names for its other roles (extractor, selector, judges), by (model, url).
+        self._role_models: dict[tuple[str, str | None], ChatModel] = {}
         self.privacy: PrivacyServices | None = None
         self.records: RecordPump | None = None
         self.memory = MemoryService(MemoryStore(app_ctx.db), on_record=self.record)
@@ -66,11 +69,17 @@ class Services:
     def enrolled(self) -> bool:
         return self.study.study.enrolled
 
-    def reload_study(self) -> None:
+    async def reload_study(self) -> None:
         """After enrollment or withdrawal: the protocol in force changes, and with it schedule and consent."""
         self.study = StudyService(self.app_ctx.db)
         self._personalization = None
         self._start_participation()
+        assistant = self.study.protocol.models.get("assistant") if self.enrolled else None
+        if assistant is not None:
+            # Joining a study switches the chat to the study's assistant model (the settings screen shows it).
+            current = self.model_settings()
+            self.app_ctx.save_model_settings(replace(current, model=assistant.model, base_url=assistant.base_url))
+            await self.chat.replace_model(self._fixed_factory or self._make_model)
 
     def needs_consent(self) -> bool:
         if self.privacy is None:
@@ -107,7 +116,35 @@ class Services:
 
     async def judge_pending(self) -> int:
         """The LLM judge on rated comparisons (verdicts are for researchers, never shown to the participant)."""
-        return await self.study.judge_pending([self.chat.model])
+        judges = self.judge_models()
+        return await self.study.judge_pending(judges) if judges else 0
+
+    # Models for the study's roles ------------------------------------------------------------
+
+    def role_model(self, role: str) -> ChatModel:
+        """The model for ``role``: the enrolled study's choice, else the participant's own chat model.
+
+        The built-in local study says ``local`` for every role, meaning "whatever the participant chats
+        with", so someone who configured a server keeps using it. The embedded model is loaded only once.
+        """
+        spec = self.study.protocol.models.get(role) if self.enrolled else None
+        return self._model_for(spec)
+
+    def judge_models(self) -> list[ChatModel]:
+        if not self.enrolled:
+            return [self.chat.model]
+        return [self._model_for(spec) for spec in self.study.protocol.judges]
+
+    def _model_for(self, spec: ModelSpec | None) -> ChatModel:
+        chat_settings = self.model_settings()
+        if spec is None or (spec.model == chat_settings.model and (spec.is_local or spec.base_url ==
+                                                                   chat_settings.base_url)):
+            return self.chat.model
+        key = (spec.model, spec.base_url)
+        if key not in self._role_models:
+            self._role_models[key] = make_model(ModelSettings(model=spec.model, base_url=spec.base_url))
+        return self._role_models[key]
+
 
     def review_plan(self) -> ReviewPlan:
         return self.study.review_plan()
@@ -117,7 +154,9 @@ class Services:
         """The three stages, on the same model as the chat (rebuilt when the model changes)."""
         model = self.chat.model
         if self._personalization is None or self._personalization_model is not model:
-            self._personalization = Personalization(self.app_ctx.db, extractor_model=model, on_record=self.record)
+            self._personalization = Personalization(
+                self.app_ctx.db, extractor_model=self.role_model("extractor"),
+                selector_model=self.role_model("selector"), on_record=self.record)
             self._personalization_model = model
         return self._personalization
 
@@ -167,6 +206,8 @@ class Services:
         return parts
 
     async def aclose(self) -> None:
+        for model in self._role_models.values():
+            await model.aclose()
         if self.records is not None:
             self.records.close()  # every record handed in reaches the outbox before the app exits
         await self.chat.aclose()

@@ -135,7 +135,7 @@ class ChatScreen(Screen[None]):
             EnrollScreen(lambda url, code: enroll(self.services.app_ctx.db, url, code)))
         if enrollment is None:
             return
-        self.services.reload_study()
+        await self.services.reload_study()
         self.notify(f"Joined {enrollment.title}. Please read the consent document.")
         self.update_status()
         self.start_participation()
@@ -160,7 +160,7 @@ class ChatScreen(Screen[None]):
         except SyncError as exc:
             self.notify(f"Withdrawn on this computer. {exc} The deletion request is retried at the next start.",
                         severity="warning", timeout=10)
-        self.services.reload_study()
+        await self.services.reload_study()
         self.update_status()
 
     @work(group="dialogs")
