@@ -12,6 +12,7 @@ from textual.widgets import Checkbox, Input
 from studyapp.tui.app import StudyApp
 from studyapp.tui.screens.chat import ChatScreen
 from studyapp.tui.screens.consent import ConsentScreen
+from studyapp.tui.screens.dialogs import ConfirmScreen
 from studyapp.tui.screens.enroll import EnrollScreen
 from studyapp.tui.screens.review import ReviewScreen
 from studyapp.tui.widgets.message_view import MessageView
@@ -65,12 +66,17 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
         await wait_for(pilot, lambda: live.storage.count_records("message") >= 2, what="the upload", timeout=30)
+        contents = [payload["content"] for _, payload in live.storage.records("message")]
 
-    contents = [payload["content"] for _, payload in live.storage.records("message")]
+        # Withdrawing from the app: confirmed, and the server keeps nothing of this participant's records.
+        app.screen.action_withdraw()
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the withdrawal question")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.services.enrolled, what="the withdrawal", timeout=30)
+        assert live.storage.count_records("message") == 0
+        assert app.services.app_ctx.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+
     assert any("Nice to meet you." in c for c in contents)
     [mine] = [c for c in contents if "write to" in c]
     assert "Alice" not in mine and "alice.johnson@example.com" not in mine
     assert "<PERSON_1>" in mine
-    # Nothing raw waits in the outbox either.
-    outbox = app.services.app_ctx.db.execute("SELECT payload FROM outbox").fetchall()
-    assert all("alice.johnson@example.com" not in row[0] for row in outbox)
