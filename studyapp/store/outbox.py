@@ -67,9 +67,12 @@ class OutboxStore:
         rows = list(self.db.query("SELECT * FROM outbox WHERE event_id = ?", [event_id]))
         return _event(rows[0]) if rows else None
 
-    def list(self, *, status: str | None = None, study_id: str | None = None,
+    def list(self, *, status: str | None = None, study_id: str | None = None, kind: str | None = None,
              limit: int | None = None) -> list[OutboxEvent]:
         where, params = [], []
+        if kind:
+            where.append("kind = ?")
+            params.append(kind)
         if status:
             where.append("status = ?")
             params.append(status)

@@ -176,7 +176,7 @@ class Uploader:
             # (the privacy layer withholds events of categories given up), and the server checks each
             # event against the consent it has received, so it must hear the latest decision first,
             # even when older events were released again after the consent changed.
-            consents = [e for e in self.outbox.list(status="approved", study_id=self.study_id) if e.kind == "consent"]
+            consents = self.outbox.list(status="approved", study_id=self.study_id, kind="consent")
             for i in range(0, len(consents), self.batch_size):
                 done += await self._send(client, consents[i : i + self.batch_size], report)
             while batch := self.outbox.ready(self.study_id, self.batch_size):
