@@ -63,15 +63,25 @@ def run_doctor(app_ctx: AppContext, *, check_model: bool, echo: Callable[[str], 
 
 
 def _extra_sections(app_ctx: AppContext) -> list[str]:
-    """Sections contributed by the study, privacy and sync parts (each optional)."""
+    """The study, what may be collected, and sync: each reported, never raised (a diagnostics tool)."""
+    from studyapp.privacy.services import PrivacyServices
+    from studyapp.study.current import current_study
+    from studyapp.sync.client import sync_status
+
     lines: list[str] = []
     try:
-        from studyapp.sync.client import sync_status
-    except ImportError:
-        return lines
+        study = current_study(app_ctx.db)
+        lines.append(f"study:           {study.status_line()}")
+        if study.problem:
+            lines.append(f"                 the enrolled protocol is unusable: {study.problem}")
+        if study.enrolled:
+            collector = PrivacyServices.create(app_ctx.db, study.protocol).collector
+            lines.append(f"collection:      {collector.status().message}")
+            lines.append(f"anonymizer:      {collector.anonymizer.status_message}")
+    except Exception as exc:
+        lines.append(f"study:           unavailable ({exc})")
     try:
-        status = sync_status(app_ctx.db)
-    except Exception as exc:  # a diagnostics tool reports; it does not crash
-        return [f"sync:            unavailable ({exc})"]
-    lines.append(f"sync:            {status}")
+        lines.append(f"sync:            {sync_status(app_ctx.db)}")
+    except Exception as exc:
+        lines.append(f"sync:            unavailable ({exc})")
     return lines

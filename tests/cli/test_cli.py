@@ -76,3 +76,17 @@ def test_corrupt_database_is_a_clear_error_not_a_traceback(tmp_path: Path) -> No
         assert "not a SQLite database" in result.output
         assert "Traceback" not in result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_doctor_reports_the_study_and_what_may_be_collected(tmp_path: Path) -> None:
+    from studyapp.study.current import save_enrollment
+    from studyapp.study.protocol import load_protocol
+
+    db = open_database(tmp_path / "studyapp.db")
+    save_enrollment(db, load_protocol(Path(__file__).parents[2] / "examples" / "study.toml"),
+                    participant_id="p-1", server_url="http://127.0.0.1:9")
+    db.close()
+    result = CliRunner().invoke(cli, ["doctor", "--no-model-check", "--data-dir", str(tmp_path)])
+    assert "study:           " in result.output and "day 1 of" in result.output
+    assert "collection:      Nothing is collected until you agree" in result.output
+    assert "anonymizer:" in result.output
