@@ -1,6 +1,6 @@
 """``python -m studyapp``: the same as the ``studyapp`` command."""
 
-from studyapp.cli import cli
+from studyapp.entry import main
 
 if __name__ == "__main__":
-    cli()
+    main()

@@ -90,3 +90,16 @@ def test_doctor_reports_the_study_and_what_may_be_collected(tmp_path: Path) -> N
     assert "study:           " in result.output and "day 1 of" in result.output
     assert "collection:      Nothing is collected until you agree" in result.output
     assert "anonymizer:" in result.output
+
+
+def test_the_console_script_keeps_pandas_out_of_the_process() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "studyapp", "--help"],
+                            capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Usage:" in result.stdout
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "sqlite_utils" in imported
+    assert "pandas" not in imported

@@ -145,7 +145,7 @@ def test_wheel_declares_both_console_scripts(wheel: Path) -> None:
         info = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
         text = zf.read(info).decode()
         metadata = zf.read(info.replace("entry_points.txt", "METADATA")).decode()
-    assert "studyapp = studyapp.cli:cli" in text
+    assert "studyapp = studyapp.entry:main" in text
     assert "studyapp-server = studyapp.server.cli:cli" in text
     extras = {ln.split(":", 1)[1].strip() for ln in metadata.splitlines() if ln.startswith("Provides-Extra:")}
     assert {"local", "server", "all"} <= extras, extras

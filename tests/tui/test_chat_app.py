@@ -22,7 +22,7 @@ from studyapp.tui.screens.memory import MemoryScreen
 from studyapp.tui.screens.search import SearchScreen
 from studyapp.tui.screens.settings import SettingsScreen
 from studyapp.tui.widgets.composer import Composer
-from studyapp.tui.widgets.conversation_list import ConversationItem, ConversationList
+from studyapp.tui.widgets.conversation_list import ConversationList
 from studyapp.tui.widgets.message_view import MessageView
 from tests.support.scripted_llm import ScriptedLLM
 from tests.tui.conftest import MemoryKeyring
@@ -75,7 +75,7 @@ async def test_type_send_and_stream_a_reply(make_app: Callable[[], StudyApp], sc
         assert app.query_one(Composer).text == ""
         conversations = store_of(app).list()
         assert [c.title for c in conversations] == ["breakfast ideas?"]
-        assert [i.conversation.title for i in app.screen.query(ConversationItem)] == ["breakfast ideas?"]
+        assert app.screen.query_one(ConversationList).titles == ["breakfast ideas?"]
 
 
 async def test_ctrl_j_adds_a_line_and_enter_sends_the_whole_message(make_app: Callable[[], StudyApp]) -> None:
@@ -223,7 +223,7 @@ async def test_rename_and_delete_with_confirmation(make_app: Callable[[], StudyA
         await wait_for(pilot, lambda: store.get(doomed.id) is None, what="the deletion")
         await pilot.pause()
         assert app.screen.conversation_id == keep.id
-        assert [i.conversation.title for i in app.screen.query(ConversationItem)] == ["Keep me"]
+        assert app.screen.query_one(ConversationList).titles == ["Keep me"]
 
 
 async def test_command_palette_runs_our_commands(make_app: Callable[[], StudyApp]) -> None:

@@ -28,7 +28,9 @@ from studyapp.tui.widgets.composer import Composer
 from studyapp.tui.widgets.conversation_list import ConversationList
 from studyapp.tui.widgets.message_view import ConversationView, MessageView
 
-PAGE_SIZE = 50
+# Messages mounted per page: more than a screenful, few enough that opening stays quick (Markdown
+# widgets are not cheap to mount).
+PAGE_SIZE = 25
 REPLY_GROUP = "reply"
 EXTRACT_GROUP = "extract"
 # Extraction waits for a pause in the conversation, and a new message cancels it (it never delays a reply).

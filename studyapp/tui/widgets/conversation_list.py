@@ -1,36 +1,45 @@
-"""The sidebar: conversations, most recent first."""
+"""The sidebar: conversations, most recent first.
+
+An OptionList draws every row as one widget, so hundreds of conversations cost one layout rather than
+hundreds of widgets; and the list is only redrawn when titles or order actually changed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.message import Message
-from textual.widgets import Label, ListItem, ListView
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
 
 from studyapp.store.conversations import Conversation
 
 
-class ConversationItem(ListItem):
-    def __init__(self, conversation: Conversation) -> None:
-        super().__init__(Label(conversation.title, markup=False), classes="conversation-item")
-        self.conversation = conversation
-
-
-class ConversationList(ListView):
+class ConversationList(OptionList):
     @dataclass
     class Chosen(Message):
         conversation_id: str
 
-    def set_conversations(self, conversations: list[Conversation], current_id: str | None) -> None:
-        self.clear()
-        items = [ConversationItem(c) for c in conversations]
-        self.extend(items)
-        for index, item in enumerate(items):
-            if item.conversation.id == current_id:
-                self.index = index
-                break
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._shown: list[tuple[str, str]] = []
 
-    def on_list_view_selected(self, event: ListView.Selected) -> None:
+    @property
+    def titles(self) -> list[str]:
+        return [title for _, title in self._shown]
+
+    def set_conversations(self, conversations: list[Conversation], current_id: str | None) -> None:
+        shown = [(c.id, c.title) for c in conversations]
+        if shown != self._shown:
+            self._shown = shown
+            self.clear_options()
+            # Text, not markup: a title is whatever the participant typed.
+            self.add_options(Option(Text(title), id=conversation_id) for conversation_id, title in shown)
+        ids = [conversation_id for conversation_id, _ in shown]
+        self.highlighted = ids.index(current_id) if current_id in ids else None
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        if isinstance(event.item, ConversationItem):
-            self.post_message(self.Chosen(event.item.conversation.id))
+        if event.option.id is not None:
+            self.post_message(self.Chosen(event.option.id))
