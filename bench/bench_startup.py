@@ -10,9 +10,9 @@ first frame, all imports included. "exit" (spawn to process end) is shown too.
 Kinds:
   studyapp      the real ``studyapp --data-dir DIR`` command (studyapp.cli), on a data dir of
                 100,000 messages in 200 conversations; the most recent one (opened at start) has 10,000.
-  floor         a bare Textual app with the same widgets (Header, sidebar ListView, VerticalScroll of
+  floor         a bare Textual app with the same widgets (Header, sidebar OptionList, VerticalScroll of
                 Markdown messages, TextArea, Footer) showing the same content: the 200 conversation
-                titles and the newest 50 messages, read by the parent from the same database.
+                titles and the newest page (PAGE_SIZE) of messages, read by the parent from the same database.
   floor-small   the same bare app with 5 short messages: what Textual alone costs.
   studyapp (no pandas), studyapp (no pandas/numpy)
                 with ``--diagnose``: studyapp with pandas (and numpy) made unimportable: what
@@ -77,7 +77,7 @@ def _exit_on_first_frame() -> None:
 def _floor_app(content: dict[str, list[str]]) -> object:
     from textual.app import App, ComposeResult
     from textual.containers import Horizontal, Vertical, VerticalScroll
-    from textual.widgets import Button, Footer, Header, Label, ListItem, ListView, Markdown, Static, TextArea
+    from textual.widgets import Button, Footer, Header, Markdown, OptionList, Static, TextArea
 
     class Floor(App[None]):
         CSS = """
@@ -96,8 +96,7 @@ def _floor_app(content: dict[str, list[str]]) -> object:
             with Horizontal(id="body"):
                 with Vertical(id="sidebar"):
                     yield Button("+ New conversation")
-                    yield ListView(*(ListItem(Label(t, markup=False)) for t in content["titles"]),
-                                   id="conversations")
+                    yield OptionList(*content["titles"], id="conversations")
                 with Vertical():
                     with VerticalScroll(id="conversation"):
                         for role, text in zip(content["roles"], content["messages"], strict=True):
@@ -125,9 +124,11 @@ def child(kind: str, data_dir: str | None) -> None:
             sys.modules[module] = None  # type: ignore[assignment]
         kind = "studyapp"
     if kind == "studyapp":
-        from studyapp.cli import cli
+        # The console script's own entry point (it keeps pandas out of the process).
+        from studyapp.entry import main
 
-        cli.main(["--data-dir", str(data_dir)], prog_name="studyapp", standalone_mode=False)
+        sys.argv = ["studyapp", "--data-dir", str(data_dir)]
+        main()
     elif kind in ("floor", "floor-small"):
         content = json.loads(Path(os.environ[FLOOR_CONTENT_ENV]).read_text())
         _floor_app(content).run()  # type: ignore[attr-defined]
@@ -156,8 +157,10 @@ def floor_content(data_dir: Path, small: bool) -> dict[str, list[str]]:
     conn = sqlite3.connect(data_dir / "studyapp.db")
     titles = [r[0] for r in conn.execute("SELECT title FROM conversations ORDER BY updated_at DESC")]
     (newest,) = conn.execute("SELECT id FROM conversations ORDER BY updated_at DESC LIMIT 1").fetchone()
-    rows = conn.execute("SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY n DESC LIMIT 50",
-                        [newest]).fetchall()[::-1]
+    from studyapp.tui.screens.chat import PAGE_SIZE
+
+    rows = conn.execute("SELECT role, content FROM messages WHERE conversation_id = ? ORDER BY n DESC LIMIT ?",
+                        [newest, PAGE_SIZE]).fetchall()[::-1]
     conn.close()
     labels = {"user": "You", "assistant": "Assistant"}
     return {"titles": titles, "roles": [labels[r] for r, _ in rows], "messages": [c for _, c in rows]}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +14,40 @@ import click
 
 from studyapp import paths
 from studyapp.context import AppContext
-from studyapp.store.db import DatabaseError
+from studyapp.store.db import DatabaseError, integrity_problem
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Commands of the other parts, imported only when used: the chat app starts without loading them
+# (the "lazily loading subcommands" pattern from click's documentation). Add a part's command here.
+LAZY_COMMANDS = {
+    "study": "studyapp.study.commands:study",
+    "judge": "studyapp.study.commands:judge",
+    "privacy": "studyapp.privacy.commands:privacy",
+    "consent": "studyapp.privacy.commands:consent",
+    "enroll": "studyapp.sync.commands:enroll",
+    "sync": "studyapp.sync.commands:sync",
+    "withdraw": "studyapp.sync.commands:withdraw",
+    "pipeline": "studyapp.personalize.commands:pipeline",
+}
+
+
+class LazyGroup(click.Group):
+    def __init__(self, *args: Any, lazy_commands: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_commands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands:
+            module_name, attribute = self.lazy_commands[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.lazy_commands[cmd_name]} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
 
 
 def data_dir_option(func: F) -> F:
@@ -47,7 +80,8 @@ def open_or_exit(app_ctx: AppContext) -> AppContext:
     return app_ctx
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @data_dir_option
 @click.option("--model", "-m", help="Model to chat with: 'local' (embedded) or a model name [env: STUDYAPP_MODEL].")
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 [env: STUDYAPP_BASE_URL].")
@@ -60,10 +94,19 @@ def cli(ctx: click.Context, data_dir: Path | None, model: str | None, base_url: 
     """
     ctx.obj = AppContext.create(data_dir, model=model, base_url=base_url)
     if ctx.invoked_subcommand is None:
+        ctx.obj.check_integrity = False  # the app checks after its first frame (StudyApp.check_integrity)
         app_ctx = open_or_exit(ctx.obj)
         from studyapp.tui.app import StudyApp
 
-        StudyApp(app_ctx).run()
+        try:
+            app = StudyApp(app_ctx)
+        except sqlite3.DatabaseError as exc:
+            # Damage the deferred check would have found: say which file and what to do, never a traceback.
+            problem = integrity_problem(app_ctx.database_path)
+            raise click.ClickException(str(problem or exc)) from exc
+        app.run()
+        if app.return_code:
+            sys.exit(app.return_code)
 
 
 @cli.command()
@@ -98,22 +141,3 @@ def export_mine(ctx: click.Context, data_dir: Path | None, out: Path) -> None:
         n_conv = len(data["conversations"])
         n_msg = sum(len(c["messages"]) for c in data["conversations"])
         click.echo(f"Wrote {n_conv} conversations ({n_msg} messages) to {out}")
-
-
-# Commands of the other parts register here, one line each.
-from studyapp.study.commands import study as _study_group  # noqa: E402
-cli.add_command(_study_group)
-from studyapp.privacy.commands import consent as _consent_command  # noqa: E402
-from studyapp.privacy.commands import privacy as _privacy_group  # noqa: E402
-cli.add_command(_privacy_group)
-cli.add_command(_consent_command)
-from studyapp.sync.commands import enroll as _enroll_command  # noqa: E402
-from studyapp.sync.commands import sync as _sync_command  # noqa: E402
-from studyapp.sync.commands import withdraw as _withdraw_command  # noqa: E402
-cli.add_command(_enroll_command)
-cli.add_command(_sync_command)
-cli.add_command(_withdraw_command)
-from studyapp.personalize.commands import pipeline as _pipeline_group  # noqa: E402
-cli.add_command(_pipeline_group)
-from studyapp.study.commands import judge as _judge_command  # noqa: E402
-cli.add_command(_judge_command)

@@ -19,6 +19,8 @@ class AppContext:
     data_dir: Path
     model_override: str | None = None
     base_url_override: str | None = None
+    # The chat app turns this off and checks integrity in the background after its first frame.
+    check_integrity: bool = True
     _db: Database | None = field(default=None, repr=False)
 
     @classmethod
@@ -33,7 +35,7 @@ class AppContext:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = open_database(self.database_path)
+            self._db = open_database(self.database_path, check_integrity=self.check_integrity)
         return self._db
 
     @cached_property

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from studyapp.context import AppContext
 from studyapp.llm.base import ChatModel
+from studyapp.store.db import integrity_problem
 from studyapp.tui.screens.chat import ChatScreen
 from studyapp.tui.services import Services
 
@@ -32,8 +34,17 @@ class StudyApp(App[None]):
         # Kept at hand for the start-up benchmark and `textual console`.
         self.started_ms = (time.perf_counter() - IMPORTED_AT) * 1000
         self.log.info(f"studyapp started in {self.started_ms:.0f} ms")
+        if not self.services.app_ctx.check_integrity:
+            self.check_integrity()
         if self.services.recovered:
             self.notify(f"{self.services.recovered} reply(ies) cut off last time were kept and marked interrupted.")
+
+    @work(thread=True, exit_on_error=False)
+    def check_integrity(self) -> None:
+        """The database's full check, off the event loop; a damaged file stops the app before more is written."""
+        problem = integrity_problem(self.services.app_ctx.database_path)
+        if problem is not None:
+            self.call_from_thread(self.exit, None, 1, str(problem))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -103,3 +103,26 @@ def test_the_console_script_keeps_pandas_out_of_the_process() -> None:
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "sqlite_utils" in imported
     assert "pandas" not in imported
+
+
+def test_the_chat_app_on_a_damaged_database_says_so_without_a_traceback(tmp_path: Path) -> None:
+    from tests.store.test_migrations import _damage
+
+    _damage(tmp_path / "studyapp.db")
+    before = (tmp_path / "studyapp.db").read_bytes()
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "corrupt" in result.output and str(tmp_path / "studyapp.db") in result.output
+    assert (tmp_path / "studyapp.db").read_bytes() == before
+
+
+def test_every_lazy_command_loads() -> None:
+    import click
+
+    from studyapp.cli import LAZY_COMMANDS
+
+    with click.Context(cli) as ctx:
+        for name in LAZY_COMMANDS:
+            command = cli.get_command(ctx, name)
+            assert isinstance(command, click.Command), name
+        assert set(LAZY_COMMANDS) <= set(cli.list_commands(ctx))

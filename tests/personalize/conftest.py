@@ -33,7 +33,7 @@ def memory(db: Database) -> MemoryStore:
 
 
 @pytest.fixture
-async def model(scripted_llm: ScriptedLLM) -> AsyncIterator[OpenAICompatModel]:  # noqa: F811
+async def model(scripted_llm: ScriptedLLM) -> AsyncIterator[OpenAICompatModel]:
     m = OpenAICompatModel(scripted_llm.base_url, scripted_llm.model)
     yield m
     await m.aclose()

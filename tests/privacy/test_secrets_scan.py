@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
 import pytest
 from click.testing import CliRunner
-from keyring.backend import KeyringBackend
 
 from studyapp import secrets
 from studyapp.cli import cli
@@ -22,37 +19,10 @@ from studyapp.study.current import save_enrollment
 from tests.privacy.conftest import make_protocol
 from tests.privacy.scan import scan_for_secrets
 from tests.privacy.test_collect import message
+from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
 
 TOKEN = "stp_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 API_KEY = "sk-test-4242424242424242424242424242"
-
-
-class MemoryKeyring(KeyringBackend):
-    """The OS keyring's stand-in: an in-memory backend (keyring's own plug-in interface)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.passwords.pop((service, username), None)
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 def test_scan_finds_secrets_in_any_encoding(tmp_path: Path) -> None:

@@ -121,3 +121,28 @@ def test_directory_in_place_of_the_file_is_a_clear_error(tmp_path: Path) -> None
     path.mkdir()
     with pytest.raises(DatabaseError, match="directory"):
         open_database(path)
+
+
+def test_integrity_problem_names_a_damaged_file_and_passes_a_sound_one(tmp_path: Path) -> None:
+    from studyapp.store.db import integrity_problem
+
+    sound = tmp_path / "sound.db"
+    open_database(sound).close()
+    assert integrity_problem(sound) is None
+    damaged = tmp_path / "damaged.db"
+    _damage(damaged)
+    problem = integrity_problem(damaged)
+    assert problem is not None and str(damaged) in str(problem) and "corrupt" in str(problem)
+
+
+def _damage(path: Path) -> None:
+    db = open_database(path)
+    store = ConversationStore(db)
+    conversation = store.create()
+    for i in range(300):
+        store.add_message(conversation.id, "user", f"message {i} " + "x" * 200)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    raw = bytearray(path.read_bytes())
+    raw[4096 * 3 : 4096 * 7] = b"\xde\xad\xbe\xef" * 4096
+    path.write_bytes(bytes(raw))

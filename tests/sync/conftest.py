@@ -3,44 +3,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 from sqlite_utils import Database
 
 from studyapp.store.db import open_database
 from tests.server.live import LiveServer, new_storage, serve
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that lives in this process only: tests never touch the OS keyring."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.passwords:
-            raise PasswordDeleteError(username)
-        del self.passwords[(service, username)]
+from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
+def _keyring(memory_keyring: MemoryKeyring) -> MemoryKeyring:
+    """Every sync test runs against the in-memory keyring, never the OS one."""
+    return memory_keyring
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from studyapp.tui.screens.settings import SettingsScreen
 from studyapp.tui.widgets.composer import Composer
 from studyapp.tui.widgets.conversation_list import ConversationList
 from studyapp.tui.widgets.message_view import MessageView
+from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import ScriptedLLM
-from tests.tui.conftest import MemoryKeyring
 from tests.tui.helpers import wait_for
 
 SIZE = (110, 36)

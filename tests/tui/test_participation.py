@@ -17,8 +17,8 @@ from studyapp.tui.screens.enroll import EnrollScreen
 from studyapp.tui.screens.review import ReviewScreen
 from studyapp.tui.widgets.message_view import MessageView
 from tests.server.live import LiveServer, new_storage, serve
+from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import ScriptedLLM
-from tests.tui.conftest import MemoryKeyring
 from tests.tui.helpers import wait_for
 
 SIZE = (110, 40)
