@@ -279,3 +279,9 @@ def m003_consent_include_earlier(db: Database) -> None:
     # Categories for which the participant chose to include records made before the grant
     # (privacy/consent.py); a JSON list, empty for every consent event recorded before this.
     db.execute("ALTER TABLE consent_events ADD COLUMN include_earlier TEXT NOT NULL DEFAULT '[]'")
+
+
+@migrations()
+def m004_streaming_index(db: Database) -> None:
+    # Each start marks replies cut off by a crash as interrupted; this keeps that from scanning every message.
+    db.execute("CREATE INDEX idx_messages_streaming ON messages(status) WHERE status = 'streaming'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 
@@ -45,6 +46,18 @@ class StudyApp(App[None]):
         problem = integrity_problem(self.services.app_ctx.database_path)
         if problem is not None:
             self.call_from_thread(self.exit, None, 1, str(problem))
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual's hook for an unhandled exception (it would print a traceback and exit). A damaged
+        # database is the participant's problem to solve, not a bug: name the file and what to do instead.
+        if isinstance(error, sqlite3.DatabaseError):
+            path = self.services.app_ctx.database_path
+            problem = integrity_problem(path)
+            self._return_code = 1
+            self.exit(None, 1, str(problem) if problem else f"{path}: the database failed ({error}). "
+                      "Nothing was overwritten; run `studyapp doctor` to check it.")
+            return
+        super()._handle_exception(error)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from studyapp.chat import ChatService
 from studyapp.context import AppContext
@@ -16,16 +17,19 @@ from studyapp.llm.factory import make_model
 from studyapp.personalize.extract import ExtractionResult
 from studyapp.personalize.memory import MemoryService
 from studyapp.personalize.pipeline import Personalization
-from studyapp.privacy.pump import RecordPump
-from studyapp.privacy.records import message_record
-from studyapp.privacy.services import PrivacyServices
-from studyapp.secrets import KeyringStatus, SecretStoreUnavailable, keyring_status, set_api_key
 from studyapp.store.conversations import Conversation, ConversationStore, Message
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import ComparisonRunner
 from studyapp.study.protocol import ModelSpec
 from studyapp.study.reviews import ReviewPlan
 from studyapp.study.service import StudyService
+
+if TYPE_CHECKING:
+    from studyapp.privacy.pump import RecordPump
+    from studyapp.privacy.services import PrivacyServices
+    from studyapp.secrets import KeyringStatus
+
+# The privacy part and the keyring load only when used (enrolled, or the settings screen): not at start.
 
 
 class Services:
@@ -62,6 +66,9 @@ class Services:
             self.records.close()
         self.privacy, self.records = None, None
         if self.study.study.enrolled:
+            from studyapp.privacy.pump import RecordPump
+            from studyapp.privacy.services import PrivacyServices
+
             self.privacy = PrivacyServices.create(self.app_ctx.db, self.study.protocol)
             self.records = RecordPump(self.app_ctx.database_path, self.study.protocol)
 
@@ -93,7 +100,10 @@ class Services:
             self.records.record(kind, dict(payload))
 
     def record_message(self, message: Message) -> None:
-        self.record(*message_record(message))
+        if self.records is not None:
+            from studyapp.privacy.records import message_record
+
+            self.record(*message_record(message))
 
     def record_rating(self, comparison_id: str) -> None:
         if self.records is not None:
@@ -184,10 +194,14 @@ class Services:
         return make_model(self.model_settings())
 
     def keyring_status(self) -> KeyringStatus:
+        from studyapp.secrets import keyring_status
+
         return keyring_status()
 
     async def apply_settings(self, settings: ModelSettings, api_key: str | None) -> str:
         """Save model settings (and the API key, in the keyring). Returns what to tell the participant."""
+        from studyapp.secrets import SecretStoreUnavailable, set_api_key
+
         message = f"Now chatting with {settings.describe()}."
         if api_key:
             try:

@@ -103,6 +103,18 @@ def test_the_console_script_keeps_pandas_out_of_the_process() -> None:
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "sqlite_utils" in imported
     assert "pandas" not in imported
+    assert "numpy" not in imported
+
+
+def test_numpy_stays_importable_after_the_lean_import() -> None:
+    import subprocess
+    import sys
+
+    code = ("from studyapp.entry import import_sqlite_utils_lean; import_sqlite_utils_lean(); "
+            "import sqlite_utils.db as d; import numpy; print(d.np is None, numpy.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).parents[2])
+    assert result.stdout.split() == ["True", "numpy"], result.stderr[-2000:]
 
 
 def test_the_chat_app_on_a_damaged_database_says_so_without_a_traceback(tmp_path: Path) -> None:

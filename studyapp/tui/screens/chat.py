@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,20 +14,19 @@ from textual.widgets import Button, Footer, Header, Label, Static
 
 from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
 from studyapp.store.conversations import SearchHit
-from studyapp.study.comparison import AttributeChoice
-from studyapp.tui.screens.attribute_review import AttributeReviewScreen
-from studyapp.tui.screens.comparison import ComparisonScreen
-from studyapp.tui.screens.consent import ConsentScreen
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
-from studyapp.tui.screens.enroll import EnrollScreen
-from studyapp.tui.screens.memory import MemoryScreen
-from studyapp.tui.screens.review import ReviewScreen
 from studyapp.tui.screens.search import SearchScreen
 from studyapp.tui.screens.settings import SettingsResult, SettingsScreen
 from studyapp.tui.services import Services
 from studyapp.tui.widgets.composer import Composer
 from studyapp.tui.widgets.conversation_list import ConversationList
 from studyapp.tui.widgets.message_view import ConversationView, MessageView
+
+if TYPE_CHECKING:
+    from studyapp.study.comparison import AttributeChoice
+
+# The study's screens (comparison, consent, review, memory ...) are imported where they open: the chat
+# screen comes up without loading them.
 
 # Messages mounted per page: more than a screenful, few enough that opening stays quick (Markdown
 # widgets are not cheap to mount).
@@ -108,6 +108,8 @@ class ChatScreen(Screen[None]):
 
     @work(group="dialogs")
     async def ask_consent(self) -> None:
+        from studyapp.tui.screens.consent import ConsentScreen
+
         privacy = self.services.privacy
         if privacy is None:
             return
@@ -129,6 +131,7 @@ class ChatScreen(Screen[None]):
     @work(group="dialogs")
     async def action_enroll(self) -> None:
         from studyapp.sync.enroll import enroll
+        from studyapp.tui.screens.enroll import EnrollScreen
 
         if self.services.enrolled:
             self.notify(f"You already take part in {self.services.study.protocol.title}.")
@@ -167,6 +170,8 @@ class ChatScreen(Screen[None]):
 
     @work(group="dialogs")
     async def action_review_uploads(self) -> None:
+        from studyapp.tui.screens.review import ReviewScreen
+
         privacy = self.services.privacy
         if privacy is None:
             self.notify("You are not enrolled in a study: nothing is waiting to be sent.")
@@ -232,6 +237,8 @@ class ChatScreen(Screen[None]):
         await self.action_new_conversation(memory_enabled=False)
 
     def action_memory(self) -> None:
+        from studyapp.tui.screens.memory import MemoryScreen
+
         self.app.push_screen(MemoryScreen(self.services.memory))
 
     @on(Button.Pressed, "#new")
@@ -321,6 +328,8 @@ class ChatScreen(Screen[None]):
 
     @work(exclusive=True, group=REPLY_GROUP)
     async def run_turn(self, conversation_id: str | None, text: str) -> None:
+        from studyapp.study.comparison import AttributeChoice
+
         view = self.query_one(ConversationView)
         saved = self.services.chat.save_user_message(conversation_id, text, memory_enabled=self.new_memory_enabled)
         if conversation_id is None:
@@ -370,6 +379,8 @@ class ChatScreen(Screen[None]):
 
     async def _run_comparison(self, saved: UserSaved, choices: list[AttributeChoice]) -> None:
         """A comparison turn: both answers side by side, blinded; the chosen one continues the conversation."""
+        from studyapp.tui.screens.comparison import ComparisonScreen
+
         runner = self.services.comparison_runner()
         screen = ComparisonScreen(
             lambda progress: runner.run(saved.conversation.id, saved.message, choices, progress=progress),
@@ -408,6 +419,8 @@ class ChatScreen(Screen[None]):
 
     async def ask_for_reviews(self) -> None:
         """The study's attribute reviews: only between replies, and never over a message being written."""
+        from studyapp.tui.screens.attribute_review import AttributeReviewScreen
+
         if self._replying() or self.query_one(Composer).text.strip() or self.app.screen is not self:
             return
         plan = self.services.review_plan()

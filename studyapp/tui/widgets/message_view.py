@@ -28,8 +28,18 @@ class MessageView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(ROLE_LABELS.get(self.message.role, self.message.role), classes="role", markup=False)
         yield Markdown(self.message.content, classes="content")
-        yield Static(self._note(), classes="note", markup=False)
-        yield Static("", classes="used", markup=False)
+        # The note and the "shaped by" line are mounted only when there is something to say: a page of
+        # messages is then two widgets each, which keeps opening a conversation quick.
+        if note := self._note():
+            yield Static(note, classes="note", markup=False)
+
+    def _line(self, cls: str) -> Static:
+        found = self.query(f".{cls}")
+        if found:
+            return found.first(Static)
+        line = Static("", classes=cls, markup=False)
+        self.mount(line)
+        return line
 
     def _note(self) -> str:
         if self.message.status == "error":
@@ -38,7 +48,9 @@ class MessageView(Vertical):
 
     def set_used(self, attributes: list[str]) -> None:
         """Show which of the participant's attributes shaped this reply (stage 2's selection)."""
-        used = self.query_one(".used", Static)
+        if not attributes and not self.query(".used"):
+            return
+        used = self._line("used")
         used.update("Shaped by your memory: " + "; ".join(attributes) if attributes else "")
         used.display = bool(attributes)
 
@@ -60,7 +72,9 @@ class MessageView(Vertical):
         self.set_classes(f"message -{message.role} -{message.status}")
         if self.markdown.source != message.content:
             await self.markdown.update(message.content)
-        self.query_one(".note", Static).update(self._note())
+        note = self._note()
+        if note or self.query(".note"):
+            self._line("note").update(note)
 
 
 class ConversationView(VerticalScroll):
