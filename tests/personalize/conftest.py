@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlite_utils import Database
 
 from studyapp.llm.openai_compat import OpenAICompatModel
 from studyapp.store.conversations import ConversationStore
-from studyapp.store.db import open_database
 from studyapp.store.memory import MemoryStore
-from tests.support.fixtures import scripted_llm  # noqa: F401
+from tests.support.fixtures import db, scripted_llm  # noqa: F401
 from tests.support.scripted_llm import ScriptedLLM
-
-
-@pytest.fixture
-def db(tmp_path) -> Iterator[Database]:
-    database = open_database(tmp_path / "studyapp.db")
-    yield database
-    database.close()
 
 
 @pytest.fixture

@@ -83,18 +83,7 @@ def test_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path) -
 
 def test_corrupt_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "studyapp.db"
-    db = open_database(path)
-    store = ConversationStore(db)
-    conversation = store.create()
-    for i in range(300):
-        store.add_message(conversation.id, "user", f"message {i} " + "x" * 200)
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
-    raw = bytearray(path.read_bytes())
-    # Overwrite the middle pages with garbage, keeping the header intact.
-    start = 4096 * 3
-    raw[start:start + 4096 * 4] = b"\xde\xad\xbe\xef" * 4096
-    path.write_bytes(bytes(raw))
+    _damage(path)
     before = path.read_bytes()
     with pytest.raises(DatabaseError) as info:
         open_database(path)
@@ -144,5 +133,6 @@ def _damage(path: Path) -> None:
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     raw = bytearray(path.read_bytes())
+    # Overwrite pages in the middle with garbage, keeping the header intact.
     raw[4096 * 3 : 4096 * 7] = b"\xde\xad\xbe\xef" * 4096
     path.write_bytes(bytes(raw))

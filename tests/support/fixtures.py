@@ -8,9 +8,12 @@ Import them into a test folder's conftest.py (pytest finds fixtures by name in t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
+from studyapp.store.db import open_database
 from tests.support.llama_server import LlamaServer, run_llama_server
 from tests.support.scripted_llm import ScriptedLLM, run_scripted_llm
 
@@ -30,3 +33,11 @@ def llama_server() -> Iterator[LlamaServer]:
     """
     with run_llama_server() as server:
         yield server
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated participant database in a real file, closed after the test."""
+    database = open_database(tmp_path / "studyapp.db")
+    yield database
+    database.close()
