@@ -109,9 +109,13 @@ class Services:
         if self.records is not None:
             self.records.record_many(self.study.comparisons.rating_records(comparison_id))
 
-    def record_verdicts(self, comparison_id: str) -> None:
-        for payload in self.study.comparisons.verdict_events(comparison_id):
-            self.record("judge_verdict", payload)
+    def record_all_verdicts(self) -> None:
+        """Hand every judge verdict to the outbox gate (a verdict offered twice is queued once)."""
+        if self.records is None:
+            return
+        for comparison in self.study.comparisons.list(rated_only=True):
+            for payload in self.study.comparisons.verdict_events(comparison.id):
+                self.record("judge_verdict", payload)
 
     # Comparison turns and reviews (studyapp.study) -----------------------------------------
 

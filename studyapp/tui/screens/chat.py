@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 PAGE_SIZE = 25
 REPLY_GROUP = "reply"
 EXTRACT_GROUP = "extract"
+JUDGE_GROUP = "judge"
 # Extraction waits for a pause in the conversation, and a new message cancels it (it never delays a reply).
 EXTRACT_DEBOUNCE_S = 3.0
 
@@ -322,8 +323,9 @@ class ChatScreen(Screen[None]):
             self.notify("A reply is still arriving: wait for it, or press Esc to stop it.")
             return
         event.composer.clear()
-        # A running extraction gives way: the participant's reply comes first.
+        # Background model work gives way: the participant's reply comes first.
         self.workers.cancel_group(self, EXTRACT_GROUP)
+        self.workers.cancel_group(self, JUDGE_GROUP)
         self.run_turn(self.conversation_id, event.text.strip())
 
     @work(exclusive=True, group=REPLY_GROUP)
@@ -397,13 +399,15 @@ class ChatScreen(Screen[None]):
         elif result.status == "cancelled":
             self.notify("Stopped. Send your message again to get an answer.")
         await self.open_conversation(saved.conversation.id)
-        if rating is not None and result.comparison_id is not None:
-            self.judge_later(result.comparison_id)
+        if rating is not None:
+            self.judge_later()
 
-    @work(group="judge")
-    async def judge_later(self, comparison_id: str) -> None:
-        await self.services.judge_pending()
-        self.services.record_verdicts(comparison_id)
+    @work(exclusive=True, group=JUDGE_GROUP)
+    async def judge_later(self) -> None:
+        """The LLM judge on every rated comparison not judged yet; a new message cancels it (it catches up
+        after the next reply), so judging never holds up the participant's answer."""
+        if await self.services.judge_pending():
+            self.services.record_all_verdicts()
 
     @work(exclusive=True, group=EXTRACT_GROUP)
     async def extract_later(self, conversation_id: str | None) -> None:
@@ -413,6 +417,10 @@ class ChatScreen(Screen[None]):
         results = await self.services.extract(conversation_id)
         added = sum(1 for r in results for e in r.events if e.action == "add")
         self.update_status()
+        refresh = getattr(self.app.screen, "refresh_rows", None)  # the memory screen, if it is open
+        if added and callable(refresh):
+            refresh()
+        self.judge_later()
         if added:
             self.notify(f"Learned {added} new thing(s) about you. Press F2 to see and judge your memory.")
             await self.ask_for_reviews()
