@@ -413,3 +413,35 @@ async def test_new_attributes_are_put_to_the_participant_between_replies(
         labels = {a.text: a.label for a in app.services.memory.attributes()}
         assert labels == {"The user has a dog": "makes_sense", "The user lives in a flat": "maybe",
                           "The user works from home": "doesnt_make_sense"}
+
+
+async def test_settings_without_a_keyring_say_the_key_was_not_saved(make_app: Callable[[], StudyApp],
+                                                                    tmp_path: Path) -> None:
+    import keyring
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), what="the settings")
+            screen = app.screen
+            assert "STUDYAPP_API_KEY" in str(screen.query_one(".warning").render())
+            await pilot.click("#remote")
+            await pilot.pause()
+            screen.query_one("#base_url", Input).value = "http://127.0.0.1:9/v1"
+            screen.query_one("#model", Input).value = "llama3"
+            screen.query_one("#api_key", Input).value = "sk-UNSAVED-777"
+            await press_button(pilot, "#save")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the settings to close")
+            notes = [n.message for n in app._notifications]
+            assert any("NOT saved" in n and "STUDYAPP_API_KEY" in n for n in notes), notes
+            assert app.services.model_settings().model == "llama3"
+        app.services.app_ctx.close()
+    finally:
+        keyring.set_keyring(previous)
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            assert b"UNSAVED-777" not in path.read_bytes()
