@@ -9,6 +9,7 @@ from studyapp.context import AppContext
 from studyapp.llm.base import LLMError
 from studyapp.llm.factory import make_model
 from studyapp.secrets import keyring_status
+from studyapp.store.conversations import ConversationStore
 from studyapp.store.db import DatabaseError, pending_migrations, schema_version
 
 PING_MESSAGES = [{"role": "user", "content": "Say hello in one word."}]
@@ -37,8 +38,7 @@ def run_doctor(app_ctx: AppContext, *, check_model: bool, echo: Callable[[str], 
         pending = pending_migrations(db)
         if pending:
             echo(f"pending:         {', '.join(pending)}")
-        n_conv = db.execute("SELECT count(*) FROM conversations").fetchone()[0]
-        n_msg = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+        n_conv, n_msg = ConversationStore(db).totals()
         echo(f"history:         {n_conv} conversations, {n_msg} messages")
     except DatabaseError as exc:
         echo(f"database error:  {exc}")

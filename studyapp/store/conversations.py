@@ -107,6 +107,12 @@ class ConversationStore:
             sql += f" LIMIT {int(limit)}"
         return [_conversation(r) for r in self.db.query(sql)]
 
+    def totals(self) -> tuple[int, int]:
+        """(conversations, messages) in the whole history."""
+        row = self.db.execute(
+            "SELECT (SELECT count(*) FROM conversations), (SELECT count(*) FROM messages)").fetchone()
+        return row[0], row[1]
+
     def rename(self, conversation_id: str, title: str) -> None:
         title = title.strip() or DEFAULT_TITLE
         with self.db.conn:
