@@ -61,6 +61,14 @@ class Health(BaseModel):
     version: str = Field(description="studyapp version of the server.")
 
 
+class ProtocolVersion(BaseModel):
+    study_id: str
+    version: str = Field(description="The protocol's [study] version.")
+    protocol: str = Field(description="The study protocol, as the exact TOML text the researchers wrote.")
+    protocol_resolved: dict[str, Any] = Field(
+        description="The same protocol validated, with consent texts inline (studyapp's Protocol.to_dict()).")
+
+
 class EnrollRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=64, description="The one-time enrollment code from the research team.",
@@ -302,6 +310,15 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
         participant_id, token = result
         return Enrollment(participant_id=participant_id, token=token, study_id=study["id"],
                           protocol=study["protocol"], protocol_resolved=json.loads(study["protocol_json"]))
+
+    @app.get("/v1/protocol", tags=["participants"], response_model=ProtocolVersion,
+             summary="The study's current protocol (apps check it at every sync)",
+             responses={401: AUTH_PROBLEMS[401], 503: AUTH_PROBLEMS[503],
+                        410: {"model": Problem, "description": "The participant has withdrawn."}})
+    def protocol(participant_id: Annotated[str, Depends(current_participant)]) -> ProtocolVersion:
+        study = storage.require_study()
+        return ProtocolVersion(study_id=study["id"], version=study["version"], protocol=study["protocol"],
+                               protocol_resolved=json.loads(study["protocol_json"]))
 
     @app.post("/v1/events", tags=["participants"], response_model=UploadResult,
               summary="Upload a batch of events (each stored at most once)",

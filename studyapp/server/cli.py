@@ -77,6 +77,23 @@ def init(db_path: Path, protocol_path: Path, researcher: str) -> None:
     click.echo(token)
 
 
+@cli.command("update-protocol")
+@db_option
+@click.option("--protocol", "protocol_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The new version of the study protocol (same [study] id, higher version).")
+def update_protocol(db_path: Path, protocol_path: Path) -> None:
+    """Publish a new protocol version; apps pick it up at their next sync (a new consent asks again)."""
+    study_id, title, version, text, data = read_protocol(protocol_path)
+    storage = open_storage(db_path)
+    try:
+        previous = storage.update_protocol(study_id=study_id, title=title, version=version, protocol=text,
+                                           protocol_data=data)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Study {study_id!r}: protocol version {previous} -> {version}. Participants receive it at their "
+               "next sync.")
+
+
 @cli.group()
 def codes() -> None:
     """One-time enrollment codes."""

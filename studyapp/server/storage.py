@@ -161,6 +161,26 @@ class Storage:
                          [study_id, title, version, protocol, json.dumps(protocol_data, sort_keys=True), now()])
             return self._add_researcher(conn, researcher)
 
+    def update_protocol(self, *, study_id: str, title: str, version: str, protocol: str,
+                        protocol_data: dict[str, Any]) -> str:
+        """Publish a new version of the study's protocol; returns the version it replaced.
+
+        Participants' apps pick it up at their next sync; a new consent document makes them ask again
+        before anything more is collected. Keep the earlier [[consent]] entries in the file, so records
+        made under them still validate.
+        """
+        study = self.require_study()
+        if study_id != study["id"]:
+            raise StorageError(f"This protocol is for study {study_id!r}, but {self.path} holds study "
+                               f"{study['id']!r}. Use the file of that study.")
+        if version == study["version"]:
+            raise StorageError(f"Study {study_id!r} is already at version {version!r}: raise [study] version "
+                               "in the file to publish a change.")
+        with self.write() as conn:
+            conn.execute("UPDATE study SET title = ?, version = ?, protocol = ?, protocol_json = ?",
+                         [title, version, protocol, json.dumps(protocol_data, sort_keys=True)])
+        return str(study["version"])
+
     def add_researcher(self, name: str) -> str:
         with self.write() as conn:
             return self._add_researcher(conn, name)

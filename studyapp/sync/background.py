@@ -25,6 +25,7 @@ from studyapp.sync.client import (
     run_sync,
     sync_status,
 )
+from studyapp.sync.protocol import refresh_protocol
 
 DEFAULT_INTERVAL = 300.0
 
@@ -34,6 +35,8 @@ class SyncRound:
     status: SyncStatus
     report: SyncReport | None  # None when the round failed or there was nothing to do
     error: str | None
+    # The server published a new protocol version this round (stored; the app asks for consent again).
+    protocol_changed: bool = False
 
 
 class BackgroundSync:
@@ -70,8 +73,14 @@ class BackgroundSync:
                 pass
             except SyncError as exc:
                 error = str(exc)
+        protocol_changed = False
+        if error is None and status.study_id is not None and not status.withdrawal_pending:
+            try:
+                protocol_changed = await refresh_protocol(self.db, transport=self.transport) is not None
+            except SyncError as exc:
+                error = str(exc)
         self.rounds += 1
-        result = SyncRound(sync_status(self.db), report, error)
+        result = SyncRound(sync_status(self.db), report, error, protocol_changed)
         if self.on_status is not None:
             self.on_status(result)
         return result

@@ -93,14 +93,26 @@ class ChatScreen(Screen[None]):
 
     @work(exclusive=True, group="sync")
     async def background_sync(self) -> None:
-        from studyapp.sync.background import BackgroundSync
+        from studyapp.sync.background import BackgroundSync, SyncRound
 
-        def on_status(round_: object) -> None:
-            self.services.sync_line = round_.status.short()  # type: ignore[attr-defined]
+        def on_status(round_: SyncRound) -> None:
+            self.services.sync_line = round_.status.short()
             self.update_status()
+            if round_.protocol_changed:
+                self.new_protocol()
 
         self.sync = BackgroundSync(self.services.app_ctx.db, on_status=on_status)
         await self.sync.run()
+
+    @work(group="dialogs")
+    async def new_protocol(self) -> None:
+        """The study published a new protocol version: take it on, and ask again if its consent changed."""
+        await self.services.reload_study()
+        self.update_status()
+        if self.services.needs_consent():
+            self.notify("The study changed its consent document: nothing more is collected until you read it.",
+                        severity="warning", timeout=10)
+            self.ask_consent()
 
     def nudge_sync(self) -> None:
         sync = getattr(self, "sync", None)

@@ -1,0 +1,52 @@
+"""New protocol versions: the app asks the server for the study's current protocol at every sync.
+
+A new version is stored in place of the old one (enrollment time and participant id stay). If it brings a new
+consent document, the privacy layer queues nothing more until the participant has read and agreed to it, and
+the app asks them at once.
+"""
+
+from __future__ import annotations
+
+import httpx
+from sqlite_utils import Database
+
+from studyapp import __version__
+from studyapp.secrets import get_participant_token
+from studyapp.store.studies import StudyStore
+from studyapp.study.protocol import Protocol, ProtocolError, protocol_from_dict
+from studyapp.sync.client import TIMEOUT, ServerUnreachable, SyncError, TokenRefused
+
+
+async def refresh_protocol(db: Database, *, transport: httpx.AsyncBaseTransport | None = None) -> Protocol | None:
+    """Store the server's protocol if its version differs from ours; returns it, or None when unchanged."""
+    study = StudyStore(db).current()
+    if study is None or not study.server_url:
+        return None
+    token = get_participant_token(study.id)
+    if not token:
+        return None
+    try:
+        async with httpx.AsyncClient(base_url=study.server_url, transport=transport, timeout=TIMEOUT,
+                                     headers={"User-Agent": f"studyapp/{__version__}"}) as client:
+            response = await client.get("/v1/protocol", headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        raise ServerUnreachable(f"Could not ask {study.server_url} for the study's protocol ({exc}); "
+                                "it is asked again at the next sync.") from exc
+    if response.status_code == 401:
+        raise TokenRefused("The server no longer accepts this participant token: re-enroll with a new code.")
+    if response.status_code != 200:
+        raise SyncError(f"The server answered {response.status_code} when asked for the study's protocol; "
+                        "it is asked again at the next sync.")
+    try:
+        data = response.json()
+        current_version = str(study.protocol.get("study", {}).get("version"))
+        if str(data["version"]) == current_version:
+            return None
+        protocol = protocol_from_dict(data["protocol_resolved"], source=f"{study.server_url}/v1/protocol")
+    except (ValueError, KeyError, TypeError, ProtocolError) as exc:
+        # Keep the protocol we have rather than replace it with one we cannot read.
+        raise SyncError(f"The server sent a protocol this app cannot use ({exc}); keeping the current one.") from exc
+    if protocol.id != study.id:
+        raise SyncError(f"The server sent the protocol of study {protocol.id!r}, not {study.id!r}; keeping ours.")
+    StudyStore(db).update_protocol(study.id, protocol.to_dict())
+    return protocol
