@@ -68,6 +68,17 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
         await wait_for(pilot, lambda: live.storage.count_records("message") >= 2, what="the upload", timeout=30)
         contents = [payload["content"] for _, payload in live.storage.records("message")]
 
+        # The study publishes a new consent text: the app takes it on at its next sync and asks again.
+        from tests.sync.test_protocol_updates import VERSION_2, publish
+
+        publish(live, VERSION_2)
+        app.screen.nudge_sync()
+        await wait_for(pilot, lambda: isinstance(app.screen, ConsentScreen), what="the new consent", timeout=30)
+        assert app.screen.document.version == "2"
+        app.screen.action_accept()
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
+        assert not app.services.needs_consent()
+
         # Withdrawing from the app: confirmed, and the server keeps nothing of this participant's records.
         app.screen.action_withdraw()
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the withdrawal question")
