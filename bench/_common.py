@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -243,3 +244,18 @@ def git_revision() -> str:
                               text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
+
+
+async def raw_stream_first_token(client: Any, body: dict[str, Any]) -> float:
+    """Seconds from sending a streaming chat request with a bare httpx client to the first text delta:
+    the server's own time to first token, against which the app's is measured."""
+    started = time.perf_counter()
+    async with client.stream("POST", "chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                continue
+            choices = json.loads(line[5:]).get("choices") or [{}]
+            if (choices[0].get("delta") or {}).get("content"):
+                return time.perf_counter() - started
+    raise RuntimeError("the server streamed no text")

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import sys
@@ -43,7 +42,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import describe_ms, git_revision, machine, startup_history
+from _common import describe_ms, git_revision, machine, raw_stream_first_token, startup_history
 from textual.widgets import Markdown
 
 from studyapp.context import AppContext
@@ -108,16 +107,7 @@ async def server_first_token(client: httpx.AsyncClient, model: str, text: str) -
                       created_at="")
     messages, _ = build_messages([message], [], context_messages=20)
     body = {"model": model, "messages": messages, "stream": True, **PARAMS.to_dict()}
-    started = time.perf_counter()
-    async with client.stream("POST", "chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data:") or line.strip() == "data: [DONE]":
-                continue
-            choices = json.loads(line[5:]).get("choices") or [{}]
-            if (choices[0].get("delta") or {}).get("content"):
-                return time.perf_counter() - started
-    raise RuntimeError("the server streamed no text")
+    return await raw_stream_first_token(client, body)
 
 
 async def measure(label: str, base_url: str, model: str, data_dir: Path, runs: int, frame: FirstFrame) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -21,7 +20,10 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import raw_stream_first_token
 
 from studyapp.llm.base import ChatParams
 from studyapp.llm.openai_compat import OpenAICompatModel
@@ -34,16 +36,7 @@ PARAMS = ChatParams(temperature=0.0, max_tokens=16, seed=1)
 
 async def raw_first_token(client: httpx.AsyncClient, model: str) -> float:
     body = {"model": model, "messages": MESSAGES, "stream": True, **PARAMS.to_dict()}
-    started = time.perf_counter()
-    async with client.stream("POST", "chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data:") or line.strip() == "data: [DONE]":
-                continue
-            choices = json.loads(line[5:]).get("choices") or [{}]
-            if (choices[0].get("delta") or {}).get("content"):
-                return time.perf_counter() - started
-    raise RuntimeError("the server streamed no text")
+    return await raw_stream_first_token(client, body)
 
 
 async def client_first_token(model: OpenAICompatModel) -> float:
