@@ -16,6 +16,7 @@ from studyapp.tui.screens.dialogs import ConfirmScreen
 from studyapp.tui.screens.enroll import EnrollScreen
 from studyapp.tui.screens.review import ReviewScreen
 from studyapp.tui.widgets.message_view import MessageView
+from tests.privacy.scan import scan_for_secrets
 from tests.server.live import LiveServer, new_storage, serve
 from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import ScriptedLLM
@@ -55,6 +56,7 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
         assert app.services.enrolled
         assert memory_keyring.passwords, "the participant token is in the keyring"
+        [token] = memory_keyring.passwords.values()
 
         await pilot.press(*"My name is Alice Johnson, write to alice.johnson@example.com", "enter")
         await wait_for(pilot, lambda: [v.message.status for v in app.screen.query(MessageView)] ==
@@ -91,3 +93,6 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
     [mine] = [c for c in contents if "write to" in c]
     assert "Alice" not in mine and "alice.johnson@example.com" not in mine
     assert "<PERSON_1>" in mine
+    # After the whole session, the participant token is nowhere under the data dir (any encoding).
+    app.services.app_ctx.close()
+    assert scan_for_secrets(app.services.app_ctx.data_dir, {"participant token": token}) == []
