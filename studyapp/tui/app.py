@@ -74,6 +74,8 @@ class StudyApp(App[None]):
                                 screen.action_consent)
             yield SystemCommand("Review uploads", "See exactly what will be sent; approve or withhold it",
                                 screen.action_review_uploads)
+            yield SystemCommand("Upload status", "What waits to be sent, what the server refused and why",
+                                screen.action_sync_status)
             yield SystemCommand("Withdraw from the study", "Stop taking part and have your records deleted",
                                 screen.action_withdraw)
             yield SystemCommand("New conversation without memory",

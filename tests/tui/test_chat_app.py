@@ -445,3 +445,23 @@ async def test_settings_without_a_keyring_say_the_key_was_not_saved(make_app: Ca
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
             assert b"UNSAVED-777" not in path.read_bytes()
+
+
+async def test_upload_status_names_rejected_events_and_their_reasons(make_app: Callable[[], StudyApp]) -> None:
+    from studyapp.store.outbox import OutboxStore
+    from studyapp.study.current import save_enrollment
+    from studyapp.study.protocol import load_protocol
+
+    app = make_app()
+    db = app.services.app_ctx.db
+    protocol = load_protocol(Path(__file__).parents[2] / "examples" / "study.toml")
+    save_enrollment(db, protocol, participant_id="p-1", server_url="http://127.0.0.1:9")
+    outbox = OutboxStore(db)
+    event = outbox.add(study_id=protocol.id, kind="message", category="conversation_text",
+                       payload={}, consent_version="1", approved=True)
+    outbox.reject(event, "field 'content' is missing")
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.action_sync_status()
+        await pilot.pause()
+        [note] = [n for n in app._notifications if n.title == "Uploads"]
+        assert "1 rejected" in note.message and "field 'content' is missing" in note.message

@@ -114,6 +114,13 @@ class ChatScreen(Screen[None]):
                         severity="warning", timeout=10)
             self.ask_consent()
 
+    def action_sync_status(self) -> None:
+        """What waits to be sent, what the server refused and why (as `studyapp doctor` prints it)."""
+        from studyapp.sync.client import sync_status
+
+        self.notify(str(sync_status(self.services.app_ctx.db)), title="Uploads", timeout=20, markup=False)
+        self.nudge_sync()
+
     def nudge_sync(self) -> None:
         sync = getattr(self, "sync", None)
         if sync is not None:
@@ -147,14 +154,14 @@ class ChatScreen(Screen[None]):
         from studyapp.tui.screens.enroll import EnrollScreen
 
         if self.services.enrolled:
-            self.notify(f"You already take part in {self.services.study.protocol.title}.")
+            self.notify(f"You already take part in {self.services.study.protocol.title}.", markup=False)
             return
         enrollment = await self.app.push_screen_wait(
             EnrollScreen(lambda url, code: enroll(self.services.app_ctx.db, url, code)))
         if enrollment is None:
             return
         await self.services.reload_study()
-        self.notify(f"Joined {enrollment.title}. Please read the consent document.")
+        self.notify(f"Joined {enrollment.title}. Please read the consent document.", markup=False)
         self.update_status()
         self.start_participation()
 
@@ -177,7 +184,7 @@ class ChatScreen(Screen[None]):
             self.notify("Withdrawn: the server confirmed it deleted your records.")
         except SyncError as exc:
             self.notify(f"Withdrawn on this computer. {exc} The deletion request is retried at the next start.",
-                        severity="warning", timeout=10)
+                        severity="warning", timeout=10, markup=False)
         await self.services.reload_study()
         self.update_status()
 
@@ -301,7 +308,7 @@ class ChatScreen(Screen[None]):
             self.services.conversations.delete(self.conversation_id)
             remaining = self.services.conversations.list(limit=1)
             await self.open_conversation(remaining[0].id if remaining else None)
-            self.notify(f"Deleted “{title}”.")
+            self.notify(f"Deleted “{title}”.", markup=False)
 
     @work(group="dialogs")
     async def action_search(self) -> None:
@@ -318,7 +325,7 @@ class ChatScreen(Screen[None]):
         if result is None:
             return
         message = await self.services.apply_settings(result.settings, result.api_key)
-        self.notify(message, severity="warning" if "keyring" in message.lower() else "information")
+        self.notify(message, severity="warning" if "keyring" in message.lower() else "information", markup=False)
         self.update_status()
 
     def action_focus_conversations(self) -> None:
@@ -383,7 +390,8 @@ class ChatScreen(Screen[None]):
                     self.services.record_message(event.message)
                     self.nudge_sync()
                     if event.message.status == "error":
-                        self.notify(event.message.error or "The reply failed.", severity="error", timeout=8)
+                        self.notify(event.message.error or "The reply failed.", severity="error", timeout=8,
+                                    markup=False)
         except asyncio.CancelledError:
             if reply_view is not None:
                 stored = self.services.conversations.get_message(reply_view.message.id)
@@ -407,7 +415,7 @@ class ChatScreen(Screen[None]):
             self.services.record_rating(result.comparison_id)
             self.nudge_sync()
         if result.status == "failed":
-            self.notify(result.error or "The comparison failed.", severity="error", timeout=8)
+            self.notify(result.error or "The comparison failed.", severity="error", timeout=8, markup=False)
         elif result.status == "cancelled":
             self.notify("Stopped. Send your message again to get an answer.")
         await self.open_conversation(saved.conversation.id)
