@@ -25,11 +25,15 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support, run from anywhere
+
 from studyapp.server.storage import Storage
 from studyapp.store.db import open_database
 from studyapp.store.outbox import OutboxStore
 from studyapp.study.protocol import parse_protocol
 from studyapp.sync.client import RetryPolicy, Uploader
+from tests.server.live import new_storage
+from tests.support.net import free_port
 
 PROTOCOL = """
 [study]
@@ -101,20 +105,8 @@ class ServerProcess:
         self.proc.wait(20)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_server_db(path: Path) -> tuple[Storage, str]:
-    storage = Storage(path)
-    protocol = parse_protocol(PROTOCOL, source="bench")
-    token = storage.init_study(study_id=protocol.id, title=protocol.title, version=protocol.version,
-                               protocol=PROTOCOL, protocol_data=protocol.to_dict())
-    return storage, token
+    return new_storage(path, PROTOCOL)
 
 
 def raw_insert_rate(rows: list[tuple], batch: int, path: Path) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from studyapp.server.app import create_app
@@ -62,12 +63,13 @@ min_attributes = 1
 ALL_CATEGORIES = ["attribute_labels", "attributes", "conversation_text", "ratings", "relevance_labels"]
 
 
-def new_storage(path: Path) -> tuple[Storage, str]:
-    """A migrated server database holding the test study; returns it with the researcher token."""
+def new_storage(path: Path, protocol_text: str = PROTOCOL) -> tuple[Storage, str]:
+    """A migrated server database holding a study (the test study by default); returns it with the
+    researcher token."""
     storage = Storage(path)
-    protocol = parse_protocol(PROTOCOL, source="test")
+    protocol = parse_protocol(protocol_text, source=str(path))
     token = storage.init_study(study_id=protocol.id, title=protocol.title, version=protocol.version,
-                               protocol=PROTOCOL, protocol_data=protocol.to_dict())
+                               protocol=protocol_text, protocol_data=protocol.to_dict())
     return storage, token
 
 
@@ -188,3 +190,12 @@ def json_payload(e: dict[str, Any]) -> str:
     import json
 
     return json.dumps(e["payload"], ensure_ascii=False, sort_keys=True)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real uvicorn server on 127.0.0.1 with a fresh study database (import it into a conftest)."""
+    storage, token = new_storage(tmp_path / "server.db")
+    with serve(storage) as base_url:
+        yield LiveServer(base_url, storage, token)
+    storage.close()

@@ -3,10 +3,8 @@ anonymized on a real collection server (uvicorn on 127.0.0.1)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
 from textual.widgets import Checkbox, Input
 
 from studyapp.tui.app import StudyApp
@@ -17,20 +15,12 @@ from studyapp.tui.screens.enroll import EnrollScreen
 from studyapp.tui.screens.review import ReviewScreen
 from studyapp.tui.widgets.message_view import MessageView
 from tests.privacy.scan import scan_for_secrets
-from tests.server.live import LiveServer, new_storage, serve
+from tests.server.live import LiveServer, live  # noqa: F401
 from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import ScriptedLLM
 from tests.tui.helpers import wait_for
 
 SIZE = (110, 40)
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
-    storage, token = new_storage(tmp_path / "server.db")
-    with serve(storage) as base_url:
-        yield LiveServer(base_url, storage, token)
-    storage.close()
 
 
 async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM,
