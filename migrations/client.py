@@ -285,3 +285,89 @@ def m003_consent_include_earlier(db: Database) -> None:
 def m004_streaming_index(db: Database) -> None:
     # Each start marks replies cut off by a crash as interrupted; this keeps that from scanning every message.
     db.execute("CREATE INDEX idx_messages_streaming ON messages(status) WHERE status = 'streaming'")
+
+
+@migrations()
+def m005_collect_queue(db: Database) -> None:
+    # Where the participant gave a stage-1 label: the study's review prompt or the memory screen
+    # (NULL for labels given before this migration, when it was not recorded).
+    db.execute("ALTER TABLE attribute_labels ADD COLUMN source TEXT "
+               "CHECK (source IS NULL OR source IN ('review_prompt', 'memory_screen'))")
+    # An upload in flight claims its events, so a re-scrub, withhold or approval never changes an event
+    # between the moment its payload is read for sending and the server's answer (sync/client.py).
+    db.execute("ALTER TABLE outbox ADD COLUMN claim_id TEXT")
+    db.execute("ALTER TABLE outbox ADD COLUMN claimed_at TEXT")
+    # The transactional outbox's intake (studyapp/store/collect_queue.py): while the install is
+    # enrolled, every study record written is also noted here *in the same transaction*, by the triggers
+    # below, so a crash between writing a rating and the privacy gate can no longer lose it. The record pump
+    # drains this table at start and after every change, and removes a row in the same transaction that
+    # queues its anonymized event. source_id names the source row; payload is a snapshot only for
+    # attributes, the one record kind that changes after it is written.
+    db.execute(
+        """
+        CREATE TABLE collect_queue (
+            n INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            payload TEXT,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'))
+        )
+        """
+    )
+    enrolled = "EXISTS (SELECT 1 FROM studies WHERE withdrawn_at IS NULL)"
+    finished = "('complete', 'interrupted', 'error')"
+    # A message is a record once it is finished: a participant's message when saved, a reply when it ends
+    # (also when a crash left it streaming and the next start marks it interrupted). Comparison arms are
+    # not messages of the thread: they travel in the comparison record.
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_message_insert AFTER INSERT ON messages
+        WHEN NEW.status IN {finished} AND NEW.role != 'system' AND NEW.arm IS NULL AND {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('message', NEW.id); END
+        """
+    )
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_message_finish AFTER UPDATE OF status ON messages
+        WHEN OLD.status = 'streaming' AND NEW.status IN {finished} AND NEW.role != 'system' AND NEW.arm IS NULL
+             AND {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('message', NEW.id); END
+        """
+    )
+    snapshot = ("json_object('attribute_id', NEW.id, 'text', NEW.text, 'reason', NEW.reason, "
+                "'confidence', NEW.confidence, 'origin', NEW.origin, 'status', NEW.status, "
+                "'created_at', NEW.created_at, 'updated_at', NEW.updated_at)")
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_attribute_insert AFTER INSERT ON attributes WHEN {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id, payload) VALUES ('attribute', NEW.id, {snapshot}); END
+        """
+    )
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_attribute_update AFTER UPDATE ON attributes
+        WHEN (NEW.updated_at IS NOT OLD.updated_at OR NEW.status IS NOT OLD.status OR NEW.text IS NOT OLD.text)
+             AND {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id, payload) VALUES ('attribute', NEW.id, {snapshot}); END
+        """
+    )
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_attribute_label AFTER INSERT ON attribute_labels WHEN {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('attribute_label', NEW.id); END
+        """
+    )
+    # A rating (or skip) and its relevance labels are written in one transaction; the rating row names them all.
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_rating AFTER INSERT ON ratings WHEN {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('comparison', NEW.comparison_id); END
+        """
+    )
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_judge_verdict AFTER INSERT ON judge_verdicts
+        WHEN NEW.rating IS NOT NULL AND {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('judge_verdict', NEW.id); END
+        """
+    )

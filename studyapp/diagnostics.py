@@ -74,12 +74,20 @@ def _extra_sections(app_ctx: AppContext) -> list[str]:
         lines.append(f"study:           {study.status_line()}")
         if study.problem:
             lines.append(f"                 the enrolled protocol is unusable: {study.problem}")
-        if study.enrolled:
+        if study.enrolled and study.usable:
             collector = PrivacyServices.create(app_ctx.db, study.protocol).collector
             lines.append(f"collection:      {collector.status().message}")
             lines.append(f"anonymizer:      {collector.anonymizer.status_message}")
     except Exception as exc:
         lines.append(f"study:           unavailable ({exc})")
+    try:
+        from studyapp.study.roles import role_problems
+
+        problems = role_problems(app_ctx.db)
+        lines.append("study models:    " + ("working (no failure since the last success)" if not problems else
+                                           f"\n{' ' * 17}".join(p.describe() for p in problems)))
+    except Exception as exc:
+        lines.append(f"study models:    unavailable ({exc})")
     try:
         lines.append(f"sync:            {sync_status(app_ctx.db)}")
     except Exception as exc:

@@ -37,7 +37,8 @@ EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
         ("comparison_id", "attribute_id", "selected_by_model", "model_relevant"),
         ("human_relevant",),
     ),
-    "judge_verdict": ("ratings", ("comparison_id", "judge_model", "personalized_side", "rating"), ()),
+    # verdict_id (optional: older apps did not send it) tells re-runs of the same judge and order apart.
+    "judge_verdict": ("ratings", ("comparison_id", "judge_model", "personalized_side", "rating"), ("verdict_id",)),
 }
 
 # Fields holding free text written by or about the participant: anonymized on device before queueing.

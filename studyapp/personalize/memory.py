@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from difflib import SequenceMatcher
@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 
 # Called with (event kind, payload) after a change is committed: ("attribute", ...) or ("attribute_label", ...),
 # payloads with the fields of studyapp.events. The app passes the privacy collector here.
-RecordSink = Callable[[str, dict[str, Any]], None]
+# Called after a change the study may collect was committed. The record itself needs no hand-over: while
+# enrolled, the database notes it for the privacy gate in the same transaction (migration m005); this only
+# wakes the gate so it goes out soon.
+ChangeHook = Callable[[], None]
 
 RECONCILE_TEMPLATE = "reconcile"
 # How many existing attributes the model sees per reconciliation: the most similar ones (bounded prompt).
@@ -341,30 +344,23 @@ class AttributeRow:
         return f"{int(seconds // 86400)} d"
 
 
-def emit_attribute_records(store: MemoryStore, sink: RecordSink | None, attribute_ids: Iterable[str]) -> None:
-    """Hand the current state of each changed attribute to ``sink`` (once per attribute)."""
-    if sink is None:
+def notify_change(on_change: ChangeHook | None) -> None:
+    """Tell the study side that records were written (the database already holds them, see ``ChangeHook``)."""
+    if on_change is None:
         return
-    for attribute_id in dict.fromkeys(attribute_ids):
-        record = store.attribute_record(attribute_id)
-        if record is not None:
-            _emit(sink, "attribute", record)
-
-
-def _emit(sink: RecordSink, kind: str, payload: dict[str, Any]) -> None:
     try:
-        sink(kind, payload)
+        on_change()
     except Exception:
-        # The memory change is committed either way; a study record that cannot be queued must not undo it.
-        log.exception("could not hand a %s record to the study", kind)
+        # The memory change is committed, and noted for the study in the same transaction: nothing is lost.
+        log.exception("could not wake the study's record pump")
 
 
 class MemoryService:
     """The participant's view of and actions on their memory (no SQL in the screen, no Textual here)."""
 
-    def __init__(self, store: MemoryStore, *, on_record: RecordSink | None = None) -> None:
+    def __init__(self, store: MemoryStore, *, on_change: ChangeHook | None = None) -> None:
         self.store = store
-        self.on_record = on_record
+        self.on_change = on_change
 
     def attributes(self) -> list[AttributeRow]:
         return [
@@ -384,25 +380,24 @@ class MemoryService:
     def evidence(self, attribute_id: str) -> list[Message]:
         return self.store.evidence_messages(attribute_id)
 
-    def label(self, attribute_id: str, label: str) -> str:
-        labeled_at = self.store.label(attribute_id, label)
-        if self.on_record is not None:
-            _emit(self.on_record, "attribute_label",
-                  {"attribute_id": attribute_id, "label": label, "labeled_at": labeled_at})
+    def label(self, attribute_id: str, label: str, *, source: str) -> str:
+        """Store a label the participant gave in ``source`` (LABEL_SOURCES); returns labeled_at."""
+        labeled_at = self.store.label(attribute_id, label, source=source)
+        notify_change(self.on_change)
         return labeled_at
 
     def edit(self, attribute_id: str, text: str) -> Attribute:
         attribute = self.store.edit(attribute_id, text)
-        emit_attribute_records(self.store, self.on_record, [attribute_id])
+        notify_change(self.on_change)
         return attribute
 
     def forget(self, attribute_id: str) -> None:
         self.store.forget(attribute_id)
-        emit_attribute_records(self.store, self.on_record, [attribute_id])
+        notify_change(self.on_change)
 
     def add(self, text: str) -> Attribute:
         attribute = self.store.add_participant_attribute(text)
-        emit_attribute_records(self.store, self.on_record, [attribute.id])
+        notify_change(self.on_change)
         return attribute
 
     def history(self, attribute_id: str) -> list[AttributeEvent]:

@@ -7,9 +7,9 @@
     await personalization.extract(conversation.id)                            # stage 1, in the background
 
 A conversation with memory off gets no selection (nothing from memory is used) and nothing is extracted
-from it. ``memory`` is the ``MemoryService`` for the memory screen. ``on_record(kind, payload)`` receives
-every committed attribute change ("attribute") and label ("attribute_label") as a study record with the
-fields of studyapp.events, for the privacy collector (which checks consent and anonymizes).
+from it. ``memory`` is the ``MemoryService`` for the memory screen. ``on_change()`` is called after every
+committed attribute change or label, to wake the privacy gate (the record itself is noted for it by the
+database, in the same transaction).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlite_utils import Database
 from studyapp.llm.base import ChatMessage, ChatModel
 from studyapp.personalize.extract import DEFAULT_THRESHOLD, ExtractionResult, Extractor
 from studyapp.personalize.generate import build_messages
-from studyapp.personalize.memory import MemoryService, RecordSink, emit_attribute_records
+from studyapp.personalize.memory import ChangeHook, MemoryService, notify_change
 from studyapp.personalize.select import SelectionResult, Selector
 from studyapp.store.conversations import Conversation, Message
 from studyapp.store.memory import Attribute, MemoryStore
@@ -35,13 +35,13 @@ class Personalization:
         extractor_model: ChatModel,
         selector_model: ChatModel | None = None,
         threshold: float = DEFAULT_THRESHOLD,
-        on_record: RecordSink | None = None,
+        on_change: ChangeHook | None = None,
     ) -> None:
         self.store = MemoryStore(db)
-        self.on_record = on_record
+        self.on_change = on_change
         self.extractor = Extractor(extractor_model, self.store, threshold=threshold)
         self.selector = Selector(selector_model or extractor_model, self.store)
-        self.memory = MemoryService(self.store, on_record=on_record)
+        self.memory = MemoryService(self.store, on_change=on_change)
 
     def attributes(self) -> list[Attribute]:
         return self.store.list_attributes()
@@ -69,10 +69,11 @@ class Personalization:
     async def extract(self, conversation_id: str | None = None) -> list[ExtractionResult]:
         """Stage 1 over everything pending (of one conversation, or all). Never raises for model problems.
 
-        Every attribute a run changed is handed to ``on_record`` as an "attribute" study record.
+        Calls ``on_change`` when a run changed the memory.
         """
         results = await self.extractor.run_pending(conversation_id)
-        emit_attribute_records(self.store, self.on_record, [e.attribute_id for r in results for e in r.events])
+        if any(r.events for r in results):
+            notify_change(self.on_change)
         return results
 
     def used_attributes(self, message_id: str) -> list[Attribute]:

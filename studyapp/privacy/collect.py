@@ -24,6 +24,7 @@ from sqlite_utils import Database
 
 from studyapp.events import EVENT_KINDS, TEXT_FIELDS
 from studyapp.store.outbox import OutboxStore
+from studyapp.store.util import atomic
 from studyapp.study.protocol import Protocol
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ RECORD_KEY_FIELDS: dict[str, tuple[str, ...]] = {
     "attribute_label": ("attribute_id", "labeled_at"),
     "comparison": ("comparison_id", "rated_at", "skipped"),
     "relevance_label": ("comparison_id", "attribute_id"),
-    "judge_verdict": ("comparison_id", "judge_model"),
+    # Both orders of a pair, and every re-run, are records of their own.
+    "judge_verdict": ("comparison_id", "judge_model", "personalized_side", "verdict_id"),
 }
 
 
@@ -62,6 +64,22 @@ def event_id_for(kind: str, payload: dict[str, Any]) -> str:
 
 class CollectError(ValueError):
     """A malformed record (a programming error in the caller); the message names the field."""
+
+
+class AnonymizationFailed(RuntimeError):
+    """The anonymizer failed on a batch: nothing of it was queued, and the records stay where they are."""
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    """A record that passed the gate (consent, anonymization), ready for the outbox."""
+
+    event_id: str
+    kind: str
+    category: str
+    payload: dict[str, Any]
+    consent_version: str | None
+    approved: bool
 
 
 @dataclass(frozen=True)
@@ -163,9 +181,25 @@ class Collector:
                      event_ids: Iterable[str | None] | None = None) -> list[str | None]:
         """``collect`` for many records, anonymizing their texts in one batch (e.g. include-earlier backfill)."""
         records = list(records)
+        try:
+            prepared = self.prepare(records, event_ids=event_ids)
+        except AnonymizationFailed:
+            return [None] * len(records)  # last_skip says why; the records stay in the participant's database
+        with atomic(self.db):
+            return self.queue(prepared)
+
+    def prepare(self, records: Iterable[tuple[str, dict[str, Any]]], *,
+                event_ids: Iterable[str | None] | None = None) -> list[PreparedEvent | None]:
+        """The gate without the queueing: consent checked, free text anonymized; None for a record refused.
+
+        Anonymizing can take a while, so it happens here, outside any transaction; ``queue`` then writes the
+        outbox in one short one (which the record pump shares with removing the records from its intake).
+        Raises if anonymization fails: nothing unscrubbed may be queued, and the caller keeps the records.
+        """
+        records = list(records)
         ids = list(event_ids) if event_ids is not None else [None] * len(records)
         self.last_skip = None
-        results: list[str | None] = [None] * len(records)
+        results: list[PreparedEvent | None] = [None] * len(records)
         admitted: list[tuple[int, str, dict[str, Any], str]] = []
         for kind, payload in records:
             check_payload(kind, payload)
@@ -174,9 +208,8 @@ class Collector:
         current = self.consent.current(self.protocol.id)
         for i, (kind, payload) in enumerate(records):
             if kind == "consent":
-                results[i] = self.outbox.add(
-                    study_id=self.protocol.id, kind=kind, category=CONSENT_CATEGORY, payload=dict(payload),
-                    consent_version=payload["consent_version"], approved=True, event_id=ids[i])
+                results[i] = PreparedEvent(ids[i] or event_id_for(kind, payload), kind, CONSENT_CATEGORY,
+                                           dict(payload), payload["consent_version"], True)
                 continue
             version = self._admit(kind, payload, status, current)
             if version is not None:
@@ -191,17 +224,27 @@ class Collector:
         except Exception as exc:  # never queue raw text: on any failure nothing is queued
             log.exception("anonymization failed")
             self._skip(f"anonymization failed ({exc}); nothing was queued")
-            return results
+            raise AnonymizationFailed(str(exc)) from exc
         for (n, f), text in zip(slots, texts, strict=True):
             admitted[n][2][f] = text
         approved = not self.protocol.review_uploads
         for i, kind, payload, version in admitted:
             category = EVENT_KINDS[kind][0]
             assert category is not None
-            event_id = ids[i] or event_id_for(kind, payload)
-            if self.outbox.get(event_id) is not None:
-                results[i] = event_id  # already queued (offered twice): kept as it is, with its review status
-                continue
-            results[i] = self.outbox.add(study_id=self.protocol.id, kind=kind, category=category, payload=payload,
-                                         consent_version=version, approved=approved, event_id=event_id)
+            results[i] = PreparedEvent(ids[i] or event_id_for(kind, payload), kind, category, payload, version,
+                                       approved)
+        return results
+
+    def queue(self, prepared: Iterable[PreparedEvent | None]) -> list[str | None]:
+        """Write prepared events to the outbox (call inside ``atomic``); returns their event ids (None: refused)."""
+        results: list[str | None] = []
+        for event in prepared:
+            if event is None:
+                results.append(None)
+            elif self.outbox.get(event.event_id) is not None:
+                results.append(event.event_id)  # already queued (offered twice): kept as it is, with its review
+            else:
+                results.append(self.outbox.add(
+                    study_id=self.protocol.id, kind=event.kind, category=event.category, payload=event.payload,
+                    consent_version=event.consent_version, approved=event.approved, event_id=event.event_id))
         return results

@@ -113,9 +113,8 @@ class ReviewService:
         return ids
 
     def approve(self, event_ids: Iterable[str]) -> int:
-        ids = self._own(event_ids, ("pending",))
-        self.outbox.approve(ids)
-        return len(ids)
+        # An event an upload is sending right now is not changed (the count says how many were).
+        return self.outbox.approve(self._own(event_ids, ("pending",)))
 
     def approve_all(self) -> int:
         return self.approve([e.event_id for e in self.pending()])
@@ -124,8 +123,7 @@ class ReviewService:
         """Withheld items never leave the machine. Consent records are not withheld: the study must know
         what was agreed to (to share less, change categories instead)."""
         ids = [i for i in self._own(event_ids, WAITING) if self.outbox.get(i).kind != "consent"]  # type: ignore[union-attr]
-        self.outbox.set_status(ids, "withheld", "participant withheld it")
-        return len(ids)
+        return self.outbox.set_status(ids, "withheld", "participant withheld it", unclaimed_only=True)
 
     def withhold_conversation(self, conversation_id: str) -> int:
         """Withhold every waiting item of a conversation (messages and comparisons made in it)."""
@@ -140,7 +138,8 @@ class ReviewService:
     def rescrub(self) -> int:
         """Apply the participant's terms to the text of every queued payload; returns how many changed.
 
-        Withheld items too: consent given again with earlier records included can bring them back.
+        Withheld items too: consent given again with earlier records included can bring them back. An item an
+        upload is sending at this moment keeps the text it is being sent with (``in_flight`` counts them).
         """
         changed = 0
         for event in self.outbox.list(study_id=self.protocol.id):
@@ -148,7 +147,10 @@ class ReviewService:
             for name in TEXT_FIELDS.get(event.kind, ()):
                 if isinstance(payload.get(name), str):
                     payload[name] = self.anonymizer.apply_terms(payload[name])
-            if payload != event.payload:
-                self.outbox.update_payload(event.event_id, payload)
+            if payload != event.payload and self.outbox.update_payload(event.event_id, payload, unclaimed_only=True):
                 changed += 1
         return changed
+
+    def in_flight(self) -> int:
+        """Items an upload is sending right now: too late to change."""
+        return self.outbox.claimed(self.protocol.id)

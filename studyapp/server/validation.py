@@ -28,7 +28,7 @@ RECORD_KEYS: dict[str, tuple[str, ...]] = {
     # A judge rates each pair in both orders: one record per order.
     "judge_verdict": ("comparison_id", "judge_model", "personalized_side"),
 }
-ID_FIELDS = frozenset({"conversation_id", "message_id", "attribute_id", "comparison_id"})
+ID_FIELDS = frozenset({"conversation_id", "message_id", "attribute_id", "comparison_id", "verdict_id"})
 BOOL_FIELDS = frozenset({"skipped", "selected_by_model", "model_relevant"})
 NULLABLE_BOOL_FIELDS = frozenset({"human_relevant"})
 NUMBER_FIELDS = frozenset({"confidence", "time_to_rate_ms"})

@@ -91,6 +91,12 @@ class JudgeVerdict:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _verdict_event(v: JudgeVerdict) -> dict[str, Any]:
+    # verdict_id makes each order and each re-run its own event (and its own outbox event id).
+    return {"comparison_id": v.comparison_id, "judge_model": v.judge_model,
+            "personalized_side": v.personalized_side, "rating": v.rating, "verdict_id": v.id}
+
+
 _SELECT = """
     SELECT c.*, p.content AS prompt, g.content AS generic_response, z.content AS personalized_response,
            r.rating, r.shown_choice, r.chosen, r.skipped, r.comment, r.time_to_rate_ms, r.rated_at
@@ -183,6 +189,9 @@ class ComparisonStore:
                 "UPDATE comparisons SET status = 'shown', shown_at = ? WHERE id = ? AND status = 'generating'",
                 [now(), comparison_id],
             )
+
+    def exists(self, comparison_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM comparisons WHERE id = ?", [comparison_id]).fetchone() is not None
 
     def get(self, comparison_id: str) -> ComparisonRecord:
         rows = list(self.db.query(_SELECT + " WHERE c.id = ?", [comparison_id]))
@@ -376,11 +385,15 @@ class ComparisonStore:
 
     def verdict_events(self, comparison_id: str) -> list[dict[str, Any]]:
         """Fields of the ``judge_verdict`` events (readable verdicts only: an unreadable one has no rating)."""
-        return [
-            {"comparison_id": v.comparison_id, "judge_model": v.judge_model,
-             "personalized_side": v.personalized_side, "rating": v.rating}
-            for v in self.verdicts(comparison_id) if v.rating is not None
-        ]
+        return [_verdict_event(v) for v in self.verdicts(comparison_id) if v.rating is not None]
+
+    def verdict_event(self, verdict_id: str) -> dict[str, Any] | None:
+        """One verdict as a ``judge_verdict`` event, or None if it is gone or unreadable."""
+        rows = list(self.db.query("SELECT * FROM judge_verdicts WHERE id = ?", [verdict_id]))
+        if not rows or rows[0]["rating"] is None:
+            return None
+        r = rows[0]
+        return _verdict_event(JudgeVerdict(**{k: r[k] for k in JudgeVerdict.__dataclass_fields__ if k != "extra"}))
 
     def rating_records(self, comparison_id: str) -> list[tuple[str, dict[str, Any]]]:
         """(kind, payload) of everything a rating (or skip) produced, for ``Collector.collect_many``."""

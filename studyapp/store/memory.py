@@ -28,6 +28,8 @@ STALE_CLAIM_S = 600
 CLAIM_PREFIX = "claim:"
 ORIGINS = ("model", "participant")
 ACTORS = ("model", "participant")
+# Where a stage-1 label was given: the study's review prompt, or the participant's own memory screen.
+LABEL_SOURCES = ("review_prompt", "memory_screen")
 
 
 @dataclass
@@ -221,6 +223,16 @@ class MemoryStore:
             )
         ]
 
+    def label_record(self, label_id: str) -> dict[str, Any] | None:
+        """One label as an ``attribute_label`` study record, or None if it is gone."""
+        rows = self.db.execute(
+            "SELECT attribute_id, label, labeled_at FROM attribute_labels WHERE id = ?", [label_id]
+        ).fetchall()
+        if not rows:
+            return None
+        attribute_id, label, labeled_at = rows[0]
+        return {"attribute_id": attribute_id, "label": label, "labeled_at": labeled_at}
+
     def evidence_messages(self, attribute_id: str) -> list[Message]:
         """The messages that support an attribute, in conversation order (deleted ones simply drop out)."""
         attribute = self.get(attribute_id)
@@ -263,8 +275,10 @@ class MemoryStore:
             [AttributeChange(action="delete", reason=reason, attribute_id=attribute_id)], actor="participant"
         )
 
-    def label(self, attribute_id: str, label: str) -> str:
-        """Store the participant's label with its time; returns labeled_at."""
+    def label(self, attribute_id: str, label: str, *, source: str | None = None) -> str:
+        """Store the participant's label with its time and where it was given; returns labeled_at."""
+        if source is not None and source not in LABEL_SOURCES:
+            raise MemoryError(f"Unknown label source {source!r}; use one of {', '.join(LABEL_SOURCES)}.")
         if label not in ATTRIBUTE_LABELS:
             raise MemoryError(f"Unknown label {label!r}; use one of {', '.join(ATTRIBUTE_LABELS)}.")
         if self.get(attribute_id) is None:
@@ -272,8 +286,8 @@ class MemoryStore:
         ts = now()
         with self.db.conn:
             self.db.execute(
-                "INSERT INTO attribute_labels (id, attribute_id, label, labeled_at) VALUES (?, ?, ?, ?)",
-                [new_id(), attribute_id, label, ts],
+                "INSERT INTO attribute_labels (id, attribute_id, label, labeled_at, source) VALUES (?, ?, ?, ?, ?)",
+                [new_id(), attribute_id, label, ts, source],
             )
         return ts
 

@@ -4,16 +4,28 @@ Only studyapp.privacy puts events here (after the consent check and anonymizatio
 studyapp.sync takes them out, and only once the server acknowledged them. Statuses:
 ``pending`` (waiting for review when the study asks for it, else ready), ``approved`` (reviewed, ready),
 ``withheld`` (the participant said no: never sent), ``rejected`` (the server refused it; kept with the reason).
+
+An upload *claims* the events it sends (``claim_ready``) until the server answered; the participant's
+decisions (approve, withhold, re-scrub) change only unclaimed events, so what the server receives is
+always what the participant last saw. A claim older than ``STALE_CLAIM_S`` (a crash mid-upload) lapses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.store.util import dumps, loads, new_id, now
+from studyapp.store.util import atomic, dumps, loads, new_id, now
+
+STALE_CLAIM_S = 120.0
+UNCLAIMED = "(claim_id IS NULL OR claimed_at < ?)"
+
+
+def _stale_before() -> str:
+    return (datetime.now(UTC) - timedelta(seconds=STALE_CLAIM_S)).isoformat(timespec="microseconds")
 
 
 @dataclass
@@ -54,7 +66,7 @@ class OutboxStore:
         """Queue an event whose payload is already anonymized. Returns its event_id."""
         ts = now()
         event_id = event_id or new_id()
-        with self.db.conn:
+        with atomic(self.db):  # may be part of the record pump's transaction
             self.db.execute(
                 "INSERT INTO outbox (event_id, study_id, kind, category, payload, consent_version, status, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -102,27 +114,77 @@ class OutboxStore:
         counts.update({r["status"]: r["n"] for r in self.db.query(sql, params)})
         return counts
 
-    def set_status(self, event_ids: list[str], status: str, reason: str | None = None) -> None:
+    def set_status(self, event_ids: list[str], status: str, reason: str | None = None, *,
+                   unclaimed_only: bool = False) -> int:
+        """Set the status of events; with ``unclaimed_only`` not of those an upload is sending. Returns how many."""
         ts = now()
-        with self.db.conn:
-            self.db.conn.executemany(
-                "UPDATE outbox SET status = ?, reason = ?, updated_at = ? WHERE event_id = ?",
-                [(status, reason, ts, e) for e in event_ids],
+        sql = "UPDATE outbox SET status = ?, reason = ?, updated_at = ? WHERE event_id = ?"
+        params: list[tuple[Any, ...]] = [(status, reason, ts, e) for e in event_ids]
+        if unclaimed_only:
+            stale = _stale_before()
+            sql += f" AND {UNCLAIMED}"
+            params = [(*p, stale) for p in params]
+        changed = 0
+        with atomic(self.db):
+            for p in params:
+                changed += self.db.execute(sql, p).rowcount
+        return changed
+
+    def claim_ready(self, study_id: str, limit: int, *, kind: str | None = None) -> tuple[str, list[OutboxEvent]]:
+        """Claim up to ``limit`` approved events for an upload; returns (claim id, the events as claimed)."""
+        claim_id, ts = new_id(), now()
+        where = f"status = 'approved' AND study_id = ? AND {UNCLAIMED}"
+        params: list[Any] = [study_id, _stale_before()]
+        if kind is not None:
+            where += " AND kind = ?"
+            params.append(kind)
+        with atomic(self.db):  # the claim and the read of what is claimed are one snapshot
+            self.db.execute(
+                f"UPDATE outbox SET claim_id = ?, claimed_at = ? WHERE event_id IN "
+                f"(SELECT event_id FROM outbox WHERE {where} ORDER BY created_at, event_id LIMIT ?)",
+                [claim_id, ts, *params, int(limit)],
             )
+            rows = list(self.db.query("SELECT * FROM outbox WHERE claim_id = ? ORDER BY created_at, event_id",
+                                      [claim_id]))
+        return claim_id, [_event(r) for r in rows]
 
-    def approve(self, event_ids: list[str]) -> None:
-        self.set_status(event_ids, "approved")
+    def renew_claim(self, claim_id: str) -> None:
+        """Keep a claim from lapsing while an upload is still retrying."""
+        with atomic(self.db):
+            self.db.execute("UPDATE outbox SET claimed_at = ? WHERE claim_id = ?", [now(), claim_id])
 
-    def withhold(self, event_ids: list[str]) -> None:
-        self.set_status(event_ids, "withheld")
+    def release(self, claim_id: str) -> None:
+        """End a claim (events not settled by the server's answer wait for the next upload)."""
+        with atomic(self.db):
+            self.db.execute("UPDATE outbox SET claim_id = NULL, claimed_at = NULL WHERE claim_id = ?", [claim_id])
+
+    def claimed(self, study_id: str | None = None) -> int:
+        """How many events an upload is sending right now."""
+        sql = f"SELECT count(*) FROM outbox WHERE NOT {UNCLAIMED}"
+        params: list[Any] = [_stale_before()]
+        if study_id:
+            sql += " AND study_id = ?"
+            params.append(study_id)
+        return self.db.execute(sql, params).fetchone()[0]
+
+    def approve(self, event_ids: list[str]) -> int:
+        return self.set_status(event_ids, "approved", unclaimed_only=True)
+
+    def withhold(self, event_ids: list[str]) -> int:
+        return self.set_status(event_ids, "withheld", unclaimed_only=True)
 
     def reject(self, event_id: str, reason: str) -> None:
         self.set_status([event_id], "rejected", reason)
 
-    def update_payload(self, event_id: str, payload: dict[str, Any]) -> None:
-        with self.db.conn:
-            self.db.execute("UPDATE outbox SET payload = ?, updated_at = ? WHERE event_id = ?",
-                            [dumps(payload), now(), event_id])
+    def update_payload(self, event_id: str, payload: dict[str, Any], *, unclaimed_only: bool = False) -> bool:
+        """Replace an event's payload; with ``unclaimed_only`` not while an upload sends it. True if changed."""
+        sql = "UPDATE outbox SET payload = ?, updated_at = ? WHERE event_id = ?"
+        params: list[Any] = [dumps(payload), now(), event_id]
+        if unclaimed_only:
+            sql += f" AND {UNCLAIMED}"
+            params.append(_stale_before())
+        with atomic(self.db):
+            return self.db.execute(sql, params).rowcount > 0
 
     def remove(self, event_ids: list[str]) -> None:
         """Remove acknowledged events (accepted or duplicate on the server)."""

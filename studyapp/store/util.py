@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 
 def new_id() -> str:
@@ -26,3 +31,31 @@ def loads(text: str | None, default: Any = None) -> Any:
     if text is None:
         return default
     return json.loads(text)
+
+
+@contextmanager
+def atomic(db: Database) -> Iterator[None]:
+    """One transaction, or a savepoint inside the caller's: commit (or release) on success, roll back on error.
+
+    ``with db.conn:`` commits at its end even when an outer block meant to keep going, so code that must
+    stay all-or-nothing with its caller's writes (the outbox and its intake) uses this instead.
+    """
+    conn = db.conn
+    if conn.in_transaction:
+        name = f"atomic_{uuid.uuid4().hex}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        conn.execute(f"RELEASE {name}")
+    else:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()

@@ -56,8 +56,9 @@ def status(ctx: click.Context, data_dir: Path | None) -> None:
 
     service = StudyService(_open_db(ctx, data_dir))
     if service.study.problem:
-        click.echo(f"The enrolled study's protocol is not valid any more; running the built-in study.\n"
-                   f"{service.study.problem}", err=True)
+        click.echo(f"The enrolled study's protocol is not valid any more: {service.study.problem}\n"
+                   "You are still enrolled, but nothing is collected and no comparison is offered until the app "
+                   "receives a valid protocol (`studyapp sync` asks the server for one).", err=True)
     plan = service.review_plan()
     click.echo(service.status_line())
     click.echo(f"  enrolled: {'yes, as ' + str(service.study.record.participant_id) if service.study.record else 'no'}")

@@ -20,12 +20,19 @@ class CurrentStudy:
     protocol: Protocol
     # None for the built-in local study (not enrolled).
     record: StudyRecord | None
-    # Set when the stored protocol no longer validates: the app falls back to the built-in study and says why.
+    # Set when the enrolled study's stored protocol no longer validates. The install stays enrolled (sync,
+    # withdrawal and protocol refresh go on, and a valid protocol from the server ends it), but nothing new
+    # passes the privacy gate and no comparison is offered until then; ``protocol`` is the built-in one.
     problem: str | None = None
 
     @property
     def enrolled(self) -> bool:
         return self.record is not None
+
+    @property
+    def usable(self) -> bool:
+        """Enrolled with a protocol that validates, or the built-in study."""
+        return self.problem is None
 
     def day(self, now: datetime | None = None) -> tuple[int, int]:
         """(day N, of M): the built-in study counts from today."""
@@ -35,6 +42,9 @@ class CurrentStudy:
 
     def status_line(self, pending_reviews: int = 0, now: datetime | None = None) -> str:
         """E.g. "Local study (not enrolled) · day 3 of 14 · 2 attributes to review"."""
+        if self.problem is not None and self.record is not None:
+            return (f"Study {self.record.id}: its protocol cannot be used, nothing is collected "
+                    "(a valid one is asked for at every sync)")
         day, total = self.day(now)
         parts = [self.protocol.title]
         parts.append(f"day {day} of {total}" if day <= total else f"finished ({total} days)")
@@ -51,7 +61,7 @@ def current_study(db: Database) -> CurrentStudy:
     try:
         return CurrentStudy(protocol_from_dict(record.protocol, source=f"study {record.id}"), record)
     except ProtocolError as exc:
-        return CurrentStudy(builtin_protocol(), None, problem=str(exc))
+        return CurrentStudy(builtin_protocol(), record, problem=str(exc))
 
 
 def save_enrollment(db: Database, protocol: Protocol, *, participant_id: str | None,

@@ -176,11 +176,16 @@ class Uploader:
             # (the privacy layer withholds events of categories given up), and the server checks each
             # event against the consent it has received, so it must hear the latest decision first,
             # even when older events were released again after the consent changed.
-            consents = self.outbox.list(status="approved", study_id=self.study_id, kind="consent")
-            for i in range(0, len(consents), self.batch_size):
-                done += await self._send(client, consents[i : i + self.batch_size], report)
-            while batch := self.outbox.ready(self.study_id, self.batch_size):
-                handled = await self._send(client, batch, report)
+            while True:
+                claim_id, consents = self.outbox.claim_ready(self.study_id, self.batch_size, kind="consent")
+                if not consents:
+                    break
+                done += await self._send_claimed(client, claim_id, consents, report)
+            while True:
+                claim_id, batch = self.outbox.claim_ready(self.study_id, self.batch_size)
+                if not batch:
+                    break
+                handled = await self._send_claimed(client, claim_id, batch, report)
                 if handled == 0:
                     raise SyncError("The server's answer did not mention the events sent; "
                                     "they stay in the outbox. Try again later.")
@@ -189,13 +194,23 @@ class Uploader:
                     progress(done, max(report.total, done))
         return report
 
-    async def _send(self, client: httpx.AsyncClient, batch: list[OutboxEvent], report: SyncReport) -> int:
+    async def _send_claimed(self, client: httpx.AsyncClient, claim_id: str, batch: list[OutboxEvent],
+                            report: SyncReport) -> int:
+        """Send claimed events; the claim ends with the server's answer (or the failure), whatever it is."""
+        try:
+            return await self._send(client, batch, report, claim_id=claim_id)
+        finally:
+            self.outbox.release(claim_id)
+
+    async def _send(self, client: httpx.AsyncClient, batch: list[OutboxEvent], report: SyncReport, *,
+                    claim_id: str) -> int:
         """Send one batch; returns how many of its events were settled (removed or set aside)."""
         self.outbox.note_attempt([e.event_id for e in batch])
         body = {"events": [{"event_id": e.event_id, "kind": e.kind, "payload": e.payload} for e in batch]}
 
         def count_retry(problem: str) -> None:
             report.retries += 1
+            self.outbox.renew_claim(claim_id)
 
         response = await post_with_retries(client, "/v1/events", json=body,
                                            headers={"Authorization": f"Bearer {self.token}"},
@@ -211,8 +226,8 @@ class Uploader:
             if len(batch) > 1:
                 # Too large, or one malformed event: halve the batch until the culprit stands alone.
                 half = len(batch) // 2
-                return (await self._send(client, batch[:half], report)
-                        + await self._send(client, batch[half:], report))
+                return (await self._send(client, batch[:half], report, claim_id=claim_id)
+                        + await self._send(client, batch[half:], report, claim_id=claim_id))
             reason = f"the server refused this event (HTTP {status}): {_detail(response)}"
             self.outbox.reject(batch[0].event_id, reason)
             report.rejected += 1

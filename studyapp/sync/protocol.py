@@ -17,8 +17,17 @@ from studyapp.study.protocol import Protocol, ProtocolError, protocol_from_dict
 from studyapp.sync.client import TIMEOUT, ServerUnreachable, SyncError, TokenRefused
 
 
+def _usable(stored: dict) -> bool:
+    try:
+        protocol_from_dict(stored, source="the stored protocol")
+    except (ProtocolError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
 async def refresh_protocol(db: Database, *, transport: httpx.AsyncBaseTransport | None = None) -> Protocol | None:
-    """Store the server's protocol if its version differs from ours; returns it, or None when unchanged."""
+    """Store the server's protocol if its version differs from ours (or ours no longer validates); returns it,
+    or None when unchanged."""
     study = StudyStore(db).current()
     if study is None or not study.server_url:
         return None
@@ -40,7 +49,7 @@ async def refresh_protocol(db: Database, *, transport: httpx.AsyncBaseTransport 
     try:
         data = response.json()
         current_version = str(study.protocol.get("study", {}).get("version"))
-        if str(data["version"]) == current_version:
+        if str(data["version"]) == current_version and _usable(study.protocol):
             return None
         protocol = protocol_from_dict(data["protocol_resolved"], source=f"{study.server_url}/v1/protocol")
     except (ValueError, KeyError, TypeError, ProtocolError) as exc:

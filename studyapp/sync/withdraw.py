@@ -17,6 +17,7 @@ from sqlite_utils import Database
 
 from studyapp import __version__
 from studyapp.secrets import delete_participant_token, get_participant_token
+from studyapp.store.collect_queue import CollectQueue
 from studyapp.store.outbox import OutboxStore
 from studyapp.store.settings import SettingsStore
 from studyapp.store.studies import StudyStore
@@ -46,8 +47,9 @@ def _record_locally(db: Database, study_id: str) -> None:
         service = ConsentService(db)
         if not service.withdrawn(study_id):
             service.withdraw(study_id)  # appends the consent record and empties the outbox
+    StudyStore(db).withdraw(study_id)  # first: from here on the database notes no new records for the study
+    CollectQueue(db).clear()
     OutboxStore(db).clear(study_id)
-    StudyStore(db).withdraw(study_id)
 
 
 def begin_withdrawal(db: Database) -> dict[str, Any]:

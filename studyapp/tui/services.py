@@ -17,11 +17,13 @@ from studyapp.llm.factory import make_model
 from studyapp.personalize.extract import ExtractionResult
 from studyapp.personalize.memory import MemoryService
 from studyapp.personalize.pipeline import Personalization
+from studyapp.personalize.select import SelectionResult
 from studyapp.store.conversations import Conversation, ConversationStore, Message
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import ComparisonRunner
 from studyapp.study.protocol import ModelSpec
 from studyapp.study.reviews import ReviewPlan
+from studyapp.study.roles import note_outcome, role_problems
 from studyapp.study.service import StudyService
 
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ class Services:
         self._role_models: dict[tuple[str, str | None], ChatModel] = {}
         self.privacy: PrivacyServices | None = None
         self.records: RecordPump | None = None
-        self.memory = MemoryService(MemoryStore(app_ctx.db), on_record=self.record)
+        self.memory = MemoryService(MemoryStore(app_ctx.db), on_change=self.records_written)
         self.study = StudyService(app_ctx.db)
         self.sync_line = ""
         self._start_participation()
@@ -65,7 +67,9 @@ class Services:
         if self.records is not None:
             self.records.close()
         self.privacy, self.records = None, None
-        if self.study.study.enrolled:
+        # An enrolled study whose protocol cannot be used collects nothing new: its records wait in the
+        # database's intake until a valid protocol arrives (the next reload starts the pump, which drains it).
+        if self.study.study.enrolled and self.study.study.usable:
             from studyapp.privacy.pump import RecordPump
             from studyapp.privacy.services import PrivacyServices
 
@@ -76,12 +80,25 @@ class Services:
     def enrolled(self) -> bool:
         return self.study.study.enrolled
 
+    @property
+    def study_problem(self) -> str | None:
+        """Why the enrolled study's protocol cannot be used (None when it can, or when not enrolled)."""
+        return self.study.study.problem
+
+    def withdrawal_pending(self) -> bool:
+        """A withdrawal the server has not confirmed yet (retried by background sync until it is)."""
+        from studyapp.store.settings import SettingsStore
+        from studyapp.sync.client import WITHDRAWAL_PENDING_KEY
+
+        return bool(SettingsStore(self.app_ctx.db).get(WITHDRAWAL_PENDING_KEY))
+
     async def reload_study(self) -> None:
         """After enrollment or withdrawal: the protocol in force changes, and with it schedule and consent."""
         self.study = StudyService(self.app_ctx.db)
         self._personalization = None
         self._start_participation()
-        assistant = self.study.protocol.models.get("assistant") if self.enrolled else None
+        usable = self.enrolled and self.study.study.usable
+        assistant = self.study.protocol.models.get("assistant") if usable else None
         if assistant is not None:
             # Joining a study switches the chat to the study's assistant model (the settings screen shows it).
             current = self.model_settings()
@@ -94,28 +111,10 @@ class Services:
         protocol = self.study.protocol
         return self.privacy.consent.current(protocol.id) is None or self.privacy.consent.needs_reconsent(protocol)
 
-    def record(self, kind: str, payload: dict[str, object]) -> None:
-        """Hand a study record to the outbox gate (consent, anonymization) without waiting for it."""
+    def records_written(self) -> None:
+        """Study records were committed: wake the outbox gate (the database noted them for it already)."""
         if self.records is not None:
-            self.records.record(kind, dict(payload))
-
-    def record_message(self, message: Message) -> None:
-        if self.records is not None:
-            from studyapp.privacy.records import message_record
-
-            self.record(*message_record(message))
-
-    def record_rating(self, comparison_id: str) -> None:
-        if self.records is not None:
-            self.records.record_many(self.study.comparisons.rating_records(comparison_id))
-
-    def record_all_verdicts(self) -> None:
-        """Hand every judge verdict to the outbox gate (a verdict offered twice is queued once)."""
-        if self.records is None:
-            return
-        for comparison in self.study.comparisons.list(rated_only=True):
-            for payload in self.study.comparisons.verdict_events(comparison.id):
-                self.record("judge_verdict", payload)
+            self.records.wake()
 
     # Comparison turns and reviews (studyapp.study) -----------------------------------------
 
@@ -170,14 +169,22 @@ class Services:
         if self._personalization is None or self._personalization_model is not model:
             self._personalization = Personalization(
                 self.app_ctx.db, extractor_model=self.role_model("extractor"),
-                selector_model=self.role_model("selector"), on_record=self.record)
+                selector_model=self.role_model("selector"), on_change=self.records_written)
             self._personalization_model = model
         return self._personalization
+
+    async def select_for(self, conversation: Conversation, request: Message) -> SelectionResult:
+        """Stage 2 for a request, noting whether the selector model worked (status line, doctor)."""
+        personalization = self.personalization
+        result = await personalization.select_for(conversation, request)
+        if result.error is not None or result.decisions:
+            note_outcome(self.app_ctx.db, "selector", personalization.selector.model.name, result.error)
+        return result
 
     async def _select_attributes(self, conversation: Conversation, request: Message) -> list[str]:
         if not self.memory.attributes():
             return []  # nothing to select from: no model call
-        return await self.personalization.selected_texts(conversation, request)
+        return (await self.select_for(conversation, request)).selected
 
     def used_attributes(self, request_message_id: str) -> list[str]:
         """The attribute texts that shaped the reply to this participant message."""
@@ -188,8 +195,14 @@ class Services:
         return self.memory.store
 
     async def extract(self, conversation_id: str | None) -> list[ExtractionResult]:
-        """Stage 1 in the background: never raises for model problems."""
-        return await self.personalization.extract(conversation_id)
+        """Stage 1 in the background: never raises for model problems (they are noted for the status line)."""
+        personalization = self.personalization
+        results = await personalization.extract(conversation_id)
+        failed = [r for r in results if r.status in ("failed", "unavailable")]
+        if failed or any(r.status == "ok" for r in results):
+            note_outcome(self.app_ctx.db, "extractor", personalization.extractor.model.name,
+                         failed[-1].error or failed[-1].status if failed else None)
+        return results
 
     def model_settings(self) -> ModelSettings:
         return self.app_ctx.model_settings()
@@ -219,8 +232,12 @@ class Services:
     def status_parts(self) -> list[str]:
         """Status-line parts: the study and its day (day N of M), pending reviews, and sync."""
         parts = [self.study.status_line()]
-        if self.enrolled and self.sync_line:
+        pending_withdrawal = self.withdrawal_pending()
+        if pending_withdrawal and not self.sync_line:
+            self.sync_line = "withdrawal: waiting for the server"
+        if (self.enrolled or pending_withdrawal) and self.sync_line:
             parts.append(f"Sync: {self.sync_line}")
+        parts += [f"Model problem: {p.describe(100)}" for p in role_problems(self.app_ctx.db)]
         return parts
 
     async def aclose(self) -> None:

@@ -118,29 +118,37 @@ def test_lenient_parse_finds_json_in_chatter():
 
 async def test_committed_changes_become_study_records(scripted_llm, model, db, conversations):
     from studyapp.privacy.collect import check_payload
+    from studyapp.privacy.records import build
+    from studyapp.store.collect_queue import CollectQueue
+    from studyapp.store.studies import StudyStore
 
-    records: list[tuple[str, dict]] = []
-    personalization = Personalization(db, extractor_model=model, on_record=lambda k, p: records.append((k, p)))
+    StudyStore(db).enroll("s1", {"study": {"id": "s1"}}, participant_id="p1")  # the database notes records
+    changes: list[str] = []
+    personalization = Personalization(db, extractor_model=model, on_change=lambda: changes.append("changed"))
     conv = conversations.create()
     conversations.add_message(conv.id, "user", "I keep bees.")
     scripted_llm.add_json({"attributes": [{"statement": "The user keeps bees.", "reason": "said so",
                                            "confidence": 0.9, "evidence": [1]}]})
     await personalization.extract(conv.id)
-    [(kind, added)] = records
-    assert kind == "attribute" and added["text"] == "The user keeps bees." and added["status"] == "active"
-    personalization.memory.label(added["attribute_id"], "maybe")
+    assert changes == ["changed"]
+    records = [r for row in CollectQueue(db).take(100) for r in build(db, row)]
+    [(kind, added)] = [r for r in records if r[0] == "attribute"]
+    assert added["text"] == "The user keeps bees." and added["status"] == "active"
+    personalization.memory.label(added["attribute_id"], "maybe", source="memory_screen")
     personalization.memory.forget(added["attribute_id"])
-    assert [k for k, _ in records] == ["attribute", "attribute_label", "attribute"]
-    assert records[1][1]["label"] == "maybe" and records[2][1]["status"] == "deleted"
+    assert changes == ["changed"] * 3
+    records = [r for row in CollectQueue(db).take(100) for r in build(db, row)]
+    assert [k for k, _ in records] == ["message", "attribute", "attribute_label", "attribute"]
+    assert records[2][1]["label"] == "maybe" and records[3][1]["status"] == "deleted"
     for kind, payload in records:
         check_payload(kind, payload)  # exactly the fields the study's events allow
 
 
-async def test_a_failing_record_sink_never_undoes_a_memory_change(model, db):
-    def broken(kind: str, payload: dict) -> None:
+async def test_a_failing_change_hook_never_undoes_a_memory_change(model, db):
+    def broken() -> None:
         raise RuntimeError("outbox unavailable")
 
-    personalization = Personalization(db, extractor_model=model, on_record=broken)
+    personalization = Personalization(db, extractor_model=model, on_change=broken)
     attribute = personalization.memory.add("I keep bees.")
-    personalization.memory.label(attribute.id, "makes_sense")
+    personalization.memory.label(attribute.id, "makes_sense", source="review_prompt")
     assert personalization.store.get(attribute.id).label == "makes_sense"

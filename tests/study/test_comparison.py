@@ -302,8 +302,9 @@ async def test_records_for_the_outbox_have_exactly_the_event_fields(
     records = comparisons.rating_records(outcome.comparison_id)
     assert [kind for kind, _ in records] == ["comparison", "relevance_label", "relevance_label"]
     verdicts = comparisons.verdict_events(outcome.comparison_id)
+    [readable] = comparisons.verdicts(outcome.comparison_id, judge_model="j")[:1]
     assert verdicts == [{"comparison_id": outcome.comparison_id, "judge_model": "j", "personalized_side": "left",
-                         "rating": 2}]
+                         "rating": 2, "verdict_id": readable.id}]
     for kind, payload in [*records, *(("judge_verdict", v) for v in verdicts)]:
         check_payload(kind, payload)  # raises on a missing or unknown field
     comparison = records[0][1]

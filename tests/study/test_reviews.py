@@ -69,3 +69,6 @@ def test_a_stored_protocol_that_no_longer_validates_is_reported(db: Database) ->
     StudyStore(db).enroll("personalization-diary-2026", data, participant_id="p")
     study = current_study(db)
     assert study.protocol.id == "local" and study.problem and "comparisons.probability = 3" in study.problem
+    # Still enrolled (sync, withdrawal and protocol refresh go on), and the status line says what is wrong.
+    assert study.enrolled and not study.usable
+    assert "cannot be used" in study.status_line() and "personalization-diary-2026" in study.status_line()

@@ -79,3 +79,36 @@ async def test_an_enrolled_study_chooses_its_models(tmp_path: Path) -> None:
     settings = services.model_settings()
     assert (settings.model, settings.base_url) == ("chat-model", "http://127.0.0.1:9/v1")
     await services.aclose()
+
+
+async def test_an_unreachable_study_extractor_shows_in_the_status_line_and_doctor(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from studyapp.cli import cli
+
+    app_ctx = AppContext.create(tmp_path)
+    save_enrollment(app_ctx.db, parse_protocol(PROTOCOL), participant_id="p1", server_url="http://127.0.0.1:9")
+    services = Services(app_ctx, model_factory=chat_model)
+    saved = services.chat.save_user_message(None, "I run marathons and I am vegetarian.", memory_enabled=True)
+    [result] = await services.extract(saved.conversation.id)
+    assert result.status == "unavailable"
+    [line] = [p for p in services.status_parts() if p.startswith("Model problem:")]
+    assert "extractor (extract-model)" in line
+    await services.aclose()
+    app_ctx.close()
+
+    doctor = CliRunner().invoke(cli, ["doctor", "--no-model-check", "--data-dir", str(tmp_path)])
+    assert "study models:    extractor (extract-model) failing since" in doctor.output, doctor.output
+
+
+async def test_a_study_model_that_works_again_clears_its_problem(tmp_path: Path) -> None:
+    from studyapp.study.roles import note_outcome, role_problems
+
+    app_ctx = AppContext.create(tmp_path)
+    note_outcome(app_ctx.db, "selector", "m", "HTTP 503")
+    note_outcome(app_ctx.db, "selector", "m", "HTTP 502")
+    [problem] = role_problems(app_ctx.db)
+    assert problem.error == "HTTP 502"
+    note_outcome(app_ctx.db, "selector", "m", None)
+    assert role_problems(app_ctx.db) == []
+    app_ctx.close()

@@ -102,7 +102,7 @@ class MemoryScreen(Screen[None]):
         if attribute_id is None:
             return
         try:
-            self.service.label(attribute_id, label)
+            self.service.label(attribute_id, label, source="memory_screen")
         except MemoryError as exc:
             self.notify(str(exc), severity="error")
             return

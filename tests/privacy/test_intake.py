@@ -1,0 +1,139 @@
+"""The outbox's intake: a study record written while enrolled reaches the server exactly once, whatever is
+killed when (the database notes it for the privacy gate in the same transaction; see store/collect_queue.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from studyapp.privacy.pump import RecordPump
+from studyapp.store.collect_queue import CollectQueue
+from studyapp.store.comparisons import ComparisonStore
+from studyapp.store.conversations import ConversationStore
+from studyapp.store.db import open_database
+from studyapp.store.memory import MemoryStore
+from studyapp.store.outbox import OutboxStore
+from studyapp.store.studies import StudyStore
+from studyapp.study.current import current_study
+from studyapp.sync.client import run_sync
+from tests.server.live import LiveServer, live  # noqa: F401
+from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
+from tests.sync.helpers import enroll_and_consent
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kinds(db: Database) -> list[str]:
+    return [row.kind for row in CollectQueue(db).take(1000)]
+
+
+def test_records_are_noted_only_while_enrolled(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "studyapp.db")
+    conversations, memory = ConversationStore(db), MemoryStore(db)
+    conversation = conversations.create()
+    conversations.add_message(conversation.id, "user", "before joining")
+    assert kinds(db) == [], "nothing is noted for a study while not enrolled"
+
+    StudyStore(db).enroll("s1", {"study": {"id": "s1"}}, participant_id="p1")
+    conversations.add_message(conversation.id, "user", "hello")
+    reply = conversations.add_message(conversation.id, "assistant", "", status="streaming")
+    assert kinds(db) == ["message"], "a reply is a record once it is finished, not while it streams"
+    conversations.update_message(reply.id, content="Hi!", status="complete")
+    attribute = memory.add_participant_attribute("I like hiking.")
+    memory.label(attribute.id, "makes_sense", source="memory_screen")
+    memory.edit(attribute.id, "I like long hikes.")
+    assert kinds(db) == ["message", "message", "attribute", "attribute_label", "attribute"]
+    # Each version of an attribute is kept as it was written, not as it is when the gate gets to it.
+    texts = [r.payload["text"] for r in CollectQueue(db).take(1000) if r.kind == "attribute"]
+    assert texts == ["I like hiking.", "I like long hikes."]
+
+    StudyStore(db).withdraw("s1")
+    conversations.add_message(conversation.id, "user", "after withdrawing")
+    assert len(kinds(db)) == 5, "nothing new is noted after withdrawing"
+    db.close()
+
+
+def run_child_and_kill(db_path: Path, what: str) -> None:
+    """Write records in another process and kill it with SIGKILL right after they are committed."""
+    child = subprocess.Popen([sys.executable, "-m", "tests.privacy.intake_child", str(db_path), what], cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    child.kill()
+    child.wait()
+    assert line.strip() == "written", f"the child process did not write its records (said {line!r})"
+
+
+def restart_pump(db_path: Path) -> RecordPump:
+    """What the app does at start while enrolled: a record pump, which drains the intake first."""
+    db = open_database(db_path)
+    protocol = current_study(db).protocol
+    db.close()
+    pump = RecordPump(db_path, protocol)
+    pump.flush()
+    pump.close()
+    return pump
+
+
+async def test_a_rating_killed_before_the_gate_is_uploaded_exactly_once(live: LiveServer, tmp_path: Path,
+                                                                       memory_keyring: MemoryKeyring) -> None:
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    await enroll_and_consent(db, live)
+    db.close()
+
+    run_child_and_kill(path, "rating")
+    db = open_database(path)
+    assert sorted(kinds(db)) == ["comparison", "message"], "the rating was noted in the transaction that wrote it"
+    assert [e.kind for e in OutboxStore(db).list()] == ["consent"], "no record pump ran in the killed process"
+    db.close()
+
+    pump = restart_pump(path)
+    assert pump.queued == 3 and pump.last_error is None  # the message, the comparison, its relevance label
+    db = open_database(path)
+    assert kinds(db) == []
+    assert sorted(e.kind for e in OutboxStore(db).list()) == ["comparison", "consent", "message", "relevance_label"]
+    await run_sync(db)
+    assert live.storage.count_records("comparison") == 1
+    assert live.storage.count_records("relevance_label") == 1
+
+    # Another start, another sync: nothing is queued or stored twice.
+    db.close()
+    assert restart_pump(path).queued == 0
+    db = open_database(path)
+    await run_sync(db)
+    events = live.storage.conn.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall()
+    assert dict(events) == {"consent": 1, "message": 1, "comparison": 1, "relevance_label": 1}
+    db.close()
+
+
+async def test_judge_verdicts_reach_the_server_in_both_orders_and_reruns_replace_them(
+        live: LiveServer, tmp_path: Path, memory_keyring: MemoryKeyring) -> None:
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    await enroll_and_consent(db, live)
+    db.close()
+    run_child_and_kill(path, "verdicts")
+    restart_pump(path)
+    db = open_database(path)
+    await run_sync(db)
+    stored = sorted((p["personalized_side"], p["rating"]) for _, p in live.storage.records("judge_verdict"))
+    assert stored == [("left", 5), ("right", 3)], "both orders of the pair reach the server"
+
+    # `studyapp judge --rerun`: new verdicts for the same pair and orders are new events, and the export keeps them.
+    comparisons = ComparisonStore(db)
+    [comparison] = comparisons.list(rated_only=True)
+    for side, rating in (("left", 4), ("right", 2)):
+        comparisons.add_verdict(comparison.id, judge_model="judge-1", personalized_side=side, rating=rating,
+                                raw=str(rating), template="judge@1")
+    db.close()
+    restart_pump(path)
+    db = open_database(path)
+    await run_sync(db)
+    stored = sorted((p["personalized_side"], p["rating"]) for _, p in live.storage.records("judge_verdict"))
+    assert stored == [("left", 4), ("right", 2)]
+    assert live.storage.conn.execute("SELECT count(*) FROM events WHERE kind = 'judge_verdict'").fetchone()[0] == 4
+    db.close()
