@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -122,6 +123,21 @@ def doctor(ctx: click.Context, data_dir: Path | None, no_model_check: bool) -> N
     sys.exit(0 if ok else 1)
 
 
+def _is_database_file(out: Path, database: Path) -> bool:
+    """Whether ``out`` names the database or one of SQLite's files beside it (by path or, hard links, by inode).
+
+    Writing one of them with plain file I/O would destroy it, and closing it would drop this process's
+    SQLite locks on it. Only stat() is used here: it opens no descriptor.
+    """
+    names = [database.name + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+    if out.resolve() in {database.resolve().with_name(name) for name in names}:
+        return True
+    if not out.exists():
+        return False
+    return any(os.path.samefile(out, database.with_name(name)) for name in names
+               if database.with_name(name).exists())
+
+
 @cli.command("export-mine")
 @data_dir_option
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -132,6 +148,9 @@ def export_mine(ctx: click.Context, data_dir: Path | None, out: Path) -> None:
     from studyapp.store.export import export_conversations
 
     app_ctx = open_or_exit(make_context(ctx, data_dir))
+    if str(out) != "-" and _is_database_file(out, app_ctx.database_path):
+        raise click.ClickException(f"--out {out} is the studyapp database itself (or its -wal/-shm file); "
+                                   "writing there would destroy it. Choose another file.")
     data = export_conversations(app_ctx.db)
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if str(out) == "-":

@@ -26,7 +26,6 @@ from studyapp.migrations.server import migrations
 from studyapp.server import auth
 from studyapp.server.validation import RECORD_KEYS, Rejected, check_event, show
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 10_000
 # Chunk size for "WHERE event_id IN (...)" lookups (well under SQLite's variable limit).
 LOOKUP_CHUNK = 500
@@ -60,13 +59,19 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
 
 
+def _not_sqlite(path: Path) -> str:
+    return f"{path} is not a SQLite database; it was left untouched. Pass another --db."
+
+
 def _check_file(path: Path) -> None:
+    # stat() only: reading the header with plain file I/O and closing it would drop every fcntl lock this
+    # process holds on the file (another Storage may be open), so another process could checkpoint and delete
+    # the WAL still in use (sqlite.org/howtocorrupt.html, 2.2). The header is checked through SQLite instead.
     if path.is_dir():
         raise StorageError(f"{path} is a directory, not a database file. Pass another --db.")
-    if path.exists() and path.stat().st_size > 0:
-        with path.open("rb") as f:
-            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-                raise StorageError(f"{path} is not a SQLite database; it was left untouched. Pass another --db.")
+    # SQLite treats a 1-byte file as empty and would write over it; no SQLite database is 1 byte long.
+    if path.is_file() and path.stat().st_size == 1:
+        raise StorageError(_not_sqlite(path))
 
 
 class Storage:
@@ -99,6 +104,14 @@ class Storage:
                                        isolation_level=None)
                 conn.row_factory = sqlite3.Row
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                try:
+                    # The first read checks the header before any pragma that writes (journal_mode does).
+                    conn.execute("PRAGMA schema_version").fetchone()
+                except sqlite3.DatabaseError as exc:
+                    conn.close()
+                    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+                        raise StorageError(_not_sqlite(self.path)) from exc
+                    raise
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")

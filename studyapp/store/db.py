@@ -13,7 +13,6 @@ from sqlite_utils import Database
 
 from studyapp.migrations.client import migrations
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -28,21 +27,27 @@ class DatabaseError(RuntimeError):
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        return
+    # stat() only: opening the file with plain I/O and closing it would drop every fcntl lock this process
+    # holds on it, so another process could checkpoint and delete the WAL our open connection writes to
+    # (sqlite.org/howtocorrupt.html, 2.2). The header is checked through SQLite in open_database.
     if path.is_dir():
         raise DatabaseError(path, "is a directory, not a database file", "Choose another --data-dir.")
-    size = path.stat().st_size
-    if size == 0:
-        return
-    with path.open("rb") as f:
-        header = f.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
-        raise DatabaseError(
-            path,
-            "is not a SQLite database (the file header is wrong)",
-            "It was left untouched. Move it aside or pass another --data-dir to start a new database.",
-        )
+    # SQLite's unix VFS reports a 1-byte file as empty (an OS X workaround) and would write a database over it;
+    # no SQLite database is 1 byte long. Every other size is judged by SQLite's own header check.
+    if path.is_file() and path.stat().st_size == 1:
+        raise _not_sqlite(path)
+
+
+def _not_sqlite(path: Path) -> DatabaseError:
+    return DatabaseError(
+        path,
+        "is not a SQLite database (the file header is wrong)",
+        "It was left untouched. Move it aside or pass another --data-dir to start a new database.",
+    )
+
+
+def _is_not_a_database(exc: sqlite3.DatabaseError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB
 
 
 def _is_foreign(db: Database) -> bool:
@@ -88,6 +93,14 @@ def open_database(path: str | Path, *, migrate: bool = True, check_integrity: bo
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            # The first read checks the header (nothing is written): a file that is not SQLite fails here.
+            conn.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if _is_not_a_database(exc):
+                raise _not_sqlite(path) from exc
+            raise
         if check_integrity:
             quick = conn.execute("PRAGMA quick_check").fetchone()[0]
             if quick != "ok":

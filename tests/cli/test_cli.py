@@ -68,6 +68,21 @@ def test_doctor_says_when_the_model_does_not_answer(tmp_path: Path) -> None:
     assert "model answers:   no: Could not reach" in result.output
 
 
+def test_export_mine_refuses_to_write_over_the_database_or_its_wal(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "studyapp.db")
+    store = ConversationStore(db)
+    store.add_message(store.create("Kept").id, "user", "do not lose me")
+    db.close()
+    before = (tmp_path / "studyapp.db").read_bytes()
+    (tmp_path / "link.db").hardlink_to(tmp_path / "studyapp.db")
+    # By name, beside it (SQLite's own files), by another path to it, and by a hard link.
+    for out in ("studyapp.db", "studyapp.db-wal", "studyapp.db-shm", f"../{tmp_path.name}/studyapp.db", "link.db"):
+        result = CliRunner().invoke(cli, ["export-mine", "--data-dir", str(tmp_path), "--out", str(tmp_path / out)])
+        assert result.exit_code == 1, (out, result.output)
+        assert "is the studyapp database itself" in result.output
+    assert (tmp_path / "studyapp.db").read_bytes() == before
+
+
 def test_corrupt_database_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "studyapp.db").write_bytes(b"not a database at all" * 50)
     for args in (["export-mine", "--out", "-"], []):
