@@ -2,7 +2,8 @@
 
 The protocol's ``[attribute_review]`` cadence (``schedule.reviews_due``) is applied to the memory: attributes
 the model extracted that the participant has not labeled yet, oldest first. Attributes the participant
-added themselves need no review. The app asks only between replies, never while one is being written.
+added themselves need no review. The app only announces due reviews (status line, one notification); the
+participant opens them when ready, so no keystroke meant for a message can answer one.
 """
 
 from __future__ import annotations

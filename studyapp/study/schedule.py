@@ -66,7 +66,7 @@ def reviews_due(review: AttributeReview, new_unlabeled_count: int, labeled_today
     """How many attributes to ask the participant to label now (0: not now).
 
     The app asks once ``every_new_attributes`` unlabeled attributes have piled up, ``batch_size`` at a time,
-    and never more than ``max_per_day`` a day. The caller asks only between replies, never during one.
+    and never more than ``max_per_day`` a day. The app announces them; the participant opens them.
     """
     if new_unlabeled_count < review.every_new_attributes:
         return 0

@@ -65,6 +65,8 @@ async def test_labels_are_stored_with_time(memory, seeded):
         assert _cells(table, model_id)[5] == "doesn't make sense"
     assert [label for label, _ in memory.labels(model_id)] == ["makes_sense", "doesnt_make_sense"]
     assert all(at for _, at in memory.labels(model_id))
+    sources = memory.db.execute("SELECT source FROM attribute_labels WHERE attribute_id = ?", [model_id]).fetchall()
+    assert sources == [("memory_screen",), ("memory_screen",)]
 
 
 async def test_opening_shows_evidence_messages(memory, seeded):

@@ -7,9 +7,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from studyapp.store.conversations import ConversationStore
 from studyapp.study.schedule import ComparisonScheduler
@@ -384,35 +385,121 @@ async def test_a_comparison_turn_is_blinded_rated_and_continues_with_the_chosen_
                           "Lentil curry tonight." if left_is_personal else "Roast chicken tonight."]
 
 
-async def test_new_attributes_are_put_to_the_participant_between_replies(
-    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM
-) -> None:
-    statements = ["The user has a dog", "The user lives in a flat", "The user works from home"]
+STATEMENTS = ["The user has a dog", "The user lives in a flat", "The user works from home"]
 
-    def answer(body: dict) -> object:
-        schema = json.dumps(body.get("response_format") or {})
-        if '"attributes"' in schema:
-            return {"attributes": [{"statement": s, "reason": "they said so", "confidence": 0.8, "evidence": [1]}
-                                   for s in statements]}
-        if '"action"' in schema:
-            return {"decisions": [{"new": i, "action": "add", "reason": "new"} for i in range(1, 4)]}
-        if '"use"' in schema:
-            return {"decisions": []}
-        return "Noted."
 
-    scripted_llm.set_default(answer)
+def learns_three_things(body: dict) -> object:
+    """The scripted model: every extraction finds the three STATEMENTS (enough for the study's reviews)."""
+    schema = json.dumps(body.get("response_format") or {})
+    if '"attributes"' in schema:
+        return {"attributes": [{"statement": s, "reason": "they said so", "confidence": 0.8, "evidence": [1]}
+                               for s in STATEMENTS]}
+    if '"action"' in schema:
+        return {"decisions": [{"new": i, "action": "add", "reason": "new"} for i in range(1, 4)]}
+    if '"use"' in schema:
+        return {"decisions": []}
+    return "Noted."
+
+
+def app_with_a_message_to_learn_from(make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM) -> StudyApp:
+    scripted_llm.set_default(learns_three_things)
     app = make_app()
     never_compare(app)
+    conversation = store_of(app).create("Home")
+    store_of(app).add_message(conversation.id, "user", "my dog hates my flat when I work from home")
+    return app
+
+
+async def learn(pilot: Pilot[None], chat: ChatScreen) -> None:
+    """Run the background extraction now (no debounce) and wait until it is over, or something came up in
+    front of the chat."""
+    chat.extract_debounce_s = 0
+    extraction = chat.extract_later(chat.conversation_id)
+    await wait_for(pilot, lambda: extraction.is_finished or pilot.app.screen is not chat, what="the extraction")
+
+
+def label_rows(app: StudyApp) -> list[tuple[str, str]]:
+    return store_of(app).db.execute("SELECT label, source FROM attribute_labels ORDER BY labeled_at").fetchall()
+
+
+def status_text(chat: ChatScreen) -> str:
+    return str(chat.query_one("#status", Static).render())
+
+
+@pytest.mark.parametrize("typed_before", ["", "3 kids"], ids=["starts-typing-after", "typing-across"])
+async def test_reviews_falling_due_while_the_participant_types_never_take_the_keyboard(
+    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM, typed_before: str
+) -> None:
+    text = "3 kids and 1 dog"
+    app = app_with_a_message_to_learn_from(make_app, scripted_llm)
     async with app.run_test(size=SIZE) as pilot:
-        assert isinstance(app.screen, ChatScreen)
-        app.screen.extract_debounce_s = 0
-        await pilot.press(*"my dog hates my flat when I work from home", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, AttributeReviewScreen), what="the review prompt")
+        chat = app.screen
+        assert isinstance(chat, ChatScreen)
+        composer = chat.query_one(Composer)
+        await pilot.press(*typed_before)
+        await learn(pilot, chat)
+        assert app.services.review_plan().due, "the study's reviews fell due"
+        await pilot.press(*text.removeprefix(typed_before))
+        await pilot.pause()
+        # Every keystroke reached the message; none answered a question the participant never saw.
+        assert label_rows(app) == []
+        assert app.screen is chat and app.focused is composer
+        assert composer.text == text
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: [v.message.status for v in views(app)][-2:] == ["complete", "complete"],
+                       what="the reply")
+        await app.workers.wait_for_complete()  # the extraction after the reply, too
+        await pilot.pause()
+        assert [v.message.content for v in views(app) if v.message.role == "user"][-1] == text
+        assert label_rows(app) == [] and app.screen is chat
+
+
+async def test_the_participant_opens_the_review_and_labels_record_where_they_were_given(
+    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM
+) -> None:
+    app = app_with_a_message_to_learn_from(make_app, scripted_llm)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = app.screen
+        assert isinstance(chat, ChatScreen)
+        assert "Review what the assistant learned" in [c.title for c in app.get_system_commands(chat)]
+        await pilot.press("f4")
+        await pilot.pause()
+        assert app.screen is chat
+        assert any(n.message.startswith("Nothing to review now") for n in app._notifications)
+
+        await learn(pilot, chat)
+        assert app.screen is chat
+        assert "3 attributes to review" in status_text(chat) and "press F4" in status_text(chat)
+        chat.announce_reviews()  # e.g. after the next extraction: said once, not again
+        assert len([n for n in app._notifications if n.title == "About you"]) == 1
+
+        # A click on the status line opens it; Esc leaves it for later.
+        await pilot.click("#status")
+        await wait_for(pilot, lambda: isinstance(app.screen, AttributeReviewScreen), what="the review")
+        app.screen.grace_s = 0  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is chat, what="back to the chat")
+        assert label_rows(app) == []
+
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, AttributeReviewScreen), what="the review")
+        app.screen.grace_s = 0  # type: ignore[attr-defined]
         await pilot.press("1", "2", "3")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the review to finish")
+        await wait_for(pilot, lambda: app.screen is chat, what="the review to finish")
+        assert app.focused is chat.query_one(Composer)
         labels = {a.text: a.label for a in app.services.memory.attributes()}
         assert labels == {"The user has a dog": "makes_sense", "The user lives in a flat": "maybe",
                           "The user works from home": "doesnt_make_sense"}
+        assert label_rows(app) == [("makes_sense", "review_prompt"), ("maybe", "review_prompt"),
+                                   ("doesnt_make_sense", "review_prompt")]
+        assert "to review" not in status_text(chat) and "press F4" not in status_text(chat)
+
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, MemoryScreen), what="the memory screen")
+        await pilot.pause()
+        await pilot.press("2")
+        await pilot.pause()
+        assert label_rows(app)[-1] == ("maybe", "memory_screen")
 
 
 async def test_settings_without_a_keyring_say_the_key_was_not_saved(make_app: Callable[[], StudyApp],

@@ -1,12 +1,16 @@
-"""Asking the participant about attributes the assistant newly inferred: a few at a time, between replies.
+"""Asking the participant about attributes the assistant newly inferred: a few at a time, when they choose to.
 
-Each attribute is shown with the assistant's reason; 1 / 2 / 3 label it *makes sense* / *maybe* /
-*doesn't make sense* (the 2026 study's stage-1 scale); ``l`` leaves the rest for later. Dismisses with the
-number of labels given.
+The participant opens this dialog themselves (F4 on the chat screen, the command palette, or a click on the
+status line); the app never pushes it while they may be typing. Each attribute is shown with the assistant's
+reason; 1 / 2 / 3 label it *makes sense* / *maybe* / *doesn't make sense* (the 2026 study's stage-1 scale);
+Esc leaves the rest for later. A label is research data, so nothing answers the dialog during its first
+moment on screen (``grace_s``): a keystroke that arrives then was meant for what was there before it.
+Dismisses with the number of labels given.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from textual.app import ComposeResult
@@ -20,22 +24,31 @@ from studyapp.store.memory import Attribute
 
 CHOICES = {"1": ("makes_sense", "Makes sense"), "2": ("maybe", "Maybe"), "3": ("doesnt_make_sense",
                                                                             "Doesn't make sense")}
+# Long enough for typing that was under way when the dialog appeared to stop; short enough not to be noticed.
+GRACE_S = 0.6
+HELP = "1, 2 or 3 to answer · Esc: later"
 
 
 class AttributeReviewScreen(ModalScreen[int]):
+    # No button is focused at first, so a stray Enter or space never presses an answer.
+    AUTO_FOCUS = ""
     BINDINGS = [
         Binding("1", "label('1')", "Makes sense"),
         Binding("2", "label('2')", "Maybe"),
         Binding("3", "label('3')", "Doesn't make sense"),
-        Binding("l,escape", "later", "Later"),
+        # Not a letter: a letter would collide with typing.
+        Binding("escape", "later", "Later"),
     ]
 
-    def __init__(self, attributes: Sequence[Attribute], memory: MemoryService) -> None:
+    def __init__(self, attributes: Sequence[Attribute], memory: MemoryService, *, grace_s: float = GRACE_S) -> None:
         super().__init__(classes="dialog-screen")
         self.attributes = list(attributes)
         self.memory = memory
         self.index = 0
         self.labeled = 0
+        self.grace_s = grace_s
+        # When the dialog last came to the front (time.monotonic()); None until it has been shown.
+        self.shown_at: float | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog attribute-review"):
@@ -47,10 +60,20 @@ class AttributeReviewScreen(ModalScreen[int]):
             with Horizontal(classes="buttons"):
                 for key, (_, text) in CHOICES.items():
                     yield Button(f"{key} {text}", id=f"choice-{key}")
-                yield Button("Later", id="later")
+                yield Button("Later (Esc)", id="later")
+            yield Label(HELP, classes="attribute-review-help", markup=False)
 
     def on_mount(self) -> None:
         self._show()
+
+    def on_screen_resume(self) -> None:
+        # The grace period restarts whenever the dialog comes (back) to the front.
+        self.shown_at = time.monotonic()
+
+    @property
+    def accepts_answers(self) -> bool:
+        """Whether the dialog has been on screen long enough for a key press to be an answer to it."""
+        return self.shown_at is not None and time.monotonic() - self.shown_at >= self.grace_s
 
     def _show(self) -> None:
         attribute = self.attributes[self.index]
@@ -61,8 +84,10 @@ class AttributeReviewScreen(ModalScreen[int]):
         self.query_one("#review-reason", Static).update(f"{reason} (confidence {attribute.confidence:.0%})")
 
     def action_label(self, key: str) -> None:
+        if not self.accepts_answers:
+            return
         label, _ = CHOICES[key]
-        self.memory.label(self.attributes[self.index].id, label)
+        self.memory.label(self.attributes[self.index].id, label, source="review_prompt")
         self.labeled += 1
         self.index += 1
         if self.index >= len(self.attributes):
@@ -71,6 +96,8 @@ class AttributeReviewScreen(ModalScreen[int]):
             self._show()
 
     def action_later(self) -> None:
+        if not self.accepts_answers:
+            return
         self.dismiss(self.labeled)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
