@@ -1,9 +1,10 @@
-"""One turn of a conversation: the participant writes, the assistant answers.
+"""Saving a participant's message and streaming the assistant's reply into the database (Textual-free).
 
-This is the service the TUI (and the benchmarks) drive; it never imports Textual. Durability rules
-(ARCHITECTURE.md section 2): the user message is committed before any request goes out; reply text is
-flushed to the database at least every ``flush_interval`` seconds while it streams; every reply ends
-``complete``, ``interrupted`` (cancelled, text so far kept) or ``error`` (the reason kept beside it).
+``studyapp.turns.TurnController`` decides what a turn is (selection, comparison or reply) and calls this for the
+reply; the benchmarks and crash tests drive ``send`` directly. Durability rules: the user message is committed
+before any request goes out; reply text is flushed to the database at least every ``flush_interval`` seconds
+while it streams; every reply ends ``complete``, ``interrupted`` (cancelled, text so far kept) or ``error``
+(the reason kept beside it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -22,10 +23,6 @@ from studyapp.store.conversations import Conversation, ConversationStore, Messag
 log = logging.getLogger(__name__)
 
 TITLE_LENGTH = 48
-
-# Given the conversation and the request, the attribute texts that should shape the reply
-# (stage 2, selection). None: no personalization for this turn.
-AttributeSelector = Callable[[Conversation, Message], Awaitable[list[str]]]
 
 
 @dataclass
@@ -68,7 +65,6 @@ class ChatService:
         params: ChatParams | None = None,
         context_messages: int = 20,
         flush_interval: float = 0.5,
-        select_attributes: AttributeSelector | None = None,
     ) -> None:
         self.store = store
         self._model_factory = model_factory
@@ -76,7 +72,6 @@ class ChatService:
         self.params = params or ChatParams()
         self.context_messages = context_messages
         self.flush_interval = flush_interval
-        self.select_attributes = select_attributes
 
     @property
     def model(self) -> ChatModel:
@@ -115,7 +110,9 @@ class ChatService:
 
     async def send(self, conversation_id: str | None, text: str, *,
                    memory_enabled: bool = True) -> AsyncIterator[TurnEvent]:
-        """Save the message, then stream the reply. Cancelling the consumer marks the reply interrupted."""
+        """Save the message, then stream an unpersonalized reply (the app's turns go through TurnController).
+
+        Cancelling the consumer marks the reply interrupted."""
         saved = self.save_user_message(conversation_id, text, memory_enabled=memory_enabled)
         yield saved
         # aclosing: closing this generator early must close the inner ones at once, so the reply is
@@ -126,15 +123,8 @@ class ChatService:
 
     async def reply(self, conversation: Conversation, request: Message, *,
                     attributes: list[str] | None = None) -> AsyncIterator[TurnEvent]:
-        """Stream the reply to ``request``. ``attributes`` given: selection was already done (no second call)."""
-        if attributes is None:
-            attributes = []
-            if self.select_attributes is not None and conversation.memory_enabled:
-                try:
-                    attributes = await self.select_attributes(conversation, request)
-                except LLMError as exc:
-                    # Selection failing must not cost the participant an answer: fall back to no profile.
-                    log.warning("attribute selection failed: %s", exc)
+        """Stream the reply to ``request``, personalized with ``attributes`` (stage 3) when there are any."""
+        attributes = list(attributes or [])
         history = self.store.messages(conversation.id, limit=self.context_messages * 2)
         chat_messages, template = build_messages(history, attributes, context_messages=self.context_messages)
         try:

@@ -52,14 +52,6 @@ class Personalization:
             return SelectionResult(model=None, template=None)
         return await self.selector.select(request.content, self.store.list_attributes(), message_id=request.id)
 
-    async def selected_texts(self, conversation: Conversation, request: Message) -> list[str]:
-        """``select_for`` shaped as chat.AttributeSelector: the texts for the personalized system prompt.
-
-        For comparisons, ``(await select_for(...)).decisions`` carry attribute_id / text / selected / rationale
-        (``Decision.to_dict()`` has the fields of study.comparison.AttributeChoice).
-        """
-        return (await self.select_for(conversation, request)).selected
-
     def build(self, history: Sequence[Message], selection: SelectionResult | None, *,
               context_messages: int = 20) -> tuple[list[ChatMessage], str]:
         """Stage 3 prompt: personalized with the selected attributes, generic when none were selected."""

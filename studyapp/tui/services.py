@@ -25,6 +25,7 @@ from studyapp.study.protocol import ModelSpec
 from studyapp.study.reviews import ReviewPlan
 from studyapp.study.roles import note_outcome, role_problems
 from studyapp.study.service import StudyService
+from studyapp.turns import TurnController
 
 if TYPE_CHECKING:
     from studyapp.privacy.pump import RecordPump
@@ -47,7 +48,6 @@ class Services:
             model_factory or self._make_model,
             params=settings.params,
             context_messages=settings.context_messages,
-            select_attributes=self._select_attributes,
         )
         self._personalization: Personalization | None = None
         self._personalization_model: ChatModel | None = None
@@ -58,6 +58,7 @@ class Services:
         self.memory = MemoryService(MemoryStore(app_ctx.db), on_change=self.records_written)
         self.study = StudyService(app_ctx.db)
         self.sync_line = ""
+        self.turns = TurnController(self)
         self._start_participation()
 
     # Taking part in a study (studyapp.privacy, studyapp.sync) ----------------------------------
@@ -118,11 +119,9 @@ class Services:
 
     # Comparison turns and reviews (studyapp.study) -----------------------------------------
 
-    def comparison_due(self, conversation: Conversation, request: Message) -> bool:
-        """The study's schedule for this turn (the caller still needs a selected attribute to compare)."""
-        if not conversation.memory_enabled or not self.memory.attributes():
-            return False  # with nothing to select, both arms would be the same generic answer
-        return self.study.decide(conversation, request).compare
+    def has_memory(self) -> bool:
+        """Whether memory holds anything to select from (else a turn makes no selection call)."""
+        return self.memory.store.count_active() > 0
 
     def comparison_runner(self) -> ComparisonRunner:
         return self.study.runner(self.chat.model, self.chat.params, context_messages=self.chat.context_messages)
@@ -181,10 +180,6 @@ class Services:
             note_outcome(self.app_ctx.db, "selector", personalization.selector.model.name, result.error)
         return result
 
-    async def _select_attributes(self, conversation: Conversation, request: Message) -> list[str]:
-        if not self.memory.attributes():
-            return []  # nothing to select from: no model call
-        return (await self.select_for(conversation, request)).selected
 
     def used_attributes(self, request_message_id: str) -> list[str]:
         """The attribute texts that shaped the reply to this participant message."""

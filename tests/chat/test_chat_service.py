@@ -12,7 +12,7 @@ import pytest
 from studyapp.chat import ChatService, ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
 from studyapp.llm.base import ChatParams, ModelUnavailable
 from studyapp.llm.openai_compat import OpenAICompatModel
-from studyapp.store.conversations import Conversation, ConversationStore, Message
+from studyapp.store.conversations import ConversationStore
 from studyapp.store.db import open_database
 from tests.support.net import free_port
 from tests.support.scripted_llm import ScriptedLLM
@@ -185,22 +185,12 @@ async def test_model_that_cannot_start_is_reported_in_the_thread(tmp_path: Path)
     assert read_messages(tmp_path / "studyapp.db")[0] == ("user", "hi", "complete")
 
 
-async def test_selected_attributes_shape_the_system_prompt_unless_memory_is_off(
-    tmp_path: Path, scripted_llm: ScriptedLLM
-) -> None:
-    calls: list[str] = []
-
-    async def select(conversation: Conversation, request: Message) -> list[str]:
-        calls.append(request.content)
-        return ["The user is vegetarian"]
-
-    service = make_service(tmp_path, scripted_llm.base_url, select_attributes=select)
-    events = await collect(service, None, "dinner ideas?")
-    assert calls == ["dinner ideas?"]
+async def test_attributes_shape_the_system_prompt(tmp_path: Path, scripted_llm: ScriptedLLM) -> None:
+    service = make_service(tmp_path, scripted_llm.base_url)
+    saved = service.save_user_message(None, "dinner ideas?")
+    events = [e async for e in service.reply(saved.conversation, saved.message, attributes=["The user is vegetarian"])]
     assert "The user is vegetarian" in scripted_llm.requests[-1]["messages"][0]["content"]
     assert events[-1].message.template == "assistant_personalized@1"
-
-    off = service.store.create("private", memory_enabled=False)
-    await collect(service, off.id, "dinner ideas?")
-    assert calls == ["dinner ideas?"]
+    events = [e async for e in service.reply(saved.conversation, saved.message)]
     assert "vegetarian" not in scripted_llm.requests[-1]["messages"][0]["content"]
+    assert events[-1].message.template == "assistant@1"

@@ -92,7 +92,7 @@ async def test_personalization_respects_memory_off(scripted_llm, model, db, conv
     assert template == "assistant_personalized@1" and "- The user is vegetarian." in messages[0]["content"]
     assert [a.text for a in personalization.used_attributes(request.id)] == ["The user is vegetarian."]
     scripted_llm.add_json({"decisions": [{"id": 1, "use": False, "rationale": "not needed"}]})
-    assert await personalization.selected_texts(on, request) == []
+    assert (await personalization.select_for(on, request)).selected == []
 
 
 def test_validator_names_each_problem():

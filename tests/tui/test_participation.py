@@ -23,6 +23,11 @@ from tests.tui.helpers import wait_for
 SIZE = (110, 40)
 
 
+def consent_shown(app: StudyApp) -> bool:
+    """The consent screen is pushed *and* composed (its widgets can be queried)."""
+    return isinstance(app.screen, ConsentScreen) and bool(app.screen.query("#consent-error"))
+
+
 async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM,
                                                    live: LiveServer, memory_keyring: MemoryKeyring) -> None:
     scripted_llm.set_default("Nice to meet you.")
@@ -36,7 +41,7 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
         app.screen.query_one("#code", Input).value = live.code()
         app.screen.query_one("#code", Input).focus()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConsentScreen), what="the consent document",
+        await wait_for(pilot, lambda: consent_shown(app), what="the consent document",
                        timeout=20)
         consent = app.screen
         for box in consent.query(Checkbox):
@@ -65,7 +70,7 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
 
         publish(live, VERSION_2)
         app.screen.nudge_sync()
-        await wait_for(pilot, lambda: isinstance(app.screen, ConsentScreen), what="the new consent", timeout=30)
+        await wait_for(pilot, lambda: consent_shown(app), what="the new consent", timeout=30)
         assert app.screen.document.version == "2"
         app.screen.action_accept()
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")

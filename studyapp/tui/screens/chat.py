@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -21,9 +22,10 @@ from studyapp.tui.services import Services
 from studyapp.tui.widgets.composer import Composer
 from studyapp.tui.widgets.conversation_list import ConversationList
 from studyapp.tui.widgets.message_view import ConversationView, MessageView
+from studyapp.turns import ComparisonOffered, Preparing
 
 if TYPE_CHECKING:
-    from studyapp.study.comparison import AttributeChoice
+    pass
 
 # The study's screens (comparison, consent, review, memory ...) are imported where they open: the chat
 # screen comes up without loading them.
@@ -47,6 +49,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+o", "settings", "Settings", priority=True),
         Binding("f2", "memory", "Memory"),
         Binding("f3", "review_uploads", "Uploads"),
+        Binding("f4", "review_attributes", "Review"),
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+b", "load_earlier", "Earlier messages", show=False, priority=True),
         Binding("ctrl+l", "focus_conversations", "Conversations", show=False),
@@ -59,6 +62,8 @@ class ChatScreen(Screen[None]):
         # For a new conversation (not saved until its first message): use memory or not.
         self.new_memory_enabled = True
         self.extract_debounce_s = EXTRACT_DEBOUNCE_S
+        # Attributes whose review was already announced (the notification comes once, not after every reply).
+        self.announced_reviews: set[str] = set()
 
     # Layout --------------------------------------------------------------------------
 
@@ -80,15 +85,20 @@ class ChatScreen(Screen[None]):
         await self.open_conversation(conversations[0].id if conversations else None)
         self.query_one(Composer).focus()
         self.update_status()
+        self.announce_reviews()
         self.start_participation()
 
     # Taking part in a study ----------------------------------------------------------------
 
     def start_participation(self) -> None:
-        if not self.services.enrolled:
-            return
-        self.background_sync()
-        if self.services.needs_consent():
+        # Sync also runs for a withdrawal the server has not confirmed: it is retried until it is.
+        if self.services.enrolled or self.services.withdrawal_pending():
+            self.background_sync()
+        if self.services.study_problem:
+            self.notify(f"The study's protocol stored on this computer cannot be used: {self.services.study_problem}"
+                        " Nothing is collected until the study server sends a valid one (asked at every sync).",
+                        severity="error", timeout=15, markup=False)
+        elif self.services.enrolled and self.services.needs_consent():
             self.ask_consent()
 
     @work(exclusive=True, group="sync")
@@ -183,10 +193,11 @@ class ChatScreen(Screen[None]):
             await withdraw(self.services.app_ctx.db)
             self.notify("Withdrawn: the server confirmed it deleted your records.")
         except SyncError as exc:
-            self.notify(f"Withdrawn on this computer. {exc} The deletion request is retried at the next start.",
-                        severity="warning", timeout=10, markup=False)
+            self.notify(f"Withdrawn on this computer. {exc} The deletion request is retried in the background "
+                        "until the server confirms it.", severity="warning", timeout=10, markup=False)
         await self.services.reload_study()
         self.update_status()
+        self.start_participation()
 
     @work(group="dialogs")
     async def action_review_uploads(self) -> None:
@@ -197,7 +208,7 @@ class ChatScreen(Screen[None]):
             self.notify("You are not enrolled in a study: nothing is waiting to be sent.")
             return
         if self.services.records is not None:
-            self.services.records.flush()
+            await asyncio.to_thread(self.services.records.flush)  # the pump's worker may be anonymizing
         await self.app.push_screen_wait(ReviewScreen(privacy.review))
         self.nudge_sync()
         self.update_status()
@@ -349,70 +360,59 @@ class ChatScreen(Screen[None]):
 
     @work(exclusive=True, group=REPLY_GROUP)
     async def run_turn(self, conversation_id: str | None, text: str) -> None:
-        from studyapp.study.comparison import AttributeChoice
-
-        view = self.query_one(ConversationView)
-        saved = self.services.chat.save_user_message(conversation_id, text, memory_enabled=self.new_memory_enabled)
-        if conversation_id is None:
-            self.conversation_id = saved.conversation.id
-            self.sub_title = saved.conversation.title
-            self.query_one("#empty-hint", Label).display = False
-        await view.add(saved.message)
-        self.services.record_message(saved.message)
-        self.refresh_list()
-        attributes: list[str] | None = None
-        try:
-            if self.services.comparison_due(saved.conversation, saved.message):
-                self.update_status("Preparing…")
-                selection = await self.services.personalization.select_for(saved.conversation, saved.message)
-                if selection.selected:
-                    await self._run_comparison(saved, [AttributeChoice(**d.to_dict()) for d in selection.decisions])
-                    return
-                attributes = []  # selection ran and chose nothing: an ordinary, unpersonalized reply
-            await self._stream_reply(saved, attributes)
-        finally:
-            self.update_status()
-            self.extract_later(self.conversation_id)
-
-    async def _stream_reply(self, saved: UserSaved, attributes: list[str] | None) -> None:
+        """Render one turn as studyapp.turns.TurnController runs it (the screen decides nothing here)."""
         view = self.query_one(ConversationView)
         reply_view: MessageView | None = None
         try:
-            async for event in self.services.chat.reply(saved.conversation, saved.message, attributes=attributes):
-                if isinstance(event, ReplyStarted):
-                    reply_view = await view.add(event.message)
-                    reply_view.set_used(event.attributes)
-                    self.update_status("Answering… (Esc stops)")
-                elif isinstance(event, ReplyDelta) and reply_view is not None:
-                    await reply_view.append(event.text)
-                elif isinstance(event, ReplyFinished) and reply_view is not None:
-                    await reply_view.finish(event.message)
-                    self.services.record_message(event.message)
-                    self.nudge_sync()
-                    if event.message.status == "error":
-                        self.notify(event.message.error or "The reply failed.", severity="error", timeout=8,
-                                    markup=False)
+            async with aclosing(self.services.turns.run(conversation_id, text,
+                                                        memory_enabled=self.new_memory_enabled)) as events:
+                async for event in events:
+                    if isinstance(event, UserSaved):
+                        if conversation_id is None:
+                            self.conversation_id = event.conversation.id
+                            self.sub_title = event.conversation.title
+                            self.query_one("#empty-hint", Label).display = False
+                        await view.add(event.message)
+                        self.refresh_list()
+                    elif isinstance(event, Preparing):
+                        self.update_status("Preparing…")
+                    elif isinstance(event, ComparisonOffered):
+                        await self._run_comparison(event)
+                    elif isinstance(event, ReplyStarted):
+                        reply_view = await view.add(event.message)
+                        reply_view.set_used(event.attributes)
+                        self.update_status("Answering… (Esc stops)")
+                    elif isinstance(event, ReplyDelta) and reply_view is not None:
+                        await reply_view.append(event.text)
+                    elif isinstance(event, ReplyFinished) and reply_view is not None:
+                        await reply_view.finish(event.message)
+                        self.nudge_sync()
+                        if event.message.status == "error":
+                            self.notify(event.message.error or "The reply failed.", severity="error", timeout=8,
+                                        markup=False)
         except asyncio.CancelledError:
             if reply_view is not None:
                 stored = self.services.conversations.get_message(reply_view.message.id)
                 if stored is not None:
                     await reply_view.finish(stored)
             raise
+        finally:
+            self.update_status()
+            self.extract_later(self.conversation_id)
 
-    async def _run_comparison(self, saved: UserSaved, choices: list[AttributeChoice]) -> None:
+    async def _run_comparison(self, offer: ComparisonOffered) -> None:
         """A comparison turn: both answers side by side, blinded; the chosen one continues the conversation."""
         from studyapp.tui.screens.comparison import ComparisonScreen
 
-        runner = self.services.comparison_runner()
+        saved, runner = offer.saved, offer.runner
         screen = ComparisonScreen(
-            lambda progress: runner.run(saved.conversation.id, saved.message, choices, progress=progress),
+            lambda progress: runner.run(saved.conversation.id, saved.message, offer.choices, progress=progress),
             labels=self.services.study.protocol.rating_scale.labels,
             on_shown=runner.mark_shown,
         )
         result = await self.app.push_screen_wait(screen)
-        rating = runner.record_result(result)
-        if result.status in ("rated", "skipped") and result.comparison_id is not None:
-            self.services.record_rating(result.comparison_id)
+        rating = self.services.turns.finish_comparison(offer, result)
+        if result.status in ("rated", "skipped"):
             self.nudge_sync()
         if result.status == "failed":
             self.notify(result.error or "The comparison failed.", severity="error", timeout=8, markup=False)
@@ -427,7 +427,7 @@ class ChatScreen(Screen[None]):
         """The LLM judge on every rated comparison not judged yet; a new message cancels it (it catches up
         after the next reply), so judging never holds up the participant's answer."""
         if await self.services.judge_pending():
-            self.services.record_all_verdicts()
+            self.services.records_written()
 
     @work(exclusive=True, group=EXTRACT_GROUP)
     async def extract_later(self, conversation_id: str | None) -> None:
@@ -443,18 +443,34 @@ class ChatScreen(Screen[None]):
         self.judge_later()
         if added:
             self.notify(f"Learned {added} new thing(s) about you. Press F2 to see and judge your memory.")
-            await self.ask_for_reviews()
+            self.announce_reviews()
 
-    async def ask_for_reviews(self) -> None:
-        """The study's attribute reviews: only between replies, and never over a message being written."""
+    def announce_reviews(self) -> None:
+        """Say once that the study's attribute reviews are due. Never opens them: a dialog that appears while
+        the participant types takes their keystrokes as answers, and a label is research data."""
+        due = {a.id for a in self.services.review_plan().due}
+        if due - self.announced_reviews:
+            self.notify("Some things the assistant learned about you wait for your judgement: press F4 (or click "
+                        "the status line) when you are ready.", title="About you", timeout=10)
+        self.announced_reviews |= due
+
+    def action_review_attributes(self) -> None:
+        """The study's attribute reviews, opened by the participant (F4, the palette, or the status line)."""
         from studyapp.tui.screens.attribute_review import AttributeReviewScreen
 
-        if self._replying() or self.query_one(Composer).text.strip() or self.app.screen is not self:
+        due = self.services.review_plan().due
+        if not due:
+            self.notify("Nothing to review now. Your memory (F2) lists everything the assistant believes about you.")
             return
-        plan = self.services.review_plan()
-        if plan.due:
-            await self.app.push_screen_wait(AttributeReviewScreen(plan.due, self.services.memory))
-            self.update_status()
+        self.app.push_screen(AttributeReviewScreen(due, self.services.memory))
+
+    @on(events.Click, "#status")
+    def _status_clicked(self) -> None:
+        self.action_review_attributes()
+
+    def on_screen_resume(self) -> None:
+        # Back from a dialog or the memory screen: labels given there change what the status line counts.
+        self.update_status()
 
     def action_stop(self) -> None:
         if self._replying():
@@ -464,6 +480,8 @@ class ChatScreen(Screen[None]):
     def update_status(self, activity: str = "") -> None:
         parts = [f"Model: {self.services.model_settings().describe()}"]
         parts += self.services.status_parts()
+        if self.services.review_plan().due:
+            parts.append("press F4")  # next to the study's "N attributes to review"
         if activity:
             parts.append(activity)
         for status in self.query("#status").results(Static):  # absent while the app shuts down

@@ -1,0 +1,108 @@
+"""What happens when a participant sends a message: the one place that runs a turn (Textual-free).
+
+    async with aclosing(turns.run(conversation_id, text, memory_enabled=True)) as events:
+        async for event in events:
+            UserSaved          the message is committed (before any model call); show it
+            Preparing          stage 2 (selection) is running; say so
+            ComparisonOffered  the study's schedule made this a comparison turn: the screen shows both answers
+                               (``offer.runner.run``), then hands the participant's answer to
+                               ``turns.finish_comparison(offer, result)``; nothing more comes from ``run``
+            ReplyStarted / ReplyDelta / ReplyFinished   an ordinary reply streaming (chat.ChatService)
+
+Order of a turn: commit the message; if memory is on and holds something, ask the study's schedule whether
+this turn is a comparison and run selection *once* (its decisions are recorded per attribute); a comparison
+needs a selected attribute (else both arms would be the same generic answer), otherwise the reply streams with
+the selected attributes. Every committed study record is announced with ``records_written`` (the database has
+already noted it for the privacy gate, see store/collect_queue.py). Cancelling the consumer (Esc) closes the
+generator, and the reply in flight is kept, marked interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from studyapp.chat import ChatService, ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
+from studyapp.llm.base import LLMError
+from studyapp.personalize.select import SelectionResult
+from studyapp.store.conversations import Conversation, Message
+from studyapp.study.comparison import AttributeChoice, ComparisonRunner, RatingResult
+from studyapp.study.service import StudyService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preparing:
+    """Selection (a model call) runs before the answer: the screen can say so."""
+
+
+@dataclass
+class ComparisonOffered:
+    saved: UserSaved
+    choices: list[AttributeChoice]
+    runner: ComparisonRunner = field(repr=False)
+
+
+TurnEvent = UserSaved | Preparing | ComparisonOffered | ReplyStarted | ReplyDelta | ReplyFinished
+
+
+class TurnContext(Protocol):
+    """What a turn needs from the app (``tui.services.Services`` provides it; tests may build their own)."""
+
+    chat: ChatService
+    study: StudyService
+
+    def has_memory(self) -> bool: ...
+
+    async def select_for(self, conversation: Conversation, request: Message) -> SelectionResult: ...
+
+    def comparison_runner(self) -> ComparisonRunner: ...
+
+    def records_written(self) -> None: ...
+
+
+class TurnController:
+    def __init__(self, context: TurnContext) -> None:
+        self.context = context
+
+    async def run(self, conversation_id: str | None, text: str, *,
+                  memory_enabled: bool = True) -> AsyncIterator[TurnEvent]:
+        """One turn; ``memory_enabled`` applies when the turn starts a new conversation."""
+        ctx = self.context
+        saved = ctx.chat.save_user_message(conversation_id, text, memory_enabled=memory_enabled)
+        ctx.records_written()
+        yield saved
+        attributes: list[str] = []
+        if saved.conversation.memory_enabled and ctx.has_memory():
+            compare = ctx.study.decide(saved.conversation, saved.message).compare
+            yield Preparing()
+            selection = await self._select(saved)
+            if selection is not None and compare and selection.selected:
+                choices = [AttributeChoice(**d.to_dict()) for d in selection.decisions]
+                yield ComparisonOffered(saved, choices, ctx.comparison_runner())
+                return
+            attributes = selection.selected if selection is not None else []
+        async with aclosing(ctx.chat.reply(saved.conversation, saved.message, attributes=attributes)) as events:
+            async for event in events:
+                if isinstance(event, ReplyFinished):
+                    ctx.records_written()
+                yield event
+
+    async def _select(self, saved: UserSaved) -> SelectionResult | None:
+        try:
+            return await self.context.select_for(saved.conversation, saved.message)
+        except LLMError as exc:
+            # Selection failing must not cost the participant an answer: this reply goes out unpersonalized.
+            log.warning("attribute selection failed: %s", exc)
+            return None
+
+    def finish_comparison(self, offer: ComparisonOffered, result: RatingResult) -> int | None:
+        """Record what the participant did with a comparison; returns the rating (personalized arm's view)."""
+        rating = offer.runner.record_result(result)
+        if result.status in ("rated", "skipped"):
+            self.context.records_written()
+        return rating
