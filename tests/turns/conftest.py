@@ -1,0 +1,1 @@
+from tests.support.fixtures import db, scripted_llm  # noqa: F401

@@ -1,0 +1,159 @@
+"""TurnController without Textual: a real SQLite file, the scripted OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from contextlib import aclosing
+from typing import Any
+
+import pytest
+from sqlite_utils import Database
+
+from studyapp.chat import ChatService, ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
+from studyapp.llm.base import ChatParams
+from studyapp.llm.openai_compat import OpenAICompatModel
+from studyapp.personalize.pipeline import Personalization
+from studyapp.personalize.select import SelectionResult
+from studyapp.store.comparisons import ComparisonStore
+from studyapp.store.conversations import Conversation, ConversationStore, Message
+from studyapp.study.comparison import ComparisonRunner, RatingResult
+from studyapp.study.schedule import ComparisonScheduler
+from studyapp.study.service import StudyService
+from studyapp.turns import ComparisonOffered, Preparing, TurnController
+from tests.support.scripted_llm import ScriptedLLM
+
+
+class Context:
+    """The collaborators a turn needs, wired from the library's own parts (what tui.services does for the app)."""
+
+    def __init__(self, db: Database, llm: ScriptedLLM, *, compare: bool) -> None:
+        model = OpenAICompatModel(llm.base_url, llm.model)
+        self.chat = ChatService(ConversationStore(db), lambda: model, params=ChatParams(max_tokens=32))
+        self.study = StudyService(db)
+        schedule = dataclasses.replace(self.study.protocol.comparisons, probability=1.0 if compare else 0.0,
+                                       min_turns_between=0)
+        self.study.scheduler = ComparisonScheduler(schedule)
+        self.personalization = Personalization(db, extractor_model=model)
+        self.written = 0
+        self.selections = 0
+
+    def has_memory(self) -> bool:
+        return self.personalization.store.count_active() > 0
+
+    async def select_for(self, conversation: Conversation, request: Message) -> SelectionResult:
+        self.selections += 1
+        return await self.personalization.select_for(conversation, request)
+
+    def comparison_runner(self) -> ComparisonRunner:
+        return self.study.runner(self.chat.model, self.chat.params)
+
+    def records_written(self) -> None:
+        self.written += 1
+
+
+def answer(use: bool) -> Any:
+    def rule(body: dict[str, Any]) -> object:
+        schema = json.dumps(body.get("response_format") or {})
+        if '"use"' in schema:
+            return {"decisions": [{"id": 1, "use": use, "rationale": "food" if use else "unrelated"}]}
+        system = body["messages"][0]["content"]
+        return "personal answer" if "vegetarian" in system else "generic answer"
+    return rule
+
+
+async def run(controller: TurnController, conversation_id: str | None, text: str, **kw: Any) -> list[Any]:
+    return [event async for event in controller.run(conversation_id, text, **kw)]
+
+
+def selection_requests(llm: ScriptedLLM) -> int:
+    return sum(1 for body in llm.requests if '"use"' in json.dumps(body.get("response_format") or {}))
+
+
+async def test_without_memory_a_turn_is_saved_then_answered_with_no_selection(
+        db: Database, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.set_default(answer(True))
+    ctx = Context(db, scripted_llm, compare=True)
+    events = await run(TurnController(ctx), None, "dinner ideas?")
+    assert isinstance(events[0], UserSaved) and isinstance(events[1], ReplyStarted)
+    assert isinstance(events[-1], ReplyFinished) and events[-1].message.content == "generic answer"
+    assert not any(isinstance(e, Preparing | ComparisonOffered) for e in events)
+    assert ctx.selections == 0 and selection_requests(scripted_llm) == 0
+    assert ctx.written == 2  # the participant's message, then the finished reply
+
+
+async def test_selection_runs_once_and_shapes_the_reply(db: Database, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.set_default(answer(True))
+    ctx = Context(db, scripted_llm, compare=False)
+    ctx.personalization.memory.add("The user is vegetarian")
+    events = await run(TurnController(ctx), None, "dinner ideas?")
+    assert [type(e) for e in events[:3]] == [UserSaved, Preparing, ReplyStarted]
+    assert events[2].attributes == ["The user is vegetarian"]
+    assert events[-1].message.content == "personal answer"
+    assert ctx.selections == 1 and selection_requests(scripted_llm) == 1
+    # The decision is recorded for the request, as the chat's "Shaped by your memory" line reads it.
+    assert [a.text for a in ctx.personalization.store.selected_attributes(events[0].message.id)] == [
+        "The user is vegetarian"]
+
+
+async def test_memory_off_uses_nothing_from_memory(db: Database, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.set_default(answer(True))
+    ctx = Context(db, scripted_llm, compare=True)
+    ctx.personalization.memory.add("The user is vegetarian")
+    events = await run(TurnController(ctx), None, "dinner ideas?", memory_enabled=False)
+    assert events[-1].message.content == "generic answer" and ctx.selections == 0
+
+
+async def test_a_due_comparison_is_offered_and_its_rating_recorded(db: Database, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.set_default(answer(True))
+    ctx = Context(db, scripted_llm, compare=True)
+    ctx.personalization.memory.add("The user is vegetarian")
+    controller = TurnController(ctx)
+    events = await run(controller, None, "dinner ideas?")
+    offer = events[-1]
+    assert isinstance(offer, ComparisonOffered) and not any(isinstance(e, ReplyStarted) for e in events)
+    assert [c.text for c in offer.choices if c.selected] == ["The user is vegetarian"]
+    outcome = await offer.runner.run(offer.saved.conversation.id, offer.saved.message, offer.choices)
+    written = ctx.written
+    rating = controller.finish_comparison(offer, RatingResult(
+        "rated", outcome.comparison_id, outcome.personalized_side, shown_choice=5, chosen_side="right"))
+    # 5 on the shown scale favours Response 2 (right): the personalized arm's view depends on its side.
+    assert rating == (5 if outcome.personalized_side == "right" else 1)
+    assert ComparisonStore(db).get(outcome.comparison_id).rating == rating
+    assert ctx.written == written + 1
+
+
+async def test_a_due_comparison_with_nothing_selected_is_an_ordinary_reply(
+        db: Database, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.set_default(answer(False))
+    ctx = Context(db, scripted_llm, compare=True)
+    ctx.personalization.memory.add("The user is vegetarian")
+    events = await run(TurnController(ctx), None, "how tall is Everest?")
+    assert not any(isinstance(e, ComparisonOffered) for e in events)
+    assert events[-1].message.content == "generic answer" and ctx.selections == 1
+
+
+async def test_closing_the_turn_mid_reply_keeps_the_text_marked_interrupted(
+        db: Database, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.add_text("one two three four", chunks=["one ", "two ", "three ", "four"], tokens_per_s=20)
+    ctx = Context(db, scripted_llm, compare=False)
+    async with aclosing(TurnController(ctx).run(None, "count please")) as events:
+        async for event in events:
+            if isinstance(event, ReplyDelta):
+                reply_id = event.message_id
+                break
+    stored = ctx.chat.store.get_message(reply_id)
+    assert stored is not None and stored.status == "interrupted" and stored.content.startswith("one")
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+async def test_a_comparison_that_did_not_finish_announces_no_record(db: Database, scripted_llm: ScriptedLLM,
+                                                                    status: str) -> None:
+    scripted_llm.set_default(answer(True))
+    ctx = Context(db, scripted_llm, compare=True)
+    ctx.personalization.memory.add("The user is vegetarian")
+    controller = TurnController(ctx)
+    offer = (await run(controller, None, "dinner ideas?"))[-1]
+    written = ctx.written
+    assert controller.finish_comparison(offer, RatingResult(status)) is None
+    assert ctx.written == written
