@@ -32,6 +32,7 @@ from studyapp.store.db import open_database
 from studyapp.store.outbox import OutboxStore
 from studyapp.study.protocol import parse_protocol
 from studyapp.sync.client import RetryPolicy, Uploader
+from studyapp.sync.server_client import StudyServerClient
 from tests.server.live import new_storage
 from tests.support.net import free_port
 
@@ -137,10 +138,11 @@ async def upload(url: str, token: str, client_dir: Path, n: int, batch: int) -> 
         ({"event_id": eid, "study_id": "bench-2026", "kind": "message", "category": "conversation_text",
           "payload": json.dumps(p, sort_keys=True), "consent_version": "1", "status": "approved", "attempts": 0,
           "created_at": ts, "updated_at": ts} for eid, p in payloads), batch_size=5000)
-    uploader = Uploader(outbox, url, token, "bench-2026", batch_size=batch, policy=RetryPolicy(max_attempts=3))
-    start = time.perf_counter()
-    report = await uploader.sync()
-    elapsed = time.perf_counter() - start
+    async with StudyServerClient(url, policy=RetryPolicy(max_attempts=3)) as server:
+        uploader = Uploader(outbox, server, token, "bench-2026", batch_size=batch)
+        start = time.perf_counter()
+        report = await uploader.sync()
+        elapsed = time.perf_counter() - start
     assert report.accepted == n, report
     rows = [(eid, "p", "message", json.dumps(p, sort_keys=True), ts) for eid, p in payloads]
     return n / elapsed, rows

@@ -8,123 +8,52 @@ Retry-After) and 5xx are retried with exponential backoff and full jitter; since
 each ``event_id`` once, a retry after a lost reply only produces *duplicate* answers.
 
 ``run_sync(db)`` is the entry point for ``studyapp sync`` and the TUI's background worker;
-``sync_status(db)`` feeds the TUI footer and ``studyapp doctor``.
+``sync_status(db)`` feeds the TUI footer and ``studyapp doctor``. The requests (and their retries)
+go through ``StudyServerClient`` (server_client.py); what the answers mean for the outbox is decided
+here, in ``Uploader``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 from sqlite_utils import Database
 
-from studyapp import __version__
+from studyapp.secrets import get_participant_token
 from studyapp.store.outbox import OutboxEvent, OutboxStore
 from studyapp.store.settings import SettingsStore
+from studyapp.store.studies import StudyStore
 from studyapp.store.util import now
+from studyapp.sync.server_client import (
+    NotEnrolled,
+    ParticipantWithdrawn,
+    RetryPolicy,
+    ServerUnreachable,
+    StudyServerClient,
+    SyncError,
+    TokenRefused,
+    connect,
+    error_detail,
+)
+from studyapp.sync.withdraw import WITHDRAWAL_PENDING_KEY, finish_withdrawal
+
+# The errors and the policy are re-exported: the TUI, the commands and tests import them from here.
+__all__ = [
+    "DEFAULT_BATCH_SIZE", "LAST_ERROR_KEY", "LAST_SYNC_KEY", "WITHDRAWAL_PENDING_KEY", "NotEnrolled",
+    "ParticipantWithdrawn", "RetryPolicy", "ServerUnreachable", "SyncError", "SyncReport", "SyncStatus",
+    "SyncTarget", "TokenRefused", "Uploader", "run_sync", "sync_status", "sync_target",
+]
 
 LAST_SYNC_KEY = "sync.last_sync_at"
 LAST_ERROR_KEY = "sync.last_error"
-# Set while a withdrawal waits for the server's confirmation: {"study_id", "server_url", "participant_id"}.
-WITHDRAWAL_PENDING_KEY = "sync.withdrawal_pending"
 
 DEFAULT_BATCH_SIZE = 200
-MAX_RETRY_AFTER = 300.0
 DETAIL_INDENT = " " * 17  # aligns with the values of `studyapp doctor`
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
-Sleep = Callable[[float], Awaitable[None]]
 Progress = Callable[[int, int], None]
-
-
-class SyncError(RuntimeError):
-    """Sync cannot go on; the message says what happened and what to do. Events stay in the outbox."""
-
-
-class TokenRefused(SyncError):
-    """401: the server no longer accepts this participant token."""
-
-
-class ParticipantWithdrawn(SyncError):
-    """410: the server holds only a tombstone for this participant."""
-
-
-class ServerUnreachable(SyncError):
-    """Every retry failed (network down, server overloaded)."""
-
-
-class NotEnrolled(SyncError):
-    pass
-
-
-def exponential_backoff(attempt: int, *, base: float = 0.5, cap: float = 60.0) -> float:
-    """Full jitter: a random delay up to base * 2**attempt (capped), so clients don't retry in step."""
-    return random.uniform(0, min(cap, base * 2**attempt))
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-@dataclass
-class RetryPolicy:
-    max_attempts: int = 8
-    backoff: Callable[[int], float] = exponential_backoff
-    sleep: Sleep = asyncio.sleep
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
-    if isinstance(data, dict) and isinstance(data.get("detail"), str):
-        return data["detail"]
-    return str(data)[:200]
-
-
-async def post_with_retries(client: httpx.AsyncClient, url: str, *, json: Any, headers: dict[str, str],
-                            policy: RetryPolicy, on_retry: Callable[[str], None] | None = None) -> httpx.Response:
-    """POST, retrying what may succeed later (timeouts, connection errors, 429, 5xx); other answers return."""
-    problem = "no attempt made"
-    for attempt in range(policy.max_attempts):
-        try:
-            response = await client.post(url, json=json, headers=headers)
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            delay = policy.backoff(attempt)
-        else:
-            if response.status_code != 429 and response.status_code < 500:
-                return response
-            problem = f"HTTP {response.status_code}: {_detail(response)}"
-            waited = retry_after_seconds(response.headers.get("Retry-After"))
-            delay = waited if waited is not None else policy.backoff(attempt)
-        if attempt + 1 < policy.max_attempts:
-            if on_retry is not None:
-                on_retry(problem)
-            await policy.sleep(delay)
-    raise ServerUnreachable(f"The server at {url} did not answer after {policy.max_attempts} attempts "
-                            f"(last problem: {problem}). Nothing is lost: try again later.")
 
 
 @dataclass
@@ -149,72 +78,59 @@ class SyncReport:
 
 
 class Uploader:
-    """Uploads the ready events of one study's outbox, batch by batch."""
+    """Uploads the ready events of one study's outbox, batch by batch, through ``server``."""
 
-    def __init__(self, outbox: OutboxStore, base_url: str, token: str, study_id: str, *,
-                 transport: httpx.AsyncBaseTransport | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 policy: RetryPolicy | None = None, timeout: httpx.Timeout = TIMEOUT) -> None:
+    def __init__(self, outbox: OutboxStore, server: StudyServerClient, token: str, study_id: str, *,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.outbox = outbox
-        self.base_url = base_url.rstrip("/")
+        self.server = server
         self.token = token
         self.study_id = study_id
-        self.transport = transport
         self.batch_size = max(1, batch_size)
-        self.policy = policy or RetryPolicy()
-        self.timeout = timeout
-
-    def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base_url, transport=self.transport, timeout=self.timeout,
-                                 headers={"User-Agent": f"studyapp/{__version__}"})
 
     async def sync(self, progress: Progress | None = None) -> SyncReport:
         """Upload until nothing is ready; raises SyncError (events stay in the outbox) if it cannot."""
         report = SyncReport(total=self.outbox.counts(self.study_id)["approved"])
         done = 0
-        async with self._client() as client:
-            # Consent records first: every approved event is covered by the participant's latest consent
-            # (the privacy layer withholds events of categories given up), and the server checks each
-            # event against the consent it has received, so it must hear the latest decision first,
-            # even when older events were released again after the consent changed.
-            while True:
-                claim_id, consents = self.outbox.claim_ready(self.study_id, self.batch_size, kind="consent")
-                if not consents:
-                    break
-                done += await self._send_claimed(client, claim_id, consents, report)
-            while True:
-                claim_id, batch = self.outbox.claim_ready(self.study_id, self.batch_size)
-                if not batch:
-                    break
-                handled = await self._send_claimed(client, claim_id, batch, report)
-                if handled == 0:
-                    raise SyncError("The server's answer did not mention the events sent; "
-                                    "they stay in the outbox. Try again later.")
-                done += handled
-                if progress is not None:
-                    progress(done, max(report.total, done))
+        # Consent records first: every approved event is covered by the participant's latest consent
+        # (the privacy layer withholds events of categories given up), and the server checks each
+        # event against the consent it has received, so it must hear the latest decision first,
+        # even when older events were released again after the consent changed.
+        while True:
+            claim_id, consents = self.outbox.claim_ready(self.study_id, self.batch_size, kind="consent")
+            if not consents:
+                break
+            done += await self._send_claimed(claim_id, consents, report)
+        while True:
+            claim_id, batch = self.outbox.claim_ready(self.study_id, self.batch_size)
+            if not batch:
+                break
+            handled = await self._send_claimed(claim_id, batch, report)
+            if handled == 0:
+                raise SyncError("The server's answer did not mention the events sent; "
+                                "they stay in the outbox. Try again later.")
+            done += handled
+            if progress is not None:
+                progress(done, max(report.total, done))
         return report
 
-    async def _send_claimed(self, client: httpx.AsyncClient, claim_id: str, batch: list[OutboxEvent],
-                            report: SyncReport) -> int:
+    async def _send_claimed(self, claim_id: str, batch: list[OutboxEvent], report: SyncReport) -> int:
         """Send claimed events; the claim ends with the server's answer (or the failure), whatever it is."""
         try:
-            return await self._send(client, batch, report, claim_id=claim_id)
+            return await self._send(batch, report, claim_id=claim_id)
         finally:
             self.outbox.release(claim_id)
 
-    async def _send(self, client: httpx.AsyncClient, batch: list[OutboxEvent], report: SyncReport, *,
-                    claim_id: str) -> int:
+    async def _send(self, batch: list[OutboxEvent], report: SyncReport, *, claim_id: str) -> int:
         """Send one batch; returns how many of its events were settled (removed or set aside)."""
         self.outbox.note_attempt([e.event_id for e in batch])
-        body = {"events": [{"event_id": e.event_id, "kind": e.kind, "payload": e.payload} for e in batch]}
+        events = [{"event_id": e.event_id, "kind": e.kind, "payload": e.payload} for e in batch]
 
         def count_retry(problem: str) -> None:
             report.retries += 1
             self.outbox.renew_claim(claim_id)
 
-        response = await post_with_retries(client, "/v1/events", json=body,
-                                           headers={"Authorization": f"Bearer {self.token}"},
-                                           policy=self.policy, on_retry=count_retry)
+        response = await self.server.upload(self.token, events, on_retry=count_retry)
         report.batches += 1
         status = response.status_code
         if status == 401:
@@ -226,15 +142,15 @@ class Uploader:
             if len(batch) > 1:
                 # Too large, or one malformed event: halve the batch until the culprit stands alone.
                 half = len(batch) // 2
-                return (await self._send(client, batch[:half], report, claim_id=claim_id)
-                        + await self._send(client, batch[half:], report, claim_id=claim_id))
-            reason = f"the server refused this event (HTTP {status}): {_detail(response)}"
+                return (await self._send(batch[:half], report, claim_id=claim_id)
+                        + await self._send(batch[half:], report, claim_id=claim_id))
+            reason = f"the server refused this event (HTTP {status}): {error_detail(response)}"
             self.outbox.reject(batch[0].event_id, reason)
             report.rejected += 1
             report.rejections.append((batch[0].event_id, reason))
             return 1
         if status != 200:
-            raise SyncError(f"The server refused the upload (HTTP {status}): {_detail(response)}")
+            raise SyncError(f"The server refused the upload (HTTP {status}): {error_detail(response)}")
         try:
             results = response.json()["results"]
             answers = {r["event_id"]: (r["status"], r.get("reason")) for r in results}
@@ -265,31 +181,50 @@ class Uploader:
 # -- the app's entry points ----------------------------------------------------------------------
 
 
-async def run_sync(db: Database, *, transport: httpx.AsyncBaseTransport | None = None,
-                   policy: RetryPolicy | None = None, progress: Progress | None = None,
-                   batch_size: int = DEFAULT_BATCH_SIZE) -> SyncReport:
-    """Sync the enrolled study's outbox (or finish a pending withdrawal); records the outcome in settings."""
-    from studyapp.secrets import get_participant_token
-    from studyapp.store.studies import StudyStore
+@dataclass(frozen=True)
+class SyncTarget:
+    """The study the next sync talks to the server about."""
 
+    study_id: str
+    server_url: str | None
+    withdrawal: bool  # a withdrawal waits for the server's confirmation (then nothing is uploaded)
+
+
+def sync_target(db: Database) -> SyncTarget | None:
+    """The study whose withdrawal is owed, else the current study; None when neither exists."""
+    pending = SettingsStore(db).get(WITHDRAWAL_PENDING_KEY)
+    if pending:
+        return SyncTarget(pending["study_id"], pending.get("server_url"), withdrawal=True)
+    study = StudyStore(db).current()
+    return SyncTarget(study.id, study.server_url, withdrawal=False) if study is not None else None
+
+
+async def run_sync(db: Database, *, server: StudyServerClient | None = None, token: str | None = None,
+                   transport: httpx.AsyncBaseTransport | None = None, policy: RetryPolicy | None = None,
+                   progress: Progress | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> SyncReport:
+    """Sync the enrolled study's outbox (or finish a pending withdrawal); records the outcome in settings.
+
+    ``server`` is an open client for the study's server (kept open), else one is opened with ``transport``
+    and ``policy`` for this call. ``token`` is the participant token of ``sync_target(db)`` when the caller
+    has read it already; otherwise it is read here, off the event loop.
+    """
     settings = SettingsStore(db)
     try:
-        if settings.get(WITHDRAWAL_PENDING_KEY):
-            from studyapp.sync.withdraw import finish_withdrawal
-
-            await finish_withdrawal(db, transport=transport, policy=policy)
+        target = sync_target(db)
+        if target is not None and target.withdrawal:
+            await finish_withdrawal(db, server=server, token=token, transport=transport, policy=policy)
             return SyncReport()
-        study = StudyStore(db).current()
-        if study is None or not study.server_url:
+        if target is None or not target.server_url:
             raise NotEnrolled("This install is not enrolled in a study with a collection server: "
                               "run `studyapp enroll URL CODE` with the code from the research team.")
-        token = get_participant_token(study.id)
+        # The keyring may be a D-Bus round trip or a file to decrypt: not on the event loop.
+        token = token or await asyncio.to_thread(get_participant_token, target.study_id)
         if not token:
-            raise TokenRefused(f"No participant token for study {study.id!r} in the keyring: "
+            raise TokenRefused(f"No participant token for study {target.study_id!r} in the keyring: "
                                "enroll again with a new code (`studyapp enroll URL CODE`).")
-        uploader = Uploader(OutboxStore(db), study.server_url, token, study.id, transport=transport,
-                            policy=policy, batch_size=batch_size)
-        report = await uploader.sync(progress)
+        async with connect(target.server_url, server=server, transport=transport, policy=policy) as client:
+            uploader = Uploader(OutboxStore(db), client, token, target.study_id, batch_size=batch_size)
+            report = await uploader.sync(progress)
     except SyncError as exc:
         settings.set(LAST_ERROR_KEY, {"at": now(), "message": str(exc)})
         raise
@@ -350,8 +285,6 @@ class SyncStatus:
 
 def sync_status(db: Database) -> SyncStatus:
     """Pending, rejected (with reasons), last sync and last error of the enrolled study."""
-    from studyapp.store.studies import StudyStore
-
     settings = SettingsStore(db)
     study = StudyStore(db).current()
     study_id = study.id if study else None

@@ -16,10 +16,16 @@ from urllib.parse import urlparse
 import httpx
 from sqlite_utils import Database
 
-from studyapp import __version__
 from studyapp.secrets import SecretStoreUnavailable, keyring_status, set_participant_token
 from studyapp.store.studies import StudyStore
-from studyapp.sync.client import TIMEOUT, RetryPolicy, ServerUnreachable, SyncError, post_with_retries
+from studyapp.sync.server_client import (
+    RetryPolicy,
+    ServerUnreachable,
+    StudyServerClient,
+    SyncError,
+    connect,
+    error_detail,
+)
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -47,17 +53,12 @@ def normalize_server_url(url: str) -> str:
     return url
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200]
-    return str(data.get("detail", data)) if isinstance(data, dict) else str(data)[:200]
+async def enroll(db: Database, url: str, code: str, *, server: StudyServerClient | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None, policy: RetryPolicy | None = None) -> Enrollment:
+    """Enroll this install in the study served at ``url`` with a one-time ``code``.
 
-
-async def enroll(db: Database, url: str, code: str, *, transport: httpx.AsyncBaseTransport | None = None,
-                 policy: RetryPolicy | None = None) -> Enrollment:
-    """Enroll this install in the study served at ``url`` with a one-time ``code``."""
+    ``server`` is an open client for ``url`` (kept open), else one is opened with ``transport`` and ``policy``.
+    """
     from studyapp.study.protocol import ProtocolError, protocol_from_dict
 
     base_url = normalize_server_url(url)
@@ -72,18 +73,16 @@ async def enroll(db: Database, url: str, code: str, *, transport: httpx.AsyncBas
                           "using your code, so the code is still valid.")
     # The claim makes a retried request (first reply lost) return the same enrollment, not "code used".
     claim = secrets.token_urlsafe(32)
-    async with httpx.AsyncClient(base_url=base_url, transport=transport, timeout=TIMEOUT,
-                                 headers={"User-Agent": f"studyapp/{__version__}"}) as client:
+    async with connect(base_url, server=server, transport=transport, policy=policy) as client:
         try:
-            response = await post_with_retries(client, "/v1/enroll", json={"code": code, "claim": claim},
-                                               headers={}, policy=policy or RetryPolicy(max_attempts=4))
+            response = await client.enroll(code, claim)
         except ServerUnreachable as exc:
             raise EnrollError(f"Cannot reach the study server at {base_url}. Check the address and your "
                               f"connection, then try again with the same code. ({exc})") from exc
     if response.status_code in (403, 422):
-        raise EnrollError(f"The server refused the code: {_detail(response)}")
+        raise EnrollError(f"The server refused the code: {error_detail(response)}")
     if response.status_code != 201:
-        raise EnrollError(f"The server could not enroll you (HTTP {response.status_code}): {_detail(response)}. "
+        raise EnrollError(f"The server could not enroll you (HTTP {response.status_code}): {error_detail(response)}. "
                           "If the code is refused from now on, ask the research team for a new one.")
     try:
         data: dict[str, Any] = response.json()

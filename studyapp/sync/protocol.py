@@ -7,14 +7,22 @@ the app asks them at once.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from sqlite_utils import Database
 
-from studyapp import __version__
 from studyapp.secrets import get_participant_token
 from studyapp.store.studies import StudyStore
 from studyapp.study.protocol import Protocol, ProtocolError, protocol_from_dict
-from studyapp.sync.client import TIMEOUT, ServerUnreachable, SyncError, TokenRefused
+from studyapp.sync.server_client import (
+    RetryPolicy,
+    ServerUnreachable,
+    StudyServerClient,
+    SyncError,
+    TokenRefused,
+    connect,
+)
 
 
 def _usable(stored: dict) -> bool:
@@ -25,22 +33,30 @@ def _usable(stored: dict) -> bool:
     return True
 
 
-async def refresh_protocol(db: Database, *, transport: httpx.AsyncBaseTransport | None = None) -> Protocol | None:
+async def refresh_protocol(db: Database, *, server: StudyServerClient | None = None, token: str | None = None,
+                           transport: httpx.AsyncBaseTransport | None = None,
+                           policy: RetryPolicy | None = None) -> Protocol | None:
     """Store the server's protocol if its version differs from ours (or ours no longer validates); returns it,
-    or None when unchanged."""
+    or None when unchanged.
+
+    ``server`` (kept open) or a client opened with ``transport`` and ``policy``; ``token`` if already read.
+    """
     study = StudyStore(db).current()
     if study is None or not study.server_url:
         return None
-    token = get_participant_token(study.id)
+    # The keyring may block (D-Bus, a file to decrypt): not on the event loop.
+    token = token or await asyncio.to_thread(get_participant_token, study.id)
     if not token:
         return None
     try:
-        async with httpx.AsyncClient(base_url=study.server_url, transport=transport, timeout=TIMEOUT,
-                                     headers={"User-Agent": f"studyapp/{__version__}"}) as client:
-            response = await client.get("/v1/protocol", headers={"Authorization": f"Bearer {token}"})
-    except httpx.HTTPError as exc:
-        raise ServerUnreachable(f"Could not ask {study.server_url} for the study's protocol ({exc}); "
-                                "it is asked again at the next sync.") from exc
+        async with connect(study.server_url, server=server, transport=transport, policy=policy) as client:
+            response = await client.protocol(token)
+    except ServerUnreachable as exc:
+        if exc.status is not None:  # the server answered, but only 429 or 5xx
+            raise SyncError(f"The server answered {exc.status} when asked for the study's protocol; "
+                            "it is asked again at the next sync.") from exc
+        raise ServerUnreachable(f"Could not ask {study.server_url} for the study's protocol ({exc.problem}); "
+                                "it is asked again at the next sync.", problem=exc.problem) from exc
     if response.status_code == 401:
         raise TokenRefused("The server no longer accepts this participant token: re-enroll with a new code.")
     if response.status_code != 200:

@@ -9,26 +9,22 @@ server confirms (it is idempotent); if the network is down, the marker makes the
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from sqlite_utils import Database
 
-from studyapp import __version__
 from studyapp.secrets import delete_participant_token, get_participant_token
 from studyapp.store.collect_queue import CollectQueue
 from studyapp.store.outbox import OutboxStore
 from studyapp.store.settings import SettingsStore
 from studyapp.store.studies import StudyStore
-from studyapp.sync.client import (
-    TIMEOUT,
-    WITHDRAWAL_PENDING_KEY,
-    NotEnrolled,
-    RetryPolicy,
-    SyncError,
-    post_with_retries,
-)
+from studyapp.sync.server_client import NotEnrolled, RetryPolicy, StudyServerClient, SyncError, connect
+
+# Set while a withdrawal waits for the server's confirmation: {"study_id", "server_url", "participant_id"}.
+WITHDRAWAL_PENDING_KEY = "sync.withdrawal_pending"
 
 
 @dataclass(frozen=True)
@@ -68,25 +64,27 @@ def begin_withdrawal(db: Database) -> dict[str, Any]:
     return marker
 
 
-async def finish_withdrawal(db: Database, *, transport: httpx.AsyncBaseTransport | None = None,
+async def finish_withdrawal(db: Database, *, server: StudyServerClient | None = None, token: str | None = None,
+                            transport: httpx.AsyncBaseTransport | None = None,
                             policy: RetryPolicy | None = None) -> WithdrawalResult:
-    """Send the deletion request until the server confirms; then forget the token."""
+    """Send the deletion request until the server confirms; then forget the token.
+
+    ``server`` (kept open) or a client opened with ``transport`` and ``policy``; ``token`` if already read.
+    """
     settings = SettingsStore(db)
     pending = settings.get(WITHDRAWAL_PENDING_KEY)
     if not pending:
         raise NotEnrolled("No withdrawal is waiting to be sent.")
     study_id, server_url, participant_id = pending["study_id"], pending.get("server_url"), pending.get("participant_id")
     who = f"participant id {participant_id}" if participant_id else "your participant id"
-    token = get_participant_token(study_id)
+    # The keyring may block (D-Bus, a file to decrypt): not on the event loop.
+    token = token or await asyncio.to_thread(get_participant_token, study_id)
     if not server_url or not token:
         raise SyncError(f"The withdrawal is recorded here, but the server cannot be told: no "
                         f"{'server address' if not server_url else 'participant token'} is left. "
                         f"Ask the research team to delete {who} of study {study_id!r}.")
-    async with httpx.AsyncClient(base_url=server_url.rstrip("/"), transport=transport, timeout=TIMEOUT,
-                                 headers={"User-Agent": f"studyapp/{__version__}"}) as client:
-        response = await post_with_retries(client, "/v1/withdraw", json={},
-                                           headers={"Authorization": f"Bearer {token}"},
-                                           policy=policy or RetryPolicy(max_attempts=12))
+    async with connect(server_url, server=server, transport=transport, policy=policy) as client:
+        response = await client.withdraw(token)
     if response.status_code != 200:
         raise SyncError(f"The server did not confirm the withdrawal (HTTP {response.status_code}). "
                         f"Ask the research team to delete {who} of study {study_id!r}; "
@@ -99,14 +97,15 @@ async def finish_withdrawal(db: Database, *, transport: httpx.AsyncBaseTransport
         confirmed, confirmed_at = False, ""
     if not confirmed:
         raise SyncError("The server's answer to the withdrawal could not be read; `studyapp withdraw` will try again.")
-    delete_participant_token(study_id)
+    await asyncio.to_thread(delete_participant_token, study_id)
     settings.delete(WITHDRAWAL_PENDING_KEY)
     settings.set("sync.withdrawal_confirmed", {"study_id": study_id, "at": confirmed_at})
     return WithdrawalResult(study_id=study_id, participant_id=participant_id, confirmed_at=confirmed_at)
 
 
-async def withdraw(db: Database, *, transport: httpx.AsyncBaseTransport | None = None,
+async def withdraw(db: Database, *, server: StudyServerClient | None = None,
+                   transport: httpx.AsyncBaseTransport | None = None,
                    policy: RetryPolicy | None = None) -> WithdrawalResult:
     """Withdraw from the current study (or finish an earlier withdrawal the server has not confirmed)."""
     begin_withdrawal(db)
-    return await finish_withdrawal(db, transport=transport, policy=policy)
+    return await finish_withdrawal(db, server=server, transport=transport, policy=policy)

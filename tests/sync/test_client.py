@@ -27,6 +27,7 @@ from studyapp.sync.client import (
     sync_status,
 )
 from studyapp.sync.enroll import EnrollError, enroll
+from studyapp.sync.server_client import StudyServerClient
 from studyapp.sync.withdraw import finish_withdrawal, withdraw
 from tests.server import live as f
 from tests.server.live import LiveServer, serve
@@ -116,9 +117,10 @@ async def test_rejected_events_are_set_aside_with_the_reason(live: LiveServer, c
 
 async def test_an_unknown_token_says_re_enroll(live: LiveServer, client_db: Database) -> None:
     queue(client_db, f.STUDY_ID, [f.consent()])
-    uploader = Uploader(OutboxStore(client_db), live.base_url, "stale-token", f.STUDY_ID, policy=fast_policy()[0])
-    with pytest.raises(TokenRefused, match="re-enroll"):
-        await uploader.sync()
+    async with StudyServerClient(live.base_url, policy=fast_policy()[0]) as server:
+        uploader = Uploader(OutboxStore(client_db), server, "stale-token", f.STUDY_ID)
+        with pytest.raises(TokenRefused, match="re-enroll"):
+            await uploader.sync()
     assert OutboxStore(client_db).counts()["approved"] == 1
 
 
@@ -135,9 +137,8 @@ async def test_retry_after_is_honoured_and_5xx_backs_off(client_db: Database) ->
 
     policy, sleeps = fast_policy()
     policy.backoff = lambda attempt: 100.0 + attempt
-    uploader = Uploader(OutboxStore(client_db), "http://server.test", "t", "s",
-                        transport=httpx.MockTransport(handler), policy=policy)
-    report = await uploader.sync()
+    async with StudyServerClient("http://server.test", transport=httpx.MockTransport(handler), policy=policy) as server:
+        report = await Uploader(OutboxStore(client_db), server, "t", "s").sync()
     assert sleeps.delays == [7.0, 101.0]
     assert report.accepted == 2 and report.retries == 2
     assert OutboxStore(client_db).counts()["approved"] == 0
@@ -147,9 +148,9 @@ async def test_gives_up_after_the_attempts_and_keeps_every_event(client_db: Data
     ids = queue(client_db, "s", [f.consent(), f.message()])
     transport = httpx.MockTransport(lambda request: httpx.Response(500))
     policy, sleeps = fast_policy(max_attempts=4)
-    uploader = Uploader(OutboxStore(client_db), "http://server.test", "t", "s", transport=transport, policy=policy)
-    with pytest.raises(ServerUnreachable, match="Nothing is lost"):
-        await uploader.sync()
+    async with StudyServerClient("http://server.test", transport=transport, policy=policy) as server:
+        with pytest.raises(ServerUnreachable, match="Nothing is lost"):
+            await Uploader(OutboxStore(client_db), server, "t", "s").sync()
     assert len(sleeps.delays) == 3
     assert [e.event_id for e in OutboxStore(client_db).ready("s", 10)] == ids
     # The consent record goes first, alone; the message waits for it.
@@ -180,10 +181,10 @@ async def test_sync_resumes_after_a_crash_without_storing_twice(live: LiveServer
     with FaultProxy(int(live.base_url.rsplit(":", 1)[1]), plan) as proxy:
         token = get_participant_token(enrollment.study_id)
         assert token
-        crashed = Uploader(OutboxStore(client_db), proxy.url, token, enrollment.study_id, batch_size=10,
-                           policy=fast_policy(max_attempts=2)[0])
-        with pytest.raises(ServerUnreachable):
-            await crashed.sync()
+        async with StudyServerClient(proxy.url, policy=fast_policy(max_attempts=2)[0]) as server:
+            crashed = Uploader(OutboxStore(client_db), server, token, enrollment.study_id, batch_size=10)
+            with pytest.raises(ServerUnreachable):
+                await crashed.sync()
     assert OutboxStore(client_db).counts()["approved"] == len(ids)  # nothing removed without an answer
     assert live.storage.count_events() == 1 + 10  # the consent record, and the batch whose reply was lost
     # Restart: the outbox still holds the state; the server answers duplicate for what it has.

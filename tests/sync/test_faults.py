@@ -9,6 +9,7 @@ from sqlite_utils import Database
 from studyapp.secrets import get_participant_token
 from studyapp.store.outbox import OutboxStore
 from studyapp.sync.client import Uploader
+from studyapp.sync.server_client import StudyServerClient
 from tests.server import live as f
 from tests.server.live import LiveServer
 from tests.sync.helpers import enroll_and_consent, fast_policy
@@ -45,9 +46,8 @@ async def test_ten_thousand_events_arrive_exactly_once_through_faults(live: Live
         token = get_participant_token(enrollment.study_id)
         assert token
         policy, sleeps = fast_policy(max_attempts=60)
-        uploader = Uploader(OutboxStore(client_db), proxy.url, token, enrollment.study_id, batch_size=250,
-                            policy=policy)
-        report = await uploader.sync()
+        async with StudyServerClient(proxy.url, policy=policy) as server:
+            report = await Uploader(OutboxStore(client_db), server, token, enrollment.study_id, batch_size=250).sync()
 
     assert all(proxy.counts[m] >= 1 for m in faults), proxy.counts
     assert 3.0 in sleeps.delays  # the 429's Retry-After was honoured
