@@ -83,6 +83,10 @@ class RecordPump:
             self._drain_waiting = True
         self._submit(self._drain)
 
+    def load_anonymizer(self) -> None:
+        """Build the anonymizer's engines in the worker now (a second or two), not when the first record comes."""
+        self._submit(lambda: self._services().anonymizer.load())
+
     def after_consent(self, record: Any) -> None:
         """Queue the earlier records the participant chose to include with their consent (in the worker)."""
         if record is None:

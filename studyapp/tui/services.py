@@ -14,6 +14,7 @@ from studyapp.context import AppContext
 from studyapp.llm.base import ChatModel
 from studyapp.llm.config import ModelSettings
 from studyapp.llm.factory import make_model
+from studyapp.participation import Participation
 from studyapp.personalize.extract import ExtractionResult
 from studyapp.personalize.memory import MemoryService
 from studyapp.personalize.pipeline import Personalization
@@ -28,11 +29,9 @@ from studyapp.study.service import StudyService
 from studyapp.turns import TurnController
 
 if TYPE_CHECKING:
-    from studyapp.privacy.pump import RecordPump
-    from studyapp.privacy.services import PrivacyServices
     from studyapp.secrets import KeyringStatus
 
-# The privacy part and the keyring load only when used (enrolled, or the settings screen): not at start.
+# The keyring loads only when used (the settings screen): not at start.
 
 
 class Services:
@@ -53,52 +52,27 @@ class Services:
         self._personalization_model: ChatModel | None = None
         # Models an enrolled study names for its other roles (extractor, selector, judges), by (model, url).
         self._role_models: dict[tuple[str, str | None], ChatModel] = {}
-        self.privacy: PrivacyServices | None = None
-        self.records: RecordPump | None = None
+        self.participation = Participation(app_ctx.db, app_ctx.database_path)
         self.memory = MemoryService(MemoryStore(app_ctx.db), on_change=self.records_written)
-        self.study = StudyService(app_ctx.db)
-        self.sync_line = ""
+        self.study = StudyService(app_ctx.db, study=self.participation.study)
         self.turns = TurnController(self)
-        self._start_participation()
 
-    # Taking part in a study (studyapp.privacy, studyapp.sync) ----------------------------------
-
-    def _start_participation(self) -> None:
-        """Enrolled: consent, anonymization and the outbox are live. Not enrolled: nothing is collected."""
-        if self.records is not None:
-            self.records.close()
-        self.privacy, self.records = None, None
-        # An enrolled study whose protocol cannot be used collects nothing new: its records wait in the
-        # database's intake until a valid protocol arrives (the next reload starts the pump, which drains it).
-        if self.study.study.enrolled and self.study.study.usable:
-            from studyapp.privacy.pump import RecordPump
-            from studyapp.privacy.services import PrivacyServices
-
-            self.privacy = PrivacyServices.create(self.app_ctx.db, self.study.protocol)
-            self.records = RecordPump(self.app_ctx.database_path, self.study.protocol)
+    # Taking part in a study (studyapp.participation) -------------------------------------------
 
     @property
     def enrolled(self) -> bool:
-        return self.study.study.enrolled
-
-    @property
-    def study_problem(self) -> str | None:
-        """Why the enrolled study's protocol cannot be used (None when it can, or when not enrolled)."""
-        return self.study.study.problem
-
-    def withdrawal_pending(self) -> bool:
-        """A withdrawal the server has not confirmed yet (retried by background sync until it is)."""
-        from studyapp.store.settings import SettingsStore
-        from studyapp.sync.client import WITHDRAWAL_PENDING_KEY
-
-        return bool(SettingsStore(self.app_ctx.db).get(WITHDRAWAL_PENDING_KEY))
+        return self.participation.enrolled
 
     async def reload_study(self) -> None:
-        """After enrollment or withdrawal: the protocol in force changes, and with it schedule and consent."""
-        self.study = StudyService(self.app_ctx.db)
+        """After enrollment or withdrawal: the study in force changes, and with it collection and the schedule."""
+        self.participation.reload()
+        await self.study_changed()
+
+    async def study_changed(self) -> None:
+        """Take on the study ``participation`` now holds (also after background sync brought a new protocol)."""
+        self.study = StudyService(self.app_ctx.db, study=self.participation.study)
         self._personalization = None
-        self._start_participation()
-        usable = self.enrolled and self.study.study.usable
+        usable = self.enrolled and self.participation.study.usable
         assistant = self.study.protocol.models.get("assistant") if usable else None
         if assistant is not None:
             # Joining a study switches the chat to the study's assistant model (the settings screen shows it).
@@ -106,16 +80,9 @@ class Services:
             self.app_ctx.save_model_settings(replace(current, model=assistant.model, base_url=assistant.base_url))
             await self.chat.replace_model(self._fixed_factory or self._make_model)
 
-    def needs_consent(self) -> bool:
-        if self.privacy is None:
-            return False
-        protocol = self.study.protocol
-        return self.privacy.consent.current(protocol.id) is None or self.privacy.consent.needs_reconsent(protocol)
-
     def records_written(self) -> None:
         """Study records were committed: wake the outbox gate (the database noted them for it already)."""
-        if self.records is not None:
-            self.records.wake()
+        self.participation.records_written()
 
     # Comparison turns and reviews (studyapp.study) -----------------------------------------
 
@@ -227,17 +194,13 @@ class Services:
     def status_parts(self) -> list[str]:
         """Status-line parts: the study and its day (day N of M), pending reviews, and sync."""
         parts = [self.study.status_line()]
-        pending_withdrawal = self.withdrawal_pending()
-        if pending_withdrawal and not self.sync_line:
-            self.sync_line = "withdrawal: waiting for the server"
-        if (self.enrolled or pending_withdrawal) and self.sync_line:
-            parts.append(f"Sync: {self.sync_line}")
+        if (taking_part := self.participation.status_line()) is not None:
+            parts.append(taking_part)
         parts += [f"Model problem: {p.describe(100)}" for p in role_problems(self.app_ctx.db)]
         return parts
 
     async def aclose(self) -> None:
         for model in self._role_models.values():
             await model.aclose()
-        if self.records is not None:
-            self.records.close()  # every record handed in reaches the outbox before the app exits
+        await self.participation.aclose()
         await self.chat.aclose()

@@ -47,9 +47,8 @@ async def main(data_dir: str, llm_url: str, server_url: str, code: str) -> None:
             await pilot.press("enter")
             await wait_for(pilot, lambda n=n: [v.message.status for v in app.screen.query(MessageView)] ==
                            ["complete"] * 2 * n, what=f"reply {n}", timeout=30)
-            if app.services.records is not None:
-                # The pump's worker has opened its own connection to the database by now.
-                await asyncio.to_thread(app.services.records.flush)
+            # The pump's worker has opened its own connection to the database by now.
+            await app.services.participation.flush()
             print(f"turn {n}", flush=True)
             await asyncio.to_thread(sys.stdin.readline)
 

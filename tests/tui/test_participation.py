@@ -56,7 +56,7 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
         await pilot.press(*"My name is Alice Johnson, write to alice.johnson@example.com", "enter")
         await wait_for(pilot, lambda: [v.message.status for v in app.screen.query(MessageView)] ==
                        ["complete", "complete"], what="the reply", timeout=30)
-        app.services.records.flush()  # type: ignore[union-attr]
+        await app.services.participation.flush()
         await pilot.press("f3")
         await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen), what="the review screen")
         await pilot.press("A")  # approve everything shown
@@ -74,7 +74,7 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
         assert app.screen.document.version == "2"
         app.screen.action_accept()
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
-        assert not app.services.needs_consent()
+        assert not app.services.participation.needs_consent()
 
         # Withdrawing from the app: confirmed, and the server keeps nothing of this participant's records.
         app.screen.action_withdraw()

@@ -64,9 +64,9 @@ async def test_an_unusable_stored_protocol_is_said_and_replaced_from_the_server_
 
     services = Services(app_ctx)
     assert services.enrolled, "a protocol that does not validate leaves the install enrolled"
-    assert services.study_problem and "probability" in services.study_problem
+    assert services.participation.problem and "probability" in services.participation.problem
     assert "cannot be used" in services.status_parts()[0]
-    assert services.records is None, "nothing passes the privacy gate under a protocol that cannot be read"
+    assert services.participation.records is None, "nothing passes the gate under a protocol that cannot be read"
     await services.aclose()
     assert CollectQueue(app_ctx.db).count() == 1, "the message waits in the intake"
     app_ctx.close()
@@ -75,7 +75,7 @@ async def test_an_unusable_stored_protocol_is_said_and_replaced_from_the_server_
     async with app.run_test(size=SIZE) as pilot:
         # Background sync asks the server for the protocol, stores the valid one, and the waiting message
         # goes through the gate and up.
-        await wait_for(pilot, lambda: app.services.study_problem is None, what="a valid protocol", timeout=20)
+        await wait_for(pilot, lambda: app.services.participation.problem is None, what="a valid protocol", timeout=20)
         outbox = OutboxStore(app.services.app_ctx.db)
         await wait_for(pilot, lambda: any(e.kind == "message" for e in outbox.list()) or
                        live.storage.count_records("message") == 1, what="the message queued", timeout=20)

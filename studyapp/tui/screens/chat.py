@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, Static
 
 from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
+from studyapp.participation import ParticipationState
 from studyapp.store.conversations import SearchHit
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.screens.search import SearchScreen
@@ -25,7 +26,7 @@ from studyapp.tui.widgets.message_view import ConversationView, MessageView
 from studyapp.turns import ComparisonOffered, Preparing
 
 if TYPE_CHECKING:
-    pass
+    from studyapp.sync.background import SyncRound
 
 # The study's screens (comparison, consent, review, memory ...) are imported where they open: the chat
 # screen comes up without loading them.
@@ -91,35 +92,34 @@ class ChatScreen(Screen[None]):
     # Taking part in a study ----------------------------------------------------------------
 
     def start_participation(self) -> None:
-        # Sync also runs for a withdrawal the server has not confirmed: it is retried until it is.
-        if self.services.enrolled or self.services.withdrawal_pending():
+        """Show what studyapp.participation says: sync in every state but "not enrolled" (a withdrawal the
+        server has not confirmed is retried until it is), the consent screen when an answer is owed."""
+        participation = self.services.participation
+        if participation.syncs:
             self.background_sync()
-        if self.services.study_problem:
-            self.notify(f"The study's protocol stored on this computer cannot be used: {self.services.study_problem}"
+        state = participation.state
+        if state is ParticipationState.PROTOCOL_UNUSABLE:
+            self.notify(f"The study's protocol stored on this computer cannot be used: {participation.problem}"
                         " Nothing is collected until the study server sends a valid one (asked at every sync).",
                         severity="error", timeout=15, markup=False)
-        elif self.services.enrolled and self.services.needs_consent():
+        elif state is ParticipationState.CONSENT_NEEDED:
             self.ask_consent()
 
     @work(exclusive=True, group="sync")
     async def background_sync(self) -> None:
-        from studyapp.sync.background import BackgroundSync, SyncRound
-
-        def on_status(round_: SyncRound) -> None:
-            self.services.sync_line = round_.status.short()
+        def on_round(round_: SyncRound) -> None:
             self.update_status()
             if round_.protocol_changed:
                 self.new_protocol()
 
-        self.sync = BackgroundSync(self.services.app_ctx.db, on_status=on_status)
-        await self.sync.run()
+        await self.services.participation.run_sync(on_round)
 
     @work(group="dialogs")
     async def new_protocol(self) -> None:
-        """The study published a new protocol version: take it on, and ask again if its consent changed."""
-        await self.services.reload_study()
+        """The study published a new protocol version (participation took it on): ask again if its consent changed."""
+        await self.services.study_changed()
         self.update_status()
-        if self.services.needs_consent():
+        if self.services.participation.state is ParticipationState.CONSENT_NEEDED:
             self.notify("The study changed its consent document: nothing more is collected until you read it.",
                         severity="warning", timeout=10)
             self.ask_consent()
@@ -132,45 +132,40 @@ class ChatScreen(Screen[None]):
         self.nudge_sync()
 
     def nudge_sync(self) -> None:
-        sync = getattr(self, "sync", None)
-        if sync is not None:
-            sync.nudge()
+        self.services.participation.nudge_sync()
 
     @work(group="dialogs")
     async def ask_consent(self) -> None:
         from studyapp.tui.screens.consent import ConsentScreen
 
-        privacy = self.services.privacy
-        if privacy is None:
+        participation = self.services.participation
+        if participation.privacy is None:
             return
-        record = await self.app.push_screen_wait(ConsentScreen(self.services.study.protocol, privacy.consent))
+        record = await self.app.push_screen_wait(ConsentScreen(participation.study.protocol,
+                                                               participation.privacy.consent))
         if record is None:
             self.notify("Nothing is collected until you agree to the study's consent (palette: Study consent).",
                         severity="warning", timeout=8)
-        elif self.services.records is not None:
-            self.services.records.after_consent(record)
-        self.nudge_sync()
+        participation.consented(record)
         self.update_status()
 
     def action_consent(self) -> None:
-        if self.services.privacy is None:
+        if self.services.participation.privacy is None:
             self.notify("You are not enrolled in a study: nothing leaves this computer. Palette: Join a study.")
             return
         self.ask_consent()
 
     @work(group="dialogs")
     async def action_enroll(self) -> None:
-        from studyapp.sync.enroll import enroll
         from studyapp.tui.screens.enroll import EnrollScreen
 
         if self.services.enrolled:
             self.notify(f"You already take part in {self.services.study.protocol.title}.", markup=False)
             return
-        enrollment = await self.app.push_screen_wait(
-            EnrollScreen(lambda url, code: enroll(self.services.app_ctx.db, url, code)))
+        enrollment = await self.app.push_screen_wait(EnrollScreen(self.services.participation.enroll))
         if enrollment is None:
             return
-        await self.services.reload_study()
+        await self.services.study_changed()
         self.notify(f"Joined {enrollment.title}. Please read the consent document.", markup=False)
         self.update_status()
         self.start_participation()
@@ -178,7 +173,6 @@ class ChatScreen(Screen[None]):
     @work(group="dialogs")
     async def action_withdraw(self) -> None:
         from studyapp.sync.client import SyncError
-        from studyapp.sync.withdraw import withdraw
 
         if not self.services.enrolled:
             self.notify("You are not enrolled in a study.")
@@ -190,12 +184,12 @@ class ChatScreen(Screen[None]):
             return
         self.workers.cancel_group(self, "sync")
         try:
-            await withdraw(self.services.app_ctx.db)
+            await self.services.participation.withdraw()
             self.notify("Withdrawn: the server confirmed it deleted your records.")
         except SyncError as exc:
             self.notify(f"Withdrawn on this computer. {exc} The deletion request is retried in the background "
                         "until the server confirms it.", severity="warning", timeout=10, markup=False)
-        await self.services.reload_study()
+        await self.services.study_changed()
         self.update_status()
         self.start_participation()
 
@@ -203,13 +197,12 @@ class ChatScreen(Screen[None]):
     async def action_review_uploads(self) -> None:
         from studyapp.tui.screens.review import ReviewScreen
 
-        privacy = self.services.privacy
-        if privacy is None:
+        participation = self.services.participation
+        if participation.privacy is None:
             self.notify("You are not enrolled in a study: nothing is waiting to be sent.")
             return
-        if self.services.records is not None:
-            await asyncio.to_thread(self.services.records.flush)  # the pump's worker may be anonymizing
-        await self.app.push_screen_wait(ReviewScreen(privacy.review))
+        await participation.flush()  # the pump's worker may be anonymizing what was just written
+        await self.app.push_screen_wait(ReviewScreen(participation.privacy.review))
         self.nudge_sync()
         self.update_status()
 
