@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.*, 
 from bench._common import machine
 from studyapp.privacy.collect import event_id_for
 from studyapp.privacy.consent import ConsentService
+from studyapp.privacy.intake import FINISHED, build
 from studyapp.privacy.pump import RecordPump
-from studyapp.privacy.records import FINISHED, build
 from studyapp.store.collect_queue import QueuedRecord
 from studyapp.store.db import open_database
 from studyapp.store.outbox import OutboxStore

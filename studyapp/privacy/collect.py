@@ -29,11 +29,10 @@ from studyapp.study.protocol import Protocol
 
 if TYPE_CHECKING:
     from studyapp.privacy.anonymize import Anonymizer
-    from studyapp.privacy.consent import Consent, ConsentRecord, ConsentService
+    from studyapp.privacy.consent import Consent, ConsentService
 
 log = logging.getLogger(__name__)
 
-CONSENT_CATEGORY = "consent"
 # Which payload field tells when a record was made (for "a later grant does not pull older records in").
 RECORD_TIME_FIELD = {"attribute": "updated_at", "attribute_label": "labeled_at"}
 
@@ -86,18 +85,6 @@ class PreparedEvent:
 class CollectorStatus:
     can_queue: bool
     message: str
-
-
-def enqueue_consent_record(outbox: OutboxStore, record: ConsentRecord) -> str:
-    """Queue a consent decision: no text, no category to check, always sent (the study must know it).
-
-    The consent event's own id is the event id, so queueing it twice is harmless.
-    """
-    if outbox.get(record.id) is not None:
-        return record.id
-    return outbox.add(study_id=record.study_id, kind="consent", category=CONSENT_CATEGORY,
-                      payload=record.payload(), consent_version=record.document_version, approved=True,
-                      event_id=record.id)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -203,14 +190,13 @@ class Collector:
         admitted: list[tuple[int, str, dict[str, Any], str]] = []
         for kind, payload in records:
             check_payload(kind, payload)
+            if kind == "consent":
+                # One path for consent records: the consent log queues them with the decision itself.
+                raise CollectError("consent records are queued by ConsentService with the decision, not by the gate")
         # Consent is read once per batch: a decision cannot change in the middle of it.
         status = self.status()
         current = self.consent.current(self.protocol.id)
         for i, (kind, payload) in enumerate(records):
-            if kind == "consent":
-                results[i] = PreparedEvent(ids[i] or event_id_for(kind, payload), kind, CONSENT_CATEGORY,
-                                           dict(payload), payload["consent_version"], True)
-                continue
             version = self._admit(kind, payload, status, current)
             if version is not None:
                 admitted.append((i, kind, dict(payload), version))

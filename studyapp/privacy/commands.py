@@ -11,15 +11,11 @@ from pathlib import Path
 
 import click
 
-from studyapp.cli import data_dir_option, make_context, open_or_exit
+from studyapp.cli import make_context, open_or_exit
+from studyapp.cli_options import data_dir_option, resolve_data_dir
 
 # Lines read before anonymizing them together when input is piped (spaCy is faster in batches).
 SCRUB_BATCH = 64
-
-
-def _explicit_data_dir(ctx: click.Context, data_dir: Path | None) -> bool:
-    parent = ctx.parent.params.get("data_dir") if ctx.parent else None
-    return data_dir is not None or parent is not None
 
 
 @click.group()
@@ -41,7 +37,8 @@ def scrub(ctx: click.Context, data_dir: Path | None, no_ner: bool) -> None:
     from studyapp.privacy.anonymize import Anonymizer
 
     db = None
-    if _explicit_data_dir(ctx, data_dir):
+    # Only a chosen data dir (either flag or the variable): scrubbing a sample must not create a database.
+    if resolve_data_dir(ctx, data_dir).explicit:
         db = open_or_exit(make_context(ctx, data_dir)).db
     anonymizer = Anonymizer(db, ner=not no_ner).load()
     note = "NER active" if anonymizer.ner_available else "NER not active"

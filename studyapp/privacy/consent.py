@@ -20,11 +20,14 @@ from typing import Any
 from sqlite_utils import Database
 
 from studyapp.events import CATEGORIES
-from studyapp.privacy.collect import enqueue_consent_record
+from studyapp.privacy.records import consent_payload
 from studyapp.store.consent import ConsentStore
 from studyapp.store.outbox import OutboxStore
+from studyapp.store.util import atomic
 from studyapp.study.protocol import ConsentDocument, Protocol
 
+# The outbox category of consent records (always sent; no participant category governs them).
+CONSENT_CATEGORY = "consent"
 # Outbox reasons set when consent (not the participant's review) takes an event out of the queue.
 CONSENT_WITHHELD_PREFIX = "consent: "
 # "since" value meaning: records of any age count (the participant chose include_earlier).
@@ -47,16 +50,6 @@ class ConsentRecord:
     action: str
     created_at: str
     include_earlier: tuple[str, ...] = ()
-
-    def payload(self) -> dict[str, Any]:
-        """The ``consent`` event sent to the study (fields from studyapp.events)."""
-        return {
-            "consent_version": self.document_version,
-            "consent_sha256": self.document_sha256,
-            "categories": list(self.categories),
-            "action": self.action,
-            "created_at": self.created_at,
-        }
 
 
 @dataclass(frozen=True)
@@ -206,15 +199,28 @@ class ConsentService:
         if stray:
             raise ConsentError(f"include_earlier names {', '.join(stray)}, which is not among the granted "
                                "categories: grant it too, or leave it out.")
-        row = self.store.append(study_id=protocol.id, document_version=document.version,
-                                document_sha256=document.sha256, categories=chosen, action=action,
-                                include_earlier=earlier)
-        record = _record(row)
-        dropped = sorted((before.categories if before else frozenset()) - set(chosen))
-        self._withhold_categories(protocol.id, dropped)
-        self._restore_categories(protocol, earlier)
-        enqueue_consent_record(self.outbox, record)
+        # The decision, what it does to waiting events, and its record for the study: all or nothing.
+        with atomic(self.db):
+            row = self.store.append(study_id=protocol.id, document_version=document.version,
+                                    document_sha256=document.sha256, categories=chosen, action=action,
+                                    include_earlier=earlier)
+            record = _record(row)
+            dropped = sorted((before.categories if before else frozenset()) - set(chosen))
+            self._withhold_categories(protocol.id, dropped)
+            self._restore_categories(protocol, earlier)
+            self._queue(record)
         return record
+
+    def _queue(self, record: ConsentRecord) -> str:
+        """Queue a consent decision: no text, no category to check, always sent (the study must know it).
+
+        The consent event's own id is the event id, so queueing it twice is harmless.
+        """
+        if self.outbox.get(record.id) is not None:
+            return record.id
+        return self.outbox.add(study_id=record.study_id, kind="consent", category=CONSENT_CATEGORY,
+                               payload=consent_payload(record), consent_version=record.document_version,
+                               approved=True, event_id=record.id)
 
     def _withhold_categories(self, study_id: str, categories: list[str]) -> None:
         """Events of a category given up never leave: they are withheld, with the reason."""

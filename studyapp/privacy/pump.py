@@ -20,7 +20,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from studyapp.privacy.collect import AnonymizationFailed
-from studyapp.privacy.records import drain
+from studyapp.privacy.intake import drain
 from studyapp.privacy.services import PrivacyServices
 from studyapp.store.db import open_database
 from studyapp.study.protocol import Protocol

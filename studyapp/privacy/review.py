@@ -61,11 +61,14 @@ class ReviewService:
         self.protocol = protocol
         self.anonymizer = anonymizer
         self.outbox = OutboxStore(db)
+        # Read here, in the thread that owns ``db``: on_new_connection runs in a worker thread, where
+        # touching ``db`` would be a cross-thread use of the connection.
+        row = db.execute("PRAGMA database_list").fetchone()
+        self._database_file: str | None = row[2] or None
 
     def database_file(self) -> str | None:
         """The database file behind this service (None for an in-memory database)."""
-        row = self.db.execute("PRAGMA database_list").fetchone()
-        return row[2] or None
+        return self._database_file
 
     def on_new_connection(self) -> ReviewService:
         """The same service on its own connection, for a worker thread (a connection is not shared across

@@ -17,7 +17,7 @@ from sqlite_utils import Database
 from studyapp.privacy.anonymize import Anonymizer
 from studyapp.privacy.collect import Collector
 from studyapp.privacy.consent import ConsentRecord, ConsentService
-from studyapp.privacy.records import backfill
+from studyapp.privacy.intake import backfill
 from studyapp.privacy.review import ReviewService
 from studyapp.study.protocol import Protocol
 

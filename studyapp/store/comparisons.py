@@ -91,12 +91,6 @@ class JudgeVerdict:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _verdict_event(v: JudgeVerdict) -> dict[str, Any]:
-    # verdict_id makes each order and each re-run its own event (and its own outbox event id).
-    return {"comparison_id": v.comparison_id, "judge_model": v.judge_model,
-            "personalized_side": v.personalized_side, "rating": v.rating, "verdict_id": v.id}
-
-
 _SELECT = """
     SELECT c.*, p.content AS prompt, g.content AS generic_response, z.content AS personalized_response,
            r.rating, r.shown_choice, r.chosen, r.skipped, r.comment, r.time_to_rate_ms, r.rated_at
@@ -350,53 +344,8 @@ class ComparisonStore:
         )
         return [_record(r) for r in self.db.query(sql, [judge_model])]
 
-    # Export-contract rows (what the outbox sends, before anonymization) --------------------------
-
-    def comparison_event(self, comparison_id: str) -> dict[str, Any]:
-        """Fields of the ``comparison`` event (studyapp.events), in the export contract's words."""
-        c = self.get(comparison_id)
-        return {
-            "comparison_id": c.id,
-            "conversation_id": c.conversation_id,
-            "prompt": c.prompt,
-            "generic_response": c.generic_response,
-            "personalized_response": c.personalized_response,
-            "personalized_side": c.personalized_side,
-            "model": c.model or "",
-            "created_at": c.created_at,
-            "rating": c.rating,
-            "chosen": c.chosen,
-            "rated_at": c.rated_at,
-            "skipped": c.skipped,
-            "comment": c.comment,
-            "parameters": c.parameters,
-            "templates": c.templates,
-            "time_to_rate_ms": c.time_to_rate_ms,
-        }
-
-    def relevance_events(self, comparison_id: str) -> list[dict[str, Any]]:
-        """Fields of the ``relevance_label`` events: one per attribute shown with the comparison."""
-        return [
-            {"comparison_id": label.comparison_id, "attribute_id": label.attribute_id,
-             "selected_by_model": label.selected_by_model, "model_relevant": label.model_relevant,
-             "human_relevant": label.human_relevant}
-            for label in self.relevance_labels(comparison_id)
-        ]
-
-    def verdict_events(self, comparison_id: str) -> list[dict[str, Any]]:
-        """Fields of the ``judge_verdict`` events (readable verdicts only: an unreadable one has no rating)."""
-        return [_verdict_event(v) for v in self.verdicts(comparison_id) if v.rating is not None]
-
-    def verdict_event(self, verdict_id: str) -> dict[str, Any] | None:
-        """One verdict as a ``judge_verdict`` event, or None if it is gone or unreadable."""
+    def get_verdict(self, verdict_id: str) -> JudgeVerdict | None:
         rows = list(self.db.query("SELECT * FROM judge_verdicts WHERE id = ?", [verdict_id]))
-        if not rows or rows[0]["rating"] is None:
+        if not rows:
             return None
-        r = rows[0]
-        return _verdict_event(JudgeVerdict(**{k: r[k] for k in JudgeVerdict.__dataclass_fields__ if k != "extra"}))
-
-    def rating_records(self, comparison_id: str) -> list[tuple[str, dict[str, Any]]]:
-        """(kind, payload) of everything a rating (or skip) produced, for ``Collector.collect_many``."""
-        records: list[tuple[str, dict[str, Any]]] = [("comparison", self.comparison_event(comparison_id))]
-        records += [("relevance_label", payload) for payload in self.relevance_events(comparison_id)]
-        return records
+        return JudgeVerdict(**{k: rows[0][k] for k in JudgeVerdict.__dataclass_fields__ if k != "extra"})

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.store.util import dumps, loads, new_id, now
+from studyapp.store.util import atomic, dumps, loads, new_id, now
 
 
 class ConsentStore:
@@ -26,7 +26,7 @@ class ConsentStore:
             "created_at": now(),
             "include_earlier": dumps(sorted(include_earlier or [])),
         }
-        with self.db.conn:
+        with atomic(self.db):  # may be part of the consent service's transaction
             self.db.execute(
                 "INSERT INTO consent_events (id, study_id, document_version, document_sha256, categories, "
                 "action, created_at, include_earlier) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

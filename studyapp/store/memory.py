@@ -58,6 +58,17 @@ class Attribute:
         }
 
 
+@dataclass(frozen=True)
+class AttributeLabel:
+    """One stage-1 label the participant gave (``source``: LABEL_SOURCES, None before it was recorded)."""
+
+    id: str
+    attribute_id: str
+    label: str
+    labeled_at: str
+    source: str | None
+
+
 @dataclass
 class AttributeEvent:
     id: str
@@ -181,14 +192,6 @@ class MemoryStore:
     def count_active(self) -> int:
         return self.db.execute("SELECT count(*) FROM attributes WHERE status = 'active'").fetchone()[0]
 
-    def attribute_record(self, attribute_id: str) -> dict[str, Any] | None:
-        """The attribute as a study record (fields of studyapp.events kind 'attribute'), or None."""
-        a = self.get(attribute_id)
-        if a is None:
-            return None
-        return {"attribute_id": a.id, "text": a.text, "reason": a.reason, "confidence": a.confidence,
-                "origin": a.origin, "status": a.status, "created_at": a.created_at, "updated_at": a.updated_at}
-
     def forgotten_texts(self) -> list[str]:
         """Texts of attributes the participant forgot: the extractor must not bring them back."""
         rows = self.db.execute(
@@ -213,25 +216,18 @@ class MemoryStore:
             for r in self.db.query(sql, params)
         ]
 
-    def labels(self, attribute_id: str) -> list[tuple[str, str]]:
-        """Every label the participant gave this attribute, oldest first: (label, labeled_at)."""
-        return [
-            (r["label"], r["labeled_at"])
-            for r in self.db.query(
-                "SELECT label, labeled_at FROM attribute_labels WHERE attribute_id = ? ORDER BY labeled_at",
-                [attribute_id],
-            )
-        ]
-
-    def label_record(self, label_id: str) -> dict[str, Any] | None:
-        """One label as an ``attribute_label`` study record, or None if it is gone."""
+    def labels(self, attribute_id: str) -> list[AttributeLabel]:
+        """Every label the participant gave this attribute, oldest first."""
         rows = self.db.execute(
-            "SELECT attribute_id, label, labeled_at FROM attribute_labels WHERE id = ?", [label_id]
+            "SELECT id, attribute_id, label, labeled_at, source FROM attribute_labels WHERE attribute_id = ? "
+            "ORDER BY labeled_at", [attribute_id]).fetchall()
+        return [AttributeLabel(*row) for row in rows]
+
+    def get_label(self, label_id: str) -> AttributeLabel | None:
+        rows = self.db.execute(
+            "SELECT id, attribute_id, label, labeled_at, source FROM attribute_labels WHERE id = ?", [label_id]
         ).fetchall()
-        if not rows:
-            return None
-        attribute_id, label, labeled_at = rows[0]
-        return {"attribute_id": attribute_id, "label": label, "labeled_at": labeled_at}
+        return AttributeLabel(*rows[0]) if rows else None
 
     def evidence_messages(self, attribute_id: str) -> list[Message]:
         """The messages that support an attribute, in conversation order (deleted ones simply drop out)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from sqlite_utils import Database
 
+from studyapp.cli_options import data_dir_option
 from studyapp.study.protocol import ProtocolError, builtin_protocol, load_protocol
 
 
@@ -43,8 +44,7 @@ def _open_db(ctx: click.Context, data_dir: Path | None) -> Database:
     return open_or_exit(make_context(ctx, data_dir)).db
 
 
-_data_dir = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="STUDYAPP_DATA_DIR",
-                         help="Where studyapp keeps its database [env: STUDYAPP_DATA_DIR].")
+_data_dir = data_dir_option  # the shared option: flag, then the group's flag, then STUDYAPP_DATA_DIR
 
 
 @study.command("status")
@@ -73,6 +73,7 @@ def comparisons_command(ctx: click.Context, data_dir: Path | None, as_json: bool
     """Your comparisons: when, your rating (5 = the personalized answer much better), the judge's ratings."""
     import json
 
+    from studyapp.privacy.records import comparison_records
     from studyapp.store.comparisons import ComparisonStore
 
     store = ComparisonStore(_open_db(ctx, data_dir))
@@ -80,7 +81,8 @@ def comparisons_command(ctx: click.Context, data_dir: Path | None, as_json: bool
     for record in records:
         verdicts = [v.rating for v in store.verdicts(record.id) if v.rating is not None]
         if as_json:
-            click.echo(json.dumps(store.comparison_event(record.id) | {"judge_ratings": verdicts}, ensure_ascii=False))
+            [(_, event)] = comparison_records(record, [])
+            click.echo(json.dumps(event | {"judge_ratings": verdicts}, ensure_ascii=False))
             continue
         rating = "skipped" if record.skipped else (str(record.rating) if record.rating else record.status)
         judge = f"{sum(verdicts) / len(verdicts):.1f} ({len(verdicts)})" if verdicts else "-"

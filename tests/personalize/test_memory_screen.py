@@ -63,8 +63,8 @@ async def test_labels_are_stored_with_time(memory, seeded):
         await pilot.press("3")
         table = pilot.app.screen.query_one(MemoryTable)
         assert _cells(table, model_id)[5] == "doesn't make sense"
-    assert [label for label, _ in memory.labels(model_id)] == ["makes_sense", "doesnt_make_sense"]
-    assert all(at for _, at in memory.labels(model_id))
+    assert [label.label for label in memory.labels(model_id)] == ["makes_sense", "doesnt_make_sense"]
+    assert all(label.labeled_at for label in memory.labels(model_id))
     sources = memory.db.execute("SELECT source FROM attribute_labels WHERE attribute_id = ?", [model_id]).fetchall()
     assert sources == [("memory_screen",), ("memory_screen",)]
 

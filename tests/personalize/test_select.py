@@ -118,7 +118,7 @@ def test_lenient_parse_finds_json_in_chatter():
 
 async def test_committed_changes_become_study_records(scripted_llm, model, db, conversations):
     from studyapp.privacy.collect import check_payload
-    from studyapp.privacy.records import build
+    from studyapp.privacy.intake import build
     from studyapp.store.collect_queue import CollectQueue
     from studyapp.store.studies import StudyStore
 

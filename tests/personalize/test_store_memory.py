@@ -73,7 +73,7 @@ def test_participant_actions_are_events_with_times(conversations, memory):
     labeled_at = memory.label(own.id, "makes_sense")
     memory.label(own.id, "maybe")
     assert memory.get(own.id).label == "maybe"
-    assert memory.labels(own.id)[0] == ("makes_sense", labeled_at)
+    assert (memory.labels(own.id)[0].label, memory.labels(own.id)[0].labeled_at) == ("makes_sense", labeled_at)
     memory.forget(own.id)
     assert memory.list_attributes() == []
     assert memory.get(own.id).status == "deleted"

@@ -7,7 +7,8 @@ from sqlite_utils import Database
 from studyapp.privacy.anonymize import Anonymizer
 from studyapp.privacy.collect import Collector, event_id_for
 from studyapp.privacy.consent import ConsentService
-from studyapp.privacy.records import backfill, earlier_records, message_record
+from studyapp.privacy.intake import backfill, earlier_records
+from studyapp.privacy.records import message_record
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.outbox import OutboxStore
 from tests.privacy.conftest import make_protocol

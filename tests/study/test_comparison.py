@@ -14,6 +14,7 @@ from sqlite_utils import Database
 
 from studyapp.llm.base import ChatParams
 from studyapp.llm.openai_compat import OpenAICompatModel
+from studyapp.privacy.records import comparison_records, verdict_record
 from studyapp.store.comparisons import AlreadyRated, ComparisonStore
 from studyapp.store.conversations import ConversationStore, Message
 from studyapp.study.comparison import (
@@ -167,7 +168,8 @@ async def test_record_rating_converts_and_continues_with_the_chosen_arm(
     assert not labels["a-cello"].selected_by_model and labels["a-cello"].human_relevant is False
     assert labels["a-flat"].human_relevant is None and labels["a-flat"].labeled_at is None
 
-    event = comparisons.comparison_event(outcome.comparison_id)
+    [(_, event), *_labels] = comparison_records(comparisons.get(outcome.comparison_id),
+                                                comparisons.relevance_labels(outcome.comparison_id))
     assert event["rating"] == rating and event["personalized_side"] == side and event["skipped"] is False
 
     with pytest.raises(AlreadyRated):
@@ -299,9 +301,10 @@ async def test_records_for_the_outbox_have_exactly_the_event_fields(
                             template="judge@1")
     comparisons.add_verdict(outcome.comparison_id, judge_model="j", personalized_side="right", rating=None,
                             raw="??", template="judge@1")
-    records = comparisons.rating_records(outcome.comparison_id)
+    records = comparison_records(comparisons.get(outcome.comparison_id),
+                                 comparisons.relevance_labels(outcome.comparison_id))
     assert [kind for kind, _ in records] == ["comparison", "relevance_label", "relevance_label"]
-    verdicts = comparisons.verdict_events(outcome.comparison_id)
+    verdicts = [r[1] for v in comparisons.verdicts(outcome.comparison_id) if (r := verdict_record(v)) is not None]
     [readable] = comparisons.verdicts(outcome.comparison_id, judge_model="j")[:1]
     assert verdicts == [{"comparison_id": outcome.comparison_id, "judge_model": "j", "personalized_side": "left",
                          "rating": 2, "verdict_id": readable.id}]

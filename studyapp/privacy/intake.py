@@ -1,0 +1,126 @@
+"""Study records on their way into the gate: the database's intake drained, and "include earlier records".
+
+``drain`` takes what the database noted in ``collect_queue`` (in the same transaction as each record; see
+studyapp.store.collect_queue), builds each record from its source row (studyapp.privacy.records), passes the
+batch through the collector, and removes the handled rows in the same transaction that queues their events: a
+crash at any point either leaves a row to be drained again at the next start, or has queued its event and
+removed it.
+
+When the participant grants a category and chooses to include what was made before, ``backfill`` offers every
+existing record of that category to the collector again. The collector still decides (consent in force,
+anonymization, review), and event ids are derived from the records, so a record that was already queued or
+sent is not queued twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from sqlite_utils import Database
+
+from studyapp.events import EVENT_KINDS
+from studyapp.privacy.collect import CollectError, Collector, check_payload
+from studyapp.privacy.records import (
+    Record,
+    attribute_label_record,
+    attribute_record,
+    comparison_records,
+    message_record,
+    verdict_record,
+)
+from studyapp.store.collect_queue import CollectQueue, QueuedRecord
+from studyapp.store.comparisons import ComparisonStore
+from studyapp.store.conversations import ConversationStore
+from studyapp.store.memory import MemoryStore
+from studyapp.store.util import atomic
+
+log = logging.getLogger(__name__)
+
+# Messages still being written are not records yet.
+FINISHED = ("complete", "interrupted", "error")
+
+
+def build(db: Database, queued: QueuedRecord) -> list[Record]:
+    """The study records a ``collect_queue`` row stands for; none if its source was deleted since."""
+    if queued.payload is not None:
+        return [(queued.kind, queued.payload)]  # a snapshot taken when it was written (attributes)
+    if queued.kind == "message":
+        message = ConversationStore(db).get_message(queued.source_id)
+        return [message_record(message)] if message is not None else []
+    if queued.kind == "attribute_label":
+        label = MemoryStore(db).get_label(queued.source_id)
+        return [attribute_label_record(label)] if label is not None else []
+    if queued.kind == "comparison":
+        comparisons = ComparisonStore(db)
+        if not comparisons.exists(queued.source_id):
+            return []
+        return comparison_records(comparisons.get(queued.source_id), comparisons.relevance_labels(queued.source_id))
+    if queued.kind == "judge_verdict":
+        verdict = ComparisonStore(db).get_verdict(queued.source_id)
+        record = verdict_record(verdict) if verdict is not None else None
+        return [record] if record is not None else []
+    raise ValueError(f"collect_queue holds an unknown record kind {queued.kind!r}")
+
+
+def drain(collector: Collector, *, batch: int = 100) -> tuple[int, int]:
+    """Pass everything waiting in ``collect_queue`` through the gate; returns (queued, refused).
+
+    Raises ``AnonymizationFailed`` (the rows stay for the next drain) if the anonymizer fails.
+    """
+    intake = CollectQueue(collector.db)
+    queued = refused = 0
+    while rows := intake.take(batch):
+        records: list[Record] = []
+        for row in rows:
+            for record in build(collector.db, row):
+                try:
+                    check_payload(*record)
+                except CollectError:
+                    # A record this version cannot describe would block the intake forever: it stays only
+                    # in the participant's database, and the log says so (without its content).
+                    log.exception("a %s record in the intake is malformed; it is not collected", record[0])
+                    refused += 1
+                    continue
+                records.append(record)
+        prepared = collector.prepare(records)
+        with atomic(collector.db):
+            ids = collector.queue(prepared)
+            intake.remove([row.n for row in rows])
+        queued += sum(1 for i in ids if i is not None)
+        refused += sum(1 for i in ids if i is None)
+    return queued, refused
+
+
+def earlier_records(db: Database, categories: Iterable[str]) -> list[Record]:
+    """Every record the participant's database holds in ``categories``, oldest first within each kind."""
+    categories = set(categories)
+    records: list[Record] = []
+    if "conversation_text" in categories:
+        conversations = ConversationStore(db)
+        for conversation in sorted(conversations.list(), key=lambda c: c.created_at):
+            records += [message_record(m) for m in conversations.messages(conversation.id)
+                        if m.status in FINISHED and m.role != "system" and m.arm is None]
+    if categories & {"attributes", "attribute_labels"}:
+        memory = MemoryStore(db)
+        for attribute in memory.list_attributes(include_deleted=True):
+            if "attributes" in categories:
+                records.append(attribute_record(attribute))
+            if "attribute_labels" in categories:
+                records += [attribute_label_record(label) for label in memory.labels(attribute.id)]
+    if categories & {"ratings", "relevance_labels"}:
+        comparisons = ComparisonStore(db)
+        for comparison in comparisons.list(status="rated") + comparisons.list(status="skipped"):
+            records += comparison_records(comparison, comparisons.relevance_labels(comparison.id))
+            records += [r for v in comparisons.verdicts(comparison.id) if (r := verdict_record(v)) is not None]
+    # Only the kinds of the categories asked for: a relevance label has no time of its own, so it must not
+    # ride along with a ratings backfill into a category granted without earlier records.
+    return [r for r in records if EVENT_KINDS[r[0]][0] in categories]
+
+
+def backfill(collector: Collector, categories: Iterable[str]) -> int:
+    """Offer the earlier records of ``categories`` to the collector; returns how many are queued."""
+    records = earlier_records(collector.db, categories)
+    if not records:
+        return 0
+    return sum(1 for event_id in collector.collect_many(records) if event_id is not None)
