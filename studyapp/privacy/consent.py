@@ -218,9 +218,10 @@ class ConsentService:
         """
         if self.outbox.get(record.id) is not None:
             return record.id
-        return self.outbox.add(study_id=record.study_id, kind="consent", category=CONSENT_CATEGORY,
-                               payload=consent_payload(record), consent_version=record.document_version,
-                               approved=True, event_id=record.id)
+        payload = consent_payload(version=record.document_version, sha256=record.document_sha256,
+                                  categories=record.categories, action=record.action, created_at=record.created_at)
+        return self.outbox.add(study_id=record.study_id, kind="consent", category=CONSENT_CATEGORY, payload=payload,
+                               consent_version=record.document_version, approved=True, event_id=record.id)
 
     def _withhold_categories(self, study_id: str, categories: list[str]) -> None:
         """Events of a category given up never leave: they are withheld, with the reason."""

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from studyapp.privacy.consent import ConsentRecord
     from studyapp.store.comparisons import ComparisonRecord, JudgeVerdict, RelevanceLabel
     from studyapp.store.conversations import Message
     from studyapp.store.memory import Attribute, AttributeLabel
@@ -78,7 +77,8 @@ def verdict_record(v: JudgeVerdict) -> Record | None:
                               "personalized_side": v.personalized_side, "rating": v.rating, "verdict_id": v.id})
 
 
-def consent_payload(record: ConsentRecord) -> dict[str, Any]:
-    """The ``consent`` event: always sent, so the study knows what was agreed to."""
-    return {"consent_version": record.document_version, "consent_sha256": record.document_sha256,
-            "categories": list(record.categories), "action": record.action, "created_at": record.created_at}
+def consent_payload(*, version: str, sha256: str, categories: Sequence[str], action: str,
+                    created_at: str) -> dict[str, Any]:
+    """The ``consent`` event: always sent, so the study knows what was agreed to (the sha256 of the exact text)."""
+    return {"consent_version": version, "consent_sha256": sha256, "categories": list(categories), "action": action,
+            "created_at": created_at}
