@@ -1,7 +1,7 @@
 """Schema of the participant's database (migration set "studyapp").
 
 Every schema change is a new function here, appended at the end; never edit one that has shipped.
-Tables follow ../shared/ARCHITECTURE.md section 3. Ids are random UUID strings; times are UTC ISO-8601.
+Tables: docs/ARCHITECTURE.md section 6. Ids are random UUID strings; times are UTC ISO-8601.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Shared by the participant app (which makes events) and the server (which validates and stores them),
 so both agree on kinds, categories and fields. Field names follow the export contract
-(ARCHITECTURE.md section 5); the server adds ``study_id`` and ``participant_id`` from the token,
+(docs/ARCHITECTURE.md section 8); the server adds ``study_id`` and ``participant_id`` from the token,
 so a participant can never write records for someone else.
 """
 

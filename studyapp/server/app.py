@@ -1,6 +1,6 @@
 """The collection server's HTTP API (FastAPI): enrollment, event upload, withdrawal, researcher views.
 
-Contract (ARCHITECTURE.md section 6): a one-time code buys a participant id and a bearer token; the
+Contract (docs/ARCHITECTURE.md section 9): a one-time code buys a participant id and a bearer token; the
 token writes and deletes only its own records; every uploaded event carries a client-made
 ``event_id`` stored at most once, and each gets its own answer (accepted, duplicate, rejected with
 the reason). Researcher endpoints need a researcher token and every export is logged.

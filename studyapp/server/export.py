@@ -1,4 +1,4 @@
-"""The export contract (ARCHITECTURE.md section 5): one file per record type, as JSONL, CSV or Parquet.
+"""The export contract (docs/ARCHITECTURE.md section 8): one file per record type, as JSONL, CSV or Parquet.
 
 Columns come first in the contract's order (study_id, participant_id, then the record's fields),
 followed by the optional fields the events carry. Rows are streamed, so a million events export in

@@ -1,6 +1,6 @@
 """Comparisons, their ratings, relevance labels and judge verdicts: the SQL of the study part.
 
-A comparison row records everything shown (ARCHITECTURE.md section 3): the prompt message, both arms'
+A comparison row records everything shown (docs/ARCHITECTURE.md sections 4 and 6): the prompt message, both arms'
 messages, the side of the personalized arm and the coin that decided it, the attributes offered to the
 selector with its yes/no and rationale, model, parameters and template versions. Ratings are stored from
 the personalized arm's point of view (export contract: 1 generic much better .. 5 personalized much

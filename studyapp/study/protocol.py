@@ -1,7 +1,7 @@
 """The study protocol: a researcher-authored TOML file, parsed into typed, frozen objects.
 
-The file is the contract between a study's researchers and every participant install (ARCHITECTURE.md
-section 4). It is validated completely on load: every problem is collected (not only the first) and each
+The file is the contract between a study's researchers and every participant install (docs/ARCHITECTURE.md
+section 7). It is validated completely on load: every problem is collected (not only the first) and each
 message names the key, the value found and what is allowed, so a researcher can fix the file in one pass.
 
 Layout (see examples/study.toml for a complete, commented file)::

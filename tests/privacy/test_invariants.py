@@ -1,4 +1,4 @@
-"""Privacy invariants 1-3 (ARCHITECTURE.md section 7) over random consent histories and records.
+"""Privacy invariants 1-3 (docs/ARCHITECTURE.md section 10) over random consent histories and records.
 
 A hypothesis state machine grants, changes and withdraws consent, publishes a new consent document,
 collects records of every kind (new ones and ones made long ago, with identifying details in their

@@ -19,7 +19,7 @@ from tests.server import live as f
 from tests.server.live import LiveServer
 from tests.support.net import free_port, wait_until_http_ok
 
-# The export contract (ARCHITECTURE.md section 5): these columns, in this order, start every file.
+# The export contract (docs/ARCHITECTURE.md section 8): these columns, in this order, start every file.
 CONTRACT = {
     "participants": "enrolled_at, consent_version, consent_sha256, categories, withdrawn_at",
     "messages": "conversation_id, message_id, role, content, created_at, status",
