@@ -7,17 +7,14 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from studyapp import paths
+from studyapp.cli_options import CliOptions, data_dir_option, resolve_data_dir
 from studyapp.context import AppContext
 from studyapp.store.db import DatabaseError, integrity_problem
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 # Commands of the other parts, imported only when used: the chat app starts without loading them
 # (the "lazily loading subcommands" pattern from click's documentation). Add a part's command here.
@@ -51,26 +48,16 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-def data_dir_option(func: F) -> F:
-    """--data-dir on every command (and STUDYAPP_DATA_DIR for all of them)."""
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        # No click envvar: paths.data_dir reads the variable, so a group-level --data-dir still wins over it.
-        help=f"Where studyapp keeps its database [env: {paths.ENV_DATA_DIR}; default: the user data dir].",
-        expose_value=True,
-        is_eager=False,
-    )(func)
-
-
 def make_context(ctx: click.Context, data_dir: Path | None) -> AppContext:
-    """The AppContext for a command: its own --data-dir wins over the group's."""
-    parent: AppContext | None = ctx.find_object(AppContext)
-    if data_dir is None and parent is not None:
-        return parent
-    return AppContext.create(data_dir,
-                             model=parent.model_override if parent else None,
-                             base_url=parent.base_url_override if parent else None)
+    """The AppContext for a command given its own --data-dir (see studyapp.cli_options for the precedence).
+
+    Its database is closed when the command's click context closes (also on sys.exit or an error).
+    """
+    options = ctx.find_object(CliOptions) or CliOptions()
+    app_ctx = AppContext.create(resolve_data_dir(ctx, data_dir).path, model=options.model_override,
+                                base_url=options.base_url_override)
+    ctx.call_on_close(app_ctx.close)
+    return app_ctx
 
 
 def open_or_exit(app_ctx: AppContext) -> AppContext:
@@ -93,10 +80,12 @@ def cli(ctx: click.Context, data_dir: Path | None, model: str | None, base_url: 
 
     Without a command, opens the chat app.
     """
-    ctx.obj = AppContext.create(data_dir, model=model, base_url=base_url)
+    # Unresolved: a subcommand's own --data-dir may still win over this one (studyapp.cli_options).
+    ctx.obj = CliOptions(data_dir, model, base_url)
     if ctx.invoked_subcommand is None:
-        ctx.obj.check_integrity = False  # the app checks after its first frame (StudyApp.check_integrity)
-        app_ctx = open_or_exit(ctx.obj)
+        app_ctx = make_context(ctx, data_dir)
+        app_ctx.check_integrity = False  # the app checks after its first frame (StudyApp.check_integrity)
+        open_or_exit(app_ctx)
         from studyapp.tui.app import StudyApp
 
         try:

@@ -53,6 +53,11 @@ class AppContext:
         self.settings.set(llm_config.SETTINGS_KEY, settings.to_dict())
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Close the database and forget everything built on it: a later ``db`` or ``settings`` reopens."""
+        # cached_property values live in the instance __dict__; each may hold the connection being closed.
+        for name, attr in vars(type(self)).items():
+            if isinstance(attr, cached_property):
+                self.__dict__.pop(name, None)
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()

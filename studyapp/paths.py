@@ -2,6 +2,7 @@
 
 platformdirs gives the per-user data directory; ``--data-dir`` or ``STUDYAPP_DATA_DIR`` overrides it
 (the flag wins over the variable), so tests, studies and several installs can live side by side.
+The command line resolves its flags in studyapp.cli_options and passes the winner here as ``override``.
 """
 
 from __future__ import annotations

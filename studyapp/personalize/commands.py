@@ -7,8 +7,8 @@ For researchers and tests, to inspect each stage outside the chat app. Input is 
     generate  {"prompt": "..." or "messages": [...], "memory": ["attributes for the personalized arm", ...]}
 
 The commands never write anywhere. The participant's database is not opened unless ``--data-dir`` is
-given on the command itself (the STUDYAPP_DATA_DIR variable is ignored here, on purpose); then the
-participant's current memory is *read* and used when the input has no "memory".
+given on the command or on ``studyapp`` itself (the STUDYAPP_DATA_DIR variable is ignored here, on purpose);
+then the participant's current memory is *read* and used when the input has no "memory".
 Evidence in the output refers to positions in the input "messages" list (0-based).
 """
 
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import click
 
+from studyapp.cli_options import read_only_data_dir_option
 from studyapp.llm import config as llm_config
 from studyapp.llm.base import ChatModel, LLMError
 from studyapp.store.conversations import Message
@@ -143,8 +144,7 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.argument("source", default="-", metavar="[FILE]")(func)
     func = click.option("--model", "-m", "model_name", help="'local' (embedded, default) or a model name.")(func)
     func = click.option("--base-url", help="OpenAI-compatible endpoint for --model NAME.")(func)
-    func = click.option("--data-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-                        help="Read the participant's memory from here when the input has none (never written).")(func)
+    func = read_only_data_dir_option(func)
     return func
 
 

@@ -91,7 +91,9 @@ def open_database(path: str | Path, *, migrate: bool = True, check_integrity: bo
     path = Path(path)
     _check_file(path)
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        # check_same_thread stays on: every worker thread (record pump, review re-scrub, integrity check) opens
+        # its own connection, so a connection used from two threads is a bug that should fail loudly.
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         try:
             # The first read checks the header (nothing is written): a file that is not SQLite fails here.

@@ -13,13 +13,8 @@ from typing import Any
 
 import click
 
-from studyapp import paths
+from studyapp.cli_options import data_dir_option
 from studyapp.sync.client import SyncError
-
-data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar=paths.ENV_DATA_DIR,
-    help=f"Where studyapp keeps its database [env: {paths.ENV_DATA_DIR}].",
-)
 
 
 def _context(ctx: click.Context, data_dir: Path | None) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from sqlite_utils import Database
 
 from studyapp.privacy.anonymize import Anonymizer
@@ -83,11 +85,17 @@ def test_add_term_rescrubs_waiting_payloads(db: Database, consent: ConsentServic
 def test_a_worker_gets_its_own_connection_to_the_same_file(db: Database, consent: ConsentService,
                                                            anonymizer: Anonymizer) -> None:
     review, ids = setup(db, consent, anonymizer)
-    worker = review.on_new_connection()
-    try:
-        assert worker.db is not review.db
-        assert worker.database_file() == review.database_file()
-        assert worker.add_term("Brightwave") == 2
-    finally:
-        worker.db.close()
+
+    def in_worker_thread() -> int:
+        # As the review screen's re-scrub worker does: the app's connection must not be touched from here.
+        worker = review.on_new_connection()
+        try:
+            assert worker.db is not review.db
+            assert worker.database_file() == review.database_file()
+            return worker.add_term("Brightwave")
+        finally:
+            worker.db.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(in_worker_thread).result() == 2
     assert "<TERM_1>" in OutboxStore(db).get(ids[1]).payload["content"]  # type: ignore[union-attr]
