@@ -38,7 +38,7 @@ def check(file: Path | None, builtin: bool, as_json: bool) -> None:
 
 
 def _open_db(ctx: click.Context, data_dir: Path | None) -> Database:
-    # Imported here: studyapp.cli imports this module at its end.
+    # Imported when a command runs: studyapp.cli is the parent group, loaded first.
     from studyapp.cli import make_context, open_or_exit
 
     return open_or_exit(make_context(ctx, data_dir)).db

@@ -18,7 +18,7 @@ from studyapp.sync.client import SyncError
 
 
 def _context(ctx: click.Context, data_dir: Path | None) -> Any:
-    # Imported here: studyapp.cli imports this module at its end.
+    # Imported when a command runs: studyapp.cli is the parent group, loaded first.
     from studyapp.cli import make_context, open_or_exit
 
     return open_or_exit(make_context(ctx, data_dir))
