@@ -13,7 +13,7 @@ from textual.screen import Screen
 from studyapp.context import AppContext
 from studyapp.llm.base import ChatModel
 from studyapp.store.db import integrity_problem
-from studyapp.tui.screens.chat import ChatScreen
+from studyapp.tui.screens.chat import EXTRACT_DEBOUNCE_S, ChatScreen
 from studyapp.tui.services import Services
 
 IMPORTED_AT = time.perf_counter()
@@ -23,13 +23,17 @@ class StudyApp(App[None]):
     CSS_PATH = ["styles/app.tcss"]
     TITLE = "studyapp"
 
-    def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None) -> None:
+    def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None,
+                 extract_debounce_s: float | None = EXTRACT_DEBOUNCE_S) -> None:
+        """``extract_debounce_s``: the pause after a reply before memory extraction runs (a new message
+        cancels it); 0 runs it at once, None never starts it after a reply (tests and benchmarks)."""
         super().__init__()
         self.services = Services(app_ctx, model_factory=model_factory)
+        self.extract_debounce_s = extract_debounce_s
         self.started_ms: float | None = None
 
     def get_default_screen(self) -> Screen[None]:
-        return ChatScreen(self.services)
+        return ChatScreen(self.services, extract_debounce_s=self.extract_debounce_s)
 
     def on_ready(self) -> None:
         # Kept at hand for the start-up benchmark and `textual console`.

@@ -8,9 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from studyapp.cli import cli
-from studyapp.migrations.client import migrations
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.db import open_database
+from tests.store.test_migrations import every_migration
 from tests.support.net import free_port
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -54,7 +54,7 @@ def test_doctor_reports_schema_model_keyring_and_a_working_model(tmp_path: Path,
     result = CliRunner().invoke(cli, ["--model", scripted_llm.model, "--base-url", scripted_llm.base_url,
                                       "doctor", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    latest = migrations._migrations[-1].name
+    latest = every_migration()[-1]
     for expected in (f"data dir:        {tmp_path}", f"schema version:  {latest}",
                      "1 conversations, 2 messages", f"model:           {scripted_llm.model} at",
                      "keyring:", "model answers:   yes"):

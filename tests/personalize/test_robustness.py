@@ -59,8 +59,7 @@ def test_any_answer_leaves_memory_consistent(scripted_llm, conversations, memory
             await model.aclose()
 
     result = asyncio.run(run())
-    while scripted_llm.pending:  # answers not asked for stay out of the next example
-        scripted_llm._queue.popleft()
+    scripted_llm.clear()  # answers not asked for stay out of the next example
 
     assert result.status in ("ok", "failed")
     assert memory.pending_user_messages() == []

@@ -19,8 +19,9 @@ deciding exactly what the "model" says, how fast it says it, and how it fails.
         ...
         assert llm.requests[-1]["messages"][-1]["content"] == "..."
 
-Queued replies are used once each, in order. With the queue empty, the persistent ``default`` rule
-answers (``llm.set_default(...)``), and without one the server answers ``"You said: <last user message>"``.
+Queued replies are used once each, in order; ``llm.clear()`` drops the unused ones. With the queue empty, the
+persistent ``default`` rule answers (``llm.set_default(...)``), and without one the server answers
+``"You said: <last user message>"``.
 A rule is a callable taking the request body and returning a ``ScriptedReply``, a ``str`` (text reply) or
 any other JSON value (a JSON reply).
 
@@ -210,6 +211,13 @@ class ScriptedLLM:
         """Queued replies not used yet."""
         with self._lock:
             return len(self._queue)
+
+    def clear(self) -> int:
+        """Drop the queued replies not used yet (e.g. between a property test's examples); returns how many."""
+        with self._lock:
+            dropped = len(self._queue)
+            self._queue.clear()
+        return dropped
 
     @property
     def last_request(self) -> dict[str, Any]:

@@ -1,12 +1,24 @@
-"""Waiting for the app to reach a state: bounded and condition-based, never a fixed sleep."""
+"""Waiting for the app to reach a state (bounded and condition-based, never a fixed sleep), and reading
+what the participant sees."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from textual.app import App
 from textual.pilot import Pilot
+
+if TYPE_CHECKING:
+    from studyapp.tui.app import StudyApp
+
+
+class MakeApp(Protocol):
+    """The ``make_app`` fixture: a StudyApp on the test's data dir and scripted model. Background extraction
+    after a reply is off unless the test asks for it (0: at once)."""
+
+    def __call__(self, *, extract_debounce_s: float | None = None) -> StudyApp: ...
 
 
 async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
@@ -15,3 +27,16 @@ async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], *, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what} (screen: {pilot.app.screen!r})")
         await pilot.pause(0.02)
+
+
+def toasts(app: App[Any]) -> list[str]:
+    """The notifications on screen, as the participant reads them: each toast's text, its title (if any) on
+    the first line. Needs ``app.run_test(notifications=True)`` (Textual's tests show none by default);
+    queried by type name because Textual does not export the Toast class."""
+    return [str(toast.render()) for toast in app.screen.query("Toast")]
+
+
+async def wait_for_toast(pilot: Pilot[Any], condition: Callable[[str], bool], *, what: str) -> str:
+    """The first toast on screen whose text meets ``condition``, once one is shown."""
+    await wait_for(pilot, lambda: any(condition(t) for t in toasts(pilot.app)), what=what)
+    return next(t for t in toasts(pilot.app) if condition(t))

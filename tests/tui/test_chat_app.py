@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
+from textual.worker import Worker, WorkerState
 
 from studyapp.store.conversations import ConversationStore
 from studyapp.study.schedule import ComparisonScheduler
 from studyapp.tui.app import StudyApp
 from studyapp.tui.screens.attribute_review import AttributeReviewScreen
-from studyapp.tui.screens.chat import PAGE_SIZE, ChatScreen
+from studyapp.tui.screens.chat import EXTRACT_GROUP, PAGE_SIZE, ChatScreen
 from studyapp.tui.screens.comparison import ComparisonScreen
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.screens.memory import MemoryScreen
@@ -27,7 +27,7 @@ from studyapp.tui.widgets.conversation_list import ConversationList
 from studyapp.tui.widgets.message_view import MessageView
 from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import ScriptedLLM
-from tests.tui.helpers import wait_for
+from tests.tui.helpers import MakeApp, toasts, wait_for, wait_for_toast
 
 SIZE = (110, 36)
 
@@ -62,7 +62,7 @@ def store_of(app: StudyApp) -> ConversationStore:
     return app.services.conversations
 
 
-async def test_type_send_and_stream_a_reply(make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM) -> None:
+async def test_type_send_and_stream_a_reply(make_app: MakeApp, scripted_llm: ScriptedLLM) -> None:
     scripted_llm.add_text("Try **overnight oats** with berries.")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -79,7 +79,7 @@ async def test_type_send_and_stream_a_reply(make_app: Callable[[], StudyApp], sc
         assert app.screen.query_one(ConversationList).titles == ["breakfast ideas?"]
 
 
-async def test_ctrl_j_adds_a_line_and_enter_sends_the_whole_message(make_app: Callable[[], StudyApp]) -> None:
+async def test_ctrl_j_adds_a_line_and_enter_sends_the_whole_message(make_app: MakeApp) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("a", "ctrl+j", "b")
@@ -90,7 +90,7 @@ async def test_ctrl_j_adds_a_line_and_enter_sends_the_whole_message(make_app: Ca
         assert store_of(app).messages(conversation.id)[0].content == "a\nb"
 
 
-async def test_escape_stops_the_reply_and_keeps_what_arrived(make_app: Callable[[], StudyApp],
+async def test_escape_stops_the_reply_and_keeps_what_arrived(make_app: MakeApp,
                                                              scripted_llm: ScriptedLLM) -> None:
     reply = scripted_llm.add_text("one two three four five", hold_after=2)
     app = make_app()
@@ -111,7 +111,7 @@ async def test_escape_stops_the_reply_and_keeps_what_arrived(make_app: Callable[
         assert [(m.content, m.status) for m in stored] == [("count", "complete"), ("one two", "interrupted")]
 
 
-async def test_sending_while_a_reply_streams_keeps_the_draft(make_app: Callable[[], StudyApp],
+async def test_sending_while_a_reply_streams_keeps_the_draft(make_app: MakeApp,
                                                              scripted_llm: ScriptedLLM) -> None:
     reply = scripted_llm.add_text("slow answer here", hold_after=1)
     app = make_app()
@@ -124,7 +124,7 @@ async def test_sending_while_a_reply_streams_keeps_the_draft(make_app: Callable[
         await app.workers.wait_for_complete()
 
 
-async def test_server_error_is_shown_and_the_conversation_stays(make_app: Callable[[], StudyApp],
+async def test_server_error_is_shown_and_the_conversation_stays(make_app: MakeApp,
                                                                 scripted_llm: ScriptedLLM) -> None:
     scripted_llm.add_error(500, {"error": {"message": "model crashed"}})
     app = make_app()
@@ -138,7 +138,7 @@ async def test_server_error_is_shown_and_the_conversation_stays(make_app: Callab
         assert [m.content for m in store_of(app).messages(store_of(app).list()[0].id)] == ["hello", ""]
 
 
-async def test_switching_conversations_shows_each_ones_messages(make_app: Callable[[], StudyApp]) -> None:
+async def test_switching_conversations_shows_each_ones_messages(make_app: MakeApp) -> None:
     app = make_app()
     store = store_of(app)
     older = store.create("Gardening")
@@ -160,7 +160,7 @@ async def test_switching_conversations_shows_each_ones_messages(make_app: Callab
         assert app.screen.conversation_id is None and views(app) == []
 
 
-async def test_search_jumps_to_the_hit(make_app: Callable[[], StudyApp]) -> None:
+async def test_search_jumps_to_the_hit(make_app: MakeApp) -> None:
     app = make_app()
     store = store_of(app)
     target = store.create("Trip")
@@ -184,7 +184,7 @@ async def test_search_jumps_to_the_hit(make_app: Callable[[], StudyApp]) -> None
         assert len(views(app)) <= PAGE_SIZE + 1
 
 
-async def test_search_without_matches_says_so(make_app: Callable[[], StudyApp]) -> None:
+async def test_search_without_matches_says_so(make_app: MakeApp) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+f", *"nothinglikethis")
@@ -197,7 +197,7 @@ async def test_search_without_matches_says_so(make_app: Callable[[], StudyApp]) 
         assert isinstance(app.screen, ChatScreen)
 
 
-async def test_rename_and_delete_with_confirmation(make_app: Callable[[], StudyApp]) -> None:
+async def test_rename_and_delete_with_confirmation(make_app: MakeApp) -> None:
     app = make_app()
     store = store_of(app)
     keep = store.create("Keep me")
@@ -227,7 +227,7 @@ async def test_rename_and_delete_with_confirmation(make_app: Callable[[], StudyA
         assert app.screen.query_one(ConversationList).titles == ["Keep me"]
 
 
-async def test_command_palette_runs_our_commands(make_app: Callable[[], StudyApp]) -> None:
+async def test_command_palette_runs_our_commands(make_app: MakeApp) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+p")
@@ -241,7 +241,7 @@ async def test_command_palette_runs_our_commands(make_app: Callable[[], StudyApp
         await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen), what="the search screen")
 
 
-async def test_a_long_conversation_opens_one_page_at_a_time(make_app: Callable[[], StudyApp]) -> None:
+async def test_a_long_conversation_opens_one_page_at_a_time(make_app: MakeApp) -> None:
     app = make_app()
     store = store_of(app)
     conversation = store.create("Long")
@@ -265,7 +265,7 @@ async def test_a_long_conversation_opens_one_page_at_a_time(make_app: Callable[[
 
 
 async def test_settings_validate_and_keep_the_api_key_in_the_keyring(
-    make_app: Callable[[], StudyApp], memory_keyring: MemoryKeyring, tmp_path: Path
+    make_app: MakeApp, memory_keyring: MemoryKeyring, tmp_path: Path
 ) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -293,9 +293,9 @@ async def test_settings_validate_and_keep_the_api_key_in_the_keyring(
 
 
 async def test_memory_shapes_replies_is_shown_and_grows_in_the_background(
-    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM
+    make_app: MakeApp, scripted_llm: ScriptedLLM
 ) -> None:
-    app = make_app()
+    app = make_app(extract_debounce_s=0)
     memory = app.services.memory
     vegetarian = memory.add("The user is vegetarian")
 
@@ -316,7 +316,6 @@ async def test_memory_shapes_replies_is_shown_and_grows_in_the_background(
     never_compare(app)
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, ChatScreen)
-        app.screen.extract_debounce_s = 0
         await pilot.press(*"I cook for two, dinner ideas?", "enter")
         await wait_for(pilot, lambda: len(views(app)) == 2 and views(app)[1].message.status == "complete",
                        what="the reply")
@@ -340,8 +339,27 @@ async def test_memory_shapes_replies_is_shown_and_grows_in_the_background(
     assert vegetarian.id in {a.id for a in memory.attributes()}
 
 
+async def test_a_new_message_cancels_the_pending_extraction(make_app: MakeApp, scripted_llm: ScriptedLLM) -> None:
+    app = make_app(extract_debounce_s=60)  # longer than the test: the extraction is still waiting
+    never_compare(app)
+
+    def extractions() -> list[Worker[None]]:
+        return [w for w in app.workers if w.group == EXTRACT_GROUP]
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"first", "enter")
+        await wait_for(pilot, lambda: any(w.is_running for w in extractions()), what="the extraction to wait")
+        [waiting] = extractions()
+        await pilot.press(*"second", "enter")
+        await wait_for(pilot, lambda: [v.message.status for v in views(app)] == ["complete"] * 4,
+                       what="the second reply")
+        assert waiting.state == WorkerState.CANCELLED
+        assert [w.is_running for w in extractions()] == [True], "the second reply waits for its own pause"
+        assert not [r for r in scripted_llm.requests if r.get("response_format")], "no extraction ran"
+
+
 async def test_a_comparison_turn_is_blinded_rated_and_continues_with_the_chosen_answer(
-    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM
+    make_app: MakeApp, scripted_llm: ScriptedLLM
 ) -> None:
     app = make_app()
     app.services.memory.add("The user is vegetarian")
@@ -401,9 +419,9 @@ def learns_three_things(body: dict) -> object:
     return "Noted."
 
 
-def app_with_a_message_to_learn_from(make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM) -> StudyApp:
+def app_with_a_message_to_learn_from(make_app: MakeApp, scripted_llm: ScriptedLLM) -> StudyApp:
     scripted_llm.set_default(learns_three_things)
-    app = make_app()
+    app = make_app(extract_debounce_s=0)
     never_compare(app)
     conversation = store_of(app).create("Home")
     store_of(app).add_message(conversation.id, "user", "my dog hates my flat when I work from home")
@@ -411,9 +429,8 @@ def app_with_a_message_to_learn_from(make_app: Callable[[], StudyApp], scripted_
 
 
 async def learn(pilot: Pilot[None], chat: ChatScreen) -> None:
-    """Run the background extraction now (no debounce) and wait until it is over, or something came up in
-    front of the chat."""
-    chat.extract_debounce_s = 0
+    """Run the background extraction now (the app was made without debounce) and wait until it is over, or
+    something came up in front of the chat."""
     extraction = chat.extract_later(chat.conversation_id)
     await wait_for(pilot, lambda: extraction.is_finished or pilot.app.screen is not chat, what="the extraction")
 
@@ -428,7 +445,7 @@ def status_text(chat: ChatScreen) -> str:
 
 @pytest.mark.parametrize("typed_before", ["", "3 kids"], ids=["starts-typing-after", "typing-across"])
 async def test_reviews_falling_due_while_the_participant_types_never_take_the_keyboard(
-    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM, typed_before: str
+    make_app: MakeApp, scripted_llm: ScriptedLLM, typed_before: str
 ) -> None:
     text = "3 kids and 1 dog"
     app = app_with_a_message_to_learn_from(make_app, scripted_llm)
@@ -455,23 +472,25 @@ async def test_reviews_falling_due_while_the_participant_types_never_take_the_ke
 
 
 async def test_the_participant_opens_the_review_and_labels_record_where_they_were_given(
-    make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM
+    make_app: MakeApp, scripted_llm: ScriptedLLM
 ) -> None:
     app = app_with_a_message_to_learn_from(make_app, scripted_llm)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         chat = app.screen
         assert isinstance(chat, ChatScreen)
         assert "Review what the assistant learned" in [c.title for c in app.get_system_commands(chat)]
         await pilot.press("f4")
-        await pilot.pause()
+        await wait_for_toast(pilot, lambda t: t.startswith("Nothing to review now"), what="nothing to review")
         assert app.screen is chat
-        assert any(n.message.startswith("Nothing to review now") for n in app._notifications)
 
         await learn(pilot, chat)
         assert app.screen is chat
         assert "3 attributes to review" in status_text(chat) and "press F4" in status_text(chat)
         chat.announce_reviews()  # e.g. after the next extraction: said once, not again
-        assert len([n for n in app._notifications if n.title == "About you"]) == 1
+        # Notifications are shown in the order they were made: once this one is up, a second one would be too.
+        app.notify("(test: shown after the announcements)")
+        await wait_for_toast(pilot, lambda t: t.startswith("(test:"), what="the notifications so far")
+        assert len([t for t in toasts(app) if t.startswith("About you\n")]) == 1
 
         # A click on the status line opens it; Esc leaves it for later.
         await pilot.click("#status")
@@ -502,7 +521,7 @@ async def test_the_participant_opens_the_review_and_labels_record_where_they_wer
         assert label_rows(app)[-1] == ("maybe", "memory_screen")
 
 
-async def test_settings_without_a_keyring_say_the_key_was_not_saved(make_app: Callable[[], StudyApp],
+async def test_settings_without_a_keyring_say_the_key_was_not_saved(make_app: MakeApp,
                                                                     tmp_path: Path) -> None:
     import keyring
     from keyring.backends import fail
@@ -511,7 +530,7 @@ async def test_settings_without_a_keyring_say_the_key_was_not_saved(make_app: Ca
     keyring.set_keyring(fail.Keyring())
     try:
         app = make_app()
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
             await pilot.press("ctrl+o")
             await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), what="the settings")
             screen = app.screen
@@ -523,8 +542,8 @@ async def test_settings_without_a_keyring_say_the_key_was_not_saved(make_app: Ca
             screen.query_one("#api_key", Input).value = "sk-UNSAVED-777"
             await press_button(pilot, "#save")
             await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the settings to close")
-            notes = [n.message for n in app._notifications]
-            assert any("NOT saved" in n and "STUDYAPP_API_KEY" in n for n in notes), notes
+            await wait_for_toast(pilot, lambda t: "NOT saved" in t and "STUDYAPP_API_KEY" in t,
+                                 what="the key was not saved")
             assert app.services.model_settings().model == "llama3"
         app.services.app_ctx.close()
     finally:
@@ -534,7 +553,7 @@ async def test_settings_without_a_keyring_say_the_key_was_not_saved(make_app: Ca
             assert b"UNSAVED-777" not in path.read_bytes()
 
 
-async def test_upload_status_names_rejected_events_and_their_reasons(make_app: Callable[[], StudyApp]) -> None:
+async def test_upload_status_names_rejected_events_and_their_reasons(make_app: MakeApp) -> None:
     from studyapp.store.outbox import OutboxStore
     from studyapp.study.current import save_enrollment
     from studyapp.study.protocol import load_protocol
@@ -547,8 +566,7 @@ async def test_upload_status_names_rejected_events_and_their_reasons(make_app: C
     event = outbox.add(study_id=protocol.id, kind="message", category="conversation_text",
                        payload={}, consent_version="1", approved=True)
     outbox.reject(event, "field 'content' is missing")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         app.screen.action_sync_status()
-        await pilot.pause()
-        [note] = [n for n in app._notifications if n.title == "Uploads"]
-        assert "1 rejected" in note.message and "field 'content' is missing" in note.message
+        note = await wait_for_toast(pilot, lambda t: t.startswith("Uploads\n"), what="the upload status")
+        assert "1 rejected" in note and "field 'content' is missing" in note

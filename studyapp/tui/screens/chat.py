@@ -38,6 +38,7 @@ REPLY_GROUP = "reply"
 EXTRACT_GROUP = "extract"
 JUDGE_GROUP = "judge"
 # Extraction waits for a pause in the conversation, and a new message cancels it (it never delays a reply).
+# The default pause; StudyApp(extract_debounce_s=...) sets another (None: no extraction after replies).
 EXTRACT_DEBOUNCE_S = 3.0
 
 
@@ -56,13 +57,13 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+l", "focus_conversations", "Conversations", show=False),
     ]
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, extract_debounce_s: float | None = EXTRACT_DEBOUNCE_S) -> None:
         super().__init__()
         self.services = services
         self.conversation_id: str | None = None
         # For a new conversation (not saved until its first message): use memory or not.
         self.new_memory_enabled = True
-        self.extract_debounce_s = EXTRACT_DEBOUNCE_S
+        self.extract_debounce_s = extract_debounce_s
         # Attributes whose review was already announced (the notification comes once, not after every reply).
         self.announced_reviews: set[str] = set()
 
@@ -424,7 +425,7 @@ class ChatScreen(Screen[None]):
 
     @work(exclusive=True, group=EXTRACT_GROUP)
     async def extract_later(self, conversation_id: str | None) -> None:
-        if conversation_id is None:
+        if conversation_id is None or self.extract_debounce_s is None:
             return
         await asyncio.sleep(self.extract_debounce_s)
         results = await self.services.extract(conversation_id)
