@@ -23,11 +23,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from studyapp.domain import Message
 from studyapp.llm.base import ChatModel, ChatParams
 from studyapp.llm.openai_compat import OpenAICompatModel
 from studyapp.personalize.generate import build_messages
 from studyapp.store.comparisons import ComparisonStore
-from studyapp.store.conversations import ConversationStore, Message
+from studyapp.store.conversations import ConversationStore
 from studyapp.store.db import open_database
 from studyapp.study.comparison import AttributeChoice, ComparisonRunner
 from tests.support.scripted_llm import run_scripted_llm

@@ -46,10 +46,10 @@ from _common import describe_ms, git_revision, machine, raw_stream_first_token, 
 from textual.widgets import Markdown
 
 from studyapp.context import AppContext
+from studyapp.domain import Message
 from studyapp.llm.base import ChatParams
 from studyapp.llm.config import ModelSettings
 from studyapp.personalize.generate import build_messages
-from studyapp.store.conversations import Message
 from studyapp.tui.app import StudyApp
 from studyapp.tui.screens.chat import REPLY_GROUP, ChatScreen
 from studyapp.tui.widgets.composer import Composer

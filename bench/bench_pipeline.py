@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from studyapp.domain import Attribute
 from studyapp.llm.base import ChatMessage, ChatParams
 from studyapp.llm.local import LocalModel
 from studyapp.personalize.extract import Extractor
@@ -38,7 +39,7 @@ from studyapp.personalize.memory import Proposal, Reconciler
 from studyapp.personalize.select import NO_DECISION, TOKENS_PER_DECISION, Selector
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.db import open_database
-from studyapp.store.memory import Attribute, MemoryStore
+from studyapp.store.memory import MemoryStore
 
 N_CTX = 2048
 REQUEST = "Can you suggest a dinner I could cook tonight after work?"

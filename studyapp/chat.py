@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from studyapp.domain import Conversation, Message
 from studyapp.llm.base import ChatModel, ChatParams, LLMError
 from studyapp.personalize.generate import build_messages
-from studyapp.store.conversations import Conversation, ConversationStore, Message
+from studyapp.store.conversations import ConversationStore
 
 log = logging.getLogger(__name__)
 

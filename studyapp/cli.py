@@ -14,7 +14,7 @@ import click
 
 from studyapp.cli_options import CliOptions, data_dir_option, resolve_data_dir
 from studyapp.context import AppContext
-from studyapp.store.db import DatabaseError, integrity_problem
+from studyapp.store.db import UnusableDatabase, integrity_problem
 
 # Commands of the other parts, imported only when used: the chat app starts without loading them
 # (the "lazily loading subcommands" pattern from click's documentation). Add a part's command here.
@@ -63,7 +63,7 @@ def make_context(ctx: click.Context, data_dir: Path | None) -> AppContext:
 def open_or_exit(app_ctx: AppContext) -> AppContext:
     try:
         app_ctx.db  # noqa: B018 - opening checks and migrates the database
-    except DatabaseError as exc:
+    except UnusableDatabase as exc:
         raise click.ClickException(str(exc)) from exc
     return app_ctx
 

@@ -10,7 +10,7 @@ from studyapp.llm.base import LLMError
 from studyapp.llm.factory import make_model
 from studyapp.secrets import keyring_status
 from studyapp.store.conversations import ConversationStore
-from studyapp.store.db import DatabaseError, pending_migrations, schema_version
+from studyapp.store.db import UnusableDatabase, pending_migrations, schema_version
 
 PING_MESSAGES = [{"role": "user", "content": "Say hello in one word."}]
 
@@ -40,7 +40,7 @@ def run_doctor(app_ctx: AppContext, *, check_model: bool, echo: Callable[[str], 
             echo(f"pending:         {', '.join(pending)}")
         n_conv, n_msg = ConversationStore(db).totals()
         echo(f"history:         {n_conv} conversations, {n_msg} messages")
-    except DatabaseError as exc:
+    except UnusableDatabase as exc:
         echo(f"database error:  {exc}")
         return False
     settings = app_ctx.model_settings()

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from studyapp.chat import ChatService, ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
+from studyapp.domain import Conversation, Message
 from studyapp.llm.base import LLMError
 from studyapp.personalize.select import SelectionResult
-from studyapp.store.conversations import Conversation, Message
 from studyapp.study.comparison import AttributeChoice, ComparisonRunner, RatingResult
 from studyapp.study.service import StudyService
 

@@ -25,10 +25,9 @@ from typing import Any, TypeVar
 import click
 
 from studyapp.cli_options import read_only_data_dir_option
+from studyapp.domain import Attribute, Message
 from studyapp.llm import config as llm_config
 from studyapp.llm.base import ChatModel, LLMError
-from studyapp.store.conversations import Message
-from studyapp.store.memory import Attribute
 
 T = TypeVar("T")
 
@@ -74,7 +73,7 @@ def _memory(data: dict[str, Any], data_dir: Path | None) -> list[Attribute]:
     raw = data.get("memory")
     if raw is None and data_dir is not None:
         from studyapp.paths import DATABASE_NAME
-        from studyapp.store.db import DatabaseError, open_database
+        from studyapp.store.db import UnusableDatabase, open_database
         from studyapp.store.memory import MemoryStore
 
         path = Path(data_dir) / DATABASE_NAME
@@ -83,7 +82,7 @@ def _memory(data: dict[str, Any], data_dir: Path | None) -> list[Attribute]:
         try:
             # Read-only use: no migration, so an older database is not changed by a look.
             db = open_database(path, migrate=False)
-        except DatabaseError as exc:
+        except UnusableDatabase as exc:
             raise click.ClickException(str(exc)) from exc
         try:
             return MemoryStore(db).list_attributes()

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from studyapp.domain import AttributeEvent, ExtractionRun, Message
 from studyapp.llm.base import ChatMessage, ChatModel, ChatParams
 from studyapp.personalize.memory import Proposal, ReconcileOutcome, Reconciler, near_duplicate, normalize
 from studyapp.personalize.structured import StructuredResult, complete_structured
 from studyapp.personalize.templates import load_template
-from studyapp.store.conversations import Message
-from studyapp.store.memory import AttributeEvent, ExtractionRun, MemoryStore
+from studyapp.store.memory import MemoryStore
 from studyapp.store.util import new_id, now
 
 EXTRACT_TEMPLATE = "extract"

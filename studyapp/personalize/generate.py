@@ -11,9 +11,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from studyapp.domain import Message
 from studyapp.llm.base import ChatMessage, ChatModel, ChatParams
 from studyapp.personalize.templates import load_template
-from studyapp.store.conversations import Message
 
 
 def build_messages(

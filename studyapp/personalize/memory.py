@@ -19,18 +19,11 @@ from datetime import UTC, datetime
 from difflib import SequenceMatcher
 from typing import Any
 
+from studyapp.domain import Attribute, AttributeChange, AttributeEvent, ExtractionRun, Message, NewAttribute
 from studyapp.llm.base import ChatModel, ChatParams
 from studyapp.personalize.structured import StructuredResult, complete_structured
 from studyapp.personalize.templates import load_template
-from studyapp.store.conversations import Message
-from studyapp.store.memory import (
-    Attribute,
-    AttributeChange,
-    AttributeEvent,
-    ExtractionRun,
-    MemoryStore,
-    NewAttribute,
-)
+from studyapp.store.memory import MemoryStore
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 
 from sqlite_utils import Database
 
+from studyapp.domain import Attribute, Conversation, Message
 from studyapp.llm.base import ChatMessage, ChatModel
 from studyapp.personalize.extract import DEFAULT_THRESHOLD, ExtractionResult, Extractor
 from studyapp.personalize.generate import build_messages
 from studyapp.personalize.memory import ChangeHook, MemoryService, notify_change
 from studyapp.personalize.select import SelectionResult, Selector
-from studyapp.store.conversations import Conversation, Message
-from studyapp.store.memory import Attribute, MemoryStore
+from studyapp.store.memory import MemoryStore
 
 
 class Personalization:

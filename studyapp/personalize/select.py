@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from studyapp.domain import Attribute
 from studyapp.llm.base import ChatMessage, ChatModel, ChatParams
 from studyapp.personalize.structured import StructuredResult, complete_structured
 from studyapp.personalize.templates import load_template
-from studyapp.store.memory import Attribute, MemoryStore
+from studyapp.store.memory import MemoryStore
 
 SELECT_TEMPLATE = "select"
 NO_DECISION = "no decision from model"
@@ -48,7 +49,7 @@ SELECT_SCHEMA: dict[str, Any] = {
 
 
 @dataclass
-class Decision:
+class SelectionDecision:
     attribute_id: str
     text: str
     selected: bool
@@ -61,7 +62,7 @@ class Decision:
 
 @dataclass
 class SelectionResult:
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[SelectionDecision] = field(default_factory=list)
     model: str | None = None
     template: str | None = None
     error: str | None = None
@@ -123,7 +124,7 @@ class Selector:
             missing_reason = f"{NO_DECISION} ({structured.error})"
         for i, attribute in enumerate(attributes, start=1):
             selected, rationale = answers.get(i, (False, missing_reason))
-            result.decisions.append(Decision(attribute.id, attribute.text, selected, rationale))
+            result.decisions.append(SelectionDecision(attribute.id, attribute.text, selected, rationale))
         if self.store is not None and message_id is not None:
             self.store.record_selections(
                 message_id, [(d.attribute_id, d.selected, d.rationale) for d in result.decisions],

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from studyapp.domain import Attribute, AttributeLabel, Message
     from studyapp.store.comparisons import ComparisonRecord, JudgeVerdict, RelevanceLabel
-    from studyapp.store.conversations import Message
-    from studyapp.store.memory import Attribute, AttributeLabel
 
 Record = tuple[str, dict[str, Any]]
 

@@ -3,53 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 
+from studyapp.domain import Conversation, Message, SearchHit
 from studyapp.store.util import new_id, now
 
 DEFAULT_TITLE = "New conversation"
-
-
-@dataclass
-class Conversation:
-    id: str
-    title: str
-    created_at: str
-    updated_at: str
-    memory_enabled: bool
-    message_count: int = 0
-
-
-@dataclass
-class Message:
-    n: int
-    id: str
-    conversation_id: str
-    role: str
-    content: str
-    status: str
-    created_at: str
-    error: str | None = None
-    model: str | None = None
-    arm: str | None = None
-    comparison_id: str | None = None
-    template: str | None = None
-    first_token_ms: float | None = None
-    duration_ms: float | None = None
-
-
-@dataclass
-class SearchHit:
-    message: Message
-    conversation_title: str
-    # The matching passage, with each matched term between HIT_START and HIT_END.
-    snippet: str
-
-
-HIT_START, HIT_END = "\x02", "\x03"
 
 
 def _conversation(row: dict[str, Any]) -> Conversation:

@@ -16,8 +16,8 @@ from studyapp.migrations.client import migrations
 BUSY_TIMEOUT_MS = 5000
 
 
-class DatabaseError(RuntimeError):
-    """The database cannot be used; the message says which file and what to do."""
+class UnusableDatabase(RuntimeError):
+    """The participant's database file cannot be used; the message names the file and says what to do."""
 
     def __init__(self, path: Path, problem: str, advice: str) -> None:
         self.path = path
@@ -31,15 +31,15 @@ def _check_file(path: Path) -> None:
     # holds on it, so another process could checkpoint and delete the WAL our open connection writes to
     # (sqlite.org/howtocorrupt.html, 2.2). The header is checked through SQLite in open_database.
     if path.is_dir():
-        raise DatabaseError(path, "is a directory, not a database file", "Choose another --data-dir.")
+        raise UnusableDatabase(path, "is a directory, not a database file", "Choose another --data-dir.")
     # SQLite's unix VFS reports a 1-byte file as empty (an OS X workaround) and would write a database over it;
     # no SQLite database is 1 byte long. Every other size is judged by SQLite's own header check.
     if path.is_file() and path.stat().st_size == 1:
         raise _not_sqlite(path)
 
 
-def _not_sqlite(path: Path) -> DatabaseError:
-    return DatabaseError(
+def _not_sqlite(path: Path) -> UnusableDatabase:
+    return UnusableDatabase(
         path,
         "is not a SQLite database (the file header is wrong)",
         "It was left untouched. Move it aside or pass another --data-dir to start a new database.",
@@ -59,12 +59,12 @@ def _is_foreign(db: Database) -> bool:
     return not migrations.applied(db)
 
 
-def _corrupt(path: Path, detail: str) -> DatabaseError:
-    return DatabaseError(path, f"is corrupt (integrity check: {detail})",
+def _corrupt(path: Path, detail: str) -> UnusableDatabase:
+    return UnusableDatabase(path, f"is corrupt (integrity check: {detail})",
                          "It was left untouched. Restore a backup, or move it aside to start a new database.")
 
 
-def integrity_problem(path: str | Path) -> DatabaseError | None:
+def integrity_problem(path: str | Path) -> UnusableDatabase | None:
     """Run SQLite's quick_check on its own read-only connection (safe from a worker thread).
 
     It reads the whole file (about 0.25 s per 100,000 messages), so the chat app runs it after its first
@@ -112,7 +112,7 @@ def open_database(path: str | Path, *, migrate: bool = True, check_integrity: bo
         # Checked before any pragma that writes (journal_mode rewrites the header).
         if _is_foreign(db):
             conn.close()
-            raise DatabaseError(
+            raise UnusableDatabase(
                 path,
                 "is a SQLite database of another program (it has tables but no studyapp schema)",
                 "It was left untouched. Pass another --data-dir.",
@@ -121,7 +121,7 @@ def open_database(path: str | Path, *, migrate: bool = True, check_integrity: bo
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
-        raise DatabaseError(
+        raise UnusableDatabase(
             path,
             f"cannot be read as a SQLite database ({exc})",
             "It was left untouched. Move it aside or pass another --data-dir.",

@@ -1,8 +1,8 @@
 """The participant's memory: attributes, their history, labels, extraction runs and selections.
 
-All SQL of the personalization pipeline lives here. The pipeline (studyapp.personalize) decides *what*
-changes; this module writes it, and writes a whole reconciliation in one transaction
-(``apply_changes``), so a failure never leaves a half-written memory.
+All SQL of the personalization pipeline lives here (the objects it reads and writes are in studyapp.domain).
+The pipeline (studyapp.personalize) decides *what* changes; this module writes it, and writes a whole
+reconciliation in one transaction (``apply_changes``), so a failure never leaves a half-written memory.
 
 Extraction bookkeeping: ``messages.extracted_at`` is NULL for user messages not yet read by the extractor.
 A run first *claims* its messages (``extracted_at = 'claim:<time>:<run id>'``, an atomic UPDATE), so two
@@ -14,126 +14,30 @@ run is recorded, or is released when the model could not be reached. Claims olde
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlite_utils import Database
 
+from studyapp.domain import (
+    ACTORS,
+    LABEL_SOURCES,
+    ORIGINS,
+    Attribute,
+    AttributeChange,
+    AttributeEvent,
+    AttributeLabel,
+    ExtractionRun,
+    MemoryChangeError,
+    Message,
+    NewAttribute,
+    SelectionRecord,
+)
 from studyapp.events import ATTRIBUTE_LABELS
-from studyapp.store.conversations import Message
 from studyapp.store.util import dumps, loads, new_id, now
 
 STALE_CLAIM_S = 600
 CLAIM_PREFIX = "claim:"
-ORIGINS = ("model", "participant")
-ACTORS = ("model", "participant")
-# Where a stage-1 label was given: the study's review prompt, or the participant's own memory screen.
-LABEL_SOURCES = ("review_prompt", "memory_screen")
-
-
-@dataclass
-class Attribute:
-    id: str
-    text: str
-    reason: str
-    confidence: float
-    status: str
-    origin: str
-    evidence: list[str]
-    created_at: str
-    updated_at: str
-    # The participant's latest stage-1 label, if any (filled by list_attributes / get).
-    label: str | None = None
-    labeled_at: str | None = None
-
-    def snapshot(self) -> dict[str, Any]:
-        """What an attribute_event keeps as 'before' / 'after'."""
-        return {
-            "text": self.text,
-            "reason": self.reason,
-            "confidence": self.confidence,
-            "status": self.status,
-            "evidence": list(self.evidence),
-        }
-
-
-@dataclass(frozen=True)
-class AttributeLabel:
-    """One stage-1 label the participant gave (``source``: LABEL_SOURCES, None before it was recorded)."""
-
-    id: str
-    attribute_id: str
-    label: str
-    labeled_at: str
-    source: str | None
-
-
-@dataclass
-class AttributeEvent:
-    id: str
-    attribute_id: str
-    action: str
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    reason: str
-    actor: str
-    run_id: str | None
-    created_at: str
-
-
-@dataclass
-class ExtractionRun:
-    id: str
-    status: str
-    model: str | None
-    template: str | None
-    message_ids: list[str]
-    raw: str | None
-    error: str | None
-    created_at: str
-
-
-@dataclass
-class SelectionRecord:
-    id: str
-    message_id: str
-    attribute_id: str
-    selected: bool
-    rationale: str
-    model: str | None
-    template: str | None
-    created_at: str
-
-
-@dataclass
-class NewAttribute:
-    """An attribute to insert as part of a reconciliation."""
-
-    text: str
-    reason: str
-    confidence: float
-    evidence: list[str]
-    origin: str = "model"
-    id: str = field(default_factory=new_id)
-
-
-@dataclass
-class AttributeChange:
-    """One change of a reconciliation: add (``new``), or update / delete / keep of ``attribute_id``."""
-
-    action: str
-    reason: str
-    new: NewAttribute | None = None
-    attribute_id: str | None = None
-    text: str | None = None
-    attribute_reason: str | None = None
-    confidence: float | None = None
-    evidence: list[str] | None = None
-
-
-class MemoryError(RuntimeError):
-    """A memory operation cannot be done; the message says why."""
 
 
 def _attribute(row: dict[str, Any]) -> Attribute:
@@ -247,7 +151,7 @@ class MemoryStore:
     def add_participant_attribute(self, text: str, *, reason: str = "Added by the participant") -> Attribute:
         text = text.strip()
         if not text:
-            raise MemoryError("An attribute needs some text: write one sentence about yourself.")
+            raise MemoryChangeError("An attribute needs some text: write one sentence about yourself.")
         new = NewAttribute(text=text, reason=reason, confidence=1.0, evidence=[], origin="participant")
         self.apply_changes([AttributeChange(action="add", reason=reason, new=new)], actor="participant")
         attribute = self.get(new.id)
@@ -257,7 +161,7 @@ class MemoryStore:
     def edit(self, attribute_id: str, text: str, *, reason: str = "Edited by the participant") -> Attribute:
         text = text.strip()
         if not text:
-            raise MemoryError("The attribute text cannot be empty: to remove it, forget it instead.")
+            raise MemoryChangeError("The attribute text cannot be empty: to remove it, forget it instead.")
         self.apply_changes(
             [AttributeChange(action="update", reason=reason, attribute_id=attribute_id, text=text)],
             actor="participant",
@@ -274,11 +178,11 @@ class MemoryStore:
     def label(self, attribute_id: str, label: str, *, source: str | None = None) -> str:
         """Store the participant's label with its time and where it was given; returns labeled_at."""
         if source is not None and source not in LABEL_SOURCES:
-            raise MemoryError(f"Unknown label source {source!r}; use one of {', '.join(LABEL_SOURCES)}.")
+            raise MemoryChangeError(f"Unknown label source {source!r}; use one of {', '.join(LABEL_SOURCES)}.")
         if label not in ATTRIBUTE_LABELS:
-            raise MemoryError(f"Unknown label {label!r}; use one of {', '.join(ATTRIBUTE_LABELS)}.")
+            raise MemoryChangeError(f"Unknown label {label!r}; use one of {', '.join(ATTRIBUTE_LABELS)}.")
         if self.get(attribute_id) is None:
-            raise MemoryError(f"No attribute {attribute_id}.")
+            raise MemoryChangeError(f"No attribute {attribute_id}.")
         ts = now()
         with self.db.conn:
             self.db.execute(
@@ -299,7 +203,7 @@ class MemoryStore:
     ) -> list[AttributeEvent]:
         """Apply changes, write one event per change, record ``run`` and finish the claim: all or nothing."""
         if actor not in ACTORS:
-            raise MemoryError(f"Unknown actor {actor!r}")
+            raise MemoryChangeError(f"Unknown actor {actor!r}")
         events: list[AttributeEvent] = []
         run_id = run.id if run else None
         conn = self.db.conn
@@ -328,9 +232,9 @@ class MemoryStore:
         if change.action == "add":
             new = change.new
             if new is None:
-                raise MemoryError("An 'add' change needs the new attribute.")
+                raise MemoryChangeError("An 'add' change needs the new attribute.")
             if new.origin not in ORIGINS:
-                raise MemoryError(f"Unknown origin {new.origin!r}")
+                raise MemoryChangeError(f"Unknown origin {new.origin!r}")
             self.db.execute(
                 "INSERT INTO attributes (id, text, reason, confidence, status, origin, evidence, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?)",
@@ -342,10 +246,10 @@ class MemoryStore:
             return self._event(new.id, "add", None, after, change.reason, actor, run_id, ts)
 
         if change.attribute_id is None:
-            raise MemoryError(f"A {change.action!r} change needs an attribute id.")
+            raise MemoryChangeError(f"A {change.action!r} change needs an attribute id.")
         current = self.get(change.attribute_id)
         if current is None:
-            raise MemoryError(f"No attribute {change.attribute_id}.")
+            raise MemoryChangeError(f"No attribute {change.attribute_id}.")
         before = current.snapshot()
         if change.action == "delete":
             if current.status == "deleted":
@@ -360,7 +264,7 @@ class MemoryStore:
                 if actor == "model":
                     # Forgotten while the model was deciding: the participant's choice wins, quietly.
                     return None
-                raise MemoryError("This attribute was forgotten; it cannot be changed.")
+                raise MemoryChangeError("This attribute was forgotten; it cannot be changed.")
             after = dict(before)
             if change.action == "update" and change.text is not None:
                 after["text"] = change.text
@@ -378,7 +282,7 @@ class MemoryStore:
                 [after["text"], after["reason"], after["confidence"], dumps(after["evidence"]), ts, current.id],
             )
             return self._event(current.id, change.action, before, after, change.reason, actor, run_id, ts)
-        raise MemoryError(f"Unknown action {change.action!r}")
+        raise MemoryChangeError(f"Unknown action {change.action!r}")
 
     def _event(self, attribute_id: str, action: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
                reason: str, actor: str, run_id: str | None, ts: str) -> AttributeEvent:

@@ -26,10 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from studyapp.domain import Message
 from studyapp.llm.base import ChatModel, ChatParams, LLMError
 from studyapp.personalize.generate import build_messages
 from studyapp.store.comparisons import ComparisonRecord, ComparisonStore
-from studyapp.store.conversations import ConversationStore, Message
+from studyapp.store.conversations import ConversationStore
 
 FLUSH_INTERVAL_S = 1.0
 SIDES = ("left", "right")

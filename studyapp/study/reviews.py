@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from studyapp.store.memory import Attribute, MemoryStore
+from studyapp.domain import Attribute
+from studyapp.store.memory import MemoryStore
 from studyapp.study.protocol import AttributeReview
 from studyapp.study.schedule import reviews_due, start_of_day
 

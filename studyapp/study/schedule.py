@@ -27,7 +27,7 @@ class TurnFacts:
 
 
 @dataclass(frozen=True)
-class Decision:
+class ScheduleDecision:
     compare: bool
     reason: str
 
@@ -41,25 +41,26 @@ class ComparisonScheduler:
             rng = random.Random(schedule.seed) if schedule.seed is not None else random.SystemRandom()
         self.rng = rng
 
-    def decide(self, facts: TurnFacts) -> Decision:
+    def decide(self, facts: TurnFacts) -> ScheduleDecision:
         s = self.schedule
         if not facts.memory_enabled:
             # Without memory there is nothing to personalize with: both arms would be generic.
-            return Decision(False, "memory is off in this conversation")
+            return ScheduleDecision(False, "memory is off in this conversation")
         if s.daily_cap <= 0 or s.probability <= 0:
-            return Decision(False, "the study asks for no comparisons")
+            return ScheduleDecision(False, "the study asks for no comparisons")
         if facts.comparisons_today >= s.daily_cap:
-            return Decision(False, f"daily cap reached ({facts.comparisons_today} of {s.daily_cap} today)")
+            return ScheduleDecision(False, f"daily cap reached ({facts.comparisons_today} of {s.daily_cap} today)")
         if facts.attributes_in_memory < s.min_attributes:
-            return Decision(False, f"too few attributes in memory ({facts.attributes_in_memory} of "
+            return ScheduleDecision(False, f"too few attributes in memory ({facts.attributes_in_memory} of "
                                    f"{s.min_attributes} needed)")
         since = facts.turns_since_last_comparison
         if since is not None and since < s.min_turns_between:
-            return Decision(False, f"too soon after the last comparison ({since} of {s.min_turns_between} turns)")
+            return ScheduleDecision(False, f"too soon after the last comparison ({since} of {s.min_turns_between} "
+                                           "turns)")
         draw = self.rng.random()
         if draw < s.probability:
-            return Decision(True, f"eligible, and the draw {draw:.3f} < probability {s.probability}")
-        return Decision(False, f"eligible, but the draw {draw:.3f} >= probability {s.probability}")
+            return ScheduleDecision(True, f"eligible, and the draw {draw:.3f} < probability {s.probability}")
+        return ScheduleDecision(False, f"eligible, but the draw {draw:.3f} >= probability {s.probability}")
 
 
 def reviews_due(review: AttributeReview, new_unlabeled_count: int, labeled_today: int) -> int:

@@ -22,16 +22,17 @@ from collections.abc import Sequence
 
 from sqlite_utils import Database
 
+from studyapp.domain import Conversation, Message
 from studyapp.llm.base import ChatModel, ChatParams
 from studyapp.store.comparisons import ComparisonStore
-from studyapp.store.conversations import Conversation, ConversationStore, Message
+from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import AttributeChoice, ComparisonRunner
 from studyapp.study.current import CurrentStudy, current_study
 from studyapp.study.judge import Judge
 from studyapp.study.protocol import Protocol
 from studyapp.study.reviews import ReviewPlan, plan_reviews
-from studyapp.study.schedule import ComparisonScheduler, Decision, TurnFacts, start_of_day
+from studyapp.study.schedule import ComparisonScheduler, ScheduleDecision, TurnFacts, start_of_day
 
 
 class StudyService:
@@ -55,7 +56,7 @@ class StudyService:
             memory_enabled=conversation.memory_enabled,
         )
 
-    def decide(self, conversation: Conversation, prompt: Message) -> Decision:
+    def decide(self, conversation: Conversation, prompt: Message) -> ScheduleDecision:
         return self.scheduler.decide(self.turn_facts(conversation, prompt))
 
     @staticmethod

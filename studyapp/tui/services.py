@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from studyapp.chat import ChatService
 from studyapp.context import AppContext
+from studyapp.domain import Conversation, Message
 from studyapp.llm.base import ChatModel
 from studyapp.llm.config import ModelSettings
 from studyapp.llm.factory import make_model
@@ -19,7 +20,7 @@ from studyapp.personalize.extract import ExtractionResult
 from studyapp.personalize.memory import MemoryService
 from studyapp.personalize.pipeline import Personalization
 from studyapp.personalize.select import SelectionResult
-from studyapp.store.conversations import Conversation, ConversationStore, Message
+from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import ComparisonRunner
 from studyapp.study.protocol import ModelSpec

@@ -6,8 +6,9 @@ import pytest
 from textual.app import App
 from textual.widgets import Input, Static
 
+from studyapp.domain import AttributeChange, NewAttribute
 from studyapp.personalize.memory import MemoryService
-from studyapp.store.memory import AttributeChange, MemoryStore, NewAttribute
+from studyapp.store.memory import MemoryStore
 from studyapp.tui.screens.memory import AttributeDetailScreen, MemoryScreen
 from studyapp.tui.widgets.memory_table import MemoryTable
 

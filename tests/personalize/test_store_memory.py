@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from studyapp.domain import AttributeChange, ExtractionRun, MemoryChangeError, NewAttribute
 from studyapp.store.conversations import ConversationStore
-from studyapp.store.memory import AttributeChange, ExtractionRun, MemoryError, NewAttribute
 from studyapp.store.util import now
 
 
@@ -55,7 +55,7 @@ def test_apply_changes_is_all_or_nothing(conversations, memory):
         AttributeChange(action="add", reason="r", new=NewAttribute("The user lives in Paris.", "said so", 0.9, ids)),
         AttributeChange(action="update", reason="r", attribute_id="no-such-attribute", text="x"),
     ]
-    with pytest.raises(MemoryError):
+    with pytest.raises(MemoryChangeError):
         memory.apply_changes(changes, actor="model", run=run, finish_claim=claim)
     assert memory.list_attributes(include_deleted=True) == []
     assert memory.events() == []
@@ -85,15 +85,15 @@ def test_participant_actions_are_events_with_times(conversations, memory):
 
 
 def test_bad_participant_input_gets_clear_errors(memory):
-    with pytest.raises(MemoryError, match="needs some text"):
+    with pytest.raises(MemoryChangeError, match="needs some text"):
         memory.add_participant_attribute("   ")
     attribute = memory.add_participant_attribute("I like tea")
-    with pytest.raises(MemoryError, match="cannot be empty"):
+    with pytest.raises(MemoryChangeError, match="cannot be empty"):
         memory.edit(attribute.id, "")
-    with pytest.raises(MemoryError, match="Unknown label"):
+    with pytest.raises(MemoryChangeError, match="Unknown label"):
         memory.label(attribute.id, "great")
     memory.forget(attribute.id)
-    with pytest.raises(MemoryError, match="forgotten"):
+    with pytest.raises(MemoryChangeError, match="forgotten"):
         memory.edit(attribute.id, "I like coffee")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from studyapp.store.db import DatabaseError, open_database
+from studyapp.store.db import UnusableDatabase, open_database
 from tests.support.second_open_child import crash_after_a_second_open
 
 
@@ -37,7 +37,7 @@ def test_a_one_byte_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
     # SQLite reports a 1-byte file as empty and would write a database over it: the header check must not rely on it.
     path = tmp_path / "studyapp.db"
     path.write_bytes(b"x")
-    with pytest.raises(DatabaseError) as info:
+    with pytest.raises(UnusableDatabase) as info:
         open_database(path)
     assert str(path) in str(info.value) and "not a SQLite database" in str(info.value)
     assert path.read_bytes() == b"x"

@@ -10,7 +10,7 @@ from sqlite_utils import Database
 
 from studyapp.migrations.client import migrations
 from studyapp.store.conversations import ConversationStore
-from studyapp.store.db import DatabaseError, open_database, pending_migrations, schema_version
+from studyapp.store.db import UnusableDatabase, open_database, pending_migrations, schema_version
 
 EXPECTED_TABLES = {
     "conversations", "messages", "attributes", "attribute_events", "attribute_labels", "extraction_runs",
@@ -79,7 +79,7 @@ def test_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path) -
     path = tmp_path / "studyapp.db"
     content = b"these are someone's notes, not a database\n" * 100
     path.write_bytes(content)
-    with pytest.raises(DatabaseError) as info:
+    with pytest.raises(UnusableDatabase) as info:
         open_database(path)
     assert str(path) in str(info.value)
     assert "not a SQLite database" in str(info.value)
@@ -90,7 +90,7 @@ def test_corrupt_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> No
     path = tmp_path / "studyapp.db"
     _damage(path)
     before = path.read_bytes()
-    with pytest.raises(DatabaseError) as info:
+    with pytest.raises(UnusableDatabase) as info:
         open_database(path)
     assert str(path) in str(info.value)
     assert path.read_bytes() == before
@@ -104,7 +104,7 @@ def test_database_of_another_program_is_refused_and_left_untouched(tmp_path: Pat
     conn.commit()
     conn.close()
     before = path.read_bytes()
-    with pytest.raises(DatabaseError) as info:
+    with pytest.raises(UnusableDatabase) as info:
         open_database(path)
     assert "another program" in str(info.value)
     assert path.read_bytes() == before
@@ -113,7 +113,7 @@ def test_database_of_another_program_is_refused_and_left_untouched(tmp_path: Pat
 def test_directory_in_place_of_the_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "studyapp.db"
     path.mkdir()
-    with pytest.raises(DatabaseError, match="directory"):
+    with pytest.raises(UnusableDatabase, match="directory"):
         open_database(path)
 
 

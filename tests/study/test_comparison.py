@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 from sqlite_utils import Database
 
+from studyapp.domain import Message
 from studyapp.llm.base import ChatParams
 from studyapp.llm.openai_compat import OpenAICompatModel
 from studyapp.privacy.records import comparison_records, verdict_record
 from studyapp.store.comparisons import AlreadyRated, ComparisonStore
-from studyapp.store.conversations import ConversationStore, Message
+from studyapp.store.conversations import ConversationStore
 from studyapp.study.comparison import (
     AttributeChoice,
     ComparisonFailed,

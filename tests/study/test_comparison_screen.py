@@ -12,9 +12,10 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import Markdown, Static
 
+from studyapp.domain import Message
 from studyapp.llm.openai_compat import OpenAICompatModel
 from studyapp.store.comparisons import ComparisonStore
-from studyapp.store.conversations import ConversationStore, Message
+from studyapp.store.conversations import ConversationStore
 from studyapp.study.comparison import AttributeChoice, ComparisonRunner, Progress, RatingResult
 from studyapp.tui.screens.comparison import REMINDER, ComparisonScreen
 from tests.support.scripted_llm import ScriptedLLM, ScriptedReply

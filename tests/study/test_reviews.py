@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlite_utils import Database
 
-from studyapp.store.memory import AttributeChange, MemoryStore, NewAttribute
+from studyapp.domain import AttributeChange, NewAttribute
+from studyapp.store.memory import MemoryStore
 from studyapp.study.current import current_study, save_enrollment
 from studyapp.study.protocol import AttributeReview, load_protocol
 from studyapp.study.reviews import plan_reviews

@@ -6,7 +6,8 @@ import random
 
 from sqlite_utils import Database
 
-from studyapp.store.memory import AttributeChange, MemoryStore, NewAttribute
+from studyapp.domain import AttributeChange, NewAttribute
+from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import AttributeChoice
 from studyapp.study.current import CurrentStudy
 from studyapp.study.protocol import builtin_protocol, parse_protocol

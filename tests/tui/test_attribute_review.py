@@ -7,8 +7,9 @@ import pytest
 from sqlite_utils import Database
 from textual.app import App
 
+from studyapp.domain import AttributeChange, NewAttribute
 from studyapp.personalize.memory import MemoryService
-from studyapp.store.memory import AttributeChange, MemoryStore, NewAttribute
+from studyapp.store.memory import MemoryStore
 from studyapp.tui.screens.attribute_review import AttributeReviewScreen
 from tests.support.fixtures import db  # noqa: F401
 

@@ -11,12 +11,13 @@ import pytest
 from sqlite_utils import Database
 
 from studyapp.chat import ChatService, ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
+from studyapp.domain import Conversation, Message
 from studyapp.llm.base import ChatParams
 from studyapp.llm.openai_compat import OpenAICompatModel
 from studyapp.personalize.pipeline import Personalization
 from studyapp.personalize.select import SelectionResult
 from studyapp.store.comparisons import ComparisonStore
-from studyapp.store.conversations import Conversation, ConversationStore, Message
+from studyapp.store.conversations import ConversationStore
 from studyapp.study.comparison import ComparisonRunner, RatingResult
 from studyapp.study.schedule import ComparisonScheduler
 from studyapp.study.service import StudyService

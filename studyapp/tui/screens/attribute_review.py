@@ -19,8 +19,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from studyapp.domain import Attribute
 from studyapp.personalize.memory import MemoryService
-from studyapp.store.memory import Attribute
 
 CHOICES = {"1": ("makes_sense", "Makes sense"), "2": ("maybe", "Maybe"), "3": ("doesnt_make_sense",
                                                                             "Doesn't make sense")}

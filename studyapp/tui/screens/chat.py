@@ -14,8 +14,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, Static
 
 from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
+from studyapp.domain import SearchHit
 from studyapp.participation import ParticipationState
-from studyapp.store.conversations import SearchHit
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.screens.search import SearchScreen
 from studyapp.tui.screens.settings import SettingsResult, SettingsScreen

@@ -13,8 +13,8 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Label
 
+from studyapp.domain import MemoryChangeError
 from studyapp.personalize.memory import MemoryService
-from studyapp.store.memory import MemoryError
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.widgets.memory_detail import AttributeDetail
 from studyapp.tui.widgets.memory_table import LABEL_TEXT, MemoryTable
@@ -103,7 +103,7 @@ class MemoryScreen(Screen[None]):
             return
         try:
             self.service.label(attribute_id, label, source="memory_screen")
-        except MemoryError as exc:
+        except MemoryChangeError as exc:
             self.notify(str(exc), severity="error")
             return
         self.refresh_rows()
@@ -120,7 +120,7 @@ class MemoryScreen(Screen[None]):
                 return
             try:
                 self.service.edit(attribute.id, text)
-            except MemoryError as exc:
+            except MemoryChangeError as exc:
                 self.notify(str(exc), severity="error")
                 return
             self.refresh_rows()
@@ -139,7 +139,7 @@ class MemoryScreen(Screen[None]):
                 return
             try:
                 self.service.forget(attribute.id)
-            except MemoryError as exc:
+            except MemoryChangeError as exc:
                 self.notify(str(exc), severity="error")
                 return
             self.refresh_rows()
@@ -155,7 +155,7 @@ class MemoryScreen(Screen[None]):
                 return
             try:
                 self.service.add(text)
-            except MemoryError as exc:
+            except MemoryChangeError as exc:
                 self.notify(str(exc), severity="error")
                 return
             self.refresh_rows()

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
-from studyapp.store.conversations import HIT_END, HIT_START, SearchHit
+from studyapp.domain import HIT_END, HIT_START, SearchHit
 
 SEARCH_DELAY_S = 0.15
 

@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from studyapp.store.conversations import Conversation
+from studyapp.domain import Conversation
 
 
 class ConversationList(OptionList):

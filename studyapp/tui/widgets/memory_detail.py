@@ -8,8 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 
-from studyapp.store.conversations import Message
-from studyapp.store.memory import Attribute, AttributeEvent
+from studyapp.domain import Attribute, AttributeEvent, Message
 from studyapp.tui.widgets.memory_table import LABEL_TEXT, ORIGIN_TEXT
 
 ACTOR_TEXT = {"model": "assistant", "participant": "you"}

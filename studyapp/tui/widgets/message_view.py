@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Button, Markdown, Static
 
-from studyapp.store.conversations import Message
+from studyapp.domain import Message
 
 ROLE_LABELS = {"user": "You", "assistant": "Assistant", "system": "System"}
 STATUS_NOTES = {
