@@ -56,7 +56,7 @@ for i in range(10_000):
         say("delta")
     conversations.update_message(reply.id, status="complete")
     say("reply")
-    memory.label(attribute.id, "maybe", source="review_prompt")
+    memory.label(attribute.id, "maybe", source="label_prompt")
     say("label")
     cid = comparisons.create(conversation_id=conversation.id, prompt_message_id=prompt.id, personalized_side="left",
                              coin={}, attributes=[], model="m", parameters={}, templates={})

@@ -292,7 +292,7 @@ def m005_collect_queue(db: Database) -> None:
     # Where the participant gave a stage-1 label: the study's review prompt or the memory screen
     # (NULL for labels given before this migration, when it was not recorded).
     db.execute("ALTER TABLE attribute_labels ADD COLUMN source TEXT "
-               "CHECK (source IS NULL OR source IN ('review_prompt', 'memory_screen'))")
+               "CHECK (source IS NULL OR source IN ('label_prompt', 'memory_screen'))")
     # An upload in flight claims its events, so a re-scrub, withhold or approval never changes an event
     # between the moment its payload is read for sending and the server's answer (sync/client.py).
     db.execute("ALTER TABLE outbox ADD COLUMN claim_id TEXT")

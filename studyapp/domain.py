@@ -56,8 +56,8 @@ HIT_START, HIT_END = "\x02", "\x03"
 
 ORIGINS = ("model", "participant")
 ACTORS = ("model", "participant")
-# Where a stage-1 label was given: the study's review prompt, or the participant's own memory screen.
-LABEL_SOURCES = ("review_prompt", "memory_screen")
+# Where a stage-1 label was given: the study's label prompt (F4), or the participant's own memory screen.
+LABEL_SOURCES = ("label_prompt", "memory_screen")
 
 
 @dataclass

@@ -59,7 +59,7 @@ def status(ctx: click.Context, data_dir: Path | None) -> None:
         click.echo(f"The enrolled study's protocol is not valid any more: {service.study.problem}\n"
                    "You are still enrolled, but nothing is collected and no comparison is offered until the app "
                    "receives a valid protocol (`studyapp sync` asks the server for one).", err=True)
-    plan = service.review_plan()
+    plan = service.labeling_plan()
     click.echo(service.status_line())
     click.echo(f"  enrolled: {'yes, as ' + str(service.study.record.participant_id) if service.study.record else 'no'}")
     click.echo(f"  attributes without your label: {plan.unlabeled}; to review now: {len(plan.due)}")

@@ -40,17 +40,17 @@ class CurrentStudy:
         start = self.record.enrolled_at if self.record else now
         return study_day(start, now, self.protocol.duration_days)
 
-    def status_line(self, pending_reviews: int = 0, now: datetime | None = None) -> str:
-        """E.g. "Local study (not enrolled) · day 3 of 14 · 2 attributes to review"."""
+    def status_line(self, pending_labels: int = 0, now: datetime | None = None) -> str:
+        """E.g. "Local study (not enrolled) · day 3 of 14 · 2 attributes to label"."""
         if self.problem is not None and self.record is not None:
             return (f"Study {self.record.id}: its protocol cannot be used, nothing is collected "
                     "(a valid one is asked for at every sync)")
         day, total = self.day(now)
         parts = [self.protocol.title]
         parts.append(f"day {day} of {total}" if day <= total else f"finished ({total} days)")
-        if pending_reviews:
-            noun = "attribute" if pending_reviews == 1 else "attributes"
-            parts.append(f"{pending_reviews} {noun} to review")
+        if pending_labels:
+            noun = "attribute" if pending_labels == 1 else "attributes"
+            parts.append(f"{pending_labels} {noun} to label")
         return " · ".join(parts)
 
 

@@ -103,8 +103,9 @@ class RatingScale:
     labels: tuple[str, ...] = DEFAULT_LABELS
 
 
+# The protocol file keeps the key [attribute_review], so protocols written for earlier versions stay valid.
 @dataclass(frozen=True)
-class AttributeReview:
+class LabelingCadence:
     # Ask for labels once this many extracted attributes are still unlabeled ...
     every_new_attributes: int = 3
     # ... this many at a time ...
@@ -137,7 +138,7 @@ class Protocol:
     review_uploads: bool
     comparisons: ComparisonSchedule
     rating_scale: RatingScale
-    attribute_review: AttributeReview
+    attribute_review: LabelingCadence
     # Roles assistant, extractor, selector, judge; further judges are "judge.2", "judge.3", ...
     models: dict[str, ModelSpec]
     server_url: str | None
@@ -221,7 +222,7 @@ class Protocol:
             f"probability {c.probability}, needs {c.min_attributes} attributes"
             + (f", seed {c.seed}" if c.seed is not None else ""),
             f"  rating scale: {self.rating_scale.points} points: {' | '.join(self.rating_scale.labels)}",
-            f"  attribute reviews: after {r.every_new_attributes} new, {r.batch_size} at a time, "
+            f"  attribute labels: after {r.every_new_attributes} new, {r.batch_size} at a time, "
             f"at most {r.max_per_day} a day",
             f"  models: {models}",
         ]
@@ -419,8 +420,8 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
     # [attribute_review]
     review = v.table(data, "attribute_review", "attribute_review", required=False) or {}
     v.unknown_keys(review, ("every_new_attributes", "batch_size", "max_per_day"), "attribute_review")
-    defaults = AttributeReview()
-    attribute_review = AttributeReview(
+    defaults = LabelingCadence()
+    attribute_review = LabelingCadence(
         every_new_attributes=v.get(review, "every_new_attributes", "attribute_review", "integer",
                                    default=defaults.every_new_attributes, check=_at_least(1)),
         batch_size=v.get(review, "batch_size", "attribute_review", "integer", default=defaults.batch_size,

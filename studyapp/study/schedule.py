@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from studyapp.study.protocol import AttributeReview, ComparisonSchedule
+from studyapp.study.protocol import ComparisonSchedule, LabelingCadence
 
 
 @dataclass(frozen=True)
@@ -63,26 +63,16 @@ class ComparisonScheduler:
         return ScheduleDecision(False, f"eligible, but the draw {draw:.3f} >= probability {s.probability}")
 
 
-def reviews_due(review: AttributeReview, new_unlabeled_count: int, labeled_today: int) -> int:
+def labels_due(cadence: LabelingCadence, new_unlabeled_count: int, labeled_today: int) -> int:
     """How many attributes to ask the participant to label now (0: not now).
 
     The app asks once ``every_new_attributes`` unlabeled attributes have piled up, ``batch_size`` at a time,
     and never more than ``max_per_day`` a day. The app announces them; the participant opens them.
     """
-    if new_unlabeled_count < review.every_new_attributes:
+    if new_unlabeled_count < cadence.every_new_attributes:
         return 0
-    left_today = max(0, review.max_per_day - labeled_today)
-    return min(review.batch_size, new_unlabeled_count, left_today)
-
-
-class ReviewCadence:
-    """``reviews_due`` bound to a protocol's attribute review settings."""
-
-    def __init__(self, review: AttributeReview) -> None:
-        self.review = review
-
-    def reviews_due(self, new_unlabeled_count: int, labeled_today: int) -> int:
-        return reviews_due(self.review, new_unlabeled_count, labeled_today)
+    left_today = max(0, cadence.max_per_day - labeled_today)
+    return min(cadence.batch_size, new_unlabeled_count, left_today)
 
 
 def _as_datetime(value: str | datetime) -> datetime:

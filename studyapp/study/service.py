@@ -30,8 +30,8 @@ from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import AttributeChoice, ComparisonRunner
 from studyapp.study.current import CurrentStudy, current_study
 from studyapp.study.judge import Judge
+from studyapp.study.labeling import LabelingPlan, plan_labeling
 from studyapp.study.protocol import Protocol
-from studyapp.study.reviews import ReviewPlan, plan_reviews
 from studyapp.study.schedule import ComparisonScheduler, ScheduleDecision, TurnFacts, start_of_day
 
 
@@ -68,11 +68,11 @@ class StudyService:
         return ComparisonRunner(model, self.conversations, self.comparisons, params=params,
                                 context_messages=context_messages)
 
-    def review_plan(self) -> ReviewPlan:
-        return plan_reviews(self.memory, self.protocol.attribute_review)
+    def labeling_plan(self) -> LabelingPlan:
+        return plan_labeling(self.memory, self.protocol.attribute_review)
 
     def status_line(self) -> str:
-        return self.study.status_line(self.review_plan().unlabeled)
+        return self.study.status_line(self.labeling_plan().unlabeled)
 
     async def judge_pending(self, models: Sequence[ChatModel]) -> int:
         """Background judging of rated comparisons not yet judged by each model; returns verdicts stored."""

@@ -73,9 +73,9 @@ class StudyApp(App[None]):
             yield SystemCommand("Model settings", "Choose the model and its parameters", screen.action_settings)
             yield SystemCommand("Memory", "See, judge, edit and forget what the assistant knows about you",
                                 screen.action_memory)
-            yield SystemCommand("Review what the assistant learned",
+            yield SystemCommand("Label what the assistant learned",
                                 "Say whether the attributes waiting for your judgement make sense (F4)",
-                                screen.action_review_attributes)
+                                screen.action_label_attributes)
             yield SystemCommand("Join a study", "Enroll with the code from the research team", screen.action_enroll)
             yield SystemCommand("Study consent", "Read the consent document and choose what may be collected",
                                 screen.action_consent)

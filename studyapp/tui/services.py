@@ -23,8 +23,8 @@ from studyapp.personalize.select import SelectionResult
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import ComparisonRunner
+from studyapp.study.labeling import LabelingPlan
 from studyapp.study.protocol import ModelSpec
-from studyapp.study.reviews import ReviewPlan
 from studyapp.study.roles import note_outcome, role_problems
 from studyapp.study.service import StudyService
 from studyapp.turns import TurnController
@@ -85,7 +85,7 @@ class Services:
         """Study records were committed: wake the outbox gate (the database noted them for it already)."""
         self.participation.records_written()
 
-    # Comparison turns and reviews (studyapp.study) -----------------------------------------
+    # Comparison turns and attribute labeling (studyapp.study) -----------------------------------------
 
     def has_memory(self) -> bool:
         """Whether memory holds anything to select from (else a turn makes no selection call)."""
@@ -126,8 +126,8 @@ class Services:
         return self._role_models[key]
 
 
-    def review_plan(self) -> ReviewPlan:
-        return self.study.review_plan()
+    def labeling_plan(self) -> LabelingPlan:
+        return self.study.labeling_plan()
 
     @property
     def personalization(self) -> Personalization:
@@ -193,7 +193,7 @@ class Services:
         return message
 
     def status_parts(self) -> list[str]:
-        """Status-line parts: the study and its day (day N of M), pending reviews, and sync."""
+        """Status-line parts: the study and its day (day N of M), attributes to label, and sync."""
         parts = [self.study.status_line()]
         if (taking_part := self.participation.status_line()) is not None:
             parts.append(taking_part)

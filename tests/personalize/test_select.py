@@ -150,5 +150,5 @@ async def test_a_failing_change_hook_never_undoes_a_memory_change(model, db):
 
     personalization = Personalization(db, extractor_model=model, on_change=broken)
     attribute = personalization.memory.add("I keep bees.")
-    personalization.memory.label(attribute.id, "makes_sense", source="review_prompt")
+    personalization.memory.label(attribute.id, "makes_sense", source="label_prompt")
     assert personalization.store.get(attribute.id).label == "makes_sense"

@@ -1,12 +1,12 @@
-"""When turns become comparisons, when attribute reviews are due, and the study day."""
+"""When turns become comparisons, when attribute labels are due, and the study day."""
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
-from studyapp.study.protocol import AttributeReview, ComparisonSchedule
-from studyapp.study.schedule import ComparisonScheduler, ReviewCadence, TurnFacts, reviews_due, start_of_day, study_day
+from studyapp.study.protocol import ComparisonSchedule, LabelingCadence
+from studyapp.study.schedule import ComparisonScheduler, TurnFacts, labels_due, start_of_day, study_day
 
 SCHEDULE = ComparisonSchedule(min_turns_between=3, daily_cap=2, probability=0.5, min_attributes=2)
 
@@ -70,14 +70,13 @@ def test_probability_is_respected() -> None:
     assert 2800 < hits < 3200
 
 
-def test_reviews_due() -> None:
-    review = AttributeReview(every_new_attributes=3, batch_size=2, max_per_day=5)
-    assert reviews_due(review, 2, 0) == 0  # not enough new attributes yet
-    assert reviews_due(review, 3, 0) == 2  # one batch
-    assert reviews_due(review, 10, 4) == 1  # only one left for today
-    assert reviews_due(review, 10, 5) == 0  # daily maximum reached
-    assert ReviewCadence(review).reviews_due(3, 0) == 2
-    assert reviews_due(AttributeReview(1, 5, 9), 1, 0) == 1  # never more than are waiting
+def test_labels_due() -> None:
+    cadence = LabelingCadence(every_new_attributes=3, batch_size=2, max_per_day=5)
+    assert labels_due(cadence, 2, 0) == 0  # not enough new attributes yet
+    assert labels_due(cadence, 3, 0) == 2  # one batch
+    assert labels_due(cadence, 10, 4) == 1  # only one left for today
+    assert labels_due(cadence, 10, 5) == 0  # daily maximum reached
+    assert labels_due(LabelingCadence(1, 5, 9), 1, 0) == 1  # never more than are waiting
 
 
 def test_study_day_counts_calendar_days() -> None:

@@ -15,10 +15,10 @@ from textual.worker import Worker, WorkerState
 from studyapp.store.conversations import ConversationStore
 from studyapp.study.schedule import ComparisonScheduler
 from studyapp.tui.app import StudyApp
-from studyapp.tui.screens.attribute_review import AttributeReviewScreen
 from studyapp.tui.screens.chat import EXTRACT_GROUP, PAGE_SIZE, ChatScreen
 from studyapp.tui.screens.comparison import ComparisonScreen
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
+from studyapp.tui.screens.labeling import LabelingScreen
 from studyapp.tui.screens.memory import MemoryScreen
 from studyapp.tui.screens.search import SearchScreen
 from studyapp.tui.screens.settings import SettingsScreen
@@ -455,7 +455,7 @@ async def test_reviews_falling_due_while_the_participant_types_never_take_the_ke
         composer = chat.query_one(Composer)
         await pilot.press(*typed_before)
         await learn(pilot, chat)
-        assert app.services.review_plan().due, "the study's reviews fell due"
+        assert app.services.labeling_plan().due, "the study's reviews fell due"
         await pilot.press(*text.removeprefix(typed_before))
         await pilot.pause()
         # Every keystroke reached the message; none answered a question the participant never saw.
@@ -478,15 +478,15 @@ async def test_the_participant_opens_the_review_and_labels_record_where_they_wer
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         chat = app.screen
         assert isinstance(chat, ChatScreen)
-        assert "Review what the assistant learned" in [c.title for c in app.get_system_commands(chat)]
+        assert "Label what the assistant learned" in [c.title for c in app.get_system_commands(chat)]
         await pilot.press("f4")
-        await wait_for_toast(pilot, lambda t: t.startswith("Nothing to review now"), what="nothing to review")
+        await wait_for_toast(pilot, lambda t: t.startswith("Nothing to label now"), what="nothing to label")
         assert app.screen is chat
 
         await learn(pilot, chat)
         assert app.screen is chat
-        assert "3 attributes to review" in status_text(chat) and "press F4" in status_text(chat)
-        chat.announce_reviews()  # e.g. after the next extraction: said once, not again
+        assert "3 attributes to label" in status_text(chat) and "press F4" in status_text(chat)
+        chat.announce_labeling()  # e.g. after the next extraction: said once, not again
         # Notifications are shown in the order they were made: once this one is up, a second one would be too.
         app.notify("(test: shown after the announcements)")
         await wait_for_toast(pilot, lambda t: t.startswith("(test:"), what="the notifications so far")
@@ -494,14 +494,14 @@ async def test_the_participant_opens_the_review_and_labels_record_where_they_wer
 
         # A click on the status line opens it; Esc leaves it for later.
         await pilot.click("#status")
-        await wait_for(pilot, lambda: isinstance(app.screen, AttributeReviewScreen), what="the review")
+        await wait_for(pilot, lambda: isinstance(app.screen, LabelingScreen), what="the review")
         app.screen.grace_s = 0  # type: ignore[attr-defined]
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is chat, what="back to the chat")
         assert label_rows(app) == []
 
         await pilot.press("f4")
-        await wait_for(pilot, lambda: isinstance(app.screen, AttributeReviewScreen), what="the review")
+        await wait_for(pilot, lambda: isinstance(app.screen, LabelingScreen), what="the review")
         app.screen.grace_s = 0  # type: ignore[attr-defined]
         await pilot.press("1", "2", "3")
         await wait_for(pilot, lambda: app.screen is chat, what="the review to finish")
@@ -509,9 +509,9 @@ async def test_the_participant_opens_the_review_and_labels_record_where_they_wer
         labels = {a.text: a.label for a in app.services.memory.attributes()}
         assert labels == {"The user has a dog": "makes_sense", "The user lives in a flat": "maybe",
                           "The user works from home": "doesnt_make_sense"}
-        assert label_rows(app) == [("makes_sense", "review_prompt"), ("maybe", "review_prompt"),
-                                   ("doesnt_make_sense", "review_prompt")]
-        assert "to review" not in status_text(chat) and "press F4" not in status_text(chat)
+        assert label_rows(app) == [("makes_sense", "label_prompt"), ("maybe", "label_prompt"),
+                                   ("doesnt_make_sense", "label_prompt")]
+        assert "to label" not in status_text(chat) and "press F4" not in status_text(chat)
 
         await pilot.press("f2")
         await wait_for(pilot, lambda: isinstance(app.screen, MemoryScreen), what="the memory screen")

@@ -63,7 +63,7 @@ def test_delete_confirmation(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=run_before)
 
 
-@pytest.mark.parametrize("size", [(100, 40)])
+@pytest.mark.parametrize("size", [(100, 40), (80, 24)])
 def test_settings_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
     async def run_before(pilot: Any) -> None:
         await _settle(pilot)

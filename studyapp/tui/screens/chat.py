@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, Static
+from textual.worker import Worker
 
 from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
 from studyapp.domain import SearchHit
@@ -28,7 +29,7 @@ from studyapp.turns import ComparisonOffered, Preparing
 if TYPE_CHECKING:
     from studyapp.sync.background import SyncRound
 
-# The study's screens (comparison, consent, review, memory ...) are imported where they open: the chat
+# The study's screens (comparison, consent, upload review, labeling, memory ...) are imported where they open: the chat
 # screen comes up without loading them.
 
 # Messages mounted per page: more than a screenful, few enough that opening stays quick (Markdown
@@ -46,12 +47,14 @@ class ChatScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+n", "new_conversation", "New", priority=True),
         Binding("ctrl+f", "search", "Search", priority=True),
-        Binding("ctrl+e", "rename", "Rename", priority=True),
-        Binding("ctrl+d", "delete", "Delete", priority=True),
+        # Rename and delete are in the command palette (and the README's keys): the footer keeps its room for
+        # what a participant needs every day.
+        Binding("ctrl+e", "rename", "Rename", show=False, priority=True),
+        Binding("ctrl+d", "delete", "Delete", show=False, priority=True),
         Binding("ctrl+o", "settings", "Settings", priority=True),
         Binding("f2", "memory", "Memory"),
         Binding("f3", "review_uploads", "Uploads"),
-        Binding("f4", "review_attributes", "Review"),
+        Binding("f4", "label_attributes", "Label"),
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+b", "load_earlier", "Earlier messages", show=False, priority=True),
         Binding("ctrl+l", "focus_conversations", "Conversations", show=False),
@@ -64,8 +67,8 @@ class ChatScreen(Screen[None]):
         # For a new conversation (not saved until its first message): use memory or not.
         self.new_memory_enabled = True
         self.extract_debounce_s = extract_debounce_s
-        # Attributes whose review was already announced (the notification comes once, not after every reply).
-        self.announced_reviews: set[str] = set()
+        # Attributes whose labeling was already announced (the notification comes once, not after every reply).
+        self.announced_labeling: set[str] = set()
 
     # Layout --------------------------------------------------------------------------
 
@@ -87,7 +90,7 @@ class ChatScreen(Screen[None]):
         await self.open_conversation(conversations[0].id if conversations else None)
         self.query_one(Composer).focus()
         self.update_status()
-        self.announce_reviews()
+        self.announce_labeling()
         self.start_participation()
 
     # Taking part in a study ----------------------------------------------------------------
@@ -341,6 +344,16 @@ class ChatScreen(Screen[None]):
     def _replying(self) -> bool:
         return any(w.group == REPLY_GROUP and w.is_running for w in self.workers)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == REPLY_GROUP:
+            self.refresh_bindings()  # the footer offers "Stop reply" only while one is arriving
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # "Stop reply" is offered (and shown in the footer) only while a reply is arriving.
+        if action == "stop":
+            return self._replying()
+        return True
+
     @on(Composer.Submitted)
     def _submitted(self, event: Composer.Submitted) -> None:
         if self._replying():
@@ -376,6 +389,7 @@ class ChatScreen(Screen[None]):
                         reply_view = await view.add(event.message)
                         reply_view.set_used(event.attributes)
                         self.update_status("Answering… (Esc stops)")
+                        self.refresh_bindings()
                     elif isinstance(event, ReplyDelta) and reply_view is not None:
                         await reply_view.append(event.text)
                     elif isinstance(event, ReplyFinished) and reply_view is not None:
@@ -437,30 +451,30 @@ class ChatScreen(Screen[None]):
         self.judge_later()
         if added:
             self.notify(f"Learned {added} new thing(s) about you. Press F2 to see and judge your memory.")
-            self.announce_reviews()
+            self.announce_labeling()
 
-    def announce_reviews(self) -> None:
-        """Say once that the study's attribute reviews are due. Never opens them: a dialog that appears while
+    def announce_labeling(self) -> None:
+        """Say once that the study asks for attribute labels. Never opens them: a dialog that appears while
         the participant types takes their keystrokes as answers, and a label is research data."""
-        due = {a.id for a in self.services.review_plan().due}
-        if due - self.announced_reviews:
+        due = {a.id for a in self.services.labeling_plan().due}
+        if due - self.announced_labeling:
             self.notify("Some things the assistant learned about you wait for your judgement: press F4 (or click "
                         "the status line) when you are ready.", title="About you", timeout=10)
-        self.announced_reviews |= due
+        self.announced_labeling |= due
 
-    def action_review_attributes(self) -> None:
-        """The study's attribute reviews, opened by the participant (F4, the palette, or the status line)."""
-        from studyapp.tui.screens.attribute_review import AttributeReviewScreen
+    def action_label_attributes(self) -> None:
+        """The study's attribute labels, opened by the participant (F4, the palette, or the status line)."""
+        from studyapp.tui.screens.labeling import LabelingScreen
 
-        due = self.services.review_plan().due
+        due = self.services.labeling_plan().due
         if not due:
-            self.notify("Nothing to review now. Your memory (F2) lists everything the assistant believes about you.")
+            self.notify("Nothing to label now. Your memory (F2) lists everything the assistant believes about you.")
             return
-        self.app.push_screen(AttributeReviewScreen(due, self.services.memory))
+        self.app.push_screen(LabelingScreen(due, self.services.memory))
 
     @on(events.Click, "#status")
     def _status_clicked(self) -> None:
-        self.action_review_attributes()
+        self.action_label_attributes()
 
     def on_screen_resume(self) -> None:
         # Back from a dialog or the memory screen: labels given there change what the status line counts.
@@ -474,8 +488,8 @@ class ChatScreen(Screen[None]):
     def update_status(self, activity: str = "") -> None:
         parts = [f"Model: {self.services.model_settings().describe()}"]
         parts += self.services.status_parts()
-        if self.services.review_plan().due:
-            parts.append("press F4")  # next to the study's "N attributes to review"
+        if self.services.labeling_plan().due:
+            parts.append("press F4")  # next to the study's "N attributes to label"
         if activity:
             parts.append(activity)
         for status in self.query("#status").results(Static):  # absent while the app shuts down

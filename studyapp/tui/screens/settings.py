@@ -43,7 +43,7 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
             yield Input(self.current.base_url or "", id="base_url", disabled=not remote)
             yield Label("Model name")
             yield Input("" if self.current.is_local else self.current.model, id="model", disabled=not remote)
-            yield Label("API key (stored in the OS keyring; leave empty to keep the current one)")
+            yield Label("API key (kept in the OS keyring; leave empty to keep the saved one)")
             yield Input("", password=True, id="api_key", disabled=not remote)
             if self.keyring_hint:
                 yield Label(self.keyring_hint, classes="warning", markup=False)

@@ -29,7 +29,7 @@ GRACE_S = 0.6
 HELP = "1, 2 or 3 to answer · Esc: later"
 
 
-class AttributeReviewScreen(ModalScreen[int]):
+class LabelingScreen(ModalScreen[int]):
     # No button is focused at first, so a stray Enter or space never presses an answer.
     AUTO_FOCUS = ""
     BINDINGS = [
@@ -51,17 +51,17 @@ class AttributeReviewScreen(ModalScreen[int]):
         self.shown_at: float | None = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog attribute-review"):
-            yield Label("", id="review-progress", classes="question", markup=False)
+        with Vertical(classes="dialog labeling"):
+            yield Label("", id="labeling-progress", classes="question", markup=False)
             yield Label("The assistant now believes:", markup=False)
-            yield Static("", id="review-text", classes="attribute-text", markup=False)
-            yield Static("", id="review-reason", classes="attribute-reason", markup=False)
+            yield Static("", id="labeling-text", classes="attribute-text", markup=False)
+            yield Static("", id="labeling-reason", classes="attribute-reason", markup=False)
             yield Label("Does this make sense about you?", markup=False)
             with Horizontal(classes="buttons"):
                 for key, (_, text) in CHOICES.items():
                     yield Button(f"{key} {text}", id=f"choice-{key}")
                 yield Button("Later (Esc)", id="later")
-            yield Label(HELP, classes="attribute-review-help", markup=False)
+            yield Label(HELP, classes="labeling-help", markup=False)
 
     def on_mount(self) -> None:
         self._show()
@@ -77,17 +77,17 @@ class AttributeReviewScreen(ModalScreen[int]):
 
     def _show(self) -> None:
         attribute = self.attributes[self.index]
-        self.query_one("#review-progress", Label).update(
+        self.query_one("#labeling-progress", Label).update(
             f"About you: {self.index + 1} of {len(self.attributes)}")
-        self.query_one("#review-text", Static).update(attribute.text)
+        self.query_one("#labeling-text", Static).update(attribute.text)
         reason = f"Why: {attribute.reason}" if attribute.reason else ""
-        self.query_one("#review-reason", Static).update(f"{reason} (confidence {attribute.confidence:.0%})")
+        self.query_one("#labeling-reason", Static).update(f"{reason} (confidence {attribute.confidence:.0%})")
 
     def action_label(self, key: str) -> None:
         if not self.accepts_answers:
             return
         label, _ = CHOICES[key]
-        self.memory.label(self.attributes[self.index].id, label, source="review_prompt")
+        self.memory.label(self.attributes[self.index].id, label, source="label_prompt")
         self.labeled += 1
         self.index += 1
         if self.index >= len(self.attributes):

@@ -1,4 +1,4 @@
-"""The attribute review dialog in a small host app over a real database file: keys that arrive in its first
+"""The attribute labeling dialog in a small host app over a real database file: keys that arrive in its first
 moment on screen never answer it, and no bare letter does."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from textual.app import App
 from studyapp.domain import AttributeChange, NewAttribute
 from studyapp.personalize.memory import MemoryService
 from studyapp.store.memory import MemoryStore
-from studyapp.tui.screens.attribute_review import AttributeReviewScreen
+from studyapp.tui.screens.labeling import LabelingScreen
 from tests.support.fixtures import db  # noqa: F401
 
 STATEMENTS = ["The user has a dog", "The user lives in a flat"]
 
 
 class Host(App[None]):
-    def __init__(self, review: AttributeReviewScreen) -> None:
+    def __init__(self, review: LabelingScreen) -> None:
         super().__init__()
         self.review = review
         self.results: list[int | None] = []
@@ -39,7 +39,7 @@ def label_rows(memory: MemoryService) -> list[tuple[str, str]]:
 
 
 async def test_keys_in_the_first_moment_never_answer(memory: MemoryService) -> None:
-    review = AttributeReviewScreen(memory.store.list_attributes(), memory, grace_s=3600)
+    review = LabelingScreen(memory.store.list_attributes(), memory, grace_s=3600)
     host = Host(review)
     async with host.run_test() as pilot:
         await pilot.pause()
@@ -55,7 +55,7 @@ async def test_keys_in_the_first_moment_never_answer(memory: MemoryService) -> N
 
 
 async def test_after_the_grace_period_numbers_answer_and_escape_leaves_it_for_later(memory: MemoryService) -> None:
-    review = AttributeReviewScreen(memory.store.list_attributes(), memory, grace_s=0)
+    review = LabelingScreen(memory.store.list_attributes(), memory, grace_s=0)
     host = Host(review)
     async with host.run_test() as pilot:
         await pilot.pause()
@@ -69,4 +69,4 @@ async def test_after_the_grace_period_numbers_answer_and_escape_leaves_it_for_la
         await pilot.press("escape")
         await pilot.pause()
         assert host.results == [1]
-    assert label_rows(memory) == [("makes_sense", "review_prompt")]
+    assert label_rows(memory) == [("makes_sense", "label_prompt")]

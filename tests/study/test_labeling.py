@@ -1,4 +1,4 @@
-"""Attribute reviews follow the protocol's cadence over the real memory store; the status line counts days."""
+"""Attribute labeling follows the protocol's cadence over the real memory store; the status line counts days."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from sqlite_utils import Database
 from studyapp.domain import AttributeChange, NewAttribute
 from studyapp.store.memory import MemoryStore
 from studyapp.study.current import current_study, save_enrollment
-from studyapp.study.protocol import AttributeReview, load_protocol
-from studyapp.study.reviews import plan_reviews
+from studyapp.study.labeling import plan_labeling
+from studyapp.study.protocol import LabelingCadence, load_protocol
 from tests.study.test_protocol import EXAMPLE
 
 
@@ -22,20 +22,20 @@ def extract(memory: MemoryStore, *texts: str) -> list[str]:
 
 def test_reviews_wait_for_enough_new_attributes_then_come_in_batches(db: Database) -> None:
     memory = MemoryStore(db)
-    review = AttributeReview(every_new_attributes=3, batch_size=2, max_per_day=3)
+    review = LabelingCadence(every_new_attributes=3, batch_size=2, max_per_day=3)
     extract(memory, "Is vegetarian", "Plays the cello")
     memory.add_participant_attribute("Lives in Lyon")  # added by the participant: nothing to review
-    assert plan_reviews(memory, review).due == []
+    assert plan_labeling(memory, review).due == []
     extract(memory, "Has a dog")
-    plan = plan_reviews(memory, review)
+    plan = plan_labeling(memory, review)
     assert [a.text for a in plan.due] == ["Is vegetarian", "Plays the cello"]  # oldest first, one batch
     assert plan.unlabeled == 3
     for attribute in plan.due:
         memory.label(attribute.id, "makes_sense")
     extract(memory, "Runs marathons", "Works night shifts")
-    plan = plan_reviews(memory, review)
+    plan = plan_labeling(memory, review)
     assert plan.labeled_today == 2 and [a.text for a in plan.due] == ["Has a dog"]  # daily maximum of 3
-    assert plan_reviews(memory, review, now=datetime.now(UTC) + timedelta(days=1)).due != []  # a new day
+    assert plan_labeling(memory, review, now=datetime.now(UTC) + timedelta(days=1)).due != []  # a new day
 
 
 def test_current_study_is_builtin_until_enrolled(db: Database) -> None:
@@ -50,7 +50,7 @@ def test_current_study_is_builtin_until_enrolled(db: Database) -> None:
     enrolled = datetime.fromisoformat(study.record.enrolled_at)
     assert study.day(enrolled)[0] == 1
     line = study.status_line(2, now=enrolled + timedelta(days=3))
-    assert line == f"{protocol.title} · day 4 of 14 · 2 attributes to review"
+    assert line == f"{protocol.title} · day 4 of 14 · 2 attributes to label"
     assert "finished" in study.status_line(now=enrolled + timedelta(days=30))
 
 
