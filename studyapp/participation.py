@@ -29,6 +29,7 @@ from sqlite_utils import Database
 
 from studyapp.store.settings import SettingsStore
 from studyapp.study.current import CurrentStudy, current_study
+from studyapp.sync import WITHDRAWAL_PENDING_KEY
 
 if TYPE_CHECKING:
     from studyapp.privacy.consent import ConsentRecord
@@ -51,8 +52,6 @@ class ParticipationState(enum.StrEnum):
 
 
 def withdrawal_pending(db: Database) -> bool:
-    from studyapp.sync.withdraw import WITHDRAWAL_PENDING_KEY
-
     return bool(SettingsStore(db).get(WITHDRAWAL_PENDING_KEY))
 
 

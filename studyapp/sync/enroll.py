@@ -8,6 +8,7 @@ the token could not be kept.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,8 @@ async def enroll(db: Database, url: str, code: str, *, server: StudyServerClient
     code = code.strip()
     if not code:
         raise EnrollError("The enrollment code is empty: type the code the research team gave you.")
-    status = keyring_status()
+    # Keyring backends may talk to a desktop service (D-Bus): never on the event loop.
+    status = await asyncio.to_thread(keyring_status)
     if not status.available:
         raise EnrollError(f"No keyring is available on this machine ({status.backend}), so the participant "
                           "token could not be kept safely. Install a keyring backend (e.g. gnome-keyring, or "
@@ -96,7 +98,7 @@ async def enroll(db: Database, url: str, code: str, *, server: StudyServerClient
     except ProtocolError as exc:
         raise EnrollError(f"The server sent a protocol this app cannot use: {exc}") from None
     try:
-        set_participant_token(protocol.id, token)
+        await asyncio.to_thread(set_participant_token, protocol.id, token)
     except SecretStoreUnavailable as exc:
         raise EnrollError(f"{exc} Your code has been used: ask the research team for a new one.") from None
     StudyStore(db).enroll(protocol.id, protocol_data, server_url=base_url, participant_id=participant_id)

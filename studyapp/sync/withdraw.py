@@ -21,10 +21,8 @@ from studyapp.store.collect_queue import CollectQueue
 from studyapp.store.outbox import OutboxStore
 from studyapp.store.settings import SettingsStore
 from studyapp.store.studies import StudyStore
+from studyapp.sync import WITHDRAWAL_PENDING_KEY
 from studyapp.sync.server_client import NotEnrolled, RetryPolicy, StudyServerClient, SyncError, connect
-
-# Set while a withdrawal waits for the server's confirmation: {"study_id", "server_url", "participant_id"}.
-WITHDRAWAL_PENDING_KEY = "sync.withdrawal_pending"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Screens get this object instead of reaching for the database or the network them
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -185,7 +186,7 @@ class Services:
         message = f"Now chatting with {settings.describe()}."
         if api_key:
             try:
-                set_api_key(settings.key_profile, api_key)
+                await asyncio.to_thread(set_api_key, settings.key_profile, api_key)  # never on the event loop
             except SecretStoreUnavailable as exc:
                 message += f" The API key was NOT saved: {exc}"
         self.app_ctx.save_model_settings(replace(settings))
