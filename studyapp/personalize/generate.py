@@ -15,6 +15,22 @@ from studyapp.domain import Message
 from studyapp.llm.base import ChatMessage, ChatModel, ChatParams
 from studyapp.personalize.templates import load_template
 
+GENERIC_TEMPLATE = "assistant"
+PERSONALIZED_TEMPLATE = "assistant_personalized"
+
+
+def built_with_memory(reply: Message) -> bool:
+    """Whether the participant's attributes went into this reply's prompt, so it may say which shaped it.
+
+    A comparison arm says so by its ``arm`` (the generic arm never saw them, even when it continues the
+    conversation); an ordinary reply by the template it recorded (``assistant_personalized@N``).
+    """
+    if reply.role != "assistant":
+        return False
+    if reply.arm is not None:
+        return reply.arm == "personalized"
+    return reply.template is not None and reply.template.partition("@")[0] == PERSONALIZED_TEMPLATE
+
 
 def build_messages(
     history: Sequence[Message],
@@ -28,10 +44,10 @@ def build_messages(
     Only complete or interrupted turns with text are sent; the last ``context_messages`` are kept.
     """
     if attributes:
-        template = load_template("assistant_personalized")
+        template = load_template(PERSONALIZED_TEMPLATE)
         system = template.render(attributes="\n".join(f"- {a}" for a in attributes))
     else:
-        template = load_template("assistant")
+        template = load_template(GENERIC_TEMPLATE)
         system = template.text
     turns = [m for m in history if m.role in ("user", "assistant") and m.content.strip()
              and m.status in ("complete", "interrupted")]

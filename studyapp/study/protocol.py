@@ -13,6 +13,7 @@ Layout (see examples/study.toml for a complete, commented file)::
     [comparisons]      min_turns_between, daily_cap, probability, min_attributes, seed (optional)
     [rating_scale]     points (5), labels (5 strings, Response 1 much better .. Response 2 much better)
     [attribute_review] every_new_attributes, batch_size, max_per_day
+    [display]          show_memory_use (optional, default true)
     [models.ROLE]      model ("local" or a model name), base_url; ROLE is assistant, extractor, selector,
                        judge; the judge may be an array of tables ([[models.judge]]) for several judges
 
@@ -115,6 +116,13 @@ class LabelingCadence:
 
 
 @dataclass(frozen=True)
+class DisplayOptions:
+    # Name the attributes under a reply built with them ("Shaped by your memory: ..."). A study may hide
+    # the line, e.g. so that seeing it does not sway how participants judge the answers.
+    show_memory_use: bool = True
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     model: str
     base_url: str | None = None
@@ -143,6 +151,7 @@ class Protocol:
     models: dict[str, ModelSpec]
     server_url: str | None
     require_ner: bool
+    display: DisplayOptions = field(default_factory=DisplayOptions)
     raw_text: str = field(default="", repr=False, compare=False)
 
     @property
@@ -198,6 +207,7 @@ class Protocol:
                 "batch_size": self.attribute_review.batch_size,
                 "max_per_day": self.attribute_review.max_per_day,
             },
+            "display": {"show_memory_use": self.display.show_memory_use},
             "models": models,
         }
 
@@ -224,6 +234,7 @@ class Protocol:
             f"  rating scale: {self.rating_scale.points} points: {' | '.join(self.rating_scale.labels)}",
             f"  attribute labels: after {r.every_new_attributes} new, {r.batch_size} at a time, "
             f"at most {r.max_per_day} a day",
+            f"  display: 'Shaped by your memory' under replies {'shown' if self.display.show_memory_use else 'hidden'}",
             f"  models: {models}",
         ]
         return "\n".join(lines)
@@ -361,7 +372,8 @@ def _check_id(value: str) -> str | None:
 def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol | None:
     v.unknown_keys(
         data,
-        ("study", "consent", "categories", "privacy", "comparisons", "rating_scale", "attribute_review", "models"),
+        ("study", "consent", "categories", "privacy", "comparisons", "rating_scale", "attribute_review", "display",
+         "models"),
         "",
     )
 
@@ -430,6 +442,13 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
                           check=_at_least(0)),
     )
 
+    # [display]
+    shown = v.table(data, "display", "display", required=False) or {}
+    v.unknown_keys(shown, ("show_memory_use",), "display")
+    display = DisplayOptions(
+        show_memory_use=v.get(shown, "show_memory_use", "display", "boolean", default=DisplayOptions().show_memory_use),
+    )
+
     models = _models(data, v)
 
     if v.errors:
@@ -448,6 +467,7 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
         models=models,
         server_url=server_url,
         require_ner=require_ner,
+        display=display,
         raw_text=raw_text,
     )
 

@@ -6,7 +6,7 @@ Screens get this object instead of reaching for the database or the network them
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from studyapp.llm.config import ModelSettings
 from studyapp.llm.factory import make_model
 from studyapp.participation import Participation
 from studyapp.personalize.extract import ExtractionResult
+from studyapp.personalize.generate import built_with_memory
 from studyapp.personalize.memory import MemoryService
 from studyapp.personalize.pipeline import Personalization
 from studyapp.personalize.select import SelectionResult
@@ -149,10 +150,25 @@ class Services:
             note_outcome(self.app_ctx.db, "selector", personalization.selector.model.name, result.error)
         return result
 
-
     def used_attributes(self, request_message_id: str) -> list[str]:
-        """The attribute texts that shaped the reply to this participant message."""
+        """The attribute texts selected for this participant message (stage 2), whatever its reply used."""
         return [a.text for a in self.personalization_store.selected_attributes(request_message_id)]
+
+    def memory_use(self, reply: Message, *, request: Message | None = None,
+                   attributes: Sequence[str] | None = None) -> list[str]:
+        """The attributes to name under ``reply`` ("Shaped by your memory"); empty: no line.
+
+        Only a reply whose prompt held them names them (never a generic arm, even the chosen one), and only
+        while the study in force shows memory use. ``attributes``: those a reply is streaming with (live);
+        without them, those selected for ``request`` (a reopened conversation), so both paths agree.
+        """
+        if not self.study.protocol.display.show_memory_use or not built_with_memory(reply):
+            return []
+        if attributes is not None:
+            return list(attributes)
+        if request is None or request.role != "user":
+            return []
+        return self.used_attributes(request.id)
 
     @property
     def personalization_store(self) -> MemoryStore:

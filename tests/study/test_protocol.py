@@ -327,3 +327,38 @@ def test_single_consent_table_and_declined_category() -> None:
     p = parse_protocol(text)
     assert [c.version for c in p.consent] == ["1"]
     assert list(p.categories) == ["ratings"]
+
+
+# [display]: whether replies say which memories shaped them --------------------------------------------
+
+
+def test_memory_use_is_shown_unless_the_study_hides_it() -> None:
+    assert parse_protocol(MINIMAL).display.show_memory_use is True
+    assert builtin_protocol().display.show_memory_use is True
+    assert load_protocol(EXAMPLE).display.show_memory_use is True
+    hidden = parse_protocol(MINIMAL + "\n[display]\nshow_memory_use = false\n")
+    assert hidden.display.show_memory_use is False
+    assert "display: 'Shaped by your memory' under replies hidden" in hidden.summary()
+    # It travels to the participant's install (and into the studies table) and back.
+    assert hidden.to_dict()["display"] == {"show_memory_use": False}
+    assert protocol_from_json(hidden.to_json()) == hidden
+    # A protocol stored before the key existed still validates, and shows the line.
+    older = hidden.to_dict()
+    del older["display"]
+    assert protocol_from_dict(older).display.show_memory_use is True
+
+
+def test_display_errors_name_the_key_and_what_is_allowed() -> None:
+    assert errors_of(MINIMAL + '\n[display]\nshow_memory_use = "no"\n') == [
+        "display.show_memory_use = 'no' is a string: it must be a boolean"]
+    assert errors_of(MINIMAL + "\n[display]\nshow_memory_use = 0\n") == [
+        "display.show_memory_use = 0 is an integer: it must be a boolean"]
+    assert errors_of(MINIMAL + "\n[display]\nshow_memory = true\n") == [
+        "display.show_memory is not a known key (did you mean 'show_memory_use'?); allowed here: show_memory_use"]
+    assert errors_of("display = false\n" + MINIMAL) == [
+        "display = False is a boolean: it must be a table ([display])"]
+    data = parse_protocol(MINIMAL).to_dict()
+    data["display"] = {"show_memory_use": "yes"}
+    with pytest.raises(ProtocolError) as info:
+        protocol_from_dict(data)
+    assert info.value.errors == ["display.show_memory_use = 'yes' is a string: it must be a boolean"]

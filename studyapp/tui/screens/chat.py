@@ -249,8 +249,9 @@ class ChatScreen(Screen[None]):
     def _show_used_attributes(self) -> None:
         previous: MessageView | None = None
         for message_view in self.query_one(ConversationView).query(MessageView):
-            if message_view.message.role == "assistant" and previous is not None and previous.message.role == "user":
-                message_view.set_used(self.services.used_attributes(previous.message.id))
+            if message_view.message.role == "assistant":
+                request = previous.message if previous is not None else None
+                message_view.set_used(self.services.memory_use(message_view.message, request=request))
             previous = message_view
 
     async def action_new_conversation(self, memory_enabled: bool = True) -> None:
@@ -378,7 +379,7 @@ class ChatScreen(Screen[None]):
                         await self._run_comparison(event)
                     elif isinstance(event, ReplyStarted):
                         reply_view = await view.add(event.message)
-                        reply_view.set_used(event.attributes)
+                        reply_view.set_used(self.services.memory_use(event.message, attributes=event.attributes))
                         self.update_status("Answering… (Esc stops)")
                     elif isinstance(event, ReplyDelta) and reply_view is not None:
                         await reply_view.append(event.text)
