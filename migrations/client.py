@@ -371,3 +371,34 @@ def m005_collect_queue(db: Database) -> None:
         BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('judge_verdict', NEW.id); END
         """
     )
+
+
+@migrations()
+def m006_schedule_decisions(db: Database) -> None:
+    # Every participant turn the comparison schedule looked at, and why it did or did not become a comparison
+    # (study/schedule.py OUTCOMES). Without it, which turns became comparisons would be an unmeasured selection.
+    db.execute(
+        """
+        CREATE TABLE schedule_decisions (
+            id TEXT PRIMARY KEY,
+            message_id TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            decided_at TEXT NOT NULL,
+            eligible INTEGER NOT NULL,
+            draw REAL,
+            probability REAL,
+            outcome TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            memory_size INTEGER NOT NULL,
+            selected_count INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_schedule_decisions_message ON schedule_decisions(message_id)")
+    db.execute(
+        """
+        CREATE TRIGGER collect_schedule_decision AFTER INSERT ON schedule_decisions
+        WHEN EXISTS (SELECT 1 FROM studies WHERE withdrawn_at IS NULL)
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('schedule_decision', NEW.id); END
+        """
+    )

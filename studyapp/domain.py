@@ -163,3 +163,21 @@ class AttributeChange:
 
 class MemoryChangeError(RuntimeError):
     """A change to memory (an attribute, its text, a label) cannot be made; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """One participant turn the comparison schedule looked at (study/schedule.py OUTCOMES says why)."""
+
+    id: str
+    message_id: str
+    conversation_id: str
+    decided_at: str
+    eligible: bool
+    draw: float | None
+    probability: float | None
+    outcome: str
+    reason: str
+    memory_size: int
+    # Attributes the selector chose for this request (None: no selection ran).
+    selected_count: int | None

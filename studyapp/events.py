@@ -39,6 +39,13 @@ EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
     ),
     # verdict_id (optional: older apps did not send it) tells re-runs of the same judge and order apart.
     "judge_verdict": ("ratings", ("comparison_id", "judge_model", "personalized_side", "rating"), ("verdict_id",)),
+    # Every participant turn the comparison schedule looked at (no text): which turns could have become
+    # comparisons, and why they did or did not. Travels with the ratings it is the denominator of.
+    "schedule_decision": (
+        "ratings",
+        ("decision_id", "conversation_id", "message_id", "decided_at", "eligible", "outcome", "memory_size"),
+        ("draw", "probability", "reason", "selected_count"),
+    ),
 }
 
 # Fields holding free text written by or about the participant: anonymized on device before queueing.
@@ -50,6 +57,9 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
 
 ATTRIBUTE_LABELS = ("makes_sense", "maybe", "doesnt_make_sense")
 SIDES = ("left", "right")
+# Why a turn did or did not become a comparison (studyapp.study.schedule decides; shared with the server).
+SCHEDULE_OUTCOMES = ("memory_off", "no_comparisons", "daily_cap", "too_few_attributes", "too_soon", "draw_lost",
+                     "comparison", "nothing_selected", "selection_failed")
 ARMS = ("generic", "personalized")
 
 

@@ -77,15 +77,30 @@ class TurnController:
         ctx.records_written()
         yield saved
         attributes: list[str] = []
-        if saved.conversation.memory_enabled and ctx.has_memory():
-            compare = ctx.study.decide(saved.conversation, saved.message).compare
+        # Every turn's schedule decision is recorded, so which turns became comparisons is a measured selection.
+        decision = ctx.study.decide(saved.conversation, saved.message)
+        outcome, selected_count = decision.outcome, None
+        selection: SelectionResult | None = None
+        selected = saved.conversation.memory_enabled and ctx.has_memory()
+        if selected:
             yield Preparing()
             selection = await self._select(saved)
-            if selection is not None and compare and selection.selected:
-                choices = [AttributeChoice(**d.to_dict()) for d in selection.decisions]
-                yield ComparisonOffered(saved, choices, ctx.comparison_runner())
-                return
+            if selection is not None and selection.error is None:
+                selected_count = len(selection.selected)
             attributes = selection.selected if selection is not None else []
+        if decision.compare:  # the draw was won: selection decides whether a comparison happens
+            if not selected:
+                outcome = "nothing_selected"  # memory holds nothing to select from
+            elif selection is None or selection.error is not None:
+                outcome = "selection_failed"
+            else:
+                outcome = "comparison" if selection.selected else "nothing_selected"
+        ctx.study.record_decision(saved.message, decision, outcome=outcome, selected_count=selected_count)
+        ctx.records_written()
+        if outcome == "comparison" and selection is not None:
+            choices = [AttributeChoice(**d.to_dict()) for d in selection.decisions]
+            yield ComparisonOffered(saved, choices, ctx.comparison_runner())
+            return
         async with aclosing(ctx.chat.reply(saved.conversation, saved.message, attributes=attributes)) as events:
             async for event in events:
                 if isinstance(event, ReplyFinished):

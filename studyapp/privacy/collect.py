@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Which payload field tells when a record was made (for "a later grant does not pull older records in").
-RECORD_TIME_FIELD = {"attribute": "updated_at", "attribute_label": "labeled_at"}
+RECORD_TIME_FIELD = {"attribute": "updated_at", "attribute_label": "labeled_at", "schedule_decision": "decided_at"}
 
 
 # Event ids of collected records are derived (uuid5) from the record's own random ids and version, so
@@ -49,6 +49,7 @@ RECORD_KEY_FIELDS: dict[str, tuple[str, ...]] = {
     "relevance_label": ("comparison_id", "attribute_id"),
     # Both orders of a pair, and every re-run, are records of their own.
     "judge_verdict": ("comparison_id", "judge_model", "personalized_side", "verdict_id"),
+    "schedule_decision": ("decision_id",),
 }
 
 

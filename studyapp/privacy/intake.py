@@ -27,12 +27,14 @@ from studyapp.privacy.records import (
     attribute_record,
     comparison_records,
     message_record,
+    schedule_record,
     verdict_record,
 )
 from studyapp.store.collect_queue import CollectQueue, QueuedRecord
 from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
+from studyapp.store.schedule import ScheduleStore
 from studyapp.store.util import atomic
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,9 @@ def build(db: Database, queued: QueuedRecord) -> list[Record]:
         verdict = ComparisonStore(db).get_verdict(queued.source_id)
         record = verdict_record(verdict) if verdict is not None else None
         return [record] if record is not None else []
+    if queued.kind == "schedule_decision":
+        decision = ScheduleStore(db).get(queued.source_id)
+        return [schedule_record(decision)] if decision is not None else []
     raise ValueError(f"collect_queue holds an unknown record kind {queued.kind!r}")
 
 
@@ -113,6 +118,8 @@ def earlier_records(db: Database, categories: Iterable[str]) -> list[Record]:
         for comparison in comparisons.list(status="rated") + comparisons.list(status="skipped"):
             records += comparison_records(comparison, comparisons.relevance_labels(comparison.id))
             records += [r for v in comparisons.verdicts(comparison.id) if (r := verdict_record(v)) is not None]
+        if "ratings" in categories:
+            records += [schedule_record(d) for d in ScheduleStore(db).list()]
     # Only the kinds of the categories asked for: a relevance label has no time of its own, so it must not
     # ride along with a ratings backfill into a category granted without earlier records.
     return [r for r in records if EVENT_KINDS[r[0]][0] in categories]

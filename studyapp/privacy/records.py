@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from studyapp.domain import Attribute, AttributeLabel, Message
+    from studyapp.domain import Attribute, AttributeLabel, Message, ScheduleRecord
     from studyapp.store.comparisons import ComparisonRecord, JudgeVerdict, RelevanceLabel
 
 Record = tuple[str, dict[str, Any]]
@@ -74,6 +74,15 @@ def verdict_record(v: JudgeVerdict) -> Record | None:
         return None
     return ("judge_verdict", {"comparison_id": v.comparison_id, "judge_model": v.judge_model,
                               "personalized_side": v.personalized_side, "rating": v.rating, "verdict_id": v.id})
+
+
+def schedule_record(d: ScheduleRecord) -> Record:
+    """A turn the comparison schedule looked at (category ratings; no text)."""
+    return ("schedule_decision", {"decision_id": d.id, "conversation_id": d.conversation_id,
+                                  "message_id": d.message_id, "decided_at": d.decided_at, "eligible": d.eligible,
+                                  "draw": d.draw, "probability": d.probability, "outcome": d.outcome,
+                                  "reason": d.reason, "memory_size": d.memory_size,
+                                  "selected_count": d.selected_count})
 
 
 def consent_payload(*, version: str, sha256: str, categories: Sequence[str], action: str,

@@ -61,6 +61,10 @@ RECORD_TYPES: tuple[RecordType, ...] = (
     RecordType("judge_verdicts", "judge_verdict", (
         ("comparison_id", S), ("judge_model", S), ("personalized_side", S), ("rating", INT),
     )),
+    RecordType("schedule_decisions", "schedule_decision", (
+        ("decision_id", S), ("conversation_id", S), ("message_id", S), ("decided_at", S), ("eligible", B),
+        ("draw", F), ("probability", F), ("outcome", S), ("reason", S), ("memory_size", INT), ("selected_count", INT),
+    )),
     RecordType("consents", "consent", (
         ("consent_version", S), ("consent_sha256", S), ("categories", L), ("action", S), ("created_at", S),
     )),

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from studyapp.events import ARMS, ATTRIBUTE_LABELS, EVENT_KINDS, SIDES
+from studyapp.events import ARMS, ATTRIBUTE_LABELS, EVENT_KINDS, SCHEDULE_OUTCOMES, SIDES
 
 MAX_KEY_LENGTH = 200
 MAX_TEXT_LENGTH = 1_000_000
@@ -27,11 +27,14 @@ RECORD_KEYS: dict[str, tuple[str, ...]] = {
     "relevance_label": ("comparison_id", "attribute_id"),
     # A judge rates each pair in both orders: one record per order.
     "judge_verdict": ("comparison_id", "judge_model", "personalized_side"),
+    "schedule_decision": ("decision_id",),
 }
-ID_FIELDS = frozenset({"conversation_id", "message_id", "attribute_id", "comparison_id", "verdict_id"})
-BOOL_FIELDS = frozenset({"skipped", "selected_by_model", "model_relevant"})
+ID_FIELDS = frozenset({"conversation_id", "message_id", "attribute_id", "comparison_id", "verdict_id",
+                       "decision_id"})
+BOOL_FIELDS = frozenset({"skipped", "selected_by_model", "model_relevant", "eligible"})
+COUNT_FIELDS = frozenset({"memory_size", "selected_count"})
 NULLABLE_BOOL_FIELDS = frozenset({"human_relevant"})
-NUMBER_FIELDS = frozenset({"confidence", "time_to_rate_ms"})
+NUMBER_FIELDS = frozenset({"confidence", "time_to_rate_ms", "draw", "probability"})
 JSON_FIELDS = frozenset({"parameters", "templates"})
 CHOICES: dict[str, tuple[str, ...]] = {
     "label": ATTRIBUTE_LABELS,
@@ -39,9 +42,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "chosen": ARMS,
     "role": ("system", "user", "assistant"),
     "action": ("grant", "update", "withdraw"),
+    "outcome": SCHEDULE_OUTCOMES,
 }
 # The participant-side time of an event, in order of preference, for "days active".
-TIME_FIELDS = ("created_at", "labeled_at", "rated_at", "updated_at")
+TIME_FIELDS = ("created_at", "labeled_at", "rated_at", "updated_at", "decided_at")
 
 
 class Rejected(ValueError):
@@ -95,6 +99,10 @@ def _check_field(kind: str, name: str, value: Any) -> Any:
         if name == "confidence" and not 0 <= value <= 1:
             raise Rejected(f"field 'confidence' must be between 0 and 1, got {show(value)}")
         return float(value)
+    if name in COUNT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise Rejected(f"field '{name}' must be a whole number of 0 or more, got {show(value)}")
+        return value
     if name == "rating":
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
             raise Rejected(f"field 'rating' must be an integer from 1 to 5 (or null), got {show(value)}")

@@ -26,10 +26,20 @@ class TurnFacts:
     memory_enabled: bool = True
 
 
+# Why a turn did or did not become a comparison: studyapp.events.SCHEDULE_OUTCOMES. The last three are settled by
+# the turn after selection (studyapp.turns) when the draw was won ("draw_won" until then).
+
+
 @dataclass(frozen=True)
 class ScheduleDecision:
     compare: bool
     reason: str
+    # One of studyapp.events.SCHEDULE_OUTCOMES, or "draw_won" until selection says whether the comparison happens.
+    outcome: str = ""
+    # Eligible: every rule passed and the draw was made (the denominator of the comparison rate).
+    eligible: bool = False
+    draw: float | None = None
+    probability: float | None = None
 
 
 class ComparisonScheduler:
@@ -45,22 +55,25 @@ class ComparisonScheduler:
         s = self.schedule
         if not facts.memory_enabled:
             # Without memory there is nothing to personalize with: both arms would be generic.
-            return ScheduleDecision(False, "memory is off in this conversation")
+            return ScheduleDecision(False, "memory is off in this conversation", "memory_off")
         if s.daily_cap <= 0 or s.probability <= 0:
-            return ScheduleDecision(False, "the study asks for no comparisons")
+            return ScheduleDecision(False, "the study asks for no comparisons", "no_comparisons")
         if facts.comparisons_today >= s.daily_cap:
-            return ScheduleDecision(False, f"daily cap reached ({facts.comparisons_today} of {s.daily_cap} today)")
+            return ScheduleDecision(False, f"daily cap reached ({facts.comparisons_today} of {s.daily_cap} today)",
+                                    "daily_cap")
         if facts.attributes_in_memory < s.min_attributes:
             return ScheduleDecision(False, f"too few attributes in memory ({facts.attributes_in_memory} of "
-                                   f"{s.min_attributes} needed)")
+                                           f"{s.min_attributes} needed)", "too_few_attributes")
         since = facts.turns_since_last_comparison
         if since is not None and since < s.min_turns_between:
             return ScheduleDecision(False, f"too soon after the last comparison ({since} of {s.min_turns_between} "
-                                           "turns)")
+                                           "turns)", "too_soon")
         draw = self.rng.random()
         if draw < s.probability:
-            return ScheduleDecision(True, f"eligible, and the draw {draw:.3f} < probability {s.probability}")
-        return ScheduleDecision(False, f"eligible, but the draw {draw:.3f} >= probability {s.probability}")
+            return ScheduleDecision(True, f"eligible, and the draw {draw:.3f} < probability {s.probability}",
+                                    "draw_won", True, draw, s.probability)
+        return ScheduleDecision(False, f"eligible, but the draw {draw:.3f} >= probability {s.probability}",
+                                "draw_lost", True, draw, s.probability)
 
 
 def labels_due(cadence: LabelingCadence, new_unlabeled_count: int, labeled_today: int) -> int:

@@ -27,6 +27,7 @@ from studyapp.llm.base import ChatModel, ChatParams
 from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
+from studyapp.store.schedule import ScheduleStore
 from studyapp.study.comparison import AttributeChoice, ComparisonRunner
 from studyapp.study.current import CurrentStudy, current_study
 from studyapp.study.judge import Judge
@@ -42,6 +43,7 @@ class StudyService:
         self.comparisons = ComparisonStore(db)
         self.conversations = ConversationStore(db)
         self.memory = MemoryStore(db)
+        self.schedules = ScheduleStore(db)
         self.scheduler = ComparisonScheduler(self.protocol.comparisons, rng)
 
     @property
@@ -58,6 +60,14 @@ class StudyService:
 
     def decide(self, conversation: Conversation, prompt: Message) -> ScheduleDecision:
         return self.scheduler.decide(self.turn_facts(conversation, prompt))
+
+    def record_decision(self, prompt: Message, decision: ScheduleDecision, *, outcome: str,
+                        selected_count: int | None) -> str:
+        """Record the schedule's decision on a turn (and how selection settled a won draw)."""
+        return self.schedules.record(
+            message_id=prompt.id, conversation_id=prompt.conversation_id, eligible=decision.eligible,
+            draw=decision.draw, probability=decision.probability, outcome=outcome, reason=decision.reason,
+            memory_size=self.memory.count_active(), selected_count=selected_count)
 
     @staticmethod
     def has_selection(choices: Sequence[AttributeChoice]) -> bool:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlite_utils import Database
 
 from studyapp.privacy.pump import RecordPump
@@ -137,3 +138,48 @@ async def test_judge_verdicts_reach_the_server_in_both_orders_and_reruns_replace
     assert stored == [("left", 4), ("right", 2)]
     assert live.storage.conn.execute("SELECT count(*) FROM events WHERE kind = 'judge_verdict'").fetchone()[0] == 4
     db.close()
+
+
+async def test_schedule_decisions_reach_the_export_with_every_column(live: LiveServer, tmp_path: Path,
+                                                                     memory_keyring: MemoryKeyring) -> None:
+    import pyarrow.parquet as pq
+
+    from studyapp.server.export import export
+    from studyapp.store.schedule import ScheduleStore
+
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    await enroll_and_consent(db, live)
+    conversation = ConversationStore(db).create()
+    prompt = ConversationStore(db).add_message(conversation.id, "user", "What should I cook?")
+    schedules = ScheduleStore(db)
+    schedules.record(message_id=prompt.id, conversation_id=conversation.id, eligible=True, draw=0.25,
+                     probability=0.5, outcome="comparison", reason="eligible, and the draw 0.250 < 0.5",
+                     memory_size=4, selected_count=2)
+    schedules.record(message_id=prompt.id, conversation_id=conversation.id, eligible=False, draw=None,
+                     probability=None, outcome="too_soon", reason="too soon", memory_size=4, selected_count=None)
+    db.close()
+    restart_pump(path)
+    db = open_database(path)
+    await run_sync(db)
+    db.close()
+    assert live.storage.count_records("schedule_decision") == 2
+
+    export(live.storage, tmp_path / "out", "parquet", researcher="test")
+    table = pq.read_table(tmp_path / "out" / "schedule_decisions.parquet").to_pylist()
+    by_outcome = {row["outcome"]: row for row in table}
+    assert by_outcome["comparison"]["draw"] == 0.25 and by_outcome["comparison"]["eligible"] is True
+    assert by_outcome["comparison"]["selected_count"] == 2 and by_outcome["too_soon"]["selected_count"] is None
+    assert by_outcome["too_soon"]["message_id"] == prompt.id and by_outcome["too_soon"]["memory_size"] == 4
+
+
+def test_the_server_refuses_a_schedule_decision_outside_the_contract() -> None:
+    from studyapp.server.validation import Rejected, check_event
+
+    good = {"decision_id": "d1", "conversation_id": "c1", "message_id": "m1", "decided_at": "2026-11-29T10:00:00+00:00",
+            "eligible": True, "outcome": "draw_lost", "memory_size": 3, "draw": 0.7, "probability": 0.5}
+    assert check_event("e1", "schedule_decision", good).record_key == "d1"
+    for bad, field in ((good | {"outcome": "maybe"}, "outcome"), (good | {"memory_size": -1}, "memory_size"),
+                       (good | {"selected_count": 1.5}, "selected_count"), (good | {"eligible": "yes"}, "eligible")):
+        with pytest.raises(Rejected, match=field):
+            check_event("e1", "schedule_decision", bad)

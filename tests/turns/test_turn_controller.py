@@ -18,6 +18,7 @@ from studyapp.personalize.pipeline import Personalization
 from studyapp.personalize.select import SelectionResult
 from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import ConversationStore
+from studyapp.store.schedule import ScheduleStore
 from studyapp.study.comparison import ComparisonRunner, RatingResult
 from studyapp.study.schedule import ComparisonScheduler
 from studyapp.study.service import StudyService
@@ -80,7 +81,11 @@ async def test_without_memory_a_turn_is_saved_then_answered_with_no_selection(
     assert isinstance(events[-1], ReplyFinished) and events[-1].message.content == "generic answer"
     assert not any(isinstance(e, Preparing | ComparisonOffered) for e in events)
     assert ctx.selections == 0 and selection_requests(scripted_llm) == 0
-    assert ctx.written == 2  # the participant's message, then the finished reply
+    assert ctx.written == 3  # the participant's message, the schedule's decision, the finished reply
+    [decision] = ScheduleStore(db).list()
+    # The built-in study needs no attribute to be eligible; with nothing to select from, no comparison happens.
+    assert (decision.outcome, decision.eligible, decision.selected_count) == ("nothing_selected", True, None)
+    assert decision.message_id == events[0].message.id and decision.memory_size == 0
 
 
 async def test_selection_runs_once_and_shapes_the_reply(db: Database, scripted_llm: ScriptedLLM) -> None:
@@ -92,6 +97,8 @@ async def test_selection_runs_once_and_shapes_the_reply(db: Database, scripted_l
     assert events[2].attributes == ["The user is vegetarian"]
     assert events[-1].message.content == "personal answer"
     assert ctx.selections == 1 and selection_requests(scripted_llm) == 1
+    [decision] = ScheduleStore(db).list()
+    assert (decision.outcome, decision.selected_count, decision.memory_size) == ("no_comparisons", 1, 1)
     # The decision is recorded for the request, as the chat's "Shaped by your memory" line reads it.
     assert [a.text for a in ctx.personalization.store.selected_attributes(events[0].message.id)] == [
         "The user is vegetarian"]
@@ -103,6 +110,7 @@ async def test_memory_off_uses_nothing_from_memory(db: Database, scripted_llm: S
     ctx.personalization.memory.add("The user is vegetarian")
     events = await run(TurnController(ctx), None, "dinner ideas?", memory_enabled=False)
     assert events[-1].message.content == "generic answer" and ctx.selections == 0
+    assert [d.outcome for d in ScheduleStore(db).list()] == ["memory_off"]
 
 
 async def test_a_due_comparison_is_offered_and_its_rating_recorded(db: Database, scripted_llm: ScriptedLLM) -> None:
@@ -114,6 +122,9 @@ async def test_a_due_comparison_is_offered_and_its_rating_recorded(db: Database,
     offer = events[-1]
     assert isinstance(offer, ComparisonOffered) and not any(isinstance(e, ReplyStarted) for e in events)
     assert [c.text for c in offer.choices if c.selected] == ["The user is vegetarian"]
+    [decision] = ScheduleStore(db).list()
+    assert decision.outcome == "comparison" and decision.eligible and decision.probability == 1.0
+    assert decision.draw is not None and 0 <= decision.draw < 1
     outcome = await offer.runner.run(offer.saved.conversation.id, offer.saved.message, offer.choices)
     written = ctx.written
     rating = controller.finish_comparison(offer, RatingResult(
@@ -132,6 +143,8 @@ async def test_a_due_comparison_with_nothing_selected_is_an_ordinary_reply(
     events = await run(TurnController(ctx), None, "how tall is Everest?")
     assert not any(isinstance(e, ComparisonOffered) for e in events)
     assert events[-1].message.content == "generic answer" and ctx.selections == 1
+    [decision] = ScheduleStore(db).list()
+    assert (decision.outcome, decision.eligible, decision.selected_count) == ("nothing_selected", True, 0)
 
 
 async def test_closing_the_turn_mid_reply_keeps_the_text_marked_interrupted(
