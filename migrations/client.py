@@ -402,3 +402,32 @@ def m006_schedule_decisions(db: Database) -> None:
         BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('schedule_decision', NEW.id); END
         """
     )
+
+
+@migrations()
+def m007_label_context(db: Database) -> None:
+    # What was labeled: the attribute's text and confidence as they were when the participant labeled it (the
+    # attribute may be edited or re-scored later), and its age then. NULL for labels given before this migration.
+    db.execute("ALTER TABLE attribute_labels ADD COLUMN attribute_text TEXT")
+    db.execute("ALTER TABLE attribute_labels ADD COLUMN confidence REAL")
+    db.execute("ALTER TABLE attribute_labels ADD COLUMN age_s REAL")
+    # "Later" in the label prompt with the attribute on screen unanswered: without it, an attribute left
+    # unlabeled could not be told apart from one never shown.
+    db.execute(
+        """
+        CREATE TABLE label_dismissals (
+            id TEXT PRIMARY KEY,
+            attribute_id TEXT NOT NULL REFERENCES attributes(id),
+            dismissed_at TEXT NOT NULL,
+            source TEXT CHECK (source IS NULL OR source IN ('label_prompt', 'memory_screen'))
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_label_dismissals_attribute ON label_dismissals(attribute_id)")
+    db.execute(
+        """
+        CREATE TRIGGER collect_label_dismissal AFTER INSERT ON label_dismissals
+        WHEN EXISTS (SELECT 1 FROM studies WHERE withdrawn_at IS NULL)
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('label_dismissal', NEW.id); END
+        """
+    )

@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from studyapp.events import LABEL_SOURCES as LABEL_SOURCES  # where a label was given; shared with the server
+
 # Conversations and their messages ----------------------------------------------------------------------------
 
 
@@ -56,8 +58,6 @@ HIT_START, HIT_END = "\x02", "\x03"
 
 ORIGINS = ("model", "participant")
 ACTORS = ("model", "participant")
-# Where a stage-1 label was given: the study's label prompt (F4), or the participant's own memory screen.
-LABEL_SOURCES = ("label_prompt", "memory_screen")
 
 
 @dataclass
@@ -94,6 +94,21 @@ class AttributeLabel:
     attribute_id: str
     label: str
     labeled_at: str
+    source: str | None
+    # The attribute as it was when labeled, and its age then (seconds since it was created); None for labels
+    # given before migration m007 recorded them.
+    attribute_text: str | None = None
+    confidence: float | None = None
+    age_s: float | None = None
+
+
+@dataclass(frozen=True)
+class LabelDismissal:
+    """The participant left the label prompt with this attribute on screen unanswered ("Later")."""
+
+    id: str
+    attribute_id: str
+    dismissed_at: str
     source: str | None
 
 

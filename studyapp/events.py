@@ -25,7 +25,16 @@ EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
         ("attribute_id", "text", "reason", "confidence", "origin", "status", "created_at", "updated_at"),
         (),
     ),
-    "attribute_label": ("attribute_labels", ("attribute_id", "label", "labeled_at"), ()),
+    # What was labeled, as it was when labeled (the attribute may be edited later), and where. Optional: older
+    # apps sent only the label. attribute_text goes only with the attributes category too (privacy/collect.py).
+    "attribute_label": (
+        "attribute_labels",
+        ("attribute_id", "label", "labeled_at"),
+        ("source", "attribute_text", "confidence", "age_s"),
+    ),
+    # The participant left the label prompt ("Later") with the attribute on screen unanswered: without it, an
+    # unlabeled attribute could not be told apart from one never shown.
+    "label_dismissal": ("attribute_labels", ("attribute_id", "dismissed_at", "dismissal_id"), ("source",)),
     "comparison": (
         "ratings",
         ("comparison_id", "conversation_id", "personalized_side", "model", "created_at", "skipped"),
@@ -52,10 +61,13 @@ EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "message": ("content",),
     "attribute": ("text", "reason"),
+    "attribute_label": ("attribute_text",),
     "comparison": ("prompt", "generic_response", "personalized_response", "comment"),
 }
 
 ATTRIBUTE_LABELS = ("makes_sense", "maybe", "doesnt_make_sense")
+# Where a stage-1 label was given (or left for later): the study's label prompt (F4), or the memory screen.
+LABEL_SOURCES = ("label_prompt", "memory_screen")
 SIDES = ("left", "right")
 # Why a turn did or did not become a comparison (studyapp.study.schedule decides; shared with the server).
 SCHEDULE_OUTCOMES = ("memory_off", "no_comparisons", "daily_cap", "too_few_attributes", "too_soon", "draw_lost",

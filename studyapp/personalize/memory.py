@@ -379,6 +379,12 @@ class MemoryService:
         notify_change(self.on_change)
         return labeled_at
 
+    def dismiss(self, attribute_id: str, *, source: str) -> str:
+        """Record that the participant left this attribute for later in ``source``; returns the dismissal id."""
+        dismissal_id = self.store.dismiss(attribute_id, source=source)
+        notify_change(self.on_change)
+        return dismissal_id
+
     def edit(self, attribute_id: str, text: str) -> Attribute:
         attribute = self.store.edit(attribute_id, text)
         notify_change(self.on_change)

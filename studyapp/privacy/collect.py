@@ -34,7 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Which payload field tells when a record was made (for "a later grant does not pull older records in").
-RECORD_TIME_FIELD = {"attribute": "updated_at", "attribute_label": "labeled_at", "schedule_decision": "decided_at"}
+RECORD_TIME_FIELD = {"attribute": "updated_at", "attribute_label": "labeled_at", "schedule_decision": "decided_at",
+                     "label_dismissal": "dismissed_at"}
+# Fields that carry another category's data: sent only where that category is consented too (and the record is
+# not older than its grant), else dropped. A label's snapshot of the attribute text is the attribute itself.
+FIELD_CATEGORIES: dict[str, dict[str, str]] = {"attribute_label": {"attribute_text": "attributes"}}
 
 
 # Event ids of collected records are derived (uuid5) from the record's own random ids and version, so
@@ -50,6 +54,7 @@ RECORD_KEY_FIELDS: dict[str, tuple[str, ...]] = {
     # Both orders of a pair, and every re-run, are records of their own.
     "judge_verdict": ("comparison_id", "judge_model", "personalized_side", "verdict_id"),
     "schedule_decision": ("decision_id",),
+    "label_dismissal": ("dismissal_id",),
 }
 
 
@@ -161,6 +166,16 @@ class Collector:
             return None
         return current.version
 
+    @staticmethod
+    def _drop_unconsented_fields(kind: str, payload: dict[str, Any], current: Consent) -> None:
+        for name, category in FIELD_CATEGORIES.get(kind, {}).items():
+            if name not in payload:
+                continue
+            since = _parse_time(current.since.get(category))
+            made = _parse_time(payload.get(RECORD_TIME_FIELD.get(kind, "created_at")))
+            if category not in current.categories or (since is not None and made is not None and made < since):
+                payload[name] = None
+
     def collect(self, kind: str, payload: dict[str, Any], *, event_id: str | None = None) -> str | None:
         """Anonymize and queue one record if consent allows it; returns its event id, or None if not queued."""
         return self.collect_many([(kind, payload)], event_ids=[event_id])[0]
@@ -199,8 +214,10 @@ class Collector:
         current = self.consent.current(self.protocol.id)
         for i, (kind, payload) in enumerate(records):
             version = self._admit(kind, payload, status, current)
-            if version is not None:
-                admitted.append((i, kind, dict(payload), version))
+            if version is not None and current is not None:
+                payload = dict(payload)
+                self._drop_unconsented_fields(kind, payload, current)
+                admitted.append((i, kind, payload, version))
         if not admitted:
             return results
         # Every free-text field of every admitted record, anonymized together.

@@ -26,6 +26,7 @@ from studyapp.privacy.records import (
     attribute_label_record,
     attribute_record,
     comparison_records,
+    dismissal_record,
     message_record,
     schedule_record,
     verdict_record,
@@ -53,6 +54,9 @@ def build(db: Database, queued: QueuedRecord) -> list[Record]:
     if queued.kind == "attribute_label":
         label = MemoryStore(db).get_label(queued.source_id)
         return [attribute_label_record(label)] if label is not None else []
+    if queued.kind == "label_dismissal":
+        dismissal = MemoryStore(db).get_dismissal(queued.source_id)
+        return [dismissal_record(dismissal)] if dismissal is not None else []
     if queued.kind == "comparison":
         comparisons = ComparisonStore(db)
         if not comparisons.exists(queued.source_id):
@@ -113,6 +117,7 @@ def earlier_records(db: Database, categories: Iterable[str]) -> list[Record]:
                 records.append(attribute_record(attribute))
             if "attribute_labels" in categories:
                 records += [attribute_label_record(label) for label in memory.labels(attribute.id)]
+                records += [dismissal_record(d) for d in memory.dismissals(attribute.id)]
     if categories & {"ratings", "relevance_labels"}:
         comparisons = ComparisonStore(db)
         for comparison in comparisons.list(status="rated") + comparisons.list(status="skipped"):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from studyapp.domain import Attribute, AttributeLabel, Message, ScheduleRecord
+    from studyapp.domain import Attribute, AttributeLabel, LabelDismissal, Message, ScheduleRecord
     from studyapp.store.comparisons import ComparisonRecord, JudgeVerdict, RelevanceLabel
 
 Record = tuple[str, dict[str, Any]]
@@ -34,9 +34,18 @@ def attribute_record(a: Attribute) -> Record:
 
 
 def attribute_label_record(label: AttributeLabel) -> Record:
-    """A stage-1 label (category attribute_labels)."""
+    """A stage-1 label (category attribute_labels) with the attribute as it was when labeled (None for labels
+    given before m007). The gate sends attribute_text only where the attributes category is consented too."""
     return ("attribute_label", {"attribute_id": label.attribute_id, "label": label.label,
-                                "labeled_at": label.labeled_at})
+                                "labeled_at": label.labeled_at, "source": label.source,
+                                "attribute_text": label.attribute_text, "confidence": label.confidence,
+                                "age_s": label.age_s})
+
+
+def dismissal_record(d: LabelDismissal) -> Record:
+    """An attribute left unanswered in the label prompt (category attribute_labels; no text)."""
+    return ("label_dismissal", {"dismissal_id": d.id, "attribute_id": d.attribute_id,
+                                "dismissed_at": d.dismissed_at, "source": d.source})
 
 
 def comparison_records(c: ComparisonRecord, labels: Sequence[RelevanceLabel]) -> list[Record]:

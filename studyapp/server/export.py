@@ -46,7 +46,14 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         ("attribute_id", S), ("text", S), ("reason", S), ("confidence", F), ("origin", S), ("status", S),
         ("created_at", S), ("updated_at", S),
     )),
-    RecordType("attribute_labels", "attribute_label", (("attribute_id", S), ("label", S), ("labeled_at", S))),
+    # source, attribute_text, confidence, age_s: empty for labels from apps before they were sent.
+    RecordType("attribute_labels", "attribute_label", (
+        ("attribute_id", S), ("label", S), ("labeled_at", S), ("source", S), ("attribute_text", S),
+        ("confidence", F), ("age_s", F),
+    )),
+    RecordType("label_dismissals", "label_dismissal", (
+        ("dismissal_id", S), ("attribute_id", S), ("dismissed_at", S), ("source", S),
+    )),
     RecordType("comparisons", "comparison", (
         ("comparison_id", S), ("conversation_id", S), ("prompt", S), ("generic_response", S),
         ("personalized_response", S), ("personalized_side", S), ("model", S), ("created_at", S), ("rating", INT),

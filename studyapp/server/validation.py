@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from studyapp.events import ARMS, ATTRIBUTE_LABELS, EVENT_KINDS, SCHEDULE_OUTCOMES, SIDES
+from studyapp.events import ARMS, ATTRIBUTE_LABELS, EVENT_KINDS, LABEL_SOURCES, SCHEDULE_OUTCOMES, SIDES
 
 MAX_KEY_LENGTH = 200
 MAX_TEXT_LENGTH = 1_000_000
@@ -28,13 +28,16 @@ RECORD_KEYS: dict[str, tuple[str, ...]] = {
     # A judge rates each pair in both orders: one record per order.
     "judge_verdict": ("comparison_id", "judge_model", "personalized_side"),
     "schedule_decision": ("decision_id",),
+    "label_dismissal": ("dismissal_id",),
 }
 ID_FIELDS = frozenset({"conversation_id", "message_id", "attribute_id", "comparison_id", "verdict_id",
-                       "decision_id"})
+                       "decision_id", "dismissal_id"})
 BOOL_FIELDS = frozenset({"skipped", "selected_by_model", "model_relevant", "eligible"})
 COUNT_FIELDS = frozenset({"memory_size", "selected_count"})
 NULLABLE_BOOL_FIELDS = frozenset({"human_relevant"})
-NUMBER_FIELDS = frozenset({"confidence", "time_to_rate_ms", "draw", "probability"})
+NUMBER_FIELDS = frozenset({"confidence", "time_to_rate_ms", "draw", "probability", "age_s"})
+# Numbers that cannot be negative (an age is counted from the attribute's creation).
+NON_NEGATIVE_FIELDS = frozenset({"age_s"})
 JSON_FIELDS = frozenset({"parameters", "templates"})
 CHOICES: dict[str, tuple[str, ...]] = {
     "label": ATTRIBUTE_LABELS,
@@ -43,9 +46,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "role": ("system", "user", "assistant"),
     "action": ("grant", "update", "withdraw"),
     "outcome": SCHEDULE_OUTCOMES,
+    "source": LABEL_SOURCES,
 }
 # The participant-side time of an event, in order of preference, for "days active".
-TIME_FIELDS = ("created_at", "labeled_at", "rated_at", "updated_at", "decided_at")
+TIME_FIELDS = ("created_at", "labeled_at", "rated_at", "updated_at", "decided_at", "dismissed_at")
 
 
 class Rejected(ValueError):
@@ -98,6 +102,8 @@ def _check_field(kind: str, name: str, value: Any) -> Any:
             raise Rejected(f"field '{name}' must be a number, got {show(value)}")
         if name == "confidence" and not 0 <= value <= 1:
             raise Rejected(f"field 'confidence' must be between 0 and 1, got {show(value)}")
+        if name in NON_NEGATIVE_FIELDS and value < 0:
+            raise Rejected(f"field '{name}' must be 0 or more, got {show(value)}")
         return float(value)
     if name in COUNT_FIELDS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

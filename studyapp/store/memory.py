@@ -28,6 +28,7 @@ from studyapp.domain import (
     AttributeEvent,
     AttributeLabel,
     ExtractionRun,
+    LabelDismissal,
     MemoryChangeError,
     Message,
     NewAttribute,
@@ -56,6 +57,20 @@ def _attribute(row: dict[str, Any]) -> Attribute:
     )
 
 
+_LABEL_COLUMNS = "id, attribute_id, label, labeled_at, source, attribute_text, confidence, age_s"
+_DISMISSAL_COLUMNS = "id, attribute_id, dismissed_at, source"
+
+
+def _age_s(created_at: str, at: str) -> float:
+    """Seconds from ``created_at`` to ``at`` (both ISO-8601); 0 if the clock went back in between."""
+    try:
+        start, end = datetime.fromisoformat(created_at), datetime.fromisoformat(at)
+    except ValueError:
+        return 0.0
+    start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    return max(0.0, (end - start).total_seconds())
+
+
 def _clamp(value: float) -> float:
     return max(0.0, min(1.0, float(value)))
 
@@ -76,6 +91,11 @@ _ATTRIBUTE_SELECT = """
              ORDER BY l.labeled_at DESC LIMIT 1) AS labeled_at
     FROM attributes a
 """
+
+
+def _check_source(source: str | None) -> None:
+    if source is not None and source not in LABEL_SOURCES:
+        raise MemoryChangeError(f"Unknown label source {source!r}; use one of {', '.join(LABEL_SOURCES)}.")
 
 
 class MemoryStore:
@@ -123,15 +143,25 @@ class MemoryStore:
     def labels(self, attribute_id: str) -> list[AttributeLabel]:
         """Every label the participant gave this attribute, oldest first."""
         rows = self.db.execute(
-            "SELECT id, attribute_id, label, labeled_at, source FROM attribute_labels WHERE attribute_id = ? "
-            "ORDER BY labeled_at", [attribute_id]).fetchall()
+            f"SELECT {_LABEL_COLUMNS} FROM attribute_labels WHERE attribute_id = ? ORDER BY labeled_at",
+            [attribute_id]).fetchall()
         return [AttributeLabel(*row) for row in rows]
 
     def get_label(self, label_id: str) -> AttributeLabel | None:
-        rows = self.db.execute(
-            "SELECT id, attribute_id, label, labeled_at, source FROM attribute_labels WHERE id = ?", [label_id]
-        ).fetchall()
+        rows = self.db.execute(f"SELECT {_LABEL_COLUMNS} FROM attribute_labels WHERE id = ?", [label_id]).fetchall()
         return AttributeLabel(*rows[0]) if rows else None
+
+    def dismissals(self, attribute_id: str) -> list[LabelDismissal]:
+        """Every time the participant left this attribute for later, oldest first."""
+        rows = self.db.execute(
+            f"SELECT {_DISMISSAL_COLUMNS} FROM label_dismissals WHERE attribute_id = ? ORDER BY dismissed_at, rowid",
+            [attribute_id]).fetchall()
+        return [LabelDismissal(*row) for row in rows]
+
+    def get_dismissal(self, dismissal_id: str) -> LabelDismissal | None:
+        row = self.db.execute(f"SELECT {_DISMISSAL_COLUMNS} FROM label_dismissals WHERE id = ?",
+                              [dismissal_id]).fetchone()
+        return LabelDismissal(*row) if row else None
 
     def evidence_messages(self, attribute_id: str) -> list[Message]:
         """The messages that support an attribute, in conversation order (deleted ones simply drop out)."""
@@ -176,20 +206,34 @@ class MemoryStore:
         )
 
     def label(self, attribute_id: str, label: str, *, source: str | None = None) -> str:
-        """Store the participant's label with its time and where it was given; returns labeled_at."""
-        if source is not None and source not in LABEL_SOURCES:
-            raise MemoryChangeError(f"Unknown label source {source!r}; use one of {', '.join(LABEL_SOURCES)}.")
+        """Store the participant's label with its time, where it was given, and the attribute as it was then
+        (text, confidence, age): the attribute may change later, the label answered this version. Returns
+        labeled_at."""
+        _check_source(source)
         if label not in ATTRIBUTE_LABELS:
             raise MemoryChangeError(f"Unknown label {label!r}; use one of {', '.join(ATTRIBUTE_LABELS)}.")
-        if self.get(attribute_id) is None:
+        attribute = self.get(attribute_id)
+        if attribute is None:
             raise MemoryChangeError(f"No attribute {attribute_id}.")
         ts = now()
         with self.db.conn:
             self.db.execute(
-                "INSERT INTO attribute_labels (id, attribute_id, label, labeled_at, source) VALUES (?, ?, ?, ?, ?)",
-                [new_id(), attribute_id, label, ts, source],
+                f"INSERT INTO attribute_labels ({_LABEL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [new_id(), attribute_id, label, ts, source, attribute.text, attribute.confidence,
+                 _age_s(attribute.created_at, ts)],
             )
         return ts
+
+    def dismiss(self, attribute_id: str, *, source: str | None = None) -> str:
+        """Record that the participant left this attribute unanswered for later; returns the dismissal's id."""
+        _check_source(source)
+        if self.get(attribute_id) is None:
+            raise MemoryChangeError(f"No attribute {attribute_id}.")
+        dismissal_id = new_id()
+        with self.db.conn:
+            self.db.execute(f"INSERT INTO label_dismissals ({_DISMISSAL_COLUMNS}) VALUES (?, ?, ?, ?)",
+                            [dismissal_id, attribute_id, now(), source])
+        return dismissal_id
 
     # Reconciliation ------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ reason; 1 / 2 / 3 label it *makes sense* / *maybe* / *doesn't make sense* (the 2
 Esc leaves the rest for later. A label is research data, so nothing answers the dialog during its first
 moment on screen (``grace_s``): a keystroke that arrives then was meant for what was there before it.
 Dismisses with the number of labels given.
+
+"Later" is research data too: it records one dismissal, for the attribute on screen, the only unanswered one
+the participant has seen (the ones after it were never shown, so they stay plain unlabeled). Like an answer, it
+counts only after the grace period.
 """
 
 from __future__ import annotations
@@ -98,6 +102,8 @@ class LabelingScreen(ModalScreen[int]):
     def action_later(self) -> None:
         if not self.accepts_answers:
             return
+        if self.index < len(self.attributes):
+            self.memory.dismiss(self.attributes[self.index].id, source="label_prompt")
         self.dismiss(self.labeled)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
