@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from studyapp.domain import AttributeChange, ExtractionRun, MemoryChangeError, NewAttribute
@@ -82,6 +84,41 @@ def test_participant_actions_are_events_with_times(conversations, memory):
         ("add", "participant"), ("update", "participant"), ("delete", "participant")]
     assert events[1].before["text"] == "I cycle to work" and events[1].after["text"] == "I cycle to work every day"
     assert memory.forgotten_texts() == ["I cycle to work every day"]
+
+
+def test_a_label_keeps_the_attribute_as_it_was_and_its_age(memory):
+    attribute = memory.add_participant_attribute("I cycle to work")
+    # Created 90 minutes before it is labeled.
+    memory.db.execute("UPDATE attributes SET created_at = ?, confidence = 0.6 WHERE id = ?",
+                      [(datetime.now(UTC) - timedelta(minutes=90)).isoformat(), attribute.id])
+    memory.db.conn.commit()
+    memory.label(attribute.id, "maybe", source="label_prompt")
+    memory.edit(attribute.id, "I cycle to work every day")  # later edits do not change what was labeled
+    [label] = memory.labels(attribute.id)
+    assert (label.attribute_text, label.confidence, label.source) == ("I cycle to work", 0.6, "label_prompt")
+    assert label.age_s is not None and 90 * 60 <= label.age_s < 90 * 60 + 60
+    assert memory.get_label(label.id) == label
+
+
+def test_a_label_given_before_m007_reads_with_no_snapshot(memory):
+    attribute = memory.add_participant_attribute("I like tea")
+    with memory.db.conn:
+        memory.db.execute("INSERT INTO attribute_labels (id, attribute_id, label, labeled_at) VALUES (?, ?, ?, ?)",
+                          ["old", attribute.id, "maybe", now()])
+    old = memory.get_label("old")
+    assert old is not None and (old.source, old.attribute_text, old.confidence, old.age_s) == (None, None, None, None)
+
+
+def test_a_dismissal_is_stored_with_its_time_and_source(memory):
+    attribute = memory.add_participant_attribute("I like tea")
+    dismissal_id = memory.dismiss(attribute.id, source="label_prompt")
+    [dismissal] = memory.dismissals(attribute.id)
+    assert (dismissal.id, dismissal.source) == (dismissal_id, "label_prompt") and dismissal.dismissed_at
+    assert memory.get_dismissal(dismissal_id) == dismissal
+    with pytest.raises(MemoryChangeError, match="Unknown label source"):
+        memory.dismiss(attribute.id, source="somewhere")
+    with pytest.raises(MemoryChangeError, match="No attribute"):
+        memory.dismiss("missing", source="label_prompt")
 
 
 def test_bad_participant_input_gets_clear_errors(memory):

@@ -170,3 +170,19 @@ def test_privacy_services_share_one_anonymizer(db: Database) -> None:
     assert services.collector.anonymizer is services.review.anonymizer is services.anonymizer
     event_id = services.collector.collect("message", message("Maria Lopez"))
     assert [e.event_id for e in services.review.waiting() if e.kind == "message"] == [event_id]
+
+
+def test_a_labels_attribute_text_needs_the_attributes_category_too(db: Database, consent: ConsentService,
+                                                                   anonymizer: Anonymizer) -> None:
+    protocol = make_protocol()
+    consent.grant(protocol, ["ratings", "attribute_labels"])
+    label = {"attribute_id": "a1", "label": "maybe", "labeled_at": now(), "source": "label_prompt",
+             "attribute_text": "Friend of Maria Lopez", "confidence": 0.8, "age_s": 30.0}
+    collector = Collector(db, protocol, anonymizer, consent)
+    # Declining the attributes category keeps their text at home, also as a label's snapshot.
+    event = OutboxStore(db).get(collector.collect("attribute_label", label) or "")
+    assert event is not None and event.payload["attribute_text"] is None
+    assert (event.payload["label"], event.payload["confidence"], event.payload["age_s"]) == ("maybe", 0.8, 30.0)
+    consent.grant(protocol, ["ratings", "attribute_labels", "attributes"])
+    event = OutboxStore(db).get(collector.collect("attribute_label", label | {"labeled_at": now()}) or "")
+    assert event is not None and event.payload["attribute_text"] == "Friend of <PERSON_1>"

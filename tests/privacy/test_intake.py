@@ -183,3 +183,68 @@ def test_the_server_refuses_a_schedule_decision_outside_the_contract() -> None:
                        (good | {"selected_count": 1.5}, "selected_count"), (good | {"eligible": "yes"}, "eligible")):
         with pytest.raises(Rejected, match=field):
             check_event("e1", "schedule_decision", bad)
+
+
+async def test_labels_and_dismissals_reach_the_export_with_every_column(live: LiveServer, tmp_path: Path,
+                                                                        memory_keyring: MemoryKeyring) -> None:
+    import pyarrow.parquet as pq
+
+    from studyapp.server.export import export
+
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    await enroll_and_consent(db, live)
+    memory = MemoryStore(db)
+    labeled = memory.add_participant_attribute("Friend of Maria Lopez")
+    left = memory.add_participant_attribute("I like hiking")
+    memory.label(labeled.id, "doesnt_make_sense", source="label_prompt")
+    memory.edit(labeled.id, "Knows Maria Lopez from work")  # the label answered the earlier version
+    dismissal_id = memory.dismiss(left.id, source="label_prompt")
+    db.close()
+    restart_pump(path)
+    db = open_database(path)
+    await run_sync(db)
+    db.close()
+    assert live.storage.count_records("attribute_label") == 1
+    assert live.storage.count_records("label_dismissal") == 1
+
+    export(live.storage, tmp_path / "out", "parquet", researcher="test")
+    [label] = pq.read_table(tmp_path / "out" / "attribute_labels.parquet").to_pylist()
+    assert (label["attribute_id"], label["label"], label["source"]) == (labeled.id, "doesnt_make_sense",
+                                                                         "label_prompt")
+    # The snapshot is free text: anonymized on the device, like the attribute itself.
+    assert label["attribute_text"] == "Friend of <PERSON_1>"
+    assert label["confidence"] == 1.0 and 0 <= label["age_s"] < 60
+    [dismissal] = pq.read_table(tmp_path / "out" / "label_dismissals.parquet").to_pylist()
+    assert (dismissal["dismissal_id"], dismissal["attribute_id"], dismissal["source"]) == (
+        dismissal_id, left.id, "label_prompt")
+    assert dismissal["dismissed_at"] and dismissal["participant_id"] == label["participant_id"]
+
+
+def test_the_server_refuses_labels_and_dismissals_outside_the_contract() -> None:
+    from studyapp.server.validation import Rejected, check_event
+
+    label = {"attribute_id": "a1", "label": "maybe", "labeled_at": "2026-11-29T10:00:00+00:00",
+             "source": "memory_screen", "attribute_text": "Likes <PERSON_1>", "confidence": 0.7, "age_s": 12.5}
+    assert check_event("e1", "attribute_label", label).payload["age_s"] == 12.5
+    for bad, field in ((label | {"source": "elsewhere"}, "source"), (label | {"age_s": -1}, "age_s"),
+                       (label | {"confidence": 1.5}, "confidence"), (label | {"attribute_text": 3}, "attribute_text"),
+                       (label | {"age_s": "10"}, "age_s")):
+        with pytest.raises(Rejected, match=field):
+            check_event("e1", "attribute_label", bad)
+    dismissal = {"dismissal_id": "d1", "attribute_id": "a1", "dismissed_at": "2026-11-29T10:00:00+00:00",
+                 "source": "label_prompt"}
+    checked = check_event("e1", "label_dismissal", dismissal)
+    assert checked.record_key == "d1" and checked.day == "2026-11-29"
+    for bad, field in ((dismissal | {"source": "nowhere"}, "source"),
+                       (dismissal | {"dismissal_id": ""}, "dismissal_id"),
+                       ({k: v for k, v in dismissal.items() if k != "dismissed_at"}, "dismissed_at")):
+        with pytest.raises(Rejected, match=field):
+            check_event("e1", "label_dismissal", bad)
+
+
+def test_an_older_apps_label_without_the_new_fields_is_accepted() -> None:
+    from studyapp.server.validation import check_event
+
+    old = {"attribute_id": "a1", "label": "maybe", "labeled_at": "2026-11-29T10:00:00+00:00"}
+    assert check_event("e1", "attribute_label", old).payload == old

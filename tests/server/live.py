@@ -159,6 +159,11 @@ def attribute_label(attribute_id: str = "a1", label: str = "makes_sense") -> dic
                                      "labeled_at": "2026-11-21T10:00:00+00:00"})
 
 
+def label_dismissal(attribute_id: str = "a1") -> dict[str, Any]:
+    return event("label_dismissal", {"dismissal_id": _id("d"), "attribute_id": attribute_id,
+                                     "dismissed_at": "2026-11-21T10:05:00+00:00", "source": "label_prompt"})
+
+
 def comparison(comparison_id: str | None = None, rating: int | None = 4, day: str = "2026-11-21",
                **extra: Any) -> dict[str, Any]:
     payload = {"comparison_id": comparison_id or _id("cmp"), "conversation_id": "c1", "personalized_side": "left",

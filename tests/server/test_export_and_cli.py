@@ -24,7 +24,8 @@ CONTRACT = {
     "participants": "enrolled_at, consent_version, consent_sha256, categories, withdrawn_at",
     "messages": "conversation_id, message_id, role, content, created_at, status",
     "attributes": "attribute_id, text, reason, confidence, origin, status, created_at, updated_at",
-    "attribute_labels": "attribute_id, label, labeled_at",
+    "attribute_labels": "attribute_id, label, labeled_at, source, attribute_text, confidence, age_s",
+    "label_dismissals": "dismissal_id, attribute_id, dismissed_at, source",
     "comparisons": "comparison_id, conversation_id, prompt, generic_response, personalized_response, "
                    "personalized_side, model, created_at, rating, chosen, rated_at, skipped",
     "relevance_labels": "comparison_id, attribute_id, selected_by_model, model_relevant, human_relevant",
@@ -57,7 +58,8 @@ def columns(path: Path, fmt: str) -> list[str]:
 def filled(live: LiveServer) -> tuple[LiveServer, str, str]:
     a_id, a_token = live.enroll()
     b_id, b_token = live.enroll()
-    live.upload(a_token, [*f.one_of_each(), f.comparison("cmp-x", rating=None), f.comparison("cmp-x", rating=2),
+    live.upload(a_token, [*f.one_of_each(), f.label_dismissal(), f.comparison("cmp-x", rating=None),
+                          f.comparison("cmp-x", rating=2),
                           f.message(content='Quotes " and, commas\nand lines')])
     live.upload(b_token, [f.consent(["ratings"]), f.comparison(rating=5),
                           f.judge_verdict(side="left", rating=4), f.judge_verdict(side="right", rating=3)])
@@ -98,6 +100,25 @@ def test_export_writes_the_contract(filled: tuple[LiveServer, str, str], tmp_pat
     assert log[-1]["researcher"] == "dr-test"
     assert log[-1]["format"] == fmt
     assert log[-1]["via"] == "cli"
+
+
+def test_an_older_apps_labels_export_with_the_new_columns_empty(live: LiveServer, tmp_path: Path) -> None:
+    _, token = live.enroll()
+    new = f.event("attribute_label", {"attribute_id": "a2", "label": "maybe", "labeled_at": "2026-11-22T10:00:00+00:00",
+                                      "source": "memory_screen", "attribute_text": "Likes <PERSON_1>",
+                                      "confidence": 0.5, "age_s": 3600})
+    answers = live.upload(token, [f.consent(), f.attribute_label("a1"), new]).json()["results"]
+    assert [a["status"] for a in answers] == ["accepted"] * 3
+    out = tmp_path / "out"
+    for fmt in ("csv", "parquet"):
+        result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", str(live.storage.path)])
+        assert result.exit_code == 0, result.output
+        rows = {r["attribute_id"]: r for r in read(out / f"attribute_labels.{fmt}", fmt)}
+        empty = "" if fmt == "csv" else None
+        assert [rows["a1"][c] for c in ("source", "attribute_text", "confidence", "age_s")] == [empty] * 4
+        assert rows["a1"]["label"] == "makes_sense"
+        assert (rows["a2"]["source"], rows["a2"]["attribute_text"]) == ("memory_screen", "Likes <PERSON_1>")
+        assert float(rows["a2"]["age_s"]) == 3600.0
 
 
 def test_empty_parquet_files_still_carry_the_columns(live: LiveServer, tmp_path: Path) -> None:

@@ -70,3 +70,29 @@ async def test_after_the_grace_period_numbers_answer_and_escape_leaves_it_for_la
         await pilot.pause()
         assert host.results == [1]
     assert label_rows(memory) == [("makes_sense", "label_prompt")]
+    # The second attribute, on screen when Esc was pressed, was left for later.
+    assert [a for a, _ in dismissal_rows(memory)] == [review.attributes[1].id]
+
+
+def dismissal_rows(memory: MemoryService) -> list[tuple[str, str]]:
+    return memory.store.db.execute("SELECT attribute_id, source FROM label_dismissals").fetchall()
+
+
+async def test_later_records_a_dismissal_of_the_attribute_on_screen_only_after_the_grace_period(
+        memory: MemoryService) -> None:
+    attributes = memory.store.list_attributes()
+    review = LabelingScreen(attributes, memory, grace_s=3600)
+    host = Host(review)
+    async with host.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press("escape")  # within the grace period: meant for the screen before, not a "later"
+        await pilot.click("#later")
+        await pilot.pause()
+        assert host.screen is review and dismissal_rows(memory) == []
+        review.grace_s = 0
+        await pilot.press("escape")
+        await pilot.pause()
+        assert host.results == [0]
+    # Only the attribute on screen was seen and left; the one after it was never shown.
+    assert dismissal_rows(memory) == [(attributes[0].id, "label_prompt")]
+    assert label_rows(memory) == []
