@@ -35,11 +35,17 @@ EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
     # The participant left the label prompt ("Later") with the attribute on screen unanswered: without it, an
     # unlabeled attribute could not be told apart from one never shown.
     "label_dismissal": ("attribute_labels", ("attribute_id", "dismissed_at", "dismissal_id"), ("source",)),
+    # The fields after time_to_rate_ms (no text) let a comparison be analyzed without joins: the prompt's id, when
+    # both arms were shown, the number pressed as shown (rating is the personalized arm's view), the memory and
+    # selection at the time, the selector, the protocol version, the study day and the local UTC offset.
+    # Optional: older apps did not send them.
     "comparison": (
         "ratings",
         ("comparison_id", "conversation_id", "personalized_side", "model", "created_at", "skipped"),
         ("prompt", "generic_response", "personalized_response", "rating", "chosen", "rated_at",
-         "comment", "parameters", "templates", "time_to_rate_ms"),
+         "comment", "parameters", "templates", "time_to_rate_ms",
+         "prompt_message_id", "shown_at", "rating_shown", "memory_size", "selected_count", "selector_model",
+         "selector_template", "protocol_version", "study_day", "utc_offset_min"),
     ),
     "relevance_label": (
         "relevance_labels",

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime, tzinfo
 
 from sqlite_utils import Database
 
 from studyapp.events import EVENT_KINDS
 from studyapp.privacy.collect import CollectError, Collector, check_payload
 from studyapp.privacy.records import (
+    ComparisonContext,
     Record,
     attribute_label_record,
     attribute_record,
@@ -32,16 +34,53 @@ from studyapp.privacy.records import (
     verdict_record,
 )
 from studyapp.store.collect_queue import CollectQueue, QueuedRecord
-from studyapp.store.comparisons import ComparisonStore
+from studyapp.store.comparisons import ComparisonRecord, ComparisonStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
 from studyapp.store.schedule import ScheduleStore
+from studyapp.store.studies import StudyStore
 from studyapp.store.util import atomic
+from studyapp.study.schedule import study_day
 
 log = logging.getLogger(__name__)
 
 # Messages still being written are not records yet.
 FINISHED = ("complete", "interrupted", "error")
+
+
+def _utc(value: str) -> datetime:
+    """A stored time (UTC ISO-8601; a naive one is taken as UTC, like studyapp.study.schedule does)."""
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def comparison_context(db: Database, c: ComparisonRecord, *, tz: tzinfo | None = None) -> ComparisonContext:
+    """What the participant's own database knew around comparison ``c`` (None where it holds nothing).
+
+    The schedule's decision and the selector's rows are those of the prompt message; the study day counts from
+    the enrollment by the participant's calendar in ``tz`` (default: this machine's local time zone), whose UTC
+    offset at the comparison's creation is sent too. A comparison made before the enrollment has no study day.
+    """
+    decision = ScheduleStore(db).for_message(c.prompt_message_id)
+    selections = MemoryStore(db).selections(c.prompt_message_id)
+    selector = selections[-1] if selections else None  # the latest selection run for the prompt
+    created = _utc(c.created_at)
+    offset = created.astimezone(tz).utcoffset()
+    study = StudyStore(db).current()
+    protocol = (study.protocol.get("study") or {}) if study is not None else {}
+    day = None
+    if study is not None and _utc(study.enrolled_at) <= created:
+        day, _ = study_day(study.enrolled_at, created, int(protocol.get("duration_days") or 0), tz=tz)
+    version = protocol.get("version")
+    return ComparisonContext(
+        memory_size=decision.memory_size if decision is not None else None,
+        selected_count=decision.selected_count if decision is not None else None,
+        selector_model=selector.model if selector is not None else None,
+        selector_template=selector.template if selector is not None else None,
+        protocol_version=str(version) if version is not None else None,
+        study_day=day,
+        utc_offset_min=round(offset.total_seconds() / 60) if offset is not None else None,
+    )
 
 
 def build(db: Database, queued: QueuedRecord) -> list[Record]:
@@ -61,7 +100,9 @@ def build(db: Database, queued: QueuedRecord) -> list[Record]:
         comparisons = ComparisonStore(db)
         if not comparisons.exists(queued.source_id):
             return []
-        return comparison_records(comparisons.get(queued.source_id), comparisons.relevance_labels(queued.source_id))
+        comparison = comparisons.get(queued.source_id)
+        return comparison_records(comparison, comparisons.relevance_labels(comparison.id),
+                                  comparison_context(db, comparison))
     if queued.kind == "judge_verdict":
         verdict = ComparisonStore(db).get_verdict(queued.source_id)
         record = verdict_record(verdict) if verdict is not None else None
@@ -121,7 +162,8 @@ def earlier_records(db: Database, categories: Iterable[str]) -> list[Record]:
     if categories & {"ratings", "relevance_labels"}:
         comparisons = ComparisonStore(db)
         for comparison in comparisons.list(status="rated") + comparisons.list(status="skipped"):
-            records += comparison_records(comparison, comparisons.relevance_labels(comparison.id))
+            records += comparison_records(comparison, comparisons.relevance_labels(comparison.id),
+                                          comparison_context(db, comparison))
             records += [r for v in comparisons.verdicts(comparison.id) if (r := verdict_record(v)) is not None]
         if "ratings" in categories:
             records += [schedule_record(d) for d in ScheduleStore(db).list()]

@@ -9,6 +9,7 @@ built here too, though it is queued by the consent log itself (studyapp.privacy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,8 +49,25 @@ def dismissal_record(d: LabelDismissal) -> Record:
                                 "dismissed_at": d.dismissed_at, "source": d.source})
 
 
-def comparison_records(c: ComparisonRecord, labels: Sequence[RelevanceLabel]) -> list[Record]:
-    """A rated or skipped comparison (category ratings) and its relevance labels (category relevance_labels)."""
+@dataclass(frozen=True)
+class ComparisonContext:
+    """What the participant's database knew around a comparison (privacy.intake reads it); None where unknown."""
+
+    memory_size: int | None = None  # active attributes when the schedule decided (its schedule_decisions row)
+    selected_count: int | None = None  # attributes the selector chose for the prompt
+    selector_model: str | None = None  # the selector's model and template (its selections rows)
+    selector_template: str | None = None
+    protocol_version: str | None = None  # the enrolled study's protocol version
+    study_day: int | None = None  # 1 on the day of enrollment, by the participant's local calendar
+    utc_offset_min: int | None = None  # the participant's local UTC offset when the comparison was created
+
+
+def comparison_records(c: ComparisonRecord, labels: Sequence[RelevanceLabel],
+                       context: ComparisonContext | None = None) -> list[Record]:
+    """A rated or skipped comparison (category ratings) and its relevance labels (category relevance_labels).
+
+    ``rating`` is the personalized arm's view; ``rating_shown`` the number pressed on the scale as shown."""
+    context = context or ComparisonContext()
     records: list[Record] = [("comparison", {
         "comparison_id": c.id,
         "conversation_id": c.conversation_id,
@@ -67,6 +85,16 @@ def comparison_records(c: ComparisonRecord, labels: Sequence[RelevanceLabel]) ->
         "parameters": c.parameters,
         "templates": c.templates,
         "time_to_rate_ms": c.time_to_rate_ms,
+        "prompt_message_id": c.prompt_message_id,
+        "shown_at": c.shown_at,
+        "rating_shown": c.shown_choice,
+        "memory_size": context.memory_size,
+        "selected_count": context.selected_count,
+        "selector_model": context.selector_model,
+        "selector_template": context.selector_template,
+        "protocol_version": context.protocol_version,
+        "study_day": context.study_day,
+        "utc_offset_min": context.utc_offset_min,
     })]
     records += [("relevance_label", {"comparison_id": label.comparison_id, "attribute_id": label.attribute_id,
                                      "selected_by_model": label.selected_by_model,

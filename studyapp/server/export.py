@@ -60,6 +60,10 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         ("chosen", S), ("rated_at", S), ("skipped", B),
         # beyond the contract
         ("comment", S), ("parameters", S), ("templates", S), ("time_to_rate_ms", F),
+        # analysis without joins; empty for comparisons from apps before they were sent
+        ("prompt_message_id", S), ("shown_at", S), ("rating_shown", INT), ("memory_size", INT),
+        ("selected_count", INT), ("selector_model", S), ("selector_template", S), ("protocol_version", S),
+        ("study_day", INT), ("utc_offset_min", INT),
     )),
     RecordType("relevance_labels", "relevance_label", (
         ("comparison_id", S), ("attribute_id", S), ("selected_by_model", B), ("model_relevant", B),

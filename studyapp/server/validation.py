@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from studyapp.events import ARMS, ATTRIBUTE_LABELS, EVENT_KINDS, LABEL_SOURCES, SCHEDULE_OUTCOMES, SIDES
@@ -31,9 +32,15 @@ RECORD_KEYS: dict[str, tuple[str, ...]] = {
     "label_dismissal": ("dismissal_id",),
 }
 ID_FIELDS = frozenset({"conversation_id", "message_id", "attribute_id", "comparison_id", "verdict_id",
-                       "decision_id", "dismissal_id"})
+                       "decision_id", "dismissal_id", "prompt_message_id"})
 BOOL_FIELDS = frozenset({"skipped", "selected_by_model", "model_relevant", "eligible"})
-COUNT_FIELDS = frozenset({"memory_size", "selected_count"})
+COUNT_FIELDS = frozenset({"memory_size", "selected_count", "study_day"})
+# Ratings on the 1..5 scale: rating from the personalized arm's view, rating_shown the number pressed as shown.
+RATING_FIELDS = frozenset({"rating", "rating_shown"})
+# Times that must read as ISO-8601 (fields added since the server checks them; older ones are kept as text).
+ISO_TIME_FIELDS = frozenset({"shown_at"})
+# Minutes east of UTC, as far as time zones go (UTC-14:00 .. UTC+14:00).
+MAX_UTC_OFFSET_MIN = 14 * 60
 NULLABLE_BOOL_FIELDS = frozenset({"human_relevant"})
 NUMBER_FIELDS = frozenset({"confidence", "time_to_rate_ms", "draw", "probability", "age_s"})
 # Numbers that cannot be negative (an age is counted from the attribute's creation).
@@ -77,6 +84,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_iso_time(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _bool(name: str, value: Any) -> bool:
     # SQLite stores booleans as 0/1, so accept those too.
     if isinstance(value, bool):
@@ -109,9 +126,19 @@ def _check_field(kind: str, name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise Rejected(f"field '{name}' must be a whole number of 0 or more, got {show(value)}")
         return value
-    if name == "rating":
+    if name in RATING_FIELDS:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
-            raise Rejected(f"field 'rating' must be an integer from 1 to 5 (or null), got {show(value)}")
+            raise Rejected(f"field '{name}' must be an integer from 1 to 5 (or null), got {show(value)}")
+        return value
+    if name == "utc_offset_min":
+        if (isinstance(value, bool) or not isinstance(value, int)
+                or not -MAX_UTC_OFFSET_MIN <= value <= MAX_UTC_OFFSET_MIN):
+            raise Rejected(f"field 'utc_offset_min' must be a whole number of minutes from {-MAX_UTC_OFFSET_MIN} "
+                           f"to {MAX_UTC_OFFSET_MIN}, got {show(value)}")
+        return value
+    if name in ISO_TIME_FIELDS:
+        if not _is_iso_time(value):
+            raise Rejected(f"field '{name}' must be an ISO-8601 time, got {show(value)}")
         return value
     if name == "categories":
         if isinstance(value, str):

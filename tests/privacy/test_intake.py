@@ -3,8 +3,11 @@ killed when (the database notes it for the privacy gate in the same transaction;
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,9 @@ from studyapp.store.studies import StudyStore
 from studyapp.study.current import current_study
 from studyapp.sync.client import run_sync
 from tests.server.live import LiveServer, live  # noqa: F401
+from tests.support.fixtures import scripted_llm  # noqa: F401
 from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
+from tests.support.scripted_llm import ScriptedLLM
 from tests.sync.helpers import enroll_and_consent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,3 +253,88 @@ def test_an_older_apps_label_without_the_new_fields_is_accepted() -> None:
 
     old = {"attribute_id": "a1", "label": "maybe", "labeled_at": "2026-11-29T10:00:00+00:00"}
     assert check_event("e1", "attribute_label", old).payload == old
+
+
+@pytest.fixture
+def kathmandu_time() -> Iterator[None]:
+    """The machine's local time zone is UTC+05:45 (a POSIX TZ string: no tz database needed)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "NPT-5:45"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+async def test_a_rated_comparison_reaches_the_export_with_its_context(
+        live: LiveServer, tmp_path: Path, memory_keyring: MemoryKeyring, scripted_llm: ScriptedLLM,
+        kathmandu_time: None) -> None:
+    import pyarrow.parquet as pq
+
+    from studyapp.server.export import export
+    from studyapp.store.schedule import ScheduleStore
+    from studyapp.study.comparison import RatingResult
+    from studyapp.turns import ComparisonOffered, TurnController
+    from tests.turns.test_turn_controller import Context, answer
+
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    await enroll_and_consent(db, live)
+    scripted_llm.set_default(answer(True))
+    ctx = Context(db, scripted_llm, compare=True)
+    ctx.personalization.memory.add("The user is vegetarian")
+    ctx.personalization.memory.add("The user lives in Lisbon")
+    controller = TurnController(ctx)
+    events = [e async for e in controller.run(None, "dinner ideas?")]
+    offer = events[-1]
+    assert isinstance(offer, ComparisonOffered)
+    outcome = await offer.runner.run(offer.saved.conversation.id, offer.saved.message, offer.choices)
+    offer.runner.mark_shown(outcome.comparison_id)  # what the comparison screen does when both arms are revealed
+    # 2 on the shown scale: Response 1 (left) somewhat better; the personalized arm's view depends on its side.
+    rating = controller.finish_comparison(offer, RatingResult(
+        "rated", outcome.comparison_id, outcome.personalized_side, shown_choice=2, chosen_side="left"))
+    assert rating == (4 if outcome.personalized_side == "left" else 2)
+    decision = ScheduleStore(db).for_message(offer.saved.message.id)
+    assert decision is not None and decision.outcome == "comparison"
+    db.close()
+    restart_pump(path)
+    db = open_database(path)
+    await run_sync(db)
+    db.close()
+    assert live.storage.count_records("comparison") == 1
+
+    export(live.storage, tmp_path / "out", "parquet", researcher="test")
+    [row] = pq.read_table(tmp_path / "out" / "comparisons.parquet").to_pylist()
+    assert row["comparison_id"] == outcome.comparison_id and row["prompt_message_id"] == offer.saved.message.id
+    assert (row["rating_shown"], row["rating"]) == (2, rating)
+    # Two attributes in memory, the selector chose one (its answer names only the first).
+    assert (row["memory_size"], row["selected_count"]) == (decision.memory_size, decision.selected_count) == (2, 1)
+    assert row["selector_model"] == scripted_llm.model and row["selector_template"]
+    assert row["protocol_version"] == "1" and row["study_day"] == 1 and row["utc_offset_min"] == 345
+    assert row["created_at"] <= row["shown_at"] <= row["rated_at"]
+
+
+def test_comparison_context_is_empty_where_the_database_knows_nothing(tmp_path: Path) -> None:
+    from datetime import timedelta, timezone
+
+    from studyapp.privacy.intake import comparison_context
+    from studyapp.privacy.records import ComparisonContext
+
+    db = open_database(tmp_path / "studyapp.db")
+    conversation = ConversationStore(db).create()
+    prompt = ConversationStore(db).add_message(conversation.id, "user", "hi")
+    comparisons = ComparisonStore(db)
+    before = comparisons.get(comparisons.create(
+        conversation_id=conversation.id, prompt_message_id=prompt.id, personalized_side="left", coin={},
+        attributes=[], model="m", parameters={}, templates={}))
+    # Not enrolled, no schedule decision, no selection: nothing to tell but the offset.
+    west = timezone(timedelta(hours=-3, minutes=-30))
+    assert comparison_context(db, before, tz=west) == ComparisonContext(utc_offset_min=-210)
+    StudyStore(db).enroll("s1", {"study": {"id": "s1", "version": "2.0", "duration_days": 7}}, participant_id="p1")
+    # Made before the enrollment: no study day, but the protocol it is sent under.
+    context = comparison_context(db, before, tz=west)
+    assert (context.protocol_version, context.study_day) == ("2.0", None)
+    db.close()

@@ -121,6 +121,51 @@ def test_an_older_apps_labels_export_with_the_new_columns_empty(live: LiveServer
         assert float(rows["a2"]["age_s"]) == 3600.0
 
 
+# The comparison fields for analysis without joins (all optional: older apps did not send them).
+COMPARISON_CONTEXT = {"prompt_message_id": "m1", "shown_at": "2026-11-22T11:00:30+00:00", "rating_shown": 2,
+                      "memory_size": 6, "selected_count": 2, "selector_model": "selector-1",
+                      "selector_template": "select@2", "protocol_version": "1.2", "study_day": 3,
+                      "utc_offset_min": -300}
+
+
+def test_an_older_apps_comparison_exports_with_the_new_columns_empty(live: LiveServer, tmp_path: Path) -> None:
+    _, token = live.enroll()
+    answers = live.upload(token, [f.consent(), f.comparison("cmp-old"),
+                                  f.comparison("cmp-new", day="2026-11-22", **COMPARISON_CONTEXT)]).json()["results"]
+    assert [a["status"] for a in answers] == ["accepted"] * 3
+    out = tmp_path / "out"
+    for fmt in ("csv", "parquet"):
+        result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", str(live.storage.path)])
+        assert result.exit_code == 0, result.output
+        assert columns(out / f"comparisons.{fmt}", fmt)[-len(COMPARISON_CONTEXT):] == list(COMPARISON_CONTEXT)
+        rows = {r["comparison_id"]: r for r in read(out / f"comparisons.{fmt}", fmt)}
+        empty = "" if fmt == "csv" else None
+        assert [rows["cmp-old"][c] for c in COMPARISON_CONTEXT] == [empty] * len(COMPARISON_CONTEXT)
+        assert str(rows["cmp-old"]["rating"]) == "4"
+        expected = COMPARISON_CONTEXT if fmt == "parquet" else {k: str(v) for k, v in COMPARISON_CONTEXT.items()}
+        assert {c: rows["cmp-new"][c] for c in COMPARISON_CONTEXT} == expected
+
+
+def test_the_server_refuses_comparison_context_outside_the_contract() -> None:
+    from studyapp.server.validation import Rejected, check_event
+
+    good = f.comparison("cmp1", **COMPARISON_CONTEXT)["payload"]
+    assert check_event("e1", "comparison", good).payload["utc_offset_min"] == -300
+    assert check_event("e1", "comparison", good | {"utc_offset_min": 840, "memory_size": 0}).record_key == "cmp1"
+    for bad, field in ((good | {"prompt_message_id": ""}, "prompt_message_id"),
+                       (good | {"shown_at": "yesterday"}, "shown_at"), (good | {"shown_at": 5}, "shown_at"),
+                       (good | {"rating_shown": 6}, "rating_shown"), (good | {"rating_shown": True}, "rating_shown"),
+                       (good | {"memory_size": -1}, "memory_size"), (good | {"selected_count": 1.5}, "selected_count"),
+                       (good | {"study_day": "3"}, "study_day"), (good | {"utc_offset_min": 841}, "utc_offset_min"),
+                       (good | {"utc_offset_min": -845}, "utc_offset_min"),
+                       (good | {"utc_offset_min": 60.5}, "utc_offset_min"),
+                       (good | {"selector_model": 3}, "selector_model"),
+                       (good | {"protocol_version": 1.2}, "protocol_version"),
+                       (good | {"selector_template": ["select"]}, "selector_template")):
+        with pytest.raises(Rejected, match=field):
+            check_event("e1", "comparison", bad)
+
+
 def test_empty_parquet_files_still_carry_the_columns(live: LiveServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["export", "--format", "parquet", "--out", str(out),
