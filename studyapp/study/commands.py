@@ -73,15 +73,18 @@ def comparisons_command(ctx: click.Context, data_dir: Path | None, as_json: bool
     """Your comparisons: when, your rating (5 = the personalized answer much better), the judge's ratings."""
     import json
 
+    from studyapp.privacy.intake import comparison_context
     from studyapp.privacy.records import comparison_records
     from studyapp.store.comparisons import ComparisonStore
 
-    store = ComparisonStore(_open_db(ctx, data_dir))
+    db = _open_db(ctx, data_dir)
+    store = ComparisonStore(db)
     records = store.list()
     for record in records:
         verdicts = [v.rating for v in store.verdicts(record.id) if v.rating is not None]
         if as_json:
-            [(_, event)] = comparison_records(record, [])
+            # The same record the study receives (before anonymization), context included.
+            [(_, event)] = comparison_records(record, [], comparison_context(db, record))
             click.echo(json.dumps(event | {"judge_ratings": verdicts}, ensure_ascii=False))
             continue
         rating = "skipped" if record.skipped else (str(record.rating) if record.rating else record.status)

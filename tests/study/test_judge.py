@@ -171,3 +171,5 @@ def test_study_status_and_comparisons_commands(tmp_path: Path) -> None:
     row = json.loads(result.output)
     assert (row["comparison_id"], row["rating"], row["personalized_side"]) == (cid, 2, "right")
     assert row["judge_ratings"] == [4]
+    # The context the study receives too: the participant's local UTC offset is always known on the device.
+    assert isinstance(row["utc_offset_min"], int) and "prompt_message_id" in row
