@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from studyapp.events import TEXT_FIELDS
 from studyapp.privacy.anonymize import Anonymizer
+from studyapp.store.db import database_file, open_database
 from studyapp.store.outbox import OutboxEvent, OutboxStore
 from studyapp.study.protocol import Protocol
 
@@ -63,8 +64,7 @@ class ReviewService:
         self.outbox = OutboxStore(db)
         # Read here, in the thread that owns ``db``: on_new_connection runs in a worker thread, where
         # touching ``db`` would be a cross-thread use of the connection.
-        row = db.execute("PRAGMA database_list").fetchone()
-        self._database_file: str | None = row[2] or None
+        self._database_file = database_file(db)
 
     def database_file(self) -> str | None:
         """The database file behind this service (None for an in-memory database)."""
@@ -76,8 +76,6 @@ class ReviewService:
         path = self.database_file()
         if path is None:
             return self
-        from studyapp.store.db import open_database
-
         db = open_database(path)
         return ReviewService(db, self.protocol, Anonymizer(db, model_name=self.anonymizer.model_name,
                                                            ner=self.anonymizer.ner))

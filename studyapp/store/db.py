@@ -131,6 +131,12 @@ def open_database(path: str | Path, *, migrate: bool = True, check_integrity: bo
     return db
 
 
+def database_file(db: Database) -> str | None:
+    """The file behind a connection (None for an in-memory database)."""
+    row = db.execute("PRAGMA database_list").fetchone()
+    return row[2] or None
+
+
 def schema_version(db: Database) -> str:
     applied = migrations.applied(db)
     return applied[-1].name if applied else "(empty)"

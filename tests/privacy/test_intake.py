@@ -84,6 +84,15 @@ def restart_pump(db_path: Path) -> RecordPump:
     return pump
 
 
+async def pump_and_sync(db: Database, path: Path) -> None:
+    """Close the app's connection, start again as the app does (the pump drains the intake), then upload."""
+    db.close()
+    restart_pump(path)
+    db = open_database(path)
+    await run_sync(db)
+    db.close()
+
+
 async def test_a_rating_killed_before_the_gate_is_uploaded_exactly_once(live: LiveServer, tmp_path: Path,
                                                                        memory_keyring: MemoryKeyring) -> None:
     path = tmp_path / "studyapp.db"
@@ -163,11 +172,7 @@ async def test_schedule_decisions_reach_the_export_with_every_column(live: LiveS
                      memory_size=4, selected_count=2)
     schedules.record(message_id=prompt.id, conversation_id=conversation.id, eligible=False, draw=None,
                      probability=None, outcome="too_soon", reason="too soon", memory_size=4, selected_count=None)
-    db.close()
-    restart_pump(path)
-    db = open_database(path)
-    await run_sync(db)
-    db.close()
+    await pump_and_sync(db, path)
     assert live.storage.count_records("schedule_decision") == 2
 
     export(live.storage, tmp_path / "out", "parquet", researcher="test")
@@ -205,11 +210,7 @@ async def test_labels_and_dismissals_reach_the_export_with_every_column(live: Li
     memory.label(labeled.id, "doesnt_make_sense", source="label_prompt")
     memory.edit(labeled.id, "Knows Maria Lopez from work")  # the label answered the earlier version
     dismissal_id = memory.dismiss(left.id, source="label_prompt")
-    db.close()
-    restart_pump(path)
-    db = open_database(path)
-    await run_sync(db)
-    db.close()
+    await pump_and_sync(db, path)
     assert live.storage.count_records("attribute_label") == 1
     assert live.storage.count_records("label_dismissal") == 1
 
@@ -299,11 +300,7 @@ async def test_a_rated_comparison_reaches_the_export_with_its_context(
     assert rating == (4 if outcome.personalized_side == "left" else 2)
     decision = ScheduleStore(db).for_message(offer.saved.message.id)
     assert decision is not None and decision.outcome == "comparison"
-    db.close()
-    restart_pump(path)
-    db = open_database(path)
-    await run_sync(db)
-    db.close()
+    await pump_and_sync(db, path)
     assert live.storage.count_records("comparison") == 1
 
     export(live.storage, tmp_path / "out", "parquet", researcher="test")
