@@ -9,10 +9,10 @@
                                ``turns.finish_comparison(offer, result)``; nothing more comes from ``run``
             ReplyStarted / ReplyDelta / ReplyFinished   an ordinary reply streaming (chat.ChatService)
 
-Order of a turn: commit the message; if memory is on and holds something, ask the study's schedule whether
-this turn is a comparison and run selection *once* (its decisions are recorded per attribute); a comparison
-needs a selected attribute (else both arms would be the same generic answer), otherwise the reply streams with
-the selected attributes. Every committed study record is announced with ``records_written`` (the database has
+Order of a turn: commit the message; ask the study's schedule whether this turn may be a comparison; if memory
+is on and holds something, run selection *once* (its decisions are recorded per attribute); record the schedule's
+decision with how the turn ends (schedule_decisions); a comparison needs a selected attribute (else both arms
+would be the same generic answer), otherwise the reply streams with the selected attributes. Every committed study record is announced with ``records_written`` (the database has
 already noted it for the privacy gate, see store/collect_queue.py). Cancelling the consumer (Esc) closes the
 generator, and the reply in flight is kept, marked interrupted.
 """
@@ -81,15 +81,15 @@ class TurnController:
         decision = ctx.study.decide(saved.conversation, saved.message)
         outcome, selected_count = decision.outcome, None
         selection: SelectionResult | None = None
-        selected = saved.conversation.memory_enabled and ctx.has_memory()
-        if selected:
+        can_select = saved.conversation.memory_enabled and ctx.has_memory()
+        if can_select:
             yield Preparing()
             selection = await self._select(saved)
             if selection is not None and selection.error is None:
                 selected_count = len(selection.selected)
             attributes = selection.selected if selection is not None else []
         if decision.compare:  # the draw was won: selection decides whether a comparison happens
-            if not selected:
+            if not can_select:
                 outcome = "nothing_selected"  # memory holds nothing to select from
             elif selection is None or selection.error is not None:
                 outcome = "selection_failed"
