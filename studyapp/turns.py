@@ -12,8 +12,9 @@
 Order of a turn: commit the message; ask the study's schedule whether this turn may be a comparison; if memory
 is on and holds something, run selection *once* (its decisions are recorded per attribute); record the schedule's
 decision with how the turn ends (schedule_decisions); a comparison needs a selected attribute (else both arms
-would be the same generic answer), otherwise the reply streams with the selected attributes. Every committed study record is announced with ``records_written`` (the database has
-already noted it for the privacy gate, see store/collect_queue.py). Cancelling the consumer (Esc) closes the
+would be the same generic answer), otherwise the reply streams with the selected attributes. Every committed
+study record is announced with ``records_written`` (the database has already noted it for the privacy gate, see
+store/collect_queue.py). Cancelling the consumer (Esc) closes the
 generator, and the reply in flight is kept, marked interrupted.
 """
 
