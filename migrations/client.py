@@ -431,3 +431,63 @@ def m007_label_context(db: Database) -> None:
         BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('label_dismissal', NEW.id); END
         """
     )
+
+
+@migrations()
+def m008_study_records(db: Database) -> None:
+    enrolled = "EXISTS (SELECT 1 FROM studies WHERE withdrawn_at IS NULL)"
+    # What became of a comparison that was not rated or skipped: an arm failed, the participant stopped it, or
+    # the app closed before it was rated (marked at the next start). Such comparisons are study records too.
+    db.execute("ALTER TABLE comparisons ADD COLUMN end_state TEXT "
+               "CHECK (end_state IS NULL OR end_state IN ('failed', 'cancelled', 'abandoned'))")
+    db.execute("ALTER TABLE comparisons ADD COLUMN ended_at TEXT")
+    # The conversation both arms were written with (ids of the history messages, in order) and a sha256 of it, so
+    # the judge can be shown the same context and a record can show it was.
+    db.execute("ALTER TABLE comparisons ADD COLUMN context_message_ids TEXT")
+    db.execute("ALTER TABLE comparisons ADD COLUMN context_sha256 TEXT")
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_comparison_end AFTER UPDATE OF end_state ON comparisons
+        WHEN NEW.end_state IS NOT NULL AND OLD.end_state IS NULL
+             AND NOT EXISTS (SELECT 1 FROM ratings WHERE comparison_id = NEW.id) AND {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('comparison', NEW.id); END
+        """
+    )
+    # Whether the selector's answer was readable and named this attribute (NULL: recorded before this migration).
+    db.execute("ALTER TABLE selections ADD COLUMN valid INTEGER")
+    # What became of each relevance question (NULL before this migration: human_relevant alone, where NULL meant
+    # "not sure", "not answered" or "never shown"), when it was asked, and the chance it was sampled.
+    db.execute("ALTER TABLE relevance_labels ADD COLUMN status TEXT "
+               "CHECK (status IS NULL OR status IN ('yes', 'no', 'not_sure', 'not_asked'))")
+    db.execute("ALTER TABLE relevance_labels ADD COLUMN asked_when TEXT "
+               "CHECK (asked_when IS NULL OR asked_when IN ('before_rating', 'after_rating'))")
+    db.execute("ALTER TABLE relevance_labels ADD COLUMN ask_probability REAL")
+    # The conversation context the judge saw (sha256 and length of the transcript it was given).
+    db.execute("ALTER TABLE judge_verdicts ADD COLUMN context_sha256 TEXT")
+    db.execute("ALTER TABLE judge_verdicts ADD COLUMN context_chars INTEGER")
+    # An unreadable verdict is a record too (a judge that cannot answer is part of the judge's agreement).
+    db.execute("DROP TRIGGER collect_judge_verdict")
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_judge_verdict AFTER INSERT ON judge_verdicts WHEN {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('judge_verdict', NEW.id); END
+        """
+    )
+    # Each time the participant looked at what the assistant holds about them, written when they leave it.
+    db.execute(
+        """
+        CREATE TABLE memory_views (
+            id TEXT PRIMARY KEY,
+            opened_at TEXT NOT NULL,
+            closed_at TEXT NOT NULL,
+            duration_s REAL NOT NULL,
+            screen TEXT NOT NULL CHECK (screen IN ('memory_screen', 'label_prompt'))
+        )
+        """
+    )
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_memory_view AFTER INSERT ON memory_views WHEN {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('memory_view', NEW.id); END
+        """
+    )

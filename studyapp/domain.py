@@ -147,6 +147,20 @@ class SelectionRecord:
     model: str | None
     template: str | None
     created_at: str
+    # Whether the selector's answer was readable and decided this attribute (None: recorded before m008).
+    valid: bool | None = None
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MemoryView:
+    """The participant looked at their memory: where, when, for how long (recorded when they leave it)."""
+
+    id: str
+    opened_at: str
+    closed_at: str
+    duration_s: float
+    screen: str
 
 
 @dataclass

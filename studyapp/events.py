@@ -9,10 +9,19 @@ so a participant can never write records for someone else.
 from __future__ import annotations
 
 # Data categories a study can ask for (protocol [categories]); the participant consents per category.
-CATEGORIES = ("ratings", "attribute_labels", "relevance_labels", "attributes", "conversation_text")
+CATEGORIES = ("ratings", "attribute_labels", "relevance_labels", "attributes", "conversation_text", "selections")
 
-# kind -> (category that must be consented, required fields, optional fields)
-EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
+# The version of this contract an app writes its records under: every record carries it as contract_version,
+# so an export tells the rows of older apps (empty contract_version) that lack the fields added since.
+CONTRACT_VERSION = 2
+# Entity types counted in replaced_entities (the anonymizer's placeholders; studyapp.privacy.anonymize).
+REPLACED_FIELD = "replaced_entities"
+
+SELECTION_FIELDS = ("selection_id", "message_id", "conversation_id", "attribute_id", "selected", "valid", "decided_at")
+
+# kind -> (category that must be consented, required fields, optional fields). Optional fields are those
+# older apps did not send; every kind also allows contract_version (and, where it has text, replaced_entities).
+_EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
     # The consent record itself is always sent: the study must know what was agreed to.
     "consent": (None, ("consent_version", "consent_sha256", "categories", "action", "created_at"), ()),
     "message": (
@@ -35,25 +44,33 @@ EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
     # The participant left the label prompt ("Later") with the attribute on screen unanswered: without it, an
     # unlabeled attribute could not be told apart from one never shown.
     "label_dismissal": ("attribute_labels", ("attribute_id", "dismissed_at", "dismissal_id"), ("source",)),
-    # The fields after time_to_rate_ms (no text) let a comparison be analyzed without joins: the prompt's id, when
-    # both arms were shown, the number pressed as shown (rating is the personalized arm's view), the memory and
-    # selection at the time, the selector, the protocol version, the study day and the local UTC offset.
-    # Optional: older apps did not send them.
+    # Every comparison that was started, whatever became of it (state): rated, skipped, failed (an arm could not
+    # be written), cancelled (the participant stopped it) or abandoned (the app closed before it was rated).
+    # The fields after time_to_rate_ms (no text) let a comparison be analyzed without joins.
     "comparison": (
         "ratings",
         ("comparison_id", "conversation_id", "personalized_side", "model", "created_at", "skipped"),
         ("prompt", "generic_response", "personalized_response", "rating", "chosen", "rated_at",
          "comment", "parameters", "templates", "time_to_rate_ms",
          "prompt_message_id", "shown_at", "rating_shown", "memory_size", "selected_count", "selector_model",
-         "selector_template", "protocol_version", "study_day", "utc_offset_min"),
+         "selector_template", "protocol_version", "study_day", "utc_offset_min",
+         "state", "ended_at", "consent_version", "extractor_model", "extractor_template", "generic_template",
+         "personalized_template", "context_messages", "context_sha256"),
     ),
+    # One per attribute sampled for "should this have shaped the answer?": relevance_status says what became of
+    # the question, ask_probability the chance it was sampled (1 for selected attributes) to weight recall.
     "relevance_label": (
         "relevance_labels",
         ("comparison_id", "attribute_id", "selected_by_model", "model_relevant"),
-        ("human_relevant",),
+        ("human_relevant", "relevance_status", "asked_when", "ask_probability", "labeled_at"),
     ),
-    # verdict_id (optional: older apps did not send it) tells re-runs of the same judge and order apart.
-    "judge_verdict": ("ratings", ("comparison_id", "judge_model", "personalized_side", "rating"), ("verdict_id",)),
+    # verdict_id tells re-runs of the same judge and order apart. An answer the app could not read is sent too
+    # (verdict_status unreadable, rating empty). context_sha256/context_chars: the conversation the judge saw.
+    "judge_verdict": (
+        "ratings",
+        ("comparison_id", "judge_model", "personalized_side", "rating"),
+        ("verdict_id", "verdict_status", "judge_template", "context_sha256", "context_chars", "created_at"),
+    ),
     # Every participant turn the comparison schedule looked at (no text): which turns could have become
     # comparisons, and why they did or did not. Travels with the ratings it is the denominator of.
     "schedule_decision": (
@@ -61,6 +78,14 @@ EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
         ("decision_id", "conversation_id", "message_id", "decided_at", "eligible", "outcome", "memory_size"),
         ("draw", "probability", "reason", "selected_count"),
     ),
+    # The selector's yes/no on one attribute for one request (stage 2). valid is false when the selector's answer
+    # could not be read or said nothing about the attribute: then "not selected" is not the model's "no".
+    # Comparison turns travel with the relevance labels they are compared against; ordinary turns only with
+    # the selections category.
+    "selection": ("relevance_labels", SELECTION_FIELDS, ("rationale", "model", "template")),
+    "turn_selection": ("selections", SELECTION_FIELDS, ("rationale", "model", "template")),
+    # The participant looked at what the assistant holds about them (seeing it can change later ratings).
+    "memory_view": ("ratings", ("view_id", "opened_at", "duration_s"), ("closed_at", "screen")),
 }
 
 # Fields holding free text written by or about the participant: anonymized on device before queueing.
@@ -69,6 +94,15 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "attribute": ("text", "reason"),
     "attribute_label": ("attribute_text",),
     "comparison": ("prompt", "generic_response", "personalized_response", "comment"),
+    "selection": ("rationale",),
+    "turn_selection": ("rationale",),
+}
+
+# Every kind allows contract_version; kinds with free text also count what anonymization replaced in it.
+EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
+    kind: (category, required,
+           optional + ("contract_version",) + ((REPLACED_FIELD,) if kind in TEXT_FIELDS else ()))
+    for kind, (category, required, optional) in _EVENT_KINDS.items()
 }
 
 ATTRIBUTE_LABELS = ("makes_sense", "maybe", "doesnt_make_sense")
@@ -77,8 +111,18 @@ LABEL_SOURCES = ("label_prompt", "memory_screen")
 SIDES = ("left", "right")
 # Why a turn did or did not become a comparison (studyapp.study.schedule decides; shared with the server).
 SCHEDULE_OUTCOMES = ("memory_off", "no_comparisons", "daily_cap", "too_few_attributes", "too_soon", "draw_lost",
-                     "comparison", "nothing_selected", "selection_failed")
+                     "comparison", "nothing_selected", "selection_failed", "cancelled")
 ARMS = ("generic", "personalized")
+# What became of a comparison that was started.
+COMPARISON_STATES = ("rated", "skipped", "failed", "cancelled", "abandoned")
+# What became of a relevance question: answered yes / no / not sure, or not answered (never shown because the
+# participant skipped the rating, or left the questions with Esc).
+RELEVANCE_STATUSES = ("yes", "no", "not_sure", "not_asked")
+# When the relevance questions came, relative to the rating.
+ASKED_WHEN = ("before_rating", "after_rating")
+VERDICT_STATUSES = ("ok", "unreadable")
+# Where the participant looked at their memory.
+MEMORY_VIEW_SCREENS = ("memory_screen", "label_prompt")
 
 
 def category_of(kind: str) -> str | None:

@@ -54,6 +54,9 @@ class SelectionDecision:
     text: str
     selected: bool
     rationale: str
+    # False when the selector's answer was unreadable or said nothing about this attribute: "not selected"
+    # then is not the model's "no".
+    valid: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"attribute_id": self.attribute_id, "text": self.text, "selected": self.selected,
@@ -124,10 +127,11 @@ class Selector:
             missing_reason = f"{NO_DECISION} ({structured.error})"
         for i, attribute in enumerate(attributes, start=1):
             selected, rationale = answers.get(i, (False, missing_reason))
-            result.decisions.append(SelectionDecision(attribute.id, attribute.text, selected, rationale))
+            result.decisions.append(SelectionDecision(attribute.id, attribute.text, selected, rationale,
+                                                      valid=i in answers))
         if self.store is not None and message_id is not None:
             self.store.record_selections(
-                message_id, [(d.attribute_id, d.selected, d.rationale) for d in result.decisions],
+                message_id, [(d.attribute_id, d.selected, d.rationale, d.valid) for d in result.decisions],
                 model=result.model, template=result.template,
             )
         return result

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
+from studyapp.contract import ContractError, check_fields
 from studyapp.events import EVENT_KINDS, TEXT_FIELDS
 from studyapp.store.outbox import OutboxStore
 from studyapp.store.util import atomic
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 # Which payload field tells when a record was made (for "a later grant does not pull older records in").
 RECORD_TIME_FIELD = {"attribute": "updated_at", "attribute_label": "labeled_at", "schedule_decision": "decided_at",
-                     "label_dismissal": "dismissed_at"}
+                     "label_dismissal": "dismissed_at", "selection": "decided_at", "turn_selection": "decided_at",
+                     "memory_view": "opened_at"}
 # Fields that carry another category's data: sent only where that category is consented too (and the record is
 # not older than its grant), else dropped. A label's snapshot of the attribute text is the attribute itself.
 FIELD_CATEGORIES: dict[str, dict[str, str]] = {"attribute_label": {"attribute_text": "attributes"}}
@@ -55,6 +57,9 @@ RECORD_KEY_FIELDS: dict[str, tuple[str, ...]] = {
     "judge_verdict": ("comparison_id", "judge_model", "personalized_side", "verdict_id"),
     "schedule_decision": ("decision_id",),
     "label_dismissal": ("dismissal_id",),
+    "selection": ("selection_id",),
+    "turn_selection": ("selection_id",),
+    "memory_view": ("view_id",),
 }
 
 
@@ -104,7 +109,9 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def check_payload(kind: str, payload: dict[str, Any]) -> None:
-    """Raise CollectError unless ``payload`` has exactly the fields studyapp.events allows for ``kind``."""
+    """Raise CollectError unless ``payload`` has exactly the fields studyapp.events allows for ``kind``, each
+    holding a value the contract allows (studyapp.contract; times with their UTC offset), so a record the
+    server would refuse never leaves the machine."""
     if kind not in EVENT_KINDS:
         raise CollectError(f"Unknown event kind {kind!r}: use one of {', '.join(EVENT_KINDS)}.")
     _, required, optional = EVENT_KINDS[kind]
@@ -116,6 +123,10 @@ def check_payload(kind: str, payload: dict[str, Any]) -> None:
         # Unlisted fields would bypass anonymization, so they are refused rather than passed on.
         raise CollectError(f"A {kind!r} event has unknown fields {', '.join(extra)}: only the fields listed in "
                            "studyapp.events.EVENT_KINDS may be collected.")
+    try:
+        check_fields(kind, payload, require_offset=True)
+    except ContractError as exc:
+        raise CollectError(f"A {kind!r} event holds a value the study cannot take: {exc}") from None
 
 
 class Collector:

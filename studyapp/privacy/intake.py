@@ -20,6 +20,7 @@ from datetime import UTC, datetime, tzinfo
 
 from sqlite_utils import Database
 
+from studyapp.domain import ExtractionRun, ScheduleRecord
 from studyapp.events import EVENT_KINDS
 from studyapp.privacy.collect import CollectError, Collector, check_payload
 from studyapp.privacy.records import (
@@ -29,12 +30,15 @@ from studyapp.privacy.records import (
     attribute_record,
     comparison_records,
     dismissal_record,
+    memory_view_record,
     message_record,
     schedule_record,
+    selection_records,
     verdict_record,
 )
 from studyapp.store.collect_queue import CollectQueue, QueuedRecord
 from studyapp.store.comparisons import ComparisonRecord, ComparisonStore
+from studyapp.store.consent import ConsentStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
 from studyapp.store.schedule import ScheduleStore
@@ -72,6 +76,8 @@ def comparison_context(db: Database, c: ComparisonRecord, *, tz: tzinfo | None =
     if study is not None and _utc(study.enrolled_at) <= created:
         day, _ = study_day(study.enrolled_at, created, int(protocol.get("duration_days") or 0), tz=tz)
     version = protocol.get("version")
+    consent = _consent_at(db, study.id, c.created_at) if study is not None else None
+    extraction = _extraction_before(db, c.created_at)
     return ComparisonContext(
         memory_size=decision.memory_size if decision is not None else None,
         selected_count=decision.selected_count if decision is not None else None,
@@ -80,7 +86,33 @@ def comparison_context(db: Database, c: ComparisonRecord, *, tz: tzinfo | None =
         protocol_version=str(version) if version is not None else None,
         study_day=day,
         utc_offset_min=round(offset.total_seconds() / 60) if offset is not None else None,
+        consent_version=consent,
+        extractor_model=extraction.model if extraction is not None else None,
+        extractor_template=extraction.template if extraction is not None else None,
     )
+
+
+def _consent_at(db: Database, study_id: str, at: str) -> str | None:
+    """The version of the consent in force at ``at`` (None if none was, or it had been withdrawn)."""
+    version = None
+    for event in ConsentStore(db).events(study_id):
+        if _utc(event["created_at"]) > _utc(at):
+            break
+        version = None if event["action"] == "withdraw" else event["document_version"]
+    return version
+
+
+def _extraction_before(db: Database, at: str) -> ExtractionRun | None:
+    """The latest extraction run that worked before ``at``: the extractor behind the memory then."""
+    runs = [r for r in MemoryStore(db).runs() if r.status == "ok" and _utc(r.created_at) <= _utc(at)]
+    return max(runs, key=lambda r: _utc(r.created_at)) if runs else None
+
+
+def _decision_records(db: Database, decision: ScheduleRecord) -> list[Record]:
+    """A turn's schedule decision and the selector's decisions on it (its kind tells a comparison turn)."""
+    selections = MemoryStore(db).selections(decision.message_id)
+    return [schedule_record(decision),
+            *selection_records(selections, comparison_turn=decision.outcome == "comparison")]
 
 
 def build(db: Database, queued: QueuedRecord) -> list[Record]:
@@ -105,11 +137,13 @@ def build(db: Database, queued: QueuedRecord) -> list[Record]:
                                   comparison_context(db, comparison))
     if queued.kind == "judge_verdict":
         verdict = ComparisonStore(db).get_verdict(queued.source_id)
-        record = verdict_record(verdict) if verdict is not None else None
-        return [record] if record is not None else []
+        return [verdict_record(verdict)] if verdict is not None else []
     if queued.kind == "schedule_decision":
         decision = ScheduleStore(db).get(queued.source_id)
-        return [schedule_record(decision)] if decision is not None else []
+        return _decision_records(db, decision) if decision is not None else []
+    if queued.kind == "memory_view":
+        view = MemoryStore(db).get_view(queued.source_id)
+        return [memory_view_record(view)] if view is not None else []
     raise ValueError(f"collect_queue holds an unknown record kind {queued.kind!r}")
 
 
@@ -159,16 +193,20 @@ def earlier_records(db: Database, categories: Iterable[str]) -> list[Record]:
             if "attribute_labels" in categories:
                 records += [attribute_label_record(label) for label in memory.labels(attribute.id)]
                 records += [dismissal_record(d) for d in memory.dismissals(attribute.id)]
-    if categories & {"ratings", "relevance_labels"}:
+    if categories & {"ratings", "relevance_labels", "selections"}:
         comparisons = ComparisonStore(db)
-        for comparison in comparisons.list(status="rated") + comparisons.list(status="skipped"):
+        for comparison in comparisons.list():
+            if comparison.state is None:
+                continue  # still on screen: it becomes a record when it ends
             records += comparison_records(comparison, comparisons.relevance_labels(comparison.id),
                                           comparison_context(db, comparison))
-            records += [r for v in comparisons.verdicts(comparison.id) if (r := verdict_record(v)) is not None]
+            records += [verdict_record(v) for v in comparisons.verdicts(comparison.id)]
+        for decision in ScheduleStore(db).list():
+            records += _decision_records(db, decision)
         if "ratings" in categories:
-            records += [schedule_record(d) for d in ScheduleStore(db).list()]
-    # Only the kinds of the categories asked for: a relevance label has no time of its own, so it must not
-    # ride along with a ratings backfill into a category granted without earlier records.
+            records += [memory_view_record(v) for v in MemoryStore(db).views()]
+    # Only the kinds of the categories asked for: a relevance label or selection must not ride along with a
+    # ratings backfill into a category granted without earlier records.
     return [r for r in records if EVENT_KINDS[r[0]][0] in categories]
 
 

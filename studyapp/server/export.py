@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -33,6 +33,20 @@ class RecordType:
     name: str  # file name
     kind: str | None  # event kind (None: the participants table)
     columns: tuple[tuple[str, str], ...]  # after study_id, participant_id
+    # Further event kinds written to the same file, and the value of its ``turn`` column for each kind.
+    more_kinds: tuple[str, ...] = ()
+    turn_of_kind: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.kind, *self.more_kinds) if self.kind is not None else ()
+
+
+# Every event-based file ends with these: the contract version of the app that sent the row (empty: an app before
+# version 2, which did not send the fields marked "since 2" in docs/ARCHITECTURE.md section 8), and for records
+# with free text, the entity types anonymization replaced in it with their counts (JSON).
+VERSION = (("contract_version", INT),)
+REPLACED = (("replaced_entities", S),)
 
 
 RECORD_TYPES: tuple[RecordType, ...] = (
@@ -41,18 +55,19 @@ RECORD_TYPES: tuple[RecordType, ...] = (
     )),
     RecordType("messages", "message", (
         ("conversation_id", S), ("message_id", S), ("role", S), ("content", S), ("created_at", S), ("status", S),
+        *VERSION, *REPLACED,
     )),
     RecordType("attributes", "attribute", (
         ("attribute_id", S), ("text", S), ("reason", S), ("confidence", F), ("origin", S), ("status", S),
-        ("created_at", S), ("updated_at", S),
+        ("created_at", S), ("updated_at", S), *VERSION, *REPLACED,
     )),
     # source, attribute_text, confidence, age_s: empty for labels from apps before they were sent.
     RecordType("attribute_labels", "attribute_label", (
         ("attribute_id", S), ("label", S), ("labeled_at", S), ("source", S), ("attribute_text", S),
-        ("confidence", F), ("age_s", F),
+        ("confidence", F), ("age_s", F), *VERSION, *REPLACED,
     )),
     RecordType("label_dismissals", "label_dismissal", (
-        ("dismissal_id", S), ("attribute_id", S), ("dismissed_at", S), ("source", S),
+        ("dismissal_id", S), ("attribute_id", S), ("dismissed_at", S), ("source", S), *VERSION,
     )),
     RecordType("comparisons", "comparison", (
         ("comparison_id", S), ("conversation_id", S), ("prompt", S), ("generic_response", S),
@@ -64,20 +79,39 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         ("prompt_message_id", S), ("shown_at", S), ("rating_shown", INT), ("memory_size", INT),
         ("selected_count", INT), ("selector_model", S), ("selector_template", S), ("protocol_version", S),
         ("study_day", INT), ("utc_offset_min", INT),
+        # since contract 2: what became of it, and the versions behind both arms
+        ("state", S), ("ended_at", S), ("consent_version", S), ("extractor_model", S), ("extractor_template", S),
+        ("generic_template", S), ("personalized_template", S), ("context_messages", INT), ("context_sha256", S),
+        *VERSION, *REPLACED,
     )),
     RecordType("relevance_labels", "relevance_label", (
         ("comparison_id", S), ("attribute_id", S), ("selected_by_model", B), ("model_relevant", B),
         ("human_relevant", B),
+        ("relevance_status", S), ("asked_when", S), ("ask_probability", F), ("labeled_at", S), *VERSION,
     )),
     RecordType("judge_verdicts", "judge_verdict", (
         ("comparison_id", S), ("judge_model", S), ("personalized_side", S), ("rating", INT),
+        ("verdict_id", S), ("verdict_status", S), ("judge_template", S), ("context_sha256", S),
+        ("context_chars", INT), ("created_at", S), *VERSION,
     )),
     RecordType("schedule_decisions", "schedule_decision", (
         ("decision_id", S), ("conversation_id", S), ("message_id", S), ("decided_at", S), ("eligible", B),
         ("draw", F), ("probability", F), ("outcome", S), ("reason", S), ("memory_size", INT), ("selected_count", INT),
+        *VERSION,
+    )),
+    # The selector's decision on every attribute for a request: comparison turns (kind selection, with the
+    # relevance labels) and, where the selections category is consented, ordinary turns (kind turn_selection).
+    RecordType("selections", "selection", (
+        ("turn", S), ("selection_id", S), ("message_id", S), ("conversation_id", S), ("attribute_id", S),
+        ("selected", B), ("valid", B), ("rationale", S), ("model", S), ("template", S), ("decided_at", S),
+        *VERSION, *REPLACED,
+    ), more_kinds=("turn_selection",), turn_of_kind={"selection": "comparison", "turn_selection": "ordinary"}),
+    RecordType("memory_views", "memory_view", (
+        ("view_id", S), ("opened_at", S), ("closed_at", S), ("duration_s", F), ("screen", S), *VERSION,
     )),
     RecordType("consents", "consent", (
         ("consent_version", S), ("consent_sha256", S), ("categories", L), ("action", S), ("created_at", S),
+        *VERSION,
     )),
 )
 RECORD_TYPE_NAMES = tuple(r.name for r in RECORD_TYPES)
@@ -102,21 +136,29 @@ def _cell(value: Any, kind: str) -> Any:
 
 
 def count_rows(storage: Storage, rt: RecordType) -> int:
-    return storage.count_participant_records() if rt.kind is None else storage.count_records(rt.kind)
+    if rt.kind is None:
+        return storage.count_participant_records()
+    return sum(storage.count_records(kind) for kind in rt.kinds)
+
+
+def _sources(storage: Storage, rt: RecordType) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    if rt.kind is None:
+        for r in storage.participant_records():
+            yield r["participant_id"], None, r
+        return
+    for kind in rt.kinds:
+        for participant_id, payload in storage.records(kind):
+            yield participant_id, kind, payload
 
 
 def rows(storage: Storage, rt: RecordType, study_id: str) -> Iterator[dict[str, Any]]:
     """The rows of one record type, as dicts with exactly the export columns."""
-    if rt.kind is None:
-        source: Iterator[tuple[str, dict[str, Any]]] = (
-            (r["participant_id"], r) for r in storage.participant_records()
-        )
-    else:
-        source = storage.records(rt.kind)
-    for participant_id, payload in source:
+    for participant_id, kind, payload in _sources(storage, rt):
+        if kind in rt.turn_of_kind:
+            payload = {**payload, "turn": rt.turn_of_kind[kind]}
         row: dict[str, Any] = {"study_id": study_id, "participant_id": participant_id}
-        for name, kind in rt.columns:
-            row[name] = _cell(payload.get(name), kind)
+        for name, column_kind in rt.columns:
+            row[name] = _cell(payload.get(name), column_kind)
         yield row
 
 

@@ -18,6 +18,8 @@ from sqlite_utils import Database
 from studyapp.store.util import dumps, loads, new_id, now
 
 STATUSES = ("generating", "shown", "rated", "skipped", "error")
+# What became of a comparison neither rated nor skipped (comparisons.end_state, migration m008).
+END_STATES = ("failed", "cancelled", "abandoned")
 
 
 class ComparisonNotFound(LookupError):
@@ -56,6 +58,19 @@ class ComparisonRecord:
     comment: str | None = None
     time_to_rate_ms: float | None = None
     rated_at: str | None = None
+    # Set when it ended without a rating or skip: failed, cancelled or abandoned (m008).
+    end_state: str | None = None
+    ended_at: str | None = None
+    # The history messages both arms were written with, and a sha256 of that transcript (m008; None before).
+    context_message_ids: list[str] | None = None
+    context_sha256: str | None = None
+
+    @property
+    def state(self) -> str | None:
+        """rated, skipped, failed, cancelled or abandoned; None while it is still being generated or shown."""
+        if self.rated_at is not None:
+            return "skipped" if self.skipped else "rated"
+        return self.end_state
 
     @property
     def selected_texts(self) -> list[str]:
@@ -76,6 +91,10 @@ class RelevanceLabel:
     model_relevant: bool
     human_relevant: bool | None
     labeled_at: str | None
+    # yes / no / not_sure / not_asked, when it was asked, and the chance it was sampled (m008; None before).
+    status: str | None = None
+    asked_when: str | None = None
+    ask_probability: float | None = None
 
 
 @dataclass
@@ -88,6 +107,9 @@ class JudgeVerdict:
     raw: str | None
     template: str | None
     created_at: str
+    # The conversation the judge saw: sha256 and length of its transcript (m008; None before).
+    context_sha256: str | None = None
+    context_chars: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,6 +150,10 @@ def _record(row: Mapping[str, Any]) -> ComparisonRecord:
         comment=row["comment"],
         time_to_rate_ms=row["time_to_rate_ms"],
         rated_at=row["rated_at"],
+        end_state=row["end_state"],
+        ended_at=row["ended_at"],
+        context_message_ids=loads(row["context_message_ids"]),
+        context_sha256=row["context_sha256"],
     )
 
 
@@ -296,7 +322,8 @@ class ComparisonStore:
                 id=r["id"], comparison_id=r["comparison_id"], attribute_id=r["attribute_id"],
                 selected_by_model=bool(r["selected_by_model"]), model_relevant=bool(r["model_relevant"]),
                 human_relevant=None if r["human_relevant"] is None else bool(r["human_relevant"]),
-                labeled_at=r["labeled_at"],
+                labeled_at=r["labeled_at"], status=r["status"], asked_when=r["asked_when"],
+                ask_probability=r["ask_probability"],
             )
             for r in rows
         ]

@@ -30,6 +30,7 @@ from studyapp.domain import (
     ExtractionRun,
     LabelDismissal,
     MemoryChangeError,
+    MemoryView,
     Message,
     NewAttribute,
     SelectionRecord,
@@ -420,19 +421,20 @@ class MemoryStore:
 
     # Selections ------------------------------------------------------------------------
 
-    def record_selections(self, message_id: str, decisions: Sequence[tuple[str, bool, str]], *,
+    def record_selections(self, message_id: str, decisions: Sequence[tuple[str, bool, str, bool]], *,
                           model: str | None, template: str | None) -> list[str]:
-        """One row per attribute considered for a request: (attribute id, selected, rationale)."""
+        """One row per attribute considered for a request: (attribute id, selected, rationale, valid), where
+        valid is false when the selector's answer was unreadable or said nothing about the attribute."""
         ts = now()
         ids = []
         with self.db.conn:
-            for attribute_id, selected, rationale in decisions:
+            for attribute_id, selected, rationale, valid in decisions:
                 row_id = new_id()
                 ids.append(row_id)
                 self.db.execute(
                     "INSERT INTO selections (id, message_id, attribute_id, selected, rationale, model, template, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [row_id, message_id, attribute_id, int(selected), rationale, model, template, ts],
+                    "created_at, valid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [row_id, message_id, attribute_id, int(selected), rationale, model, template, ts, int(valid)],
                 )
         return ids
 
@@ -440,11 +442,35 @@ class MemoryStore:
         return [
             SelectionRecord(id=r["id"], message_id=r["message_id"], attribute_id=r["attribute_id"],
                             selected=bool(r["selected"]), rationale=r["rationale"], model=r["model"],
-                            template=r["template"], created_at=r["created_at"])
+                            template=r["template"], created_at=r["created_at"],
+                            valid=None if r["valid"] is None else bool(r["valid"]),
+                            conversation_id=r["conversation_id"])
             for r in self.db.query(
-                "SELECT * FROM selections WHERE message_id = ? ORDER BY created_at, rowid", [message_id]
+                "SELECT s.*, m.conversation_id FROM selections s LEFT JOIN messages m ON m.id = s.message_id "
+                "WHERE s.message_id = ? ORDER BY s.created_at, s.rowid", [message_id]
             )
         ]
+
+    # Memory views --------------------------------------------------------------------------
+
+    def record_view(self, *, opened_at: str, screen: str, closed_at: str | None = None) -> str:
+        """The participant looked at their memory from ``opened_at`` until now (or ``closed_at``)."""
+        closed = closed_at or now()
+        duration = max(0.0, (datetime.fromisoformat(closed) - datetime.fromisoformat(opened_at)).total_seconds())
+        view_id = new_id()
+        with self.db.conn:
+            self.db.execute("INSERT INTO memory_views (id, opened_at, closed_at, duration_s, screen) "
+                            "VALUES (?, ?, ?, ?, ?)", [view_id, opened_at, closed, duration, screen])
+        return view_id
+
+    def get_view(self, view_id: str) -> MemoryView | None:
+        row = self.db.execute("SELECT id, opened_at, closed_at, duration_s, screen FROM memory_views WHERE id = ?",
+                              [view_id]).fetchone()
+        return MemoryView(*row) if row is not None else None
+
+    def views(self) -> list[MemoryView]:
+        return [MemoryView(*r) for r in self.db.execute(
+            "SELECT id, opened_at, closed_at, duration_s, screen FROM memory_views ORDER BY opened_at, rowid")]
 
     def selected_attributes(self, message_id: str) -> list[Attribute]:
         """The attributes used for a reply (for 'which attributes shaped this answer' in the chat view)."""

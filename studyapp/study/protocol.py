@@ -54,6 +54,7 @@ DEFAULT_CATEGORY_DESCRIPTIONS = {
     "relevance_labels": "Your yes/no answers on whether an attribute should have shaped an answer.",
     "attributes": "The attributes the assistant inferred about you (anonymized).",
     "conversation_text": "The text of your conversations (anonymized on your machine).",
+    "selections": "For each of your messages, which of the attributes the assistant judged relevant, and why.",
 }
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}

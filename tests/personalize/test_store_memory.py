@@ -141,7 +141,7 @@ def test_evidence_messages_and_selections(conversations, memory):
     assert [m.id for m in memory.evidence_messages(new.id)] == ids
     assert memory.get(new.id).evidence == [ids[1], ids[0]]
     other = memory.add_participant_attribute("I like tea")
-    memory.record_selections(ids[1], [(new.id, True, "relevant"), (other.id, False, "unrelated")],
+    memory.record_selections(ids[1], [(new.id, True, "relevant", True), (other.id, False, "unrelated", True)],
                              model="m", template="select@1")
     rows = memory.selections(ids[1])
     assert [(r.attribute_id, r.selected, r.template) for r in rows] == [

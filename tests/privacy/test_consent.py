@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from studyapp.events import CONTRACT_VERSION
 from studyapp.privacy.consent import BEGINNING, ConsentError, ConsentService
 from studyapp.store.outbox import OutboxStore
 from tests.privacy.conftest import CONSENT_TEXT, make_protocol
@@ -79,7 +80,7 @@ def test_each_decision_queues_a_consent_event_that_is_always_sent(consent: Conse
     assert [e.event_id for e in ready] == [grant.id, update.id]
     assert ready[1].payload == {"consent_version": "1", "consent_sha256": protocol.current_consent.sha256,
                                 "categories": ["attributes", "ratings"], "action": "update",
-                                "created_at": update.created_at}
+                                "created_at": update.created_at, "contract_version": CONTRACT_VERSION}
 
 
 def test_withdraw_empties_the_outbox_and_ends_consent(consent: ConsentService) -> None:

@@ -15,7 +15,7 @@ from studyapp.store.db import UnusableDatabase, open_database, pending_migration
 EXPECTED_TABLES = {
     "conversations", "messages", "attributes", "attribute_events", "attribute_labels", "extraction_runs",
     "selections", "comparisons", "ratings", "relevance_labels", "judge_verdicts", "studies", "consent_events",
-    "schedule_decisions", "label_dismissals",
+    "schedule_decisions", "label_dismissals", "memory_views",
     "outbox", "pseudonyms", "privacy_terms", "settings", "messages_fts", "_sqlite_migrations",
 }
 

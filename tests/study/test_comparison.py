@@ -13,6 +13,7 @@ from scipy.stats import binomtest
 from sqlite_utils import Database
 
 from studyapp.domain import Message
+from studyapp.events import CONTRACT_VERSION
 from studyapp.llm.base import ChatParams
 from studyapp.llm.openai_compat import OpenAICompatModel
 from studyapp.privacy.records import comparison_records, verdict_record
@@ -305,10 +306,12 @@ async def test_records_for_the_outbox_have_exactly_the_event_fields(
     records = comparison_records(comparisons.get(outcome.comparison_id),
                                  comparisons.relevance_labels(outcome.comparison_id))
     assert [kind for kind, _ in records] == ["comparison", "relevance_label", "relevance_label"]
-    verdicts = [r[1] for v in comparisons.verdicts(outcome.comparison_id) if (r := verdict_record(v)) is not None]
-    [readable] = comparisons.verdicts(outcome.comparison_id, judge_model="j")[:1]
-    assert verdicts == [{"comparison_id": outcome.comparison_id, "judge_model": "j", "personalized_side": "left",
-                         "rating": 2, "verdict_id": readable.id}]
+    verdicts = [verdict_record(v)[1] for v in comparisons.verdicts(outcome.comparison_id)]
+    readable, unreadable = comparisons.verdicts(outcome.comparison_id, judge_model="j")
+    # An answer the app could not read is a record too: the judge's failures count in its agreement.
+    assert [(v["verdict_id"], v["personalized_side"], v["rating"], v["verdict_status"]) for v in verdicts] == [
+        (readable.id, "left", 2, "ok"), (unreadable.id, "right", None, "unreadable")]
+    assert verdicts[0]["judge_template"] == "judge@1" and verdicts[0]["contract_version"] == CONTRACT_VERSION
     for kind, payload in [*records, *(("judge_verdict", v) for v in verdicts)]:
         check_payload(kind, payload)  # raises on a missing or unknown field
     comparison = records[0][1]

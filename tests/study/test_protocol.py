@@ -198,10 +198,10 @@ def test_out_of_range_values() -> None:
 
 
 def test_unknown_category() -> None:
-    errors = errors_of(MINIMAL + "\n[categories.rating]\nrequired = false\n[categories.location]\n")
+    errors = errors_of(MINIMAL + "\n[categories.rating]\nrequired = false\n[categories.heart_rate]\n")
     assert any(e.startswith("[categories.rating] is not a known data category (did you mean 'ratings'?)")
                and "allowed: ratings, attribute_labels" in e for e in errors)
-    assert any(e.startswith("[categories.location] is not a known data category;") for e in errors)
+    assert any(e.startswith("[categories.heart_rate] is not a known data category;") for e in errors)
 
 
 def test_unknown_keys_with_suggestions() -> None:

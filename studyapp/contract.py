@@ -1,0 +1,209 @@
+"""The values each field of a study record may hold: one check, run on the device before a record is queued
+and again by the collection server when it arrives.
+
+``check_fields(kind, payload)`` returns the payload with its values normalized (0/1 as booleans, whole
+numbers as floats where a number is expected) or raises ``ContractError`` naming the field, what it holds and
+what is allowed. The participant's app checks with ``require_offset=True``: every time it writes carries its
+UTC offset. The server accepts times without one from older apps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime
+from typing import Any
+
+from studyapp.events import (
+    ARMS,
+    ASKED_WHEN,
+    ATTRIBUTE_LABELS,
+    COMPARISON_STATES,
+    EVENT_KINDS,
+    LABEL_SOURCES,
+    MEMORY_VIEW_SCREENS,
+    RELEVANCE_STATUSES,
+    REPLACED_FIELD,
+    SCHEDULE_OUTCOMES,
+    SIDES,
+    VERDICT_STATUSES,
+)
+
+MAX_KEY_LENGTH = 200
+MAX_TEXT_LENGTH = 1_000_000
+MAX_ENTITY_TYPES = 64
+
+ID_FIELDS = frozenset({"conversation_id", "message_id", "attribute_id", "comparison_id", "verdict_id",
+                       "decision_id", "dismissal_id", "prompt_message_id", "selection_id", "view_id"})
+BOOL_FIELDS = frozenset({"skipped", "selected_by_model", "model_relevant", "eligible", "selected", "valid"})
+NULLABLE_BOOL_FIELDS = frozenset({"human_relevant"})
+# Whole numbers of 0 or more.
+COUNT_FIELDS = frozenset({"memory_size", "selected_count", "study_day", "context_messages", "context_chars",
+                          "contract_version"})
+# Ratings on the 1..5 scale: rating from the personalized arm's view, rating_shown the number pressed as shown.
+RATING_FIELDS = frozenset({"rating", "rating_shown"})
+NUMBER_FIELDS = frozenset({"confidence", "time_to_rate_ms", "draw", "probability", "age_s", "ask_probability",
+                           "duration_s"})
+NON_NEGATIVE_FIELDS = frozenset({"age_s", "duration_s", "time_to_rate_ms"})
+# Numbers that are shares (0..1); ask_probability is never 0 for a question that was sampled.
+SHARE_FIELDS = frozenset({"confidence", "probability", "ask_probability"})
+TIME_FIELDS = frozenset({"created_at", "updated_at", "labeled_at", "rated_at", "shown_at", "decided_at",
+                         "dismissed_at", "ended_at", "opened_at", "closed_at"})
+SHA256_FIELDS = frozenset({"context_sha256"})
+JSON_FIELDS = frozenset({"parameters", "templates"})
+# Minutes east of UTC, as far as time zones go (UTC-14:00 .. UTC+14:00).
+MAX_UTC_OFFSET_MIN = 14 * 60
+CHOICES: dict[str, tuple[str, ...]] = {
+    "label": ATTRIBUTE_LABELS,
+    "personalized_side": SIDES,
+    "chosen": ARMS,
+    "role": ("system", "user", "assistant"),
+    "action": ("grant", "update", "withdraw"),
+    "outcome": SCHEDULE_OUTCOMES,
+    "source": LABEL_SOURCES,
+    "state": COMPARISON_STATES,
+    "relevance_status": RELEVANCE_STATUSES,
+    "asked_when": ASKED_WHEN,
+    "verdict_status": VERDICT_STATUSES,
+    "screen": MEMORY_VIEW_SCREENS,
+}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ContractError(ValueError):
+    """A record breaks the contract; the message names the field and what is allowed."""
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A short, ASCII-only rendering of untrusted input for error messages."""
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _time(name: str, value: Any, require_offset: bool) -> str:
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and (parsed.tzinfo is not None or not require_offset):
+            return value
+    wanted = "an ISO-8601 time with its UTC offset" if require_offset else "an ISO-8601 time"
+    raise ContractError(f"field '{name}' must be {wanted} (e.g. 2026-11-29T15:20:00+00:00), got {show(value)}")
+
+
+def _bool(name: str, value: Any) -> bool:
+    # SQLite stores booleans as 0/1, so accept those too.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ContractError(f"field '{name}' must be true or false, got {show(value)}")
+
+
+def _replaced(value: Any) -> dict[str, int]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if (not isinstance(value, dict) or len(value) > MAX_ENTITY_TYPES
+            or not all(isinstance(k, str) and 0 < len(k) <= 64 and _is_count(v) for k, v in value.items())):
+        raise ContractError(f"field '{REPLACED_FIELD}' must be an object of entity type -> count (at most "
+                            f"{MAX_ENTITY_TYPES} types), got {show(value)}")
+    return value
+
+
+def check_field(name: str, value: Any, *, require_offset: bool = False) -> Any:
+    """One field's value, normalized; raises ContractError."""
+    if name in ID_FIELDS:
+        if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
+            raise ContractError(f"field '{name}' must be a non-empty id of at most {MAX_KEY_LENGTH} characters")
+        return value
+    if value is None:
+        if name in BOOL_FIELDS:
+            raise ContractError(f"field '{name}' must be true or false, got null")
+        return None
+    if name in BOOL_FIELDS or name in NULLABLE_BOOL_FIELDS:
+        return _bool(name, value)
+    if name in NUMBER_FIELDS:
+        if not _is_number(value):
+            raise ContractError(f"field '{name}' must be a number, got {show(value)}")
+        if name in SHARE_FIELDS and not 0 <= value <= 1:
+            raise ContractError(f"field '{name}' must be between 0 and 1, got {show(value)}")
+        if name == "ask_probability" and value == 0:
+            raise ContractError("field 'ask_probability' must be more than 0: a question asked had a chance")
+        if name in NON_NEGATIVE_FIELDS and value < 0:
+            raise ContractError(f"field '{name}' must be 0 or more, got {show(value)}")
+        return float(value)
+    if name in COUNT_FIELDS:
+        if not _is_count(value):
+            raise ContractError(f"field '{name}' must be a whole number of 0 or more, got {show(value)}")
+        return value
+    if name in RATING_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+            raise ContractError(f"field '{name}' must be an integer from 1 to 5 (or null), got {show(value)}")
+        return value
+    if name == "utc_offset_min":
+        if (isinstance(value, bool) or not isinstance(value, int)
+                or not -MAX_UTC_OFFSET_MIN <= value <= MAX_UTC_OFFSET_MIN):
+            raise ContractError(f"field 'utc_offset_min' must be a whole number of minutes from "
+                                f"{-MAX_UTC_OFFSET_MIN} to {MAX_UTC_OFFSET_MIN}, got {show(value)}")
+        return value
+    if name in TIME_FIELDS:
+        return _time(name, value, require_offset)
+    if name in SHA256_FIELDS:
+        if not isinstance(value, str) or not _SHA256.match(value):
+            raise ContractError(f"field '{name}' must be a sha256 in lowercase hex (64 characters), got {show(value)}")
+        return value
+    if name == REPLACED_FIELD:
+        return _replaced(value)
+    if name == "categories":
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ContractError("field 'categories' must be a list of category names") from None
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise ContractError("field 'categories' must be a list of category names")
+        return value
+    if name in JSON_FIELDS:
+        if isinstance(value, dict | list | str):
+            return value
+        raise ContractError(f"field '{name}' must be an object or text, got {show(value)}")
+    if not isinstance(value, str):
+        raise ContractError(f"field '{name}' must be text, got {show(value)}")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise ContractError(f"field '{name}' is longer than {MAX_TEXT_LENGTH} characters")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ContractError(f"field '{name}' must be one of {', '.join(CHOICES[name])}; got {show(value)}")
+    return value
+
+
+def check_fields(kind: str, payload: Any, *, require_offset: bool = False) -> dict[str, Any]:
+    """The payload of a ``kind`` record with every value checked; raises ContractError."""
+    if kind not in EVENT_KINDS:
+        raise ContractError(f"unknown kind {show(kind)}; known kinds: {', '.join(sorted(EVENT_KINDS))}")
+    if not isinstance(payload, dict):
+        raise ContractError("payload must be a JSON object")
+    _, required, optional = EVENT_KINDS[kind]
+    missing = [f for f in required if f not in payload]
+    if missing:
+        raise ContractError(f"kind '{kind}' is missing required field(s): {', '.join(missing)}")
+    unknown = [f for f in payload if f not in required and f not in optional]
+    if unknown:
+        names = ", ".join(show(f, 40) for f in unknown[:5])
+        raise ContractError(f"kind '{kind}' does not allow field(s) {names}; only the contract's fields are stored")
+    return {name: check_field(name, value, require_offset=require_offset) for name, value in payload.items()}
