@@ -54,13 +54,17 @@ description = "Attributes."
 required = false
 description = "Conversation text."
 
+[categories.selections]
+required = false
+description = "The selector's decisions on ordinary turns."
+
 [comparisons]
 min_turns_between = 1
 daily_cap = 3
 probability = 0.5
 min_attributes = 1
 """
-ALL_CATEGORIES = ["attribute_labels", "attributes", "conversation_text", "ratings", "relevance_labels"]
+ALL_CATEGORIES = ["attribute_labels", "attributes", "conversation_text", "ratings", "relevance_labels", "selections"]
 
 
 def new_storage(path: Path, protocol_text: str = PROTOCOL) -> tuple[Storage, str]:
