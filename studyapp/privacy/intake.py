@@ -34,6 +34,7 @@ from studyapp.privacy.records import (
     message_record,
     schedule_record,
     selection_records,
+    snapshot_record,
     verdict_record,
 )
 from studyapp.store.collect_queue import CollectQueue, QueuedRecord
@@ -118,7 +119,7 @@ def _decision_records(db: Database, decision: ScheduleRecord) -> list[Record]:
 def build(db: Database, queued: QueuedRecord) -> list[Record]:
     """The study records a ``collect_queue`` row stands for; none if its source was deleted since."""
     if queued.payload is not None:
-        return [(queued.kind, queued.payload)]  # a snapshot taken when it was written (attributes)
+        return [snapshot_record(queued.kind, queued.payload)]  # taken when it was written (attributes)
     if queued.kind == "message":
         message = ConversationStore(db).get_message(queued.source_id)
         return [message_record(message)] if message is not None else []

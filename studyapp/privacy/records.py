@@ -50,6 +50,11 @@ def attribute_record(a: Attribute) -> Record:
                           "updated_at": a.updated_at})
 
 
+def snapshot_record(kind: str, payload: dict[str, Any]) -> Record:
+    """A record the database snapshotted when it was written (attributes: migration m005's trigger)."""
+    return _record(kind, payload)
+
+
 def attribute_label_record(label: AttributeLabel) -> Record:
     """A stage-1 label (category attribute_labels) with the attribute as it was when labeled (None for labels
     given before m007). The gate sends attribute_text only where the attributes category is consented too."""
