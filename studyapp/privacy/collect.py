@@ -4,8 +4,9 @@
 fields and no others, so nothing unexpected can ride along); the participant consented to its
 category under the study's current consent document, and the record is not older than that grant
 (unless they chose to include earlier records); the anonymizer is good enough for the study (NER,
-when the study requires it). Then every free-text field is anonymized and the event is queued with
-the consent version in force, waiting for review when the study asks for it.
+when the study requires it). Then every free-text field is anonymized, the record notes which entity
+types were replaced in it and how often (``replaced_entities``; never the values), and the event is queued
+with the consent version in force, waiting for review when the study asks for it.
 
 A record that may not be collected is not queued: ``collect`` returns None and ``last_skip`` says
 why. It stays in the participant's own database; nothing is lost, it just never leaves.
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from sqlite_utils import Database
 
 from studyapp.contract import ContractError, check_fields
-from studyapp.events import EVENT_KINDS, TEXT_FIELDS
+from studyapp.events import EVENT_KINDS, REPLACED_FIELD, TEXT_FIELDS
+from studyapp.privacy.anonymize import add_counts
 from studyapp.store.outbox import OutboxStore
 from studyapp.store.util import atomic
 from studyapp.study.protocol import Protocol
@@ -235,13 +237,20 @@ class Collector:
         slots = [(n, f) for n, (_, kind, payload, _) in enumerate(admitted)
                  for f in TEXT_FIELDS.get(kind, ()) if isinstance(payload.get(f), str)]
         try:
-            texts = self.anonymizer.anonymize_batch([admitted[n][2][f] for n, f in slots])
+            scrubbed = self.anonymizer.anonymize_batch_counted([admitted[n][2][f] for n, f in slots])
         except Exception as exc:  # never queue raw text: on any failure nothing is queued
             log.exception("anonymization failed")
             self._skip(f"anonymization failed ({exc}); nothing was queued")
             raise AnonymizationFailed(str(exc)) from exc
-        for (n, f), text in zip(slots, texts, strict=True):
-            admitted[n][2][f] = text
+        for _, kind, payload, _ in admitted:
+            if kind in TEXT_FIELDS:
+                # Set even when nothing is replaced: {} says "checked, nothing replaced", unlike an older app's
+                # record without the field.
+                payload[REPLACED_FIELD] = {}
+        for (n, f), result in zip(slots, scrubbed, strict=True):
+            payload = admitted[n][2]
+            payload[f] = result.text
+            payload[REPLACED_FIELD] = add_counts(payload[REPLACED_FIELD], result.replaced)
         approved = not self.protocol.review_uploads
         for i, kind, payload, version in admitted:
             category = EVENT_KINDS[kind][0]

@@ -3,7 +3,8 @@
 Lists what waits in the outbox (grouped by kind and day), shows each payload exactly as it will be
 sent, and lets the participant approve, withhold single items or whole conversations, and add
 always-remove terms. The outbox never holds raw text, so re-scrubbing applies the new terms to the
-anonymized payload text; that is enough because terms are literal strings.
+anonymized payload text (that is enough because terms are literal strings) and adds what they replaced
+to the payload's ``replaced_entities``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.events import TEXT_FIELDS
-from studyapp.privacy.anonymize import Anonymizer
+from studyapp.events import REPLACED_FIELD, TEXT_FIELDS
+from studyapp.privacy.anonymize import Anonymizer, add_counts
 from studyapp.store.db import database_file, open_database
 from studyapp.store.outbox import OutboxEvent, OutboxStore
 from studyapp.study.protocol import Protocol
@@ -144,13 +146,25 @@ class ReviewService:
         """
         changed = 0
         for event in self.outbox.list(study_id=self.protocol.id):
-            payload = dict(event.payload)
-            for name in TEXT_FIELDS.get(event.kind, ()):
-                if isinstance(payload.get(name), str):
-                    payload[name] = self.anonymizer.apply_terms(payload[name])
+            payload = self._rescrubbed(event)
             if payload != event.payload and self.outbox.update_payload(event.event_id, payload, unclaimed_only=True):
                 changed += 1
         return changed
+
+    def _rescrubbed(self, event: OutboxEvent) -> dict[str, Any]:
+        """The event's payload with the terms applied to its text and counted in ``replaced_entities``."""
+        payload = dict(event.payload)
+        for name in TEXT_FIELDS.get(event.kind, ()):
+            if not isinstance(payload.get(name), str):
+                continue
+            result = self.anonymizer.apply_terms_counted(payload[name])
+            payload[name] = result.text
+            # The text holds no raw values any more, so the counts of the first anonymization stay and this
+            # step's are added. A payload queued without counts (by an earlier version) stays so: its earlier
+            # replacements are unknown, and counting only the terms would read as complete.
+            if REPLACED_FIELD in payload:
+                payload[REPLACED_FIELD] = add_counts(payload[REPLACED_FIELD], result.replaced)
+        return payload
 
     def in_flight(self) -> int:
         """Items an upload is sending right now: too late to change."""

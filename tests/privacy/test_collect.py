@@ -154,7 +154,7 @@ def test_failing_anonymizer_queues_nothing(db: Database, consent: ConsentService
     def broken(texts: list[str]) -> list[str]:
         raise RuntimeError("model crashed")
 
-    monkeypatch.setattr(anonymizer, "anonymize_batch", broken)
+    monkeypatch.setattr(anonymizer, "anonymize_batch_counted", broken)
     collector = Collector(db, protocol, anonymizer, consent)
     assert collector.collect("message", message()) is None
     assert "anonymization failed (model crashed)" in (collector.last_skip or "")
