@@ -16,7 +16,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from studyapp.events import RELEVANCE_STATUSES
-from studyapp.store.util import dumps, loads, new_id, now
+from studyapp.store.util import atomic, dumps, loads, new_id, now
 
 STATUSES = ("generating", "shown", "rated", "skipped", "error")
 # What became of a comparison neither rated nor skipped (comparisons.end_state, migration m008).
@@ -288,7 +288,8 @@ class ComparisonStore:
             raise ValueError(f"chosen arm must be 'generic' or 'personalized', not {chosen_arm!r}")
         rating_id = new_id()
         ts = now()
-        with self.db.conn:
+        # atomic, not ``with self.db.conn``: sqlite-utils commits each write at once unless a transaction is open.
+        with atomic(self.db):
             existing = self.db.execute("SELECT id FROM ratings WHERE comparison_id = ?", [comparison_id]).fetchone()
             if existing is not None:
                 raise AlreadyRated(f"comparison {comparison_id} is already rated")

@@ -278,6 +278,22 @@ def test_a_relevance_answer_has_one_status_and_a_time_only_when_asked() -> None:
             RelevanceAnswer("a", status, 1.0, asked_when)
 
 
+def test_the_store_refuses_an_unknown_relevance_status_and_keeps_nothing_of_the_rating(
+    conversations: ConversationStore, comparisons: ComparisonStore,
+) -> None:
+    conv = conversations.create()
+    prompt = conversations.add_message(conv.id, "user", "q")
+    cid = comparisons.create(conversation_id=conv.id, prompt_message_id=prompt.id, personalized_side="left",
+                             coin={}, attributes=[{"attribute_id": "a1", "text": "t", "selected": True}],
+                             model="m", parameters={}, templates={})
+    row = {"attribute_id": "a1", "selected_by_model": True, "model_relevant": True, "status": "maybe",
+           "asked_when": "after_rating", "ask_probability": 1.0}
+    with pytest.raises(ValueError, match="relevance status"):
+        comparisons.record_rating(cid, rating=3, shown_choice=3, chosen_arm=None, chosen_message_id=None,
+                                  skipped=False, comment=None, time_to_rate_ms=None, relevance=[row])
+    assert comparisons.get(cid).rated_at is None and comparisons.relevance_labels(cid) == []
+
+
 # The coin and the rating's point of view ----------------------------------------------------------------
 
 
