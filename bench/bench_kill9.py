@@ -63,7 +63,8 @@ for i in range(10_000):
     comparisons.record_rating(cid, rating=4, shown_choice=4, chosen_arm="personalized", chosen_message_id=None,
                               skipped=False, comment=None, time_to_rate_ms=1.0,
                               relevance=[{"attribute_id": attribute.id, "selected_by_model": True,
-                                          "model_relevant": True, "human_relevant": True}])
+                                          "model_relevant": True, "status": "yes",
+                                          "asked_when": "after_rating", "ask_probability": 1.0}])
     say("rating")
     for side in ("left", "right"):
         comparisons.add_verdict(cid, judge_model="j", personalized_side=side, rating=3, raw="3", template="j@1")

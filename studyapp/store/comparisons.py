@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.store.util import dumps, loads, new_id, now
+from studyapp.events import RELEVANCE_STATUSES
+from studyapp.store.util import atomic, dumps, loads, new_id, now
 
 STATUSES = ("generating", "shown", "rated", "skipped", "error")
 # What became of a comparison neither rated nor skipped (comparisons.end_state, migration m008).
@@ -277,7 +278,9 @@ class ComparisonStore:
     ) -> str:
         """Store a rating (or skip), its relevance labels and the arm that continues the thread, in one transaction.
 
-        ``relevance`` rows: attribute_id, selected_by_model, model_relevant, human_relevant (None: not answered).
+        ``relevance`` rows, one per sampled question: attribute_id, selected_by_model, model_relevant, status
+        (yes / no / not_sure / not_asked), asked_when (None when not asked) and ask_probability. human_relevant
+        follows from the status (None unless yes or no); labeled_at is set only for an answered question.
         """
         if rating is not None and not 1 <= rating <= 5:
             raise ValueError(f"rating must be 1..5, not {rating}")
@@ -285,7 +288,8 @@ class ComparisonStore:
             raise ValueError(f"chosen arm must be 'generic' or 'personalized', not {chosen_arm!r}")
         rating_id = new_id()
         ts = now()
-        with self.db.conn:
+        # atomic, not ``with self.db.conn``: sqlite-utils commits each write at once unless a transaction is open.
+        with atomic(self.db):
             existing = self.db.execute("SELECT id FROM ratings WHERE comparison_id = ?", [comparison_id]).fetchone()
             if existing is not None:
                 raise AlreadyRated(f"comparison {comparison_id} is already rated")
@@ -296,14 +300,7 @@ class ComparisonStore:
                  time_to_rate_ms, ts],
             )
             for label in relevance:
-                human = label.get("human_relevant")
-                self.db.execute(
-                    "INSERT INTO relevance_labels (id, comparison_id, attribute_id, selected_by_model, "
-                    "model_relevant, human_relevant, labeled_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [new_id(), comparison_id, label["attribute_id"], int(bool(label["selected_by_model"])),
-                     int(bool(label["model_relevant"])), None if human is None else int(bool(human)),
-                     ts if human is not None else None],
-                )
+                self._insert_relevance(comparison_id, label, ts)
             self.db.execute(
                 "UPDATE comparisons SET status = ? WHERE id = ?", ["skipped" if skipped else "rated", comparison_id]
             )
@@ -312,6 +309,21 @@ class ComparisonStore:
             if chosen_message_id is not None:
                 self.db.execute("UPDATE messages SET in_thread = 1 WHERE id = ?", [chosen_message_id])
         return rating_id
+
+    def _insert_relevance(self, comparison_id: str, label: Mapping[str, Any], rated_at: str) -> None:
+        status = label["status"]
+        if status not in RELEVANCE_STATUSES:
+            raise ValueError(f"relevance status must be one of {', '.join(RELEVANCE_STATUSES)}, not {status!r}")
+        # human_relevant keeps its meaning for older readers: the participant's yes or no, else None.
+        human = {"yes": True, "no": False}.get(status)
+        self.db.execute(
+            "INSERT INTO relevance_labels (id, comparison_id, attribute_id, selected_by_model, model_relevant, "
+            "human_relevant, labeled_at, status, asked_when, ask_probability) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [new_id(), comparison_id, label["attribute_id"], int(bool(label["selected_by_model"])),
+             int(bool(label["model_relevant"])), None if human is None else int(human),
+             rated_at if status != "not_asked" else None, status, label["asked_when"],
+             label["ask_probability"]],
+        )
 
     def relevance_labels(self, comparison_id: str) -> list[RelevanceLabel]:
         rows = self.db.query(

@@ -22,11 +22,12 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from studyapp.domain import Message
+from studyapp.events import ASKED_WHEN, RELEVANCE_STATUSES
 from studyapp.llm.base import ChatModel, ChatParams, LLMError
 from studyapp.personalize.generate import build_messages
 from studyapp.store.comparisons import ComparisonRecord, ComparisonStore
@@ -78,10 +79,35 @@ class ComparisonOutcome:
 
 
 @dataclass(frozen=True)
-class RelevanceAnswer:
+class RelevanceQuestion:
+    """An attribute sampled for "should this have shaped the answer?" and the chance it was sampled.
+
+    Which attributes the selector chose is left out: the screen asks without knowing."""
+
     attribute_id: str
-    # None: shown but not answered.
-    human_relevant: bool | None
+    text: str
+    # 1 for a selected attribute; min(k, m) / m for one of the m unselected ones (k asked about).
+    ask_probability: float
+
+
+@dataclass(frozen=True)
+class RelevanceAnswer:
+    """What became of one sampled relevance question (studyapp.events.RELEVANCE_STATUSES)."""
+
+    attribute_id: str
+    # yes / no / not_sure (answered), or not_asked (never shown, or left with Esc).
+    status: str
+    ask_probability: float
+    # When it was asked, relative to the rating (studyapp.events.ASKED_WHEN); None when not asked.
+    asked_when: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in RELEVANCE_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(RELEVANCE_STATUSES)}, not {self.status!r}")
+        if (self.status == "not_asked") != (self.asked_when is None):
+            raise ValueError("asked_when is set for an answered question, and only for one")
+        if self.asked_when is not None and self.asked_when not in ASKED_WHEN:
+            raise ValueError(f"asked_when must be one of {', '.join(ASKED_WHEN)}, not {self.asked_when!r}")
 
 
 @dataclass(frozen=True)
@@ -100,7 +126,8 @@ class RatingResult:
     # "left" (Response 1) or "right" (Response 2): the answer that continues the conversation.
     chosen_side: str | None = None
     comment: str | None = None
-    relevance: dict[str, bool | None] = field(default_factory=dict)
+    # One per sampled relevance question, whatever became of it (none when the study does not ask).
+    relevance: tuple[RelevanceAnswer, ...] = ()
     time_to_rate_ms: float | None = None
     error: str | None = None
     # For a failed comparison: the arm put into the conversation instead, if one finished.
@@ -298,7 +325,7 @@ class ComparisonRunner:
         chosen_side: str,
         *,
         comment: str | None = None,
-        relevance: Sequence[RelevanceAnswer] | Mapping[str, bool | None] = (),
+        relevance: Sequence[RelevanceAnswer] = (),
         time_to_rate_ms: float | None = None,
     ) -> int:
         """Store the participant's rating; returns it on the personalized arm's scale (1..5)."""
@@ -319,7 +346,7 @@ class ComparisonRunner:
         chosen_side: str | None = None,
         *,
         comment: str | None = None,
-        relevance: Sequence[RelevanceAnswer] | Mapping[str, bool | None] = (),
+        relevance: Sequence[RelevanceAnswer] = (),
         time_to_rate_ms: float | None = None,
     ) -> None:
         """The participant skipped rating. The answer they picked continues the conversation; if they
@@ -368,10 +395,7 @@ class ComparisonRunner:
         return "generic", record.generic_message_id
 
     @staticmethod
-    def _relevance_rows(record: ComparisonRecord,
-                        answers: Sequence[RelevanceAnswer] | Mapping[str, bool | None]) -> list[dict[str, Any]]:
-        if isinstance(answers, Mapping):
-            answers = [RelevanceAnswer(k, v) for k, v in answers.items()]
+    def _relevance_rows(record: ComparisonRecord, answers: Sequence[RelevanceAnswer]) -> list[dict[str, Any]]:
         known = {a["attribute_id"]: a for a in record.attributes if a.get("attribute_id")}
         rows = []
         for answer in answers:
@@ -383,7 +407,9 @@ class ComparisonRunner:
                 "selected_by_model": bool(attribute.get("selected")),
                 # The selector's yes/no is what made it selected; kept separate for selectors that rank.
                 "model_relevant": bool(attribute.get("model_relevant", attribute.get("selected"))),
-                "human_relevant": answer.human_relevant,
+                "status": answer.status,
+                "asked_when": answer.asked_when,
+                "ask_probability": answer.ask_probability,
             })
         return rows
 
@@ -395,13 +421,18 @@ def _clean(comment: str | None) -> str | None:
 
 
 def relevance_sample(attributes: Sequence[AttributeChoice], *, unselected: int = 2,
-                     rng: random.Random | None = None) -> list[AttributeChoice]:
-    """What to ask "should this have shaped the answer?" about: every selected attribute with an id and a
-    sample of unselected ones, shuffled so the order does not tell which were selected."""
+                     rng: random.Random | None = None) -> list[RelevanceQuestion]:
+    """What to ask "should this have shaped the answer?" about, with the chance each was asked: every selected
+    attribute with an id (1) and ``min(unselected, m)`` of the m unselected ones with an id (each
+    ``min(unselected, m) / m``), shuffled so the order does not tell which were selected. Analyses weight the
+    unselected answers by that chance to estimate what the selector missed."""
     rng = rng or random.SystemRandom()
     with_id = [a for a in attributes if a.attribute_id]
     chosen = [a for a in with_id if a.selected]
     others = [a for a in with_id if not a.selected]
-    chosen += rng.sample(others, min(unselected, len(others)))
-    rng.shuffle(chosen)
-    return chosen
+    asked = min(max(unselected, 0), len(others))
+    questions = [RelevanceQuestion(a.attribute_id or "", a.text, 1.0) for a in chosen]
+    questions += [RelevanceQuestion(a.attribute_id or "", a.text, asked / len(others))
+                  for a in rng.sample(others, asked)]
+    rng.shuffle(questions)
+    return questions

@@ -87,6 +87,12 @@ class Services:
         """Study records were committed: wake the outbox gate (the database noted them for it already)."""
         self.participation.records_written()
 
+    def memory_viewed(self, opened_at: str, screen: str) -> None:
+        """The participant looked at their memory on ``screen`` from ``opened_at`` until now: seeing it can change
+        how they rate, so each look is a study record (the database notes it for the gate while enrolled)."""
+        self.memory.store.record_view(opened_at=opened_at, screen=screen)
+        self.records_written()
+
     # Comparison turns and attribute labeling (studyapp.study) -----------------------------------------
 
     def has_memory(self) -> bool:

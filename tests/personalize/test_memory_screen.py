@@ -19,7 +19,8 @@ class Host(App[None]):
         self.service = service
 
     def on_mount(self) -> None:
-        self.push_screen(MemoryScreen(self.service))
+        # Memory views are the app's to record (tests/tui/test_memory_views.py).
+        self.push_screen(MemoryScreen(self.service, on_viewed=lambda opened_at, screen: None))
 
 
 @pytest.fixture

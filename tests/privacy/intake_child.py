@@ -29,7 +29,8 @@ def main(db_path: str, what: str) -> None:
         comparisons.record_rating(comparison_id, rating=4, shown_choice=4, chosen_arm="personalized",
                                   chosen_message_id=None, skipped=False, comment=None, time_to_rate_ms=900.0,
                                   relevance=[{"attribute_id": "a1", "selected_by_model": True,
-                                              "model_relevant": True, "human_relevant": True}])
+                                              "model_relevant": True, "status": "yes",
+                                              "asked_when": "after_rating", "ask_probability": 1.0}])
     elif what == "verdicts":
         comparisons.record_rating(comparison_id, rating=4, shown_choice=4, chosen_arm="personalized",
                                   chosen_message_id=None, skipped=False, comment=None, time_to_rate_ms=900.0)

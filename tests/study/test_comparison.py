@@ -24,6 +24,7 @@ from studyapp.study.comparison import (
     ComparisonFailed,
     ComparisonRunner,
     Progress,
+    RelevanceAnswer,
     draw_side,
     relevance_sample,
     to_personalized_scale,
@@ -50,6 +51,11 @@ def reply_by_arm(llm: ScriptedLLM, **options: Any) -> dict[str, ScriptedReply]:
     }
     llm.set_default(lambda body: replies[arm_of(body)])
     return replies
+
+
+def asked(attribute_id: str, status: str, ask_probability: float = 1.0) -> RelevanceAnswer:
+    """A relevance question the participant answered (after the rating, as the screen asks)."""
+    return RelevanceAnswer(attribute_id, status, ask_probability, asked_when="after_rating")
 
 
 def in_thread(db: Database, message_id: str) -> bool:
@@ -155,7 +161,8 @@ async def test_record_rating_converts_and_continues_with_the_chosen_arm(
     # The participant finds Response 1 somewhat better and continues with Response 1.
     rating = runner.record_rating(
         outcome.comparison_id, 2, side, "left", comment="  more practical  ",
-        relevance={"a-veg": True, "a-cello": False, "a-flat": None}, time_to_rate_ms=4200.0,
+        relevance=[asked("a-veg", "yes"), asked("a-cello", "no"), RelevanceAnswer("a-flat", "not_asked", 1.0)],
+        time_to_rate_ms=4200.0,
     )
     assert rating == (4 if side == "left" else 2)
     record = comparisons.get(outcome.comparison_id)
@@ -169,6 +176,8 @@ async def test_record_rating_converts_and_continues_with_the_chosen_arm(
     assert labels["a-veg"].selected_by_model and labels["a-veg"].human_relevant is True
     assert not labels["a-cello"].selected_by_model and labels["a-cello"].human_relevant is False
     assert labels["a-flat"].human_relevant is None and labels["a-flat"].labeled_at is None
+    assert [(labels[a].status, labels[a].asked_when) for a in ("a-veg", "a-cello", "a-flat")] == [
+        ("yes", "after_rating"), ("no", "after_rating"), ("not_asked", None)]
 
     [(_, event), *_labels] = comparison_records(comparisons.get(outcome.comparison_id),
                                                 comparisons.relevance_labels(outcome.comparison_id))
@@ -229,7 +238,60 @@ def test_relevance_sample_holds_selected_and_some_unselected() -> None:
     attrs = [AttributeChoice(f"t{i}", f"a{i}", selected=i < 2) for i in range(6)] + [AttributeChoice("no id")]
     sample = relevance_sample(attrs, unselected=2, rng=random.Random(0))
     ids = {a.attribute_id for a in sample}
-    assert {"a0", "a1"} <= ids and len(ids) == 4 and None not in ids
+    assert {"a0", "a1"} <= ids and len(ids) == 4 and "" not in ids
+    assert {q.text for q in sample} == {f"t{i}" for i in range(6) if f"a{i}" in ids}
+
+
+@pytest.mark.parametrize(("unselected", "expected"), [(2, 2 / 4), (3, 3 / 4), (4, 1.0), (9, 1.0), (0, None)])
+def test_relevance_sample_says_the_chance_each_question_was_asked(unselected: int, expected: float | None) -> None:
+    # Two selected attributes, four unselected ones with an id, one without (never asked about).
+    attrs = [AttributeChoice(f"t{i}", f"a{i}", selected=i < 2) for i in range(6)] + [AttributeChoice("no id")]
+    sample = relevance_sample(attrs, unselected=unselected, rng=random.Random(7))
+    chances = {q.attribute_id: q.ask_probability for q in sample}
+    assert chances["a0"] == chances["a1"] == 1.0
+    unasked = {a: p for a, p in chances.items() if a not in ("a0", "a1")}
+    assert len(unasked) == min(unselected, 4)
+    assert set(unasked.values()) == ({expected} if expected is not None else set())
+
+
+def test_relevance_sample_chances_match_how_often_each_is_asked() -> None:
+    # The recorded chance is the one the draw has: each of 5 unselected attributes is asked about 2 times in 5.
+    attrs = [AttributeChoice("picked", "s", selected=True)] + [
+        AttributeChoice(f"t{i}", f"u{i}", selected=False) for i in range(5)]
+    rng = random.Random(2026)
+    draws = 5_000
+    asked = dict.fromkeys((f"u{i}" for i in range(5)), 0)
+    for _ in range(draws):
+        for question in relevance_sample(attrs, unselected=2, rng=rng):
+            if question.attribute_id != "s":
+                assert question.ask_probability == 2 / 5
+                asked[question.attribute_id] += 1
+    for count in asked.values():
+        assert binomtest(count, draws, 2 / 5).pvalue > 1e-6
+
+
+def test_a_relevance_answer_has_one_status_and_a_time_only_when_asked() -> None:
+    assert RelevanceAnswer("a", "not_asked", 0.5).asked_when is None
+    for status, asked_when in (("maybe", "after_rating"), ("yes", None), ("not_asked", "after_rating"),
+                               ("no", "during_rating")):
+        with pytest.raises(ValueError):
+            RelevanceAnswer("a", status, 1.0, asked_when)
+
+
+def test_the_store_refuses_an_unknown_relevance_status_and_keeps_nothing_of_the_rating(
+    conversations: ConversationStore, comparisons: ComparisonStore,
+) -> None:
+    conv = conversations.create()
+    prompt = conversations.add_message(conv.id, "user", "q")
+    cid = comparisons.create(conversation_id=conv.id, prompt_message_id=prompt.id, personalized_side="left",
+                             coin={}, attributes=[{"attribute_id": "a1", "text": "t", "selected": True}],
+                             model="m", parameters={}, templates={})
+    row = {"attribute_id": "a1", "selected_by_model": True, "model_relevant": True, "status": "maybe",
+           "asked_when": "after_rating", "ask_probability": 1.0}
+    with pytest.raises(ValueError, match="relevance status"):
+        comparisons.record_rating(cid, rating=3, shown_choice=3, chosen_arm=None, chosen_message_id=None,
+                                  skipped=False, comment=None, time_to_rate_ms=None, relevance=[row])
+    assert comparisons.get(cid).rated_at is None and comparisons.relevance_labels(cid) == []
 
 
 # The coin and the rating's point of view ----------------------------------------------------------------
@@ -298,7 +360,7 @@ async def test_records_for_the_outbox_have_exactly_the_event_fields(
     runner = runner_for(scripted_llm, conversations, comparisons)
     outcome = await runner.run(prompt.conversation_id, prompt, ATTRIBUTES)
     runner.record_rating(outcome.comparison_id, 4, outcome.personalized_side, "right",
-                         relevance={"a-veg": True, "a-cello": None})
+                         relevance=[asked("a-veg", "yes"), asked("a-cello", "not_sure")])
     comparisons.add_verdict(outcome.comparison_id, judge_model="j", personalized_side="left", rating=2, raw="{}",
                             template="judge@1")
     comparisons.add_verdict(outcome.comparison_id, judge_model="j", personalized_side="right", rating=None,

@@ -14,6 +14,8 @@ from textual.widgets import Markdown, Static
 
 from studyapp.domain import Message
 from studyapp.llm.openai_compat import OpenAICompatModel
+from studyapp.privacy.collect import check_payload
+from studyapp.privacy.records import comparison_records
 from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.study.comparison import AttributeChoice, ComparisonRunner, Progress, RatingResult
@@ -60,9 +62,10 @@ def runner(scripted_llm: ScriptedLLM, conversations: ConversationStore,
                             comparisons, rng=random.Random(5))
 
 
-def screen_for(runner: ComparisonRunner, prompt: Message, **kwargs: Any) -> Callable[[], ComparisonScreen]:
+def screen_for(runner: ComparisonRunner, prompt: Message, *, attributes: list[AttributeChoice] = ATTRIBUTES,
+               **kwargs: Any) -> Callable[[], ComparisonScreen]:
     def generate(progress: Callable[[Progress], None]) -> Any:
-        return runner.run(prompt.conversation_id, prompt, ATTRIBUTES, progress=progress)
+        return runner.run(prompt.conversation_id, prompt, attributes, progress=progress)
 
     return lambda: ComparisonScreen(generate, on_shown=runner.mark_shown, rng=random.Random(0), **kwargs)
 
@@ -124,7 +127,8 @@ async def test_rate_answer_questions_and_continue(
     result = app.results[0]
     assert result.status == "rated" and result.shown_choice == 1 and result.chosen_side == "right"
     assert result.comment == "clear 2 steps"
-    assert result.relevance[first] is True and len(result.relevance) == 2
+    assert [(a.attribute_id, a.status) for a in result.relevance] == [
+        (first, "yes"), (screen.questions[1].attribute_id, "no")]
     assert result.time_to_rate_ms is not None and result.time_to_rate_ms >= 0
 
     rating = runner.record_result(result)
@@ -168,7 +172,10 @@ async def test_click_rating_and_continue_buttons(
         await pilot.click("#continue-1")
         await pilot.pause()
     result = app.results[0]
-    assert (result.status, result.shown_choice, result.chosen_side, result.relevance) == ("rated", 4, "left", {})
+    assert (result.status, result.shown_choice, result.chosen_side, result.relevance) == ("rated", 4, "left", ())
+    runner.record_result(result)
+    # A study that does not ask about relevance has no relevance rows (nor records) at all.
+    assert comparisons.relevance_labels(result.comparison_id or "") == []
 
 
 async def test_a_failed_arm_dismisses_with_the_error(
@@ -210,3 +217,112 @@ async def test_escape_stops_generation(
         assert message is not None and message.status == "interrupted"
     for reply in replies.values():
         reply.release()
+
+
+# Relevance questions: every sampled question ends with one status ------------------------------------------
+
+# One selected attribute and three unselected ones: with two unselected asked about, each had a 2 in 3 chance.
+MANY = [
+    AttributeChoice("Is vegetarian", "a-veg", True, "dinner"),
+    AttributeChoice("Plays the cello", "a-cello", False, "unrelated"),
+    AttributeChoice("Collects stamps", "a-stamps", False, "unrelated"),
+    AttributeChoice("Runs marathons", "a-run", False, "unrelated"),
+]
+UNSELECTED = {"a-cello", "a-stamps", "a-run"}
+
+# Per attribute: status, asked_when, ask_probability, human_relevant, whether labeled_at is set.
+Question = tuple[str, str | None, float | None, bool | None, bool]
+
+
+def chance(attribute_id: str) -> float:
+    return 2 / 3 if attribute_id in UNSELECTED else 1.0
+
+
+def stored_and_sent(comparisons: ComparisonStore, comparison_id: str) -> tuple[dict[str, Question],
+                                                                            dict[str, Question]]:
+    """The relevance rows as stored, and as the study receives them (every record within the contract)."""
+    labels = comparisons.relevance_labels(comparison_id)
+    stored = {label.attribute_id: (label.status, label.asked_when, label.ask_probability, label.human_relevant,
+                                   label.labeled_at is not None) for label in labels}
+    records = comparison_records(comparisons.get(comparison_id), labels)
+    for kind, payload in records:
+        check_payload(kind, payload)
+    sent = {p["attribute_id"]: (p["relevance_status"], p["asked_when"], p["ask_probability"], p["human_relevant"],
+                                p["labeled_at"] is not None) for kind, p in records if kind == "relevance_label"}
+    return stored, sent
+
+
+def relevance_host(scripted_llm: ScriptedLLM, runner: ComparisonRunner, prompt: Message, **kwargs: Any) -> Host:
+    scripted_llm.set_default(lambda body: GENERIC if arm_of(body) == "generic" else PERSONAL)
+    return Host(screen_for(runner, prompt, attributes=MANY, relevance_unselected=2, **kwargs))
+
+
+async def test_answers_yes_no_and_not_sure_are_recorded_with_the_chance_each_was_asked(
+    scripted_llm: ScriptedLLM, runner: ComparisonRunner, comparisons: ComparisonStore, prompt: Message,
+) -> None:
+    app = relevance_host(scripted_llm, runner, prompt, ask_comment=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await until_step(pilot, "rate")
+        await pilot.press("3")
+        asked = [q.attribute_id for q in screen.questions]
+        assert "a-veg" in asked and len(asked) == 3 and set(asked) - {"a-veg"} <= UNSELECTED
+        await pilot.press("y", "n", "space")
+        assert screen.step == "continue"
+        await pilot.press("1")
+        await pilot.pause()
+
+    result = app.results[0]
+    answers = dict(zip(asked, ("yes", "no", "not_sure"), strict=True))
+    assert [(a.attribute_id, a.status, a.asked_when, a.ask_probability) for a in result.relevance] == [
+        (q, answers[q], "after_rating", chance(q)) for q in asked]
+    runner.record_result(result)
+    human = {"yes": True, "no": False, "not_sure": None}
+    expected = {q: (answers[q], "after_rating", chance(q), human[answers[q]], True) for q in asked}
+    assert stored_and_sent(comparisons, result.comparison_id or "") == (expected, expected)
+
+
+async def test_escape_leaves_the_question_on_screen_and_the_rest_not_asked(
+    scripted_llm: ScriptedLLM, runner: ComparisonRunner, comparisons: ComparisonStore, prompt: Message,
+) -> None:
+    app = relevance_host(scripted_llm, runner, prompt)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await until_step(pilot, "rate")
+        await pilot.press("5")
+        asked = [q.attribute_id for q in screen.questions]
+        await pilot.click("#relevant-unsure")  # the button answers "not sure" like space
+        assert screen.step == "relevance"
+        assert "(2 of 3)" in str(screen.query_one("#relevance-count", Static).render())
+        await pilot.press("escape")  # with the second question on screen
+        assert screen.step == "comment"
+        await pilot.press("enter", "2")
+        await pilot.pause()
+
+    result = app.results[0]
+    assert [(a.attribute_id, a.status, a.asked_when) for a in result.relevance] == [
+        (asked[0], "not_sure", "after_rating"), (asked[1], "not_asked", None), (asked[2], "not_asked", None)]
+    runner.record_result(result)
+    expected: dict[str, Question] = {asked[0]: ("not_sure", "after_rating", chance(asked[0]), None, True)}
+    expected |= {q: ("not_asked", None, chance(q), None, False) for q in asked[1:]}
+    assert stored_and_sent(comparisons, result.comparison_id or "") == (expected, expected)
+
+
+async def test_a_skipped_rating_leaves_every_question_not_asked(
+    scripted_llm: ScriptedLLM, runner: ComparisonRunner, comparisons: ComparisonStore, prompt: Message,
+) -> None:
+    app = relevance_host(scripted_llm, runner, prompt)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await until_step(pilot, "rate")
+        asked = [q.attribute_id for q in screen.questions]
+        assert len(asked) == 3, "the questions were sampled when the answers were shown"
+        await pilot.press("s")
+        assert screen.step == "continue"
+        await pilot.press("1")
+        await pilot.pause()
+
+    result = app.results[0]
+    assert result.status == "skipped"
+    assert [(a.attribute_id, a.status, a.asked_when, a.ask_probability) for a in result.relevance] == [
+        (q, "not_asked", None, chance(q)) for q in asked]
+    runner.record_result(result)
+    expected = {q: ("not_asked", None, chance(q), None, False) for q in asked}
+    assert stored_and_sent(comparisons, result.comparison_id or "") == (expected, expected)

@@ -26,6 +26,10 @@ class Host(App[None]):
         self.push_screen(self.review, self.results.append)
 
 
+def ignore_view(opened_at: str, screen: str) -> None:
+    """Memory views are the app's to record (tests/tui/test_memory_views.py)."""
+
+
 @pytest.fixture
 def memory(db: Database) -> MemoryService:
     store = MemoryStore(db)
@@ -39,7 +43,7 @@ def label_rows(memory: MemoryService) -> list[tuple[str, str]]:
 
 
 async def test_keys_in_the_first_moment_never_answer(memory: MemoryService) -> None:
-    review = LabelingScreen(memory.store.list_attributes(), memory, grace_s=3600)
+    review = LabelingScreen(memory.store.list_attributes(), memory, on_viewed=ignore_view, grace_s=3600)
     host = Host(review)
     async with host.run_test() as pilot:
         await pilot.pause()
@@ -55,7 +59,7 @@ async def test_keys_in_the_first_moment_never_answer(memory: MemoryService) -> N
 
 
 async def test_after_the_grace_period_numbers_answer_and_escape_leaves_it_for_later(memory: MemoryService) -> None:
-    review = LabelingScreen(memory.store.list_attributes(), memory, grace_s=0)
+    review = LabelingScreen(memory.store.list_attributes(), memory, on_viewed=ignore_view, grace_s=0)
     host = Host(review)
     async with host.run_test() as pilot:
         await pilot.pause()
@@ -81,7 +85,7 @@ def dismissal_rows(memory: MemoryService) -> list[tuple[str, str]]:
 async def test_later_records_a_dismissal_of_the_attribute_on_screen_only_after_the_grace_period(
         memory: MemoryService) -> None:
     attributes = memory.store.list_attributes()
-    review = LabelingScreen(attributes, memory, grace_s=3600)
+    review = LabelingScreen(attributes, memory, on_viewed=ignore_view, grace_s=3600)
     host = Host(review)
     async with host.run_test() as pilot:
         await pilot.pause()

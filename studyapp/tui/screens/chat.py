@@ -269,7 +269,7 @@ class ChatScreen(Screen[None]):
     def action_memory(self) -> None:
         from studyapp.tui.screens.memory import MemoryScreen
 
-        self.app.push_screen(MemoryScreen(self.services.memory))
+        self.app.push_screen(MemoryScreen(self.services.memory, on_viewed=self.services.memory_viewed))
 
     @on(Button.Pressed, "#new")
     async def _new_pressed(self) -> None:
@@ -461,7 +461,7 @@ class ChatScreen(Screen[None]):
         if not due:
             self.notify("Nothing to label now. Your memory (F2) lists everything the assistant believes about you.")
             return
-        self.app.push_screen(LabelingScreen(due, self.services.memory))
+        self.app.push_screen(LabelingScreen(due, self.services.memory, on_viewed=self.services.memory_viewed))
 
     @on(events.Click, "#status")
     def _status_clicked(self) -> None:

@@ -6,7 +6,8 @@ personalized; both answers appear together once both are complete. Steps:
 1. waiting: progress (characters so far, answers ready) with no hint which answer is which; Esc stops;
 2. rate: keys 1-5 on the study's scale (or click), ``s`` skips the rating;
 3. relevance (optional): for each selected attribute and a sample of unselected ones, shuffled,
-   "should this have shaped the answer?" y / n / space (not sure); Esc skips the rest;
+   "should this have shaped the answer?" y / n / space (not sure); Esc leaves the questions, and the one on
+   screen and the rest count as not asked (as do all of them when the rating is skipped);
 4. comment (optional): Enter continues;
 5. continue: which answer goes on in the conversation, 1 or 2 (after a skip, Esc leaves it to the app).
 
@@ -29,11 +30,12 @@ from textual.widgets import Button, ContentSwitcher, Footer, Input, Markdown, Pr
 
 from studyapp.llm.base import LLMError
 from studyapp.study.comparison import (
-    AttributeChoice,
     ComparisonFailed,
     ComparisonOutcome,
     Progress,
     RatingResult,
+    RelevanceAnswer,
+    RelevanceQuestion,
     relevance_sample,
 )
 from studyapp.study.protocol import DEFAULT_LABELS
@@ -41,6 +43,7 @@ from studyapp.tui.widgets.rating import RatingBar
 
 REMINDER = "Remember: an answer that mentions your attributes is not automatically better."
 SIDE_OF_KEY = {1: "left", 2: "right"}
+STATUS_OF_BUTTON = {"relevant-yes": "yes", "relevant-no": "no", "relevant-unsure": "not_sure"}
 
 Generate = Callable[[Callable[[Progress], None]], Awaitable[ComparisonOutcome]]
 
@@ -50,9 +53,9 @@ class ComparisonScreen(Screen[RatingResult]):
     BINDINGS = [
         *(Binding(str(n), f"digit({n})", str(n), show=False) for n in range(1, 6)),
         Binding("s", "skip", "Skip rating"),
-        Binding("y", "relevant(True)", "Yes"),
-        Binding("n", "relevant(False)", "No"),
-        Binding("space", "relevant(None)", "Not sure"),
+        Binding("y", "relevant('yes')", "Yes"),
+        Binding("n", "relevant('no')", "No"),
+        Binding("space", "relevant('not_sure')", "Not sure"),
         Binding("escape", "escape", "Stop / skip"),
     ]
 
@@ -77,13 +80,14 @@ class ComparisonScreen(Screen[RatingResult]):
         self._rng = rng
         self.step = "waiting"
         self.outcome: ComparisonOutcome | None = None
-        self.questions: list[AttributeChoice] = []
+        self.questions: list[RelevanceQuestion] = []
         self._question_index = 0
         self._shown_at: float | None = None
         self._shown_choice: int | None = None
         self._skipped = False
         self._time_to_rate_ms: float | None = None
-        self._relevance: dict[str, bool | None] = {}
+        # attribute_id -> yes / no / not_sure, for the questions answered so far.
+        self._answers: dict[str, str] = {}
         self._comment: str | None = None
 
     # Layout -------------------------------------------------------------------------------------
@@ -197,10 +201,8 @@ class ComparisonScreen(Screen[RatingResult]):
             f"About what the assistant knows about you ({self._question_index + 1} of {len(self.questions)})")
         self.query_one("#relevance-text", Static).update(question.text)
 
-    def _answer(self, relevant: bool | None) -> None:
-        question = self.questions[self._question_index]
-        if question.attribute_id:
-            self._relevance[question.attribute_id] = relevant
+    def _answer(self, status: str) -> None:
+        self._answers[self.questions[self._question_index].attribute_id] = status
         self._question_index += 1
         if self._question_index < len(self.questions):
             self._show_question()
@@ -218,8 +220,6 @@ class ComparisonScreen(Screen[RatingResult]):
 
     def _finish(self, chosen_side: str | None) -> None:
         assert self.outcome is not None
-        # Questions shown but left unanswered (Esc) are recorded as shown, not answered.
-        relevance = {q.attribute_id: self._relevance.get(q.attribute_id) for q in self.questions if q.attribute_id}
         self.step = "done"
         self.dismiss(RatingResult(
             "skipped" if self._skipped else "rated",
@@ -228,9 +228,22 @@ class ComparisonScreen(Screen[RatingResult]):
             shown_choice=None if self._skipped else self._shown_choice,
             chosen_side=chosen_side,
             comment=self._comment,
-            relevance=relevance,
+            relevance=self._relevance(),
             time_to_rate_ms=self._time_to_rate_ms,
         ))
+
+    def _relevance(self) -> tuple[RelevanceAnswer, ...]:
+        """Every sampled question with what became of it. The questions come after the rating, so one not
+        answered (left with Esc, or never shown because the rating was skipped) was not asked."""
+        answers = []
+        for question in self.questions:
+            status = self._answers.get(question.attribute_id)
+            if status is None:
+                answers.append(RelevanceAnswer(question.attribute_id, "not_asked", question.ask_probability))
+            else:
+                answers.append(RelevanceAnswer(question.attribute_id, status, question.ask_probability,
+                                               asked_when="after_rating"))
+        return tuple(answers)
 
     # Actions ------------------------------------------------------------------------------------
 
@@ -256,9 +269,9 @@ class ComparisonScreen(Screen[RatingResult]):
         self._time_to_rate_ms = self._elapsed_ms()
         self._go("continue")
 
-    def action_relevant(self, relevant: bool | None) -> None:
+    def action_relevant(self, status: str) -> None:
         if self.step == "relevance":
-            self._answer(relevant)
+            self._answer(status)
 
     def action_escape(self) -> None:
         if self.step == "waiting":
@@ -285,7 +298,7 @@ class ComparisonScreen(Screen[RatingResult]):
         if button.startswith("continue-") and self.step == "continue":
             self._finish(SIDE_OF_KEY[int(button.removeprefix("continue-"))])
         elif button.startswith("relevant-") and self.step == "relevance":
-            self._answer({"relevant-yes": True, "relevant-no": False}.get(button))
+            self._answer(STATUS_OF_BUTTON[button])
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if self.step == "comment":

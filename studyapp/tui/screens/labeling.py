@@ -10,6 +10,9 @@ Dismisses with the number of labels given.
 "Later" is research data too: it records one dismissal, for the attribute on screen, the only unanswered one
 the participant has seen (the ones after it were never shown, so they stay plain unlabeled). Like an answer, it
 counts only after the grace period.
+
+Seeing what the assistant believes can change how the participant rates comparisons, so the dialog reports
+when it was opened once it is left (``on_viewed``; the app records it as a memory view).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from textual.widgets import Button, Label, Static
 
 from studyapp.domain import Attribute
 from studyapp.personalize.memory import MemoryService
+from studyapp.store.util import now
+from studyapp.tui.screens.memory import ViewHook
 
 CHOICES = {"1": ("makes_sense", "Makes sense"), "2": ("maybe", "Maybe"), "3": ("doesnt_make_sense",
                                                                             "Doesn't make sense")}
@@ -44,10 +49,13 @@ class LabelingScreen(ModalScreen[int]):
         Binding("escape", "later", "Later"),
     ]
 
-    def __init__(self, attributes: Sequence[Attribute], memory: MemoryService, *, grace_s: float = GRACE_S) -> None:
+    def __init__(self, attributes: Sequence[Attribute], memory: MemoryService, *, on_viewed: ViewHook,
+                 grace_s: float = GRACE_S) -> None:
         super().__init__(classes="dialog-screen")
         self.attributes = list(attributes)
         self.memory = memory
+        self.on_viewed = on_viewed
+        self.opened_at: str | None = None
         self.index = 0
         self.labeled = 0
         self.grace_s = grace_s
@@ -68,7 +76,12 @@ class LabelingScreen(ModalScreen[int]):
             yield Label(HELP, classes="labeling-help", markup=False)
 
     def on_mount(self) -> None:
+        self.opened_at = now()
         self._show()
+
+    def on_unmount(self) -> None:
+        if self.opened_at is not None:
+            self.on_viewed(self.opened_at, "label_prompt")
 
     def on_screen_resume(self) -> None:
         # The grace period restarts whenever the dialog comes (back) to the front.

@@ -3,9 +3,13 @@
 A standalone screen: it gets a ``MemoryService`` (studyapp.personalize.memory) and never touches SQL.
 Keys: Enter opens an attribute (evidence messages and history); 1 / 2 / 3 label it *makes sense* / *maybe* /
 *doesn't make sense*; e edits, f forgets (after confirming), a adds one of the participant's own; Esc closes.
+Seeing memory can change how the participant rates comparisons, so the screen reports when it was opened
+once it is left (``on_viewed``; the app records it as a memory view).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from textual import on
 from textual.app import ComposeResult
@@ -15,6 +19,7 @@ from textual.widgets import DataTable, Footer, Label
 
 from studyapp.domain import MemoryChangeError
 from studyapp.personalize.memory import MemoryService
+from studyapp.store.util import now
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.widgets.memory_detail import AttributeDetail
 from studyapp.tui.widgets.memory_table import LABEL_TEXT, MemoryTable
@@ -23,6 +28,8 @@ HELP = ("Enter: open · 1 makes sense · 2 maybe · 3 doesn't make sense · e ed
         "Esc close")
 EMPTY = ("Nothing in memory yet. As you chat, the assistant notes things about you here; "
          "press a to add one yourself.")
+# Called when the participant leaves a screen that showed their memory: (opened_at, screen).
+ViewHook = Callable[[str, str], None]
 
 
 class AttributeDetailScreen(ModalScreen[None]):
@@ -53,9 +60,11 @@ class MemoryScreen(Screen[None]):
         Binding("a", "add", "Add"),
     ]
 
-    def __init__(self, service: MemoryService) -> None:
+    def __init__(self, service: MemoryService, *, on_viewed: ViewHook) -> None:
         super().__init__()
         self.service = service
+        self.on_viewed = on_viewed
+        self.opened_at: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("Your memory: what the assistant believes about you", id="memory-title")
@@ -65,8 +74,14 @@ class MemoryScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.opened_at = now()
         self.refresh_rows()
         self.query_one(MemoryTable).focus()
+
+    def on_unmount(self) -> None:
+        # However it is left (Esc, or the app closing over it); its dialogs on top are part of the same look.
+        if self.opened_at is not None:
+            self.on_viewed(self.opened_at, "memory_screen")
 
     def on_screen_resume(self) -> None:
         # Back from a dialog or another screen: memory may have changed meanwhile (background extraction).
