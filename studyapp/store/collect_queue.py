@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.store.util import loads
+from studyapp.store.util import atomic, loads
 
 
 @dataclass(frozen=True)
@@ -48,5 +48,5 @@ class CollectQueue:
 
     def clear(self) -> int:
         """Forget every waiting record (withdrawal: nothing more leaves the machine)."""
-        with self.db.conn:
+        with atomic(self.db):
             return self.db.execute("DELETE FROM collect_queue").rowcount

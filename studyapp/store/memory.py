@@ -36,7 +36,7 @@ from studyapp.domain import (
     SelectionRecord,
 )
 from studyapp.events import ATTRIBUTE_LABELS
-from studyapp.store.util import dumps, loads, new_id, now
+from studyapp.store.util import atomic, dumps, loads, new_id, now
 
 STALE_CLAIM_S = 600
 CLAIM_PREFIX = "claim:"
@@ -217,7 +217,7 @@ class MemoryStore:
         if attribute is None:
             raise MemoryChangeError(f"No attribute {attribute_id}.")
         ts = now()
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 f"INSERT INTO attribute_labels ({_LABEL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [new_id(), attribute_id, label, ts, source, attribute.text, attribute.confidence,
@@ -231,7 +231,7 @@ class MemoryStore:
         if self.get(attribute_id) is None:
             raise MemoryChangeError(f"No attribute {attribute_id}.")
         dismissal_id = new_id()
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(f"INSERT INTO label_dismissals ({_DISMISSAL_COLUMNS}) VALUES (?, ?, ?, ?)",
                             [dismissal_id, attribute_id, now(), source])
         return dismissal_id
@@ -397,7 +397,7 @@ class MemoryStore:
         claim = f"{CLAIM_PREFIX}{now()}:{run_id}"
         cond, params = self._unprocessed_where()
         marks = ", ".join("?" for _ in message_ids)
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 f"UPDATE messages AS m SET extracted_at = ? WHERE m.id IN ({marks}) AND {cond}",
                 [claim, *message_ids, *params],
@@ -409,7 +409,7 @@ class MemoryStore:
 
     def release_claim(self, claim: str) -> None:
         """Give messages back (the model could not be reached): a later run reads them again."""
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute("UPDATE messages SET extracted_at = NULL WHERE extracted_at = ?", [claim])
 
     def existing_message_ids(self, message_ids: Iterable[str]) -> set[str]:
@@ -427,7 +427,7 @@ class MemoryStore:
         valid is false when the selector's answer was unreadable or said nothing about the attribute."""
         ts = now()
         ids = []
-        with self.db.conn:
+        with atomic(self.db):
             for attribute_id, selected, rationale, valid in decisions:
                 row_id = new_id()
                 ids.append(row_id)
@@ -458,7 +458,7 @@ class MemoryStore:
         closed = closed_at or now()
         duration = max(0.0, (datetime.fromisoformat(closed) - datetime.fromisoformat(opened_at)).total_seconds())
         view_id = new_id()
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute("INSERT INTO memory_views (id, opened_at, closed_at, duration_s, screen) "
                             "VALUES (?, ?, ?, ?, ?)", [view_id, opened_at, closed, duration, screen])
         return view_id

@@ -188,16 +188,16 @@ class OutboxStore:
 
     def remove(self, event_ids: list[str]) -> None:
         """Remove acknowledged events (accepted or duplicate on the server)."""
-        with self.db.conn:
+        with atomic(self.db):
             self.db.conn.executemany("DELETE FROM outbox WHERE event_id = ?", [(e,) for e in event_ids])
 
     def note_attempt(self, event_ids: list[str]) -> None:
-        with self.db.conn:
+        with atomic(self.db):
             self.db.conn.executemany("UPDATE outbox SET attempts = attempts + 1 WHERE event_id = ?",
                                 [(e,) for e in event_ids])
 
     def clear(self, study_id: str) -> int:
         """Empty the outbox of a study (withdrawal)."""
-        with self.db.conn:
+        with atomic(self.db):
             cursor = self.db.execute("DELETE FROM outbox WHERE study_id = ?", [study_id])
         return cursor.rowcount

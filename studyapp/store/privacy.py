@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from studyapp.store.util import now
+from studyapp.store.util import atomic, now
 
 
 def normalize(value: str) -> str:
@@ -37,7 +37,7 @@ class PrivacyStore:
                 "ORDER BY created_at LIMIT 1", [key, *same_as]).fetchone()
             if row is not None:
                 return str(row[0])
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "INSERT OR IGNORE INTO pseudonyms (entity_type, value, placeholder, created_at) "
                 "SELECT ?, ?, '<' || ? || '_' || (count(*) + 1) || '>', ? FROM pseudonyms WHERE entity_type = ?",
@@ -60,12 +60,12 @@ class PrivacyStore:
 
     def add_term(self, term: str) -> bool:
         """Store a term (whitespace-trimmed); False when it was already there."""
-        with self.db.conn:
+        with atomic(self.db):
             cursor = self.db.execute("INSERT OR IGNORE INTO privacy_terms (term, created_at) VALUES (?, ?)",
                                      [term, now()])
         return cursor.rowcount > 0
 
     def remove_term(self, term: str) -> bool:
-        with self.db.conn:
+        with atomic(self.db):
             cursor = self.db.execute("DELETE FROM privacy_terms WHERE term = ?", [term])
         return cursor.rowcount > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 from studyapp.domain import ScheduleRecord
-from studyapp.store.util import new_id, now
+from studyapp.store.util import atomic, new_id, now
 
 _COLUMNS = ("id, message_id, conversation_id, decided_at, eligible, draw, probability, outcome, reason, memory_size, "
             "selected_count")
@@ -26,7 +26,7 @@ class ScheduleStore:
                probability: float | None, outcome: str, reason: str, memory_size: int,
                selected_count: int | None) -> str:
         decision_id = new_id()
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 f"INSERT INTO schedule_decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [decision_id, message_id, conversation_id, now(), int(eligible), draw, probability, outcome, reason,

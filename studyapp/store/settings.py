@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from studyapp.store.util import atomic
+
 
 class SettingsStore:
     def __init__(self, db: Database) -> None:
@@ -17,7 +19,7 @@ class SettingsStore:
         return json.loads(row[0]) if row else default
 
     def set(self, key: str, value: Any) -> None:
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -25,5 +27,5 @@ class SettingsStore:
             )
 
     def delete(self, key: str) -> None:
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute("DELETE FROM settings WHERE key = ?", [key])

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.store.util import now
+from studyapp.store.util import atomic, now
 
 
 @dataclass
@@ -64,7 +64,7 @@ class StudyStore:
             "enrolled_at": ts,
             "withdrawn_at": None,
         }
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "INSERT INTO studies (id, protocol, server_url, participant_id, enrolled_at, withdrawn_at) "
                 "VALUES (:id, :protocol, :server_url, :participant_id, :enrolled_at, :withdrawn_at) "
@@ -76,14 +76,14 @@ class StudyStore:
 
     def update_protocol(self, study_id: str, protocol: dict[str, Any]) -> None:
         """A new protocol version from the server; enrollment time and participant id stay."""
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "UPDATE studies SET protocol = ? WHERE id = ?",
                 [json.dumps(protocol, ensure_ascii=False, sort_keys=True), study_id],
             )
 
     def withdraw(self, study_id: str, *, at: str | None = None) -> None:
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "UPDATE studies SET withdrawn_at = ? WHERE id = ? AND withdrawn_at IS NULL", [at or now(), study_id]
             )

@@ -37,8 +37,9 @@ def loads(text: str | None, default: Any = None) -> Any:
 def atomic(db: Database) -> Iterator[None]:
     """One transaction, or a savepoint inside the caller's: commit (or release) on success, roll back on error.
 
-    ``with db.conn:`` commits at its end even when an outer block meant to keep going, so code that must
-    stay all-or-nothing with its caller's writes (the outbox and its intake) uses this instead.
+    Every write of the stores goes through this. ``with db.conn:`` is not a transaction here: sqlite-utils
+    commits each write statement by itself when no transaction is open, so the writes in such a block were
+    never all-or-nothing, and it would also commit a caller's transaction that meant to keep going.
     """
     conn = db.conn
     if conn.in_transaction:
