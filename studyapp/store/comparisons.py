@@ -113,6 +113,12 @@ class JudgeVerdict:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Neither rated nor skipped nor ended yet: what became of it is still open.
+_OPEN = "end_state IS NULL AND NOT EXISTS (SELECT 1 FROM ratings WHERE ratings.comparison_id = comparisons.id)"
+# Rated or skipped: both answers were complete and shown, so the judge can compare them. Failed, cancelled and
+# abandoned comparisons have no complete pair and are never judged.
+_JUDGEABLE = "r.id IS NOT NULL"
+
 _SELECT = """
     SELECT c.*, p.content AS prompt, g.content AS generic_response, z.content AS personalized_response,
            r.rating, r.shown_choice, r.chosen, r.skipped, r.comment, r.time_to_rate_ms, r.rated_at
@@ -209,6 +215,32 @@ class ComparisonStore:
                 "UPDATE comparisons SET status = 'shown', shown_at = ? WHERE id = ? AND status = 'generating'",
                 [now(), comparison_id],
             )
+
+    def end(self, comparison_id: str, state: str) -> bool:
+        """It ended without a rating or skip (failed, cancelled, abandoned); returns whether this call ended it.
+
+        Only the first end counts and a rated or skipped comparison never ends: what became of it is decided
+        once. Setting end_state queues the comparison as a study record (trigger of migration m008).
+        """
+        if state not in END_STATES:
+            raise ValueError(f"end state must be one of {', '.join(END_STATES)}, not {state!r}")
+        with self.db.conn:
+            cursor = self.db.execute(
+                f"UPDATE comparisons SET end_state = ?, ended_at = ? WHERE id = ? AND {_OPEN}",
+                [state, now(), comparison_id],
+            )
+        return cursor.rowcount == 1
+
+    def mark_abandoned(self) -> int:
+        """Comparisons still generating or shown from an earlier run (the app closed before they were rated) end
+        as 'abandoned'; returns how many. Their status stays, so the schedule still counts them as comparisons."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                f"UPDATE comparisons SET end_state = 'abandoned', ended_at = ? "
+                f"WHERE status IN ('generating', 'shown') AND {_OPEN}",
+                [now()],
+            )
+        return cursor.rowcount
 
     def exists(self, comparison_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM comparisons WHERE id = ?", [comparison_id]).fetchone() is not None

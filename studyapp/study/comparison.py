@@ -226,11 +226,11 @@ class ComparisonRunner:
         try:
             await asyncio.gather(*(self._generate(arm, report) for arm in arms.values()))
         except asyncio.CancelledError:
-            self.comparisons.set_status(comparison_id, "error")
+            self._end(comparison_id, "cancelled")  # the participant stopped it (Esc while generating)
             raise
         failed = [arm for arm in arms.values() if arm.error is not None]
         if failed:
-            self.comparisons.set_status(comparison_id, "error")
+            self._end(comparison_id, "failed")
             # The participant's message still gets an answer: a finished arm joins the thread
             # (personalized first, as in an ordinary turn with memory on).
             fallback = next((a for a in (arms["personalized"], arms["generic"]) if a.done), None)
@@ -252,6 +252,12 @@ class ComparisonRunner:
             right_message_id=right.message_id,
             attributes=choices,
         )
+
+    def _end(self, comparison_id: str, state: str) -> None:
+        """A comparison that will never be rated: a study record with its end state. Its status becomes 'error'
+        as before, so the schedule does not count it (daily cap, turns between comparisons)."""
+        self.comparisons.end(comparison_id, state)  # first: a crash before the status still leaves the record
+        self.comparisons.set_status(comparison_id, "error")
 
     async def _generate(self, arm: _Arm, report: Callable[[], None]) -> None:
         started = time.monotonic()
