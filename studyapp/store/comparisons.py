@@ -9,7 +9,7 @@ better) next to the choice as shown, so both can be checked against each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,18 +180,23 @@ class ComparisonStore:
         model: str | None,
         parameters: Mapping[str, Any],
         templates: Mapping[str, Any],
+        context_message_ids: Sequence[str] | None = None,
+        context_sha256: str | None = None,
     ) -> str:
+        """A new comparison, 'generating'. ``context_message_ids``: the history messages both arms are given,
+        in order, and ``context_sha256`` the sha256 of their transcript (studyapp.study.transcript)."""
         if personalized_side not in ("left", "right"):
             raise ValueError(f"personalized_side must be 'left' or 'right', not {personalized_side!r}")
         comparison_id = new_id()
+        context = dumps(list(context_message_ids)) if context_message_ids is not None else None
         with self.db.conn:
             self.db.execute(
                 "INSERT INTO comparisons (id, conversation_id, prompt_message_id, personalized_side, coin, "
-                "selected_attributes, model, parameters, templates, status, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'generating', ?)",
+                "selected_attributes, model, parameters, templates, status, created_at, context_message_ids, "
+                "context_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'generating', ?, ?, ?)",
                 [comparison_id, conversation_id, prompt_message_id, personalized_side, dumps(dict(coin)),
                  dumps([dict(a) for a in attributes]), model, dumps(dict(parameters)), dumps(dict(templates)),
-                 now()],
+                 now(), context, context_sha256],
             )
         return comparison_id
 
@@ -371,15 +376,20 @@ class ComparisonStore:
         rating: int | None,
         raw: str | None,
         template: str | None,
+        context_sha256: str | None = None,
+        context_chars: int | None = None,
     ) -> str:
+        """A judge's verdict on one order (rating None: unreadable), with the sha256 and length of the
+        conversation transcript the judge was shown."""
         if rating is not None and not 1 <= rating <= 5:
             raise ValueError(f"rating must be 1..5 or None, not {rating}")
         verdict_id = new_id()
         with self.db.conn:
             self.db.execute(
                 "INSERT INTO judge_verdicts (id, comparison_id, judge_model, personalized_side, rating, raw, "
-                "template, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [verdict_id, comparison_id, judge_model, personalized_side, rating, raw, template, now()],
+                "template, created_at, context_sha256, context_chars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [verdict_id, comparison_id, judge_model, personalized_side, rating, raw, template, now(),
+                 context_sha256, context_chars],
             )
         return verdict_id
 
@@ -395,10 +405,14 @@ class ComparisonStore:
         rows = self.db.query(sql + " ORDER BY created_at, rowid", params)
         return [JudgeVerdict(**{k: r[k] for k in JudgeVerdict.__dataclass_fields__ if k != "extra"}) for r in rows]
 
+    def judgeable(self) -> list[ComparisonRecord]:
+        """Rated and skipped comparisons: both answers exist (a skipped pair is judged too)."""
+        return [_record(r) for r in self.db.query(_SELECT + f" WHERE {_JUDGEABLE} ORDER BY c.created_at")]
+
     def unjudged(self, judge_model: str) -> list[ComparisonRecord]:
-        """Rated comparisons without any verdict from ``judge_model`` yet (background judging picks these)."""
+        """Rated and skipped comparisons without any verdict from ``judge_model`` yet (background judging)."""
         sql = _SELECT + (
-            " WHERE r.rating IS NOT NULL AND NOT EXISTS (SELECT 1 FROM judge_verdicts v "
+            f" WHERE {_JUDGEABLE} AND NOT EXISTS (SELECT 1 FROM judge_verdicts v "
             "WHERE v.comparison_id = c.id AND v.judge_model = ?) ORDER BY c.created_at"
         )
         return [_record(r) for r in self.db.query(sql, [judge_model])]

@@ -102,7 +102,8 @@ class Services:
         return self.study.runner(self.chat.model, self.chat.params, context_messages=self.chat.context_messages)
 
     async def judge_pending(self) -> int:
-        """The LLM judge on rated comparisons (verdicts are for researchers, never shown to the participant)."""
+        """The LLM judge on rated and skipped comparisons (verdicts are for researchers, never shown to the
+        participant)."""
         judges = self.judge_models()
         return await self.study.judge_pending(judges) if judges else 0
 
