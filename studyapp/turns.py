@@ -11,15 +11,16 @@
 
 Order of a turn: commit the message; ask the study's schedule whether this turn may be a comparison; if memory
 is on and holds something, run selection *once* (its decisions are recorded per attribute); record the schedule's
-decision with how the turn ends (schedule_decisions); a comparison needs a selected attribute (else both arms
-would be the same generic answer), otherwise the reply streams with the selected attributes. Every committed
-study record is announced with ``records_written`` (the database has already noted it for the privacy gate, see
-store/collect_queue.py). Cancelling the consumer (Esc) closes the
-generator, and the reply in flight is kept, marked interrupted.
+decision with how the turn ends (schedule_decisions; ``cancelled`` if the participant stops the turn while
+selection runs); a comparison needs a selected attribute (else both arms would be the same generic answer),
+otherwise the reply streams with the selected attributes. Every committed study record is announced with
+``records_written`` (the database has already noted it for the privacy gate, see store/collect_queue.py).
+Cancelling the consumer (Esc) closes the generator, and the reply in flight is kept, marked interrupted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -31,6 +32,7 @@ from studyapp.domain import Conversation, Message
 from studyapp.llm.base import LLMError
 from studyapp.personalize.select import SelectionResult
 from studyapp.study.comparison import AttributeChoice, ComparisonRunner, RatingResult
+from studyapp.study.schedule import ScheduleDecision
 from studyapp.study.service import StudyService
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,14 @@ class TurnController:
         selection: SelectionResult | None = None
         can_select = saved.conversation.memory_enabled and ctx.has_memory()
         if can_select:
-            yield Preparing()
-            selection = await self._select(saved)
+            try:
+                yield Preparing()
+                selection = await self._select(saved)
+            except (asyncio.CancelledError, GeneratorExit):
+                # Stopped while selection ran (Esc cancels the task or closes the generator): the schedule
+                # looked at this turn, so it stays in the record of every turn (the comparisons' denominator).
+                self._record(saved, decision, outcome="cancelled", selected_count=None)
+                raise
             if selection is not None and selection.error is None:
                 selected_count = len(selection.selected)
             attributes = selection.selected if selection is not None else []
@@ -96,8 +104,7 @@ class TurnController:
                 outcome = "selection_failed"
             else:
                 outcome = "comparison" if selection.selected else "nothing_selected"
-        ctx.study.record_decision(saved.message, decision, outcome=outcome, selected_count=selected_count)
-        ctx.records_written()
+        self._record(saved, decision, outcome=outcome, selected_count=selected_count)
         if outcome == "comparison" and selection is not None:
             choices = [AttributeChoice(**d.to_dict()) for d in selection.decisions]
             yield ComparisonOffered(saved, choices, ctx.comparison_runner())
@@ -108,6 +115,12 @@ class TurnController:
                     ctx.records_written()
                 yield event
 
+    def _record(self, saved: UserSaved, decision: ScheduleDecision, *, outcome: str,
+                selected_count: int | None) -> None:
+        """The schedule's decision on this turn and how the turn ended (a study record: the gate is woken)."""
+        self.context.study.record_decision(saved.message, decision, outcome=outcome, selected_count=selected_count)
+        self.context.records_written()
+
     async def _select(self, saved: UserSaved) -> SelectionResult | None:
         try:
             return await self.context.select_for(saved.conversation, saved.message)
@@ -117,8 +130,10 @@ class TurnController:
             return None
 
     def finish_comparison(self, offer: ComparisonOffered, result: RatingResult) -> int | None:
-        """Record what the participant did with a comparison; returns the rating (personalized arm's view)."""
+        """Record what the participant did with a comparison; returns the rating (personalized arm's view).
+
+        Every result announces a record: a rating or skip is written here, a failed or cancelled comparison
+        was ended by the runner (its end state is a study record too)."""
         rating = offer.runner.record_result(result)
-        if result.status in ("rated", "skipped"):
-            self.context.records_written()
+        self.context.records_written()
         return rating

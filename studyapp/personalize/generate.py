@@ -49,12 +49,20 @@ def build_messages(
     else:
         template = load_template(GENERIC_TEMPLATE)
         system = template.text
+    messages: list[ChatMessage] = [{"role": "system", "content": system}]
+    messages += [{"role": m.role, "content": m.content} for m in prompt_turns(history, context_messages)]
+    return messages, template.ref
+
+
+def prompt_turns(history: Sequence[Message], context_messages: int = 20) -> list[Message]:
+    """The messages of ``history`` that ``build_messages`` puts into the request, in order.
+
+    Only complete or interrupted turns with text; the last ``context_messages`` of them. A comparison records
+    exactly these (studyapp.study.comparison), so the judge can be shown the same conversation.
+    """
     turns = [m for m in history if m.role in ("user", "assistant") and m.content.strip()
              and m.status in ("complete", "interrupted")]
-    turns = turns[-context_messages:]
-    messages: list[ChatMessage] = [{"role": "system", "content": system}]
-    messages += [{"role": m.role, "content": m.content} for m in turns]
-    return messages, template.ref
+    return turns[-context_messages:]
 
 
 @dataclass

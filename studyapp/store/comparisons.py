@@ -9,7 +9,7 @@ better) next to the choice as shown, so both can be checked against each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +114,12 @@ class JudgeVerdict:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Neither rated nor skipped nor ended yet: what became of it is still open.
+_OPEN = "end_state IS NULL AND NOT EXISTS (SELECT 1 FROM ratings WHERE ratings.comparison_id = comparisons.id)"
+# Rated or skipped: both answers were complete and shown, so the judge can compare them. Failed, cancelled and
+# abandoned comparisons have no complete pair and are never judged.
+_JUDGEABLE = "r.id IS NOT NULL"
+
 _SELECT = """
     SELECT c.*, p.content AS prompt, g.content AS generic_response, z.content AS personalized_response,
            r.rating, r.shown_choice, r.chosen, r.skipped, r.comment, r.time_to_rate_ms, r.rated_at
@@ -175,18 +181,23 @@ class ComparisonStore:
         model: str | None,
         parameters: Mapping[str, Any],
         templates: Mapping[str, Any],
+        context_message_ids: Sequence[str] | None = None,
+        context_sha256: str | None = None,
     ) -> str:
+        """A new comparison, 'generating'. ``context_message_ids``: the history messages both arms are given,
+        in order, and ``context_sha256`` the sha256 of their transcript (studyapp.study.transcript)."""
         if personalized_side not in ("left", "right"):
             raise ValueError(f"personalized_side must be 'left' or 'right', not {personalized_side!r}")
         comparison_id = new_id()
+        context = dumps(list(context_message_ids)) if context_message_ids is not None else None
         with self.db.conn:
             self.db.execute(
                 "INSERT INTO comparisons (id, conversation_id, prompt_message_id, personalized_side, coin, "
-                "selected_attributes, model, parameters, templates, status, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'generating', ?)",
+                "selected_attributes, model, parameters, templates, status, created_at, context_message_ids, "
+                "context_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'generating', ?, ?, ?)",
                 [comparison_id, conversation_id, prompt_message_id, personalized_side, dumps(dict(coin)),
                  dumps([dict(a) for a in attributes]), model, dumps(dict(parameters)), dumps(dict(templates)),
-                 now()],
+                 now(), context, context_sha256],
             )
         return comparison_id
 
@@ -210,6 +221,32 @@ class ComparisonStore:
                 "UPDATE comparisons SET status = 'shown', shown_at = ? WHERE id = ? AND status = 'generating'",
                 [now(), comparison_id],
             )
+
+    def end(self, comparison_id: str, state: str) -> bool:
+        """It ended without a rating or skip (failed, cancelled, abandoned); returns whether this call ended it.
+
+        Only the first end counts and a rated or skipped comparison never ends: what became of it is decided
+        once. Setting end_state queues the comparison as a study record (trigger of migration m008).
+        """
+        if state not in END_STATES:
+            raise ValueError(f"end state must be one of {', '.join(END_STATES)}, not {state!r}")
+        with self.db.conn:
+            cursor = self.db.execute(
+                f"UPDATE comparisons SET end_state = ?, ended_at = ? WHERE id = ? AND {_OPEN}",
+                [state, now(), comparison_id],
+            )
+        return cursor.rowcount == 1
+
+    def mark_abandoned(self) -> int:
+        """Comparisons still generating or shown from an earlier run (the app closed before they were rated) end
+        as 'abandoned'; returns how many. Their status stays, so the schedule still counts them as comparisons."""
+        with self.db.conn:
+            cursor = self.db.execute(
+                f"UPDATE comparisons SET end_state = 'abandoned', ended_at = ? "
+                f"WHERE status IN ('generating', 'shown') AND {_OPEN}",
+                [now()],
+            )
+        return cursor.rowcount
 
     def exists(self, comparison_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM comparisons WHERE id = ?", [comparison_id]).fetchone() is not None
@@ -351,15 +388,20 @@ class ComparisonStore:
         rating: int | None,
         raw: str | None,
         template: str | None,
+        context_sha256: str | None = None,
+        context_chars: int | None = None,
     ) -> str:
+        """A judge's verdict on one order (rating None: unreadable), with the sha256 and length of the
+        conversation transcript the judge was shown."""
         if rating is not None and not 1 <= rating <= 5:
             raise ValueError(f"rating must be 1..5 or None, not {rating}")
         verdict_id = new_id()
         with self.db.conn:
             self.db.execute(
                 "INSERT INTO judge_verdicts (id, comparison_id, judge_model, personalized_side, rating, raw, "
-                "template, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [verdict_id, comparison_id, judge_model, personalized_side, rating, raw, template, now()],
+                "template, created_at, context_sha256, context_chars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [verdict_id, comparison_id, judge_model, personalized_side, rating, raw, template, now(),
+                 context_sha256, context_chars],
             )
         return verdict_id
 
@@ -375,10 +417,14 @@ class ComparisonStore:
         rows = self.db.query(sql + " ORDER BY created_at, rowid", params)
         return [JudgeVerdict(**{k: r[k] for k in JudgeVerdict.__dataclass_fields__ if k != "extra"}) for r in rows]
 
+    def judgeable(self) -> list[ComparisonRecord]:
+        """Rated and skipped comparisons: both answers exist (a skipped pair is judged too)."""
+        return [_record(r) for r in self.db.query(_SELECT + f" WHERE {_JUDGEABLE} ORDER BY c.created_at")]
+
     def unjudged(self, judge_model: str) -> list[ComparisonRecord]:
-        """Rated comparisons without any verdict from ``judge_model`` yet (background judging picks these)."""
+        """Rated and skipped comparisons without any verdict from ``judge_model`` yet (background judging)."""
         sql = _SELECT + (
-            " WHERE r.rating IS NOT NULL AND NOT EXISTS (SELECT 1 FROM judge_verdicts v "
+            f" WHERE {_JUDGEABLE} AND NOT EXISTS (SELECT 1 FROM judge_verdicts v "
             "WHERE v.comparison_id = c.id AND v.judge_model = ?) ORDER BY c.created_at"
         )
         return [_record(r) for r in self.db.query(sql, [judge_model])]

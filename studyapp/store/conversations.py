@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from sqlite_utils import Database
@@ -181,6 +182,16 @@ class ConversationStore:
     def get_message(self, message_id: str) -> Message | None:
         rows = self.db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", [message_id]).fetchall()
         return _message(rows[0]) if rows else None
+
+    def messages_by_id(self, message_ids: Sequence[str]) -> list[Message]:
+        """The messages with these ids, in the order given; ids of deleted messages are left out."""
+        if not message_ids:
+            return []
+        marks = ", ".join("?" for _ in message_ids)
+        rows = self.db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({marks})",
+                               list(message_ids)).fetchall()
+        found = {m.id: m for m in map(_message, rows)}
+        return [found[i] for i in message_ids if i in found]
 
     def count_messages(self, conversation_id: str) -> int:
         return self.db.execute(

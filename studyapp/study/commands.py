@@ -97,14 +97,15 @@ def comparisons_command(ctx: click.Context, data_dir: Path | None, as_json: bool
 
 @click.command("judge")
 @_data_dir
-@click.option("--rerun", is_flag=True, help="Judge every rated comparison again, not only those not yet judged.")
+@click.option("--rerun", is_flag=True,
+              help="Judge every rated or skipped comparison again, not only those not yet judged.")
 @click.option("--model", "models", multiple=True,
               help="Judge with this model instead of the study's judges ('local' or a model name; repeatable).")
 @click.option("--base-url", help="OpenAI-compatible endpoint for --model (default: your configured one).")
 @click.pass_context
 def judge(ctx: click.Context, data_dir: Path | None, rerun: bool, models: tuple[str, ...],
           base_url: str | None) -> None:
-    """Let the LLM judge rate rated comparisons (in both orders); verdicts go to the database.
+    """Let the LLM judge rate rated and skipped comparisons (in both orders); verdicts go to the database.
 
     Researchers testing a new judge: studyapp judge --rerun --model NAME --base-url URL
     """
@@ -137,7 +138,8 @@ def judge(ctx: click.Context, data_dir: Path | None, rerun: bool, models: tuple[
     def done(comparison: ComparisonRecord, verdicts: list[Verdict]) -> None:
         ratings = ", ".join(f"{v.judge_model} [{v.personalized_side}]: {v.rating if v.rating else 'unreadable'}"
                             for v in verdicts)
-        click.echo(f"{comparison.id}  participant {comparison.rating}  judge {ratings or '(no verdict)'}")
+        participant = "skipped" if comparison.skipped else comparison.rating
+        click.echo(f"{comparison.id}  participant {participant}  judge {ratings or '(no verdict)'}")
 
     async def run() -> int:
         try:

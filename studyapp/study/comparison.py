@@ -9,7 +9,10 @@ considered, and
    model and ``ChatParams``, concurrently (``asyncio.gather``), each stored as a message with its arm,
    ``in_thread = 0`` and its text flushed at least every second, so a crash loses at most a second;
 3. reports progress (characters per side) while generating, but returns the texts only when both arms
-   are complete, so timing never reveals which arm is which.
+   are complete, so timing never reveals which arm is which;
+4. records the conversation both arms were given (the ids of the history messages before the request and the
+   sha256 of their transcript, studyapp.study.transcript), so the judge can be shown the same; a comparison
+   whose arm failed, or that the participant cancelled, ends as ``failed`` or ``cancelled`` (a study record).
 
 ``record_rating`` converts the participant's choice on the shown scale (1 = Response 1 much better) to the
 personalized arm's point of view (the export contract: 1 generic much better .. 5 personalized much
@@ -29,9 +32,10 @@ from typing import Any
 from studyapp.domain import Message
 from studyapp.events import ASKED_WHEN, RELEVANCE_STATUSES
 from studyapp.llm.base import ChatModel, ChatParams, LLMError
-from studyapp.personalize.generate import build_messages
+from studyapp.personalize.generate import build_messages, prompt_turns
 from studyapp.store.comparisons import ComparisonRecord, ComparisonStore
 from studyapp.store.conversations import ConversationStore
+from studyapp.study.transcript import context_transcript, transcript_sha256
 
 FLUSH_INTERVAL_S = 1.0
 SIDES = ("left", "right")
@@ -218,6 +222,8 @@ class ComparisonRunner:
                                               limit=self.context_messages * 3)
         generic_messages, generic_ref = build_messages(history, None, context_messages=self.context_messages)
         personal_messages, personal_ref = build_messages(history, selected, context_messages=self.context_messages)
+        # The conversation before the request that both arms were given, recorded so the judge sees the same.
+        context = [m for m in prompt_turns(history, self.context_messages) if m.id != prompt.id]
 
         personalized_side, coin = draw_side(self.rng)
         generic_side = "right" if personalized_side == "left" else "left"
@@ -230,6 +236,8 @@ class ComparisonRunner:
             model=self.model.name,
             parameters=self.params.to_dict(),
             templates={"generic": generic_ref, "personalized": personal_ref},
+            context_message_ids=[m.id for m in context],
+            context_sha256=transcript_sha256(context_transcript(context)),
         )
         generic_msg = self.conversations.add_message(
             conversation_id, "assistant", "", status="streaming", model=self.model.name, arm="generic",
@@ -253,11 +261,11 @@ class ComparisonRunner:
         try:
             await asyncio.gather(*(self._generate(arm, report) for arm in arms.values()))
         except asyncio.CancelledError:
-            self.comparisons.set_status(comparison_id, "error")
+            self._end(comparison_id, "cancelled")  # the participant stopped it (Esc while generating)
             raise
         failed = [arm for arm in arms.values() if arm.error is not None]
         if failed:
-            self.comparisons.set_status(comparison_id, "error")
+            self._end(comparison_id, "failed")
             # The participant's message still gets an answer: a finished arm joins the thread
             # (personalized first, as in an ordinary turn with memory on).
             fallback = next((a for a in (arms["personalized"], arms["generic"]) if a.done), None)
@@ -279,6 +287,12 @@ class ComparisonRunner:
             right_message_id=right.message_id,
             attributes=choices,
         )
+
+    def _end(self, comparison_id: str, state: str) -> None:
+        """A comparison that will never be rated: a study record with its end state. Its status becomes 'error'
+        as before, so the schedule does not count it (daily cap, turns between comparisons)."""
+        self.comparisons.end(comparison_id, state)  # first: a crash before the status still leaves the record
+        self.comparisons.set_status(comparison_id, "error")
 
     async def _generate(self, arm: _Arm, report: Callable[[], None]) -> None:
         started = time.monotonic()

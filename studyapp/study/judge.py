@@ -1,8 +1,11 @@
-"""The LLM judge: the configured judge model(s) rate each rated comparison on the participant's scale.
+"""The LLM judge: the configured judge model(s) rate each rated or skipped comparison on the participant's scale.
 
 Every pair is judged in both orders (personalized arm as Response 1, then as Response 2) to cancel
 position bias; each verdict is converted to the personalized arm's point of view like the participant's
 rating, and stored in ``judge_verdicts`` with the raw output. Verdicts are never shown to the participant.
+The judge is shown the conversation the two answers were written with, rebuilt from the message ids the
+comparison recorded (studyapp.study.transcript); each verdict keeps the sha256 and length of that transcript,
+so a message edited or deleted since shows as a hash different from the comparison's.
 A judge answer that cannot be read is recorded with its raw text and rating NULL; it never raises.
 A model that cannot be reached records nothing, so the next background pass (or ``studyapp judge``) retries.
 """
@@ -19,7 +22,9 @@ from typing import Any
 from studyapp.llm.base import ChatModel, ChatParams, LLMError
 from studyapp.personalize.templates import Template
 from studyapp.store.comparisons import ComparisonRecord, ComparisonStore
+from studyapp.store.conversations import ConversationStore
 from studyapp.study.comparison import to_personalized_scale
+from studyapp.study.transcript import context_transcript, transcript_sha256
 
 ORDERS = ("left", "right")  # where the personalized arm is put for the judge
 SCHEMA: dict[str, Any] = {
@@ -75,21 +80,30 @@ class Judge:
                  params: ChatParams = JUDGE_PARAMS) -> None:
         self.models = list(models)
         self.store = store
+        self.conversations = ConversationStore(store.db)  # the comparison's context, by message id
         self.params = params
         # Why judge calls failed (model unreachable, ...): nothing was recorded for those; the CLI reports them.
         self.failures: list[str] = []
 
-    def messages(self, comparison: ComparisonRecord, personalized_side: str) -> list[dict[str, str]]:
+    def context(self, comparison: ComparisonRecord) -> str:
+        """The transcript of the conversation the pair was written with, as it reads now (messages deleted
+        since are missing). Comparisons from before m008 recorded none: an empty context."""
+        messages = self.conversations.messages_by_id(comparison.context_message_ids or [])
+        return context_transcript(messages)
+
+    def messages(self, comparison: ComparisonRecord, personalized_side: str,
+                 context: str = "") -> list[dict[str, str]]:
         personalized, generic = comparison.personalized_response, comparison.generic_response
         first, second = (personalized, generic) if personalized_side == "left" else (generic, personalized)
         attributes = "\n".join(f"- {t}" for t in comparison.selected_texts) or "(nothing)"
-        prompt = judge_template().render(attributes=attributes, prompt=comparison.prompt,
-                                         response_1=first, response_2=second)
+        prompt = judge_template().render(attributes=attributes, context=context or "(none)",
+                                         prompt=comparison.prompt, response_1=first, response_2=second)
         return [{"role": "user", "content": prompt}]
 
-    async def _one(self, model: ChatModel, comparison: ComparisonRecord, side: str) -> Verdict | None:
+    async def _one(self, model: ChatModel, comparison: ComparisonRecord, side: str,
+                   context: str) -> Verdict | None:
         try:
-            result = await model.complete_json(self.messages(comparison, side), SCHEMA, self.params)
+            result = await model.complete_json(self.messages(comparison, side, context), SCHEMA, self.params)
         except LLMError as exc:
             self.failures.append(f"{model.name}: {exc}")
             return None
@@ -101,7 +115,8 @@ class Judge:
         """Judge one comparison with every model in both orders; store and return the verdicts."""
         if isinstance(comparison, str):
             comparison = self.store.get(comparison)
-        jobs = [self._one(model, comparison, side) for model in self.models for side in ORDERS]
+        context = self.context(comparison)
+        jobs = [self._one(model, comparison, side, context) for model in self.models for side in ORDERS]
         stored = []
         for verdict in await asyncio.gather(*jobs):
             if verdict is None:
@@ -109,6 +124,7 @@ class Judge:
             verdict_id = self.store.add_verdict(
                 comparison.id, judge_model=verdict.judge_model, personalized_side=verdict.personalized_side,
                 rating=verdict.rating, raw=verdict.raw, template=judge_template().ref,
+                context_sha256=transcript_sha256(context), context_chars=len(context),
             )
             stored.append(Verdict(verdict.judge_model, verdict.personalized_side, verdict.rating,
                                   verdict.shown_rating, verdict.raw, verdict_id))
@@ -116,13 +132,13 @@ class Judge:
 
     async def judge_pending(self, *, rerun: bool = False,
                             on_done: Callable[[ComparisonRecord, list[Verdict]], None] | None = None) -> int:
-        """Judge rated comparisons not yet judged by each model (all rated ones with ``rerun``).
+        """Judge rated and skipped comparisons not yet judged by each model (all of them with ``rerun``).
 
         One comparison at a time, so a long backlog never floods the model. Returns the number of verdicts.
         """
         count = 0
         for model in self.models:
-            pending = self.store.list(rated_only=True) if rerun else self.store.unjudged(model.name)
+            pending = self.store.judgeable() if rerun else self.store.unjudged(model.name)
             single = Judge([model], self.store, params=self.params)
             for comparison in pending:
                 verdicts = await single.judge(comparison)

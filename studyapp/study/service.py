@@ -85,5 +85,6 @@ class StudyService:
         return self.study.status_line(self.labeling_plan().unlabeled)
 
     async def judge_pending(self, models: Sequence[ChatModel]) -> int:
-        """Background judging of rated comparisons not yet judged by each model; returns verdicts stored."""
+        """Background judging of rated and skipped comparisons not yet judged by each model; returns verdicts
+        stored."""
         return await Judge(models, self.comparisons).judge_pending()

@@ -22,6 +22,7 @@ from studyapp.personalize.generate import built_with_memory
 from studyapp.personalize.memory import MemoryService
 from studyapp.personalize.pipeline import Personalization
 from studyapp.personalize.select import SelectionResult
+from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import ComparisonRunner
@@ -43,6 +44,10 @@ class Services:
         self.conversations = ConversationStore(app_ctx.db)
         # A crash may have left a reply 'streaming': it is interrupted, with its text so far kept.
         self.recovered = self.conversations.mark_streaming_interrupted()
+        # Likewise a comparison still generating or on screen when the app closed: nothing can rate it now, so it
+        # ends 'abandoned' and becomes a study record. Were a rating recorded later after all, it wins (the
+        # record's state prefers the rating, and the server keeps a comparison's latest event).
+        self.abandoned = ComparisonStore(app_ctx.db).mark_abandoned()
         self._fixed_factory = model_factory
         settings = self.model_settings()
         self.chat = ChatService(
@@ -103,7 +108,8 @@ class Services:
         return self.study.runner(self.chat.model, self.chat.params, context_messages=self.chat.context_messages)
 
     async def judge_pending(self) -> int:
-        """The LLM judge on rated comparisons (verdicts are for researchers, never shown to the participant)."""
+        """The LLM judge on rated and skipped comparisons (verdicts are for researchers, never shown to the
+        participant)."""
         judges = self.judge_models()
         return await self.study.judge_pending(judges) if judges else 0
 

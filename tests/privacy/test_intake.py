@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlite_utils import Database
@@ -335,3 +336,106 @@ def test_comparison_context_is_empty_where_the_database_knows_nothing(tmp_path: 
     context = comparison_context(db, before, tz=west)
     assert (context.protocol_version, context.study_day) == ("2.0", None)
     db.close()
+
+
+async def test_failed_and_cancelled_comparisons_and_unreadable_verdicts_reach_the_export(
+        live: LiveServer, tmp_path: Path, memory_keyring: MemoryKeyring, scripted_llm: ScriptedLLM) -> None:
+    import asyncio
+
+    import pyarrow.parquet as pq
+
+    from studyapp.llm.openai_compat import OpenAICompatModel
+    from studyapp.server.export import export
+    from studyapp.study.comparison import ComparisonFailed
+    from studyapp.study.judge import Judge
+    from tests.study.test_comparison import ATTRIBUTES, arm_of, reply_by_arm, runner_for
+    from tests.study.test_comparison_end import failing_generic_arm
+
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    await enroll_and_consent(db, live)
+    conversations, comparisons = ConversationStore(db), ComparisonStore(db)
+    conversation = conversations.create()
+    conversations.add_message(conversation.id, "user", "Hi!")
+    conversations.add_message(conversation.id, "assistant", "Hello, how can I help?")
+    runner = runner_for(scripted_llm, conversations, comparisons)
+
+    # An arm fails.
+    scripted_llm.set_default(failing_generic_arm)
+    with pytest.raises(ComparisonFailed) as failed:
+        await runner.run(conversation.id, conversations.add_message(conversation.id, "user", "Dinner?"), ATTRIBUTES)
+    # The participant stops one while both answers are being written.
+    replies = reply_by_arm(scripted_llm, hold_after=1)
+    task = asyncio.create_task(
+        runner.run(conversation.id, conversations.add_message(conversation.id, "user", "Lunch?"), ATTRIBUTES))
+    try:
+        for reply in replies.values():
+            await reply.wait_held_async()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        for reply in replies.values():
+            reply.release()
+    [cancelled] = [c for c in comparisons.list() if c.end_state == "cancelled"]
+    # One is rated; the judge reads its answer in one order and cannot in the other.
+    reply_by_arm(scripted_llm)
+    rated = await runner.run(conversation.id, conversations.add_message(conversation.id, "user", "Breakfast?"),
+                             ATTRIBUTES)
+    runner.record_rating(rated.comparison_id, 4, rated.personalized_side, "left")
+
+    def judge_answer(body: dict[str, Any]) -> Any:
+        shown_first = body["messages"][-1]["content"].partition("Response 1:\n<<<\n")[2]
+        return {"rating": 2} if shown_first.startswith("A vegetarian") else "Hard to say."
+
+    scripted_llm.set_default(lambda body: judge_answer(body) if not body.get("stream") else arm_of(body))
+    await Judge([OpenAICompatModel(scripted_llm.base_url, scripted_llm.model)], comparisons).judge(rated.comparison_id)
+    context_sha256 = comparisons.get(rated.comparison_id).context_sha256
+    await pump_and_sync(db, path)
+
+    export(live.storage, tmp_path / "out", "parquet", researcher="test")
+    rows = {r["comparison_id"]: r for r in pq.read_table(tmp_path / "out" / "comparisons.parquet").to_pylist()}
+    assert {cid: row["state"] for cid, row in rows.items()} == {
+        failed.value.comparison_id: "failed", cancelled.id: "cancelled", rated.comparison_id: "rated"}
+    assert rows[cancelled.id]["ended_at"] and rows[cancelled.id]["rating"] is None
+    assert rows[failed.value.comparison_id]["ended_at"] and rows[rated.comparison_id]["ended_at"] is None
+    # Each says which conversation its answers were written with (here: the two messages before the first request).
+    assert rows[failed.value.comparison_id]["context_messages"] == 2
+    assert rows[rated.comparison_id]["context_sha256"] == context_sha256
+    verdicts = pq.read_table(tmp_path / "out" / "judge_verdicts.parquet").to_pylist()
+    assert sorted((v["personalized_side"], v["verdict_status"], v["rating"]) for v in verdicts) == [
+        ("left", "ok", 4), ("right", "unreadable", None)]
+    assert {(v["comparison_id"], v["context_sha256"]) for v in verdicts} == {(rated.comparison_id, context_sha256)}
+
+
+async def test_an_abandoned_comparison_rated_later_is_exported_as_rated(
+        live: LiveServer, tmp_path: Path, memory_keyring: MemoryKeyring, scripted_llm: ScriptedLLM) -> None:
+    import pyarrow.parquet as pq
+
+    from studyapp.server.export import export
+    from tests.study.test_comparison import ATTRIBUTES, reply_by_arm, runner_for
+
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    await enroll_and_consent(db, live)
+    conversations = ConversationStore(db)
+    conversation = conversations.create()
+    reply_by_arm(scripted_llm)
+    runner = runner_for(scripted_llm, conversations, ComparisonStore(db))
+    outcome = await runner.run(conversation.id, conversations.add_message(conversation.id, "user", "Dinner?"),
+                               ATTRIBUTES)
+    runner.mark_shown(outcome.comparison_id)
+    assert ComparisonStore(db).mark_abandoned() == 1  # what the next start does
+    await pump_and_sync(db, path)
+    export(live.storage, tmp_path / "before", "parquet", researcher="test")
+    [row] = pq.read_table(tmp_path / "before" / "comparisons.parquet").to_pylist()
+    assert (row["comparison_id"], row["state"]) == (outcome.comparison_id, "abandoned")
+
+    db = open_database(path)
+    runner = runner_for(scripted_llm, ConversationStore(db), ComparisonStore(db))
+    runner.record_rating(outcome.comparison_id, 5, outcome.personalized_side, "right")
+    await pump_and_sync(db, path)
+    export(live.storage, tmp_path / "after", "parquet", researcher="test")
+    [row] = pq.read_table(tmp_path / "after" / "comparisons.parquet").to_pylist()
+    assert (row["comparison_id"], row["state"], row["ended_at"]) == (outcome.comparison_id, "rated", None)
+    assert live.storage.conn.execute("SELECT count(*) FROM events WHERE kind = 'comparison'").fetchone()[0] == 2

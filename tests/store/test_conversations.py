@@ -65,6 +65,17 @@ def test_comparison_arms_stay_out_of_the_thread_until_chosen(store: Conversation
     assert [m.content for m in store.messages(c.id)] == ["q", "generic"]
 
 
+def test_messages_by_id_keep_the_order_given_and_leave_out_deleted_ones(store: ConversationStore) -> None:
+    kept, gone = store.create(), store.create()
+    first = store.add_message(kept.id, "user", "first")
+    second = store.add_message(kept.id, "assistant", "second")
+    lost = store.add_message(gone.id, "user", "lost")
+    store.delete(gone.id)
+    # The order of the ids, not of the table: a comparison's context is read back as it was recorded.
+    assert [m.content for m in store.messages_by_id([second.id, lost.id, first.id])] == ["second", "first"]
+    assert store.messages_by_id([]) == []
+
+
 def test_search_handles_punctuation_and_prefixes(store: ConversationStore) -> None:
     c = store.create("Cooking")
     store.add_message(c.id, "user", "How long should I knead bread dough?")

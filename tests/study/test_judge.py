@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -11,11 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from studyapp.cli import cli
+from studyapp.domain import Message
 from studyapp.llm.openai_compat import OpenAICompatModel
 from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.db import open_database
 from studyapp.study.judge import Judge, read_rating
+from tests.study.test_comparison import ATTRIBUTES, prompt, reply_by_arm, runner_for  # noqa: F401
 from tests.support.scripted_llm import ScriptedLLM
 
 GENERIC = "Pasta with tomato sauce."
@@ -23,7 +26,18 @@ PERSONAL = "A vegetarian one-pan dinner."
 
 
 def rated_comparison(conversations: ConversationStore, comparisons: ComparisonStore, *, side: str = "left",
-                     rating: int = 4) -> str:
+                     rating: int | None = 4) -> str:
+    """A comparison made as before migration m008 (no context recorded); ``rating`` None: skipped."""
+    cid, personalized_message_id = unrated_comparison(conversations, comparisons, side=side)
+    comparisons.record_rating(cid, rating=rating, shown_choice=rating, chosen_arm="personalized",
+                              chosen_message_id=personalized_message_id, skipped=rating is None, comment=None,
+                              time_to_rate_ms=None)
+    return cid
+
+
+def unrated_comparison(conversations: ConversationStore, comparisons: ComparisonStore, *,
+                       side: str = "left") -> tuple[str, str]:
+    """Both answers stored, nothing rated yet: (comparison id, the personalized answer's message id)."""
     conv = conversations.create()
     prompt = conversations.add_message(conv.id, "user", "What should I cook tonight?")
     cid = comparisons.create(
@@ -34,9 +48,7 @@ def rated_comparison(conversations: ConversationStore, comparisons: ComparisonSt
     p = conversations.add_message(conv.id, "assistant", PERSONAL, arm="personalized", comparison_id=cid,
                                   in_thread=False)
     comparisons.set_arm_messages(cid, generic_message_id=g.id, personalized_message_id=p.id)
-    comparisons.record_rating(cid, rating=rating, shown_choice=rating, chosen_arm="personalized",
-                              chosen_message_id=p.id, skipped=False, comment=None, time_to_rate_ms=None)
-    return cid
+    return cid, p.id
 
 
 def personal_position(body: dict[str, Any]) -> int:
@@ -63,7 +75,7 @@ async def test_both_orders_agree_for_a_consistent_judge(
     assert len(scripted_llm.requests) == 2
     stored = comparisons.verdicts(cid)
     assert sorted((v.personalized_side, v.rating) for v in stored) == [("left", 5), ("right", 5)]
-    assert all(v.template == "judge@1" and v.judge_model == scripted_llm.model for v in stored)
+    assert all(v.template == "judge@2" and v.judge_model == scripted_llm.model for v in stored)
     assert json.loads(stored[0].raw or "")["reason"] == "fits"
     # The judge saw the request and what is known about the user.
     prompt = scripted_llm.requests[0]["messages"][-1]["content"]
@@ -116,6 +128,94 @@ async def test_judge_pending_skips_judged_unless_rerun(
     assert len(comparisons.verdicts(first)) == 2 and len(comparisons.verdicts(second)) == 2
     assert await judge.judge_pending(rerun=True) == 4
     assert len(comparisons.verdicts(first)) == 4
+
+
+def judge_prompts(llm: ScriptedLLM) -> list[str]:
+    """What the judge was asked (the arms stream; the judge asks for JSON)."""
+    return [b["messages"][-1]["content"] for b in llm.requests if not b.get("stream")]
+
+
+def context_of(prompt_text: str) -> str:
+    found = re.search(r"The conversation before the request:\n<<<\n(.*?)\n>>>", prompt_text, re.S)
+    assert found is not None
+    return found.group(1)
+
+
+async def judged_after_rating(llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore,
+                              prompt: Message, *, edit: tuple[int, str] | None = None) -> str:
+    """A comparison generated, rated and then judged; ``edit`` changes one earlier message before judging."""
+    replies = reply_by_arm(llm)
+    runner = runner_for(llm, conversations, comparisons)
+    outcome = await runner.run(prompt.conversation_id, prompt, ATTRIBUTES)
+    runner.record_rating(outcome.comparison_id, 2, outcome.personalized_side, "left")
+    if edit is not None:
+        index, text = edit
+        earlier = conversations.messages(prompt.conversation_id, before_n=prompt.n)
+        conversations.update_message(earlier[index].id, content=text)
+    llm.set_default(lambda body: {"rating": 3} if not body.get("stream") else replies["generic"])
+    await Judge([model(llm)], comparisons).judge(outcome.comparison_id)
+    return outcome.comparison_id
+
+
+async def test_the_judge_sees_the_conversation_the_answers_were_written_with(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore, prompt: Message,
+) -> None:
+    cid = await judged_after_rating(scripted_llm, conversations, comparisons, prompt)
+    record = comparisons.get(cid)
+    earlier = conversations.messages(prompt.conversation_id, before_n=prompt.n)
+    # The messages before the request that both arms were given, exactly as they went into the arms' requests.
+    assert record.context_message_ids == [m.id for m in earlier]
+    arm_request = next(b for b in scripted_llm.requests if b.get("stream"))
+    assert [m["content"] for m in arm_request["messages"][1:-1]] == [m.content for m in earlier]
+    transcript = "User: Hi!\n\nAssistant: Hello, how can I help?"
+    assert record.context_sha256 == hashlib.sha256(transcript.encode()).hexdigest()
+
+    prompts = judge_prompts(scripted_llm)
+    assert len(prompts) == 2 and all(context_of(p) == transcript for p in prompts)
+    verdicts = comparisons.verdicts(cid)
+    assert len(verdicts) == 2
+    assert all(v.context_sha256 == record.context_sha256 and v.context_chars == len(transcript) for v in verdicts)
+
+
+async def test_a_message_edited_since_shows_in_the_verdicts_hash(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore, prompt: Message,
+) -> None:
+    cid = await judged_after_rating(scripted_llm, conversations, comparisons, prompt, edit=(0, "Hi there!"))
+    record = comparisons.get(cid)
+    transcript = "User: Hi there!\n\nAssistant: Hello, how can I help?"
+    assert all(context_of(p) == transcript for p in judge_prompts(scripted_llm))
+    hashes = {v.context_sha256 for v in comparisons.verdicts(cid)}
+    assert hashes == {hashlib.sha256(transcript.encode()).hexdigest()} and record.context_sha256 not in hashes
+
+
+async def test_a_comparison_from_before_m008_is_judged_with_an_empty_context(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore,
+) -> None:
+    cid = rated_comparison(conversations, comparisons)
+    assert comparisons.get(cid).context_message_ids is None
+    scripted_llm.set_default(lambda body: {"rating": 3})
+    await Judge([model(scripted_llm)], comparisons).judge(cid)
+    assert all(context_of(p) == "(none)" for p in judge_prompts(scripted_llm))
+    verdicts = comparisons.verdicts(cid)
+    assert len(verdicts) == 2
+    assert {(v.context_sha256, v.context_chars) for v in verdicts} == {(hashlib.sha256(b"").hexdigest(), 0)}
+
+
+async def test_skipped_comparisons_are_judged_and_unfinished_ones_never(
+    scripted_llm: ScriptedLLM, conversations: ConversationStore, comparisons: ComparisonStore,
+) -> None:
+    skipped = rated_comparison(conversations, comparisons, rating=None)
+    assert comparisons.get(skipped).state == "skipped"
+    abandoned, _ = unrated_comparison(conversations, comparisons)
+    assert comparisons.mark_abandoned() == 1
+    scripted_llm.set_default(lambda body: {"rating": 2})
+    judge = Judge([model(scripted_llm)], comparisons)
+    assert [c.id for c in comparisons.unjudged(scripted_llm.model)] == [skipped]
+    assert await judge.judge_pending() == 2
+    assert sorted(v.personalized_side for v in comparisons.verdicts(skipped)) == ["left", "right"]
+    assert comparisons.verdicts(abandoned) == []
+    assert await judge.judge_pending(rerun=True) == 2  # a re-run takes the skipped pair again, still not the other
+    assert len(comparisons.verdicts(skipped)) == 4 and comparisons.verdicts(abandoned) == []
 
 
 def test_read_rating() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -12,7 +14,7 @@ from sqlite_utils import Database
 
 from studyapp.chat import ChatService, ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
 from studyapp.domain import Conversation, Message
-from studyapp.llm.base import ChatParams
+from studyapp.llm.base import ChatMessage, ChatParams, JSONResult
 from studyapp.llm.openai_compat import OpenAICompatModel
 from studyapp.personalize.pipeline import Personalization
 from studyapp.personalize.select import SelectionResult
@@ -161,13 +163,75 @@ async def test_closing_the_turn_mid_reply_keeps_the_text_marked_interrupted(
 
 
 @pytest.mark.parametrize("status", ["failed", "cancelled"])
-async def test_a_comparison_that_did_not_finish_announces_no_record(db: Database, scripted_llm: ScriptedLLM,
-                                                                    status: str) -> None:
+async def test_a_comparison_that_did_not_finish_announces_its_record(db: Database, scripted_llm: ScriptedLLM,
+                                                                     status: str) -> None:
     scripted_llm.set_default(answer(True))
     ctx = Context(db, scripted_llm, compare=True)
     ctx.personalization.memory.add("The user is vegetarian")
     controller = TurnController(ctx)
     offer = (await run(controller, None, "dinner ideas?"))[-1]
     written = ctx.written
+    # No rating to store, but the runner ended the comparison: its end state is a study record for the gate.
     assert controller.finish_comparison(offer, RatingResult(status)) is None
-    assert ctx.written == written
+    assert ctx.written == written + 1
+
+
+class BlockingSelector:
+    """A selector model that answers only when cancelled: the turn is stopped while selection runs."""
+
+    name = "blocking-selector"
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+
+    def stream(self, messages: list[ChatMessage], params: ChatParams | None = None) -> AsyncIterator[str]:
+        raise AssertionError("the selector is only asked for JSON")
+
+    async def complete_json(self, messages: list[ChatMessage], schema: dict[str, Any],
+                            params: ChatParams | None = None) -> JSONResult:
+        self.asked.set()
+        await asyncio.Event().wait()  # never set: only cancellation ends this call
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def blocking_selection(db: Database, scripted_llm: ScriptedLLM) -> tuple[Context, BlockingSelector]:
+    """A due comparison turn whose selection never answers."""
+    ctx = Context(db, scripted_llm, compare=True)
+    selector = BlockingSelector()
+    ctx.personalization = Personalization(db, extractor_model=OpenAICompatModel(scripted_llm.base_url,
+                                                                                scripted_llm.model),
+                                          selector_model=selector)
+    ctx.personalization.memory.add("The user is vegetarian")
+    return ctx, selector
+
+
+async def test_a_turn_cancelled_while_selecting_records_its_decision_as_cancelled(
+        db: Database, scripted_llm: ScriptedLLM) -> None:
+    ctx, selector = blocking_selection(db, scripted_llm)
+    task = asyncio.create_task(run(TurnController(ctx), None, "dinner ideas?"))
+    await selector.asked.wait()
+    assert ScheduleStore(db).list() == []  # nothing decided yet: selection decides how a won draw ends
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [decision] = ScheduleStore(db).list()
+    assert (decision.outcome, decision.eligible, decision.selected_count) == ("cancelled", True, None)
+    assert decision.draw is not None and decision.memory_size == 1
+    assert ctx.written == 2  # the participant's message, the schedule's decision
+    assert scripted_llm.requests == []  # no answer was asked for
+
+
+async def test_a_turn_closed_at_preparing_records_its_decision_as_cancelled(
+        db: Database, scripted_llm: ScriptedLLM) -> None:
+    ctx, selector = blocking_selection(db, scripted_llm)
+    async with aclosing(TurnController(ctx).run(None, "dinner ideas?")) as events:
+        async for event in events:
+            if isinstance(event, Preparing):
+                break  # the consumer stops here: closing the generator ends the turn
+    assert not selector.asked.is_set()
+    [decision] = ScheduleStore(db).list()
+    assert (decision.outcome, decision.selected_count) == ("cancelled", None)
+    assert ctx.written == 2

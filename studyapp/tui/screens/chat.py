@@ -410,15 +410,14 @@ class ChatScreen(Screen[None]):
             on_shown=runner.mark_shown,
         )
         result = await self.app.push_screen_wait(screen)
-        rating = self.services.turns.finish_comparison(offer, result)
-        if result.status in ("rated", "skipped"):
-            self.nudge_sync()
+        self.services.turns.finish_comparison(offer, result)
+        self.nudge_sync()  # a comparison is a study record whatever became of it (failed, cancelled too)
         if result.status == "failed":
             self.notify(result.error or "The comparison failed.", severity="error", timeout=8, markup=False)
         elif result.status == "cancelled":
             self.notify("Stopped. Send your message again to get an answer.")
         await self.open_conversation(saved.conversation.id)
-        if rating is not None:
+        if result.status in ("rated", "skipped"):  # both answers exist: the judge rates a skipped pair too
             self.judge_later()
 
     @work(exclusive=True, group=JUDGE_GROUP)
