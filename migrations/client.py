@@ -453,6 +453,16 @@ def m008_study_records(db: Database) -> None:
         BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('comparison', NEW.id); END
         """
     )
+    # The answer the participant kept from a comparison joins the conversation (in_thread = 1, in the rating's
+    # transaction): from then on it is one of the conversation's messages, and a record like them.
+    db.execute(
+        f"""
+        CREATE TRIGGER collect_kept_arm AFTER UPDATE OF in_thread ON messages
+        WHEN NEW.in_thread = 1 AND OLD.in_thread = 0 AND NEW.arm IS NOT NULL
+             AND NEW.status IN ('complete', 'interrupted', 'error') AND {enrolled}
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('message', NEW.id); END
+        """
+    )
     # Whether the selector's answer was readable and named this attribute (NULL: recorded before this migration).
     db.execute("ALTER TABLE selections ADD COLUMN valid INTEGER")
     # What became of each relevance question (NULL before this migration: human_relevant alone, where NULL meant

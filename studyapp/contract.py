@@ -58,6 +58,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "label": ATTRIBUTE_LABELS,
     "personalized_side": SIDES,
     "chosen": ARMS,
+    "arm": ARMS,
     "role": ("system", "user", "assistant"),
     "action": ("grant", "update", "withdraw"),
     "outcome": SCHEDULE_OUTCOMES,
@@ -126,9 +127,12 @@ def _replaced(value: Any) -> dict[str, int]:
     return value
 
 
-def check_field(name: str, value: Any, *, require_offset: bool = False) -> Any:
-    """One field's value, normalized; raises ContractError."""
+def check_field(name: str, value: Any, *, require_offset: bool = False, optional: bool = False) -> Any:
+    """One field's value, normalized; raises ContractError. An ``optional`` id may be null (e.g. the comparison
+    of a message that is not a comparison's answer); a required one never."""
     if name in ID_FIELDS:
+        if value is None and optional:
+            return None
         if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
             raise ContractError(f"field '{name}' must be a non-empty id of at most {MAX_KEY_LENGTH} characters")
         return value
@@ -206,4 +210,5 @@ def check_fields(kind: str, payload: Any, *, require_offset: bool = False) -> di
     if unknown:
         names = ", ".join(show(f, 40) for f in unknown[:5])
         raise ContractError(f"kind '{kind}' does not allow field(s) {names}; only the contract's fields are stored")
-    return {name: check_field(name, value, require_offset=require_offset) for name, value in payload.items()}
+    return {name: check_field(name, value, require_offset=require_offset, optional=name not in required)
+            for name, value in payload.items()}

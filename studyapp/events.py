@@ -24,10 +24,12 @@ SELECTION_FIELDS = ("selection_id", "message_id", "conversation_id", "attribute_
 _EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
     # The consent record itself is always sent: the study must know what was agreed to.
     "consent": (None, ("consent_version", "consent_sha256", "categories", "action", "created_at"), ()),
+    # The answer a participant kept from a comparison continues the conversation: it is a message too, marked with
+    # its arm and comparison (the other answer stays only in the comparison record).
     "message": (
         "conversation_text",
         ("conversation_id", "message_id", "role", "content", "created_at", "status"),
-        (),
+        ("arm", "comparison_id"),
     ),
     "attribute": (
         "attributes",

@@ -185,7 +185,7 @@ def earlier_records(db: Database, categories: Iterable[str]) -> list[Record]:
         conversations = ConversationStore(db)
         for conversation in sorted(conversations.list(), key=lambda c: c.created_at):
             records += [message_record(m) for m in conversations.messages(conversation.id)
-                        if m.status in FINISHED and m.role != "system" and m.arm is None]
+                        if m.status in FINISHED and m.role != "system"]  # arms only if kept
     if categories & {"attributes", "attribute_labels"}:
         memory = MemoryStore(db)
         for attribute in memory.list_attributes(include_deleted=True):

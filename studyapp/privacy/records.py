@@ -36,10 +36,11 @@ def _record(kind: str, payload: dict[str, Any]) -> Record:
 
 
 def message_record(message: Message) -> Record:
-    """A chat message (category conversation_text)."""
+    """A chat message (category conversation_text); a comparison's kept answer says its arm and comparison."""
     return _record("message", {"conversation_id": message.conversation_id, "message_id": message.id,
-                        "role": message.role, "content": message.content, "created_at": message.created_at,
-                        "status": message.status})
+                               "role": message.role, "content": message.content, "created_at": message.created_at,
+                               "status": message.status, "arm": message.arm,
+                               "comparison_id": message.comparison_id})
 
 
 def attribute_record(a: Attribute) -> Record:

@@ -1,9 +1,9 @@
 """The export contract (docs/ARCHITECTURE.md section 8): one file per record type, as JSONL, CSV or Parquet.
 
-Columns come first in the contract's order (study_id, participant_id, then the record's fields),
-followed by the optional fields the events carry. Rows are streamed, so a million events export in
-bounded memory; Parquet is written in row groups with an explicit schema, so an empty file still has
-the right columns and types.
+Columns follow the contract's order (study_id, participant_id, then the record's fields as docs/ARCHITECTURE.md
+section 8 lists them; tests/project/test_export_docs.py keeps the two equal). Rows are streamed, so a million
+events export in bounded memory; Parquet is written in row groups with an explicit schema, so an empty file
+still has the right columns and types.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
     )),
     RecordType("messages", "message", (
         ("conversation_id", S), ("message_id", S), ("role", S), ("content", S), ("created_at", S), ("status", S),
-        *VERSION, *REPLACED,
+        ("arm", S), ("comparison_id", S), *VERSION, *REPLACED,
     )),
     RecordType("attributes", "attribute", (
         ("attribute_id", S), ("text", S), ("reason", S), ("confidence", F), ("origin", S), ("status", S),

@@ -190,7 +190,7 @@ class ComparisonStore:
             raise ValueError(f"personalized_side must be 'left' or 'right', not {personalized_side!r}")
         comparison_id = new_id()
         context = dumps(list(context_message_ids)) if context_message_ids is not None else None
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "INSERT INTO comparisons (id, conversation_id, prompt_message_id, personalized_side, coin, "
                 "selected_attributes, model, parameters, templates, status, created_at, context_message_ids, "
@@ -202,7 +202,7 @@ class ComparisonStore:
         return comparison_id
 
     def set_arm_messages(self, comparison_id: str, *, generic_message_id: str, personalized_message_id: str) -> None:
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "UPDATE comparisons SET generic_message_id = ?, personalized_message_id = ? WHERE id = ?",
                 [generic_message_id, personalized_message_id, comparison_id],
@@ -211,12 +211,12 @@ class ComparisonStore:
     def set_status(self, comparison_id: str, status: str) -> None:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute("UPDATE comparisons SET status = ? WHERE id = ?", [status, comparison_id])
 
     def mark_shown(self, comparison_id: str) -> None:
         """Both arms are on screen now (the start of the time to rate)."""
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "UPDATE comparisons SET status = 'shown', shown_at = ? WHERE id = ? AND status = 'generating'",
                 [now(), comparison_id],
@@ -230,7 +230,7 @@ class ComparisonStore:
         """
         if state not in END_STATES:
             raise ValueError(f"end state must be one of {', '.join(END_STATES)}, not {state!r}")
-        with self.db.conn:
+        with atomic(self.db):
             cursor = self.db.execute(
                 f"UPDATE comparisons SET end_state = ?, ended_at = ? WHERE id = ? AND {_OPEN}",
                 [state, now(), comparison_id],
@@ -240,7 +240,7 @@ class ComparisonStore:
     def mark_abandoned(self) -> int:
         """Comparisons still generating or shown from an earlier run (the app closed before they were rated) end
         as 'abandoned'; returns how many. Their status stays, so the schedule still counts them as comparisons."""
-        with self.db.conn:
+        with atomic(self.db):
             cursor = self.db.execute(
                 f"UPDATE comparisons SET end_state = 'abandoned', ended_at = ? "
                 f"WHERE status IN ('generating', 'shown') AND {_OPEN}",
@@ -396,7 +396,7 @@ class ComparisonStore:
         if rating is not None and not 1 <= rating <= 5:
             raise ValueError(f"rating must be 1..5 or None, not {rating}")
         verdict_id = new_id()
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "INSERT INTO judge_verdicts (id, comparison_id, judge_model, personalized_side, rating, raw, "
                 "template, created_at, context_sha256, context_chars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -9,7 +9,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from studyapp.domain import Conversation, Message, SearchHit
-from studyapp.store.util import new_id, now
+from studyapp.store.util import atomic, new_id, now
 
 DEFAULT_TITLE = "New conversation"
 
@@ -52,7 +52,7 @@ class ConversationStore:
             "updated_at": ts,
             "memory_enabled": int(memory_enabled),
         }
-        with self.db.conn:
+        with atomic(self.db):
             self.db["conversations"].insert(row)
         return _conversation(row)
 
@@ -77,24 +77,24 @@ class ConversationStore:
 
     def rename(self, conversation_id: str, title: str) -> None:
         title = title.strip() or DEFAULT_TITLE
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "UPDATE conversations SET title = ? WHERE id = ?",
                 [title, conversation_id],
             )
 
     def set_memory_enabled(self, conversation_id: str, enabled: bool) -> None:
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(
                 "UPDATE conversations SET memory_enabled = ? WHERE id = ?", [int(enabled), conversation_id]
             )
 
     def delete(self, conversation_id: str) -> None:
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
 
     def touch(self, conversation_id: str) -> None:
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [now(), conversation_id])
 
     # Messages ----------------------------------------------------------------------
@@ -128,7 +128,7 @@ class ConversationStore:
             "created_at": ts,
             "updated_at": ts,
         }
-        with self.db.conn:
+        with atomic(self.db):
             cursor = self.db.execute(
                 "INSERT INTO messages (id, conversation_id, role, content, status, model, arm, comparison_id, "
                 "template, in_thread, created_at, updated_at) VALUES (:id, :conversation_id, :role, :content, "
@@ -172,11 +172,11 @@ class ConversationStore:
         if duration_ms is not None:
             fields["duration_ms"] = duration_ms
         assignments = ", ".join(f"{k} = :{k}" for k in fields)
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute(f"UPDATE messages SET {assignments} WHERE id = :id", {**fields, "id": message_id})
 
     def set_in_thread(self, message_id: str, in_thread: bool) -> None:
-        with self.db.conn:
+        with atomic(self.db):
             self.db.execute("UPDATE messages SET in_thread = ? WHERE id = ?", [int(in_thread), message_id])
 
     def get_message(self, message_id: str) -> Message | None:
@@ -238,7 +238,7 @@ class ConversationStore:
 
     def mark_streaming_interrupted(self) -> int:
         """Messages left 'streaming' by a crash become 'interrupted' (their text so far is kept)."""
-        with self.db.conn:
+        with atomic(self.db):
             cursor = self.db.execute(
                 "UPDATE messages SET status = 'interrupted', updated_at = ? WHERE status = 'streaming'", [now()]
             )

@@ -249,3 +249,30 @@ def test_a_database_from_before_m008_is_migrated_and_its_records_still_build(tmp
     [(kind, record)] = build(db, row)
     assert (kind, record["state"], record["ended_at"]) == ("comparison", "abandoned", "2026-11-29T10:00:00+00:00")
     db.close()
+
+
+async def test_the_kept_answer_of_a_comparison_is_a_message_marked_with_its_arm(
+        live: LiveServer, tmp_path: Path, memory_keyring: MemoryKeyring, scripted_llm: ScriptedLLM) -> None:
+    from studyapp.study.comparison import RatingResult
+
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    await enroll_and_consent(db, live)
+    offer, _ = await comparison_and_ordinary_turn(db, scripted_llm)
+    outcome = await offer.runner.run(offer.saved.conversation.id, offer.saved.message, offer.choices)
+    offer.runner.mark_shown(outcome.comparison_id)
+    # The participant keeps Response 2 (right) to continue the conversation.
+    offer.runner.record_result(RatingResult("rated", outcome.comparison_id, outcome.personalized_side,
+                                            shown_choice=4, chosen_side="right"))
+    kept_arm = "personalized" if outcome.personalized_side == "right" else "generic"
+    [(_, backfilled)] = [r for r in earlier_records(db, ["conversation_text"]) if r[1]["arm"] is not None]
+    assert (backfilled["arm"], backfilled["comparison_id"]) == (kept_arm, outcome.comparison_id)
+    await pump_and_sync(db, path)
+
+    rows = export_rows(live, tmp_path / "out", "messages")
+    arms = [r for r in rows if r["arm"] is not None]
+    assert [(r["arm"], r["comparison_id"], r["message_id"]) for r in arms] == [
+        (kept_arm, outcome.comparison_id, outcome.right_message_id)]
+    assert arms[0]["content"] == outcome.right_text and arms[0]["role"] == "assistant"
+    # The other answer is only in the comparison record.
+    assert outcome.left_message_id not in {r["message_id"] for r in rows}

@@ -115,8 +115,9 @@ def week_of(day: int) -> int:
 
 
 async def take_part(p: int, live: LiveServer, llm: ScriptedLLM, path: Path, start: datetime,
-                    ledger: Ledger) -> str:
-    """Participant p's two weeks: a comparison most days, an ordinary turn every day, labels now and then."""
+                    ledger: Ledger, *, days: int = DAYS) -> str:
+    """Participant p's study: a comparison most days, an ordinary turn every day, labels now and then, a
+    look at memory and an attribute left for later every third day."""
     rng = random.Random(1000 + p)
     with time_machine.travel(start, tick=True):
         db = open_database(path)
@@ -127,7 +128,7 @@ async def take_part(p: int, live: LiveServer, llm: ScriptedLLM, path: Path, star
         memory = MemoryStore(db)
         attributes = [memory.add_participant_attribute(text) for text in MEMORY]
     conversation_id = None
-    for d in range(DAYS):
+    for d in range(days):
         with time_machine.travel(start + timedelta(days=d, hours=1), tick=True):
             week = week_of(d)
             if rng.random() < 0.8:
@@ -173,7 +174,10 @@ async def take_part(p: int, live: LiveServer, llm: ScriptedLLM, path: Path, star
                     label = rng.choice(("makes_sense", "makes_sense", "maybe", "doesnt_make_sense"))
                     memory.label(attribute.id, label, source="label_prompt")
                     ledger.labels.append((participant, week, label))
-    with time_machine.travel(start + timedelta(days=DAYS - 1, hours=20), tick=True):
+            if d % 3 == 2:
+                memory.record_view(opened_at=(start + timedelta(days=d, hours=1)).isoformat(), screen="memory_screen")
+                memory.dismiss(attributes[-1].id, source="label_prompt")
+    with time_machine.travel(start + timedelta(days=days - 1, hours=20), tick=True):
         judge = OpenAICompatModel(llm.base_url, JUDGE)
         await Judge([judge], ComparisonStore(db)).judge_pending()
         await judge.aclose()
