@@ -3,10 +3,8 @@ killed when (the database notes it for the privacy gate in the same transaction;
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from tests.server.live import LiveServer, live  # noqa: F401
 from tests.support.fixtures import scripted_llm  # noqa: F401
 from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
 from tests.support.scripted_llm import ScriptedLLM
+from tests.support.timezone import machine_time_zone
 from tests.sync.helpers import enroll_and_consent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -259,16 +258,9 @@ def test_an_older_apps_label_without_the_new_fields_is_accepted() -> None:
 
 @pytest.fixture
 def kathmandu_time() -> Iterator[None]:
-    """The machine's local time zone is UTC+05:45 (a POSIX TZ string: no tz database needed)."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "NPT-5:45"
-    time.tzset()
-    yield
-    if before is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+    """The machine's local time zone is UTC+05:45."""
+    with machine_time_zone("NPT-5:45"):
+        yield
 
 
 async def test_a_rated_comparison_reaches_the_export_with_its_context(

@@ -11,10 +11,8 @@ share "no better", and the judge's agreement with participants (Spearman) in bot
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ from tests.server.live import LiveServer, live  # noqa: F401
 from tests.support.fixtures import scripted_llm  # noqa: F401
 from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
 from tests.support.scripted_llm import ScriptedLLM
+from tests.support.timezone import machine_time_zone
 from tests.sync.helpers import enroll_and_consent
 from tests.turns.test_turn_controller import Context
 
@@ -55,15 +54,8 @@ REQUEST = re.compile(r"request (\d+)-(\d+)")
 @pytest.fixture
 def utc_machine() -> Iterator[None]:
     """The machine's local time zone is UTC, so study days and weeks fall on known dates."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+    with machine_time_zone("UTC"):
+        yield
 
 
 def judge_base(p: int, d: int) -> int:

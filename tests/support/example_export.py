@@ -23,6 +23,7 @@ from tests.server.live import LiveServer, new_storage, serve
 from tests.study.test_simulated_study import Ledger, model_rule, take_part
 from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import run_scripted_llm
+from tests.support.timezone import machine_time_zone
 
 PARTICIPANTS = 2
 DAYS = 3
@@ -41,7 +42,7 @@ async def simulate(work: Path) -> LiveServer:
 
 def main(out: Path) -> None:
     keyring.set_keyring(MemoryKeyring())  # the participants' tokens never reach the OS keyring
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, machine_time_zone("UTC"):
         live = asyncio.run(simulate(Path(tmp)))
         if out.exists():
             shutil.rmtree(out)
