@@ -1,4 +1,4 @@
-"""``studyapp-server``: the research team's command line (init, codes, serve, export, participants).
+"""``studyapp-server``: the research team's command line (init, codes, serve, export, participants, report).
 
 Every command takes ``--db PATH`` (or STUDYAPP_SERVER_DB; default: the platformdirs data dir of
 "studyapp-server"). Tokens and codes are printed once and stored only as hashes.
@@ -194,6 +194,46 @@ def participants(db_path: Path, as_json: bool) -> None:
         )
     counts = storage.code_counts()
     click.echo(f"{len(rows)} participants; codes: {counts['used']} used, {counts['unused']} unused")
+
+
+@cli.command()
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="The report file (a folder: report.html or report.md in it); tables go to <name>_tables/ beside "
+                   "it as CSV.")
+@click.option("--format", "fmt", type=click.Choice(["html", "md"]), default=None,
+              help="html (one self-contained file) or md (charts as PNG beside it) [default: md for a .md OUT, "
+                   "else html].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap's resampling.")
+def report(export_dir: Path, out: Path, fmt: str | None, seed: int) -> None:
+    """Compute the study's measures from an export folder (EXPORT_DIR) and write them as a report."""
+    # Loaded here, not at the top: the other commands (serve above all) must not carry matplotlib and the analysis.
+    try:
+        from studyapp.analysis.load import ExportError, load_export
+        from studyapp.analysis.measures import analyze
+        from studyapp.analysis.report import write_report
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"the report needs the analysis extra (pip install 'studyapp[analysis]'): "
+                                   f"{exc}") from None
+    fmt = fmt or ("md" if out.suffix.lower() in (".md", ".markdown") else "html")
+    try:
+        export = load_export(export_dir)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    analysis = analyze(export, seed=seed)
+    try:
+        files = write_report(analysis, out, fmt)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the report: {exc}") from None
+    click.echo(f"Report: {files.report}")
+    if files.tables:
+        click.echo(f"Tables ({len(files.tables)} CSV files):")
+        for path in files.tables.values():
+            click.echo(f"  {path}")
+    if files.charts:
+        click.echo(f"Charts ({len(files.charts)} PNG files):")
+        for path in files.charts.values():
+            click.echo(f"  {path}")
 
 
 if __name__ == "__main__":
