@@ -112,3 +112,23 @@ def m001_initial(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m002_rejections(db: Database) -> None:
+    # Rejected uploads, counted per participant, event kind and reason (the researchers' upload health).
+    # Only the kind and the server's reason are kept, never the event; a reason may quote up to 60 characters
+    # of the offending value (contract.show). Deleted with the participant at withdrawal.
+    db.execute(
+        """
+        CREATE TABLE rejections (
+            participant_id TEXT NOT NULL REFERENCES participants(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            events INTEGER NOT NULL,
+            first_at TEXT NOT NULL,
+            last_at TEXT NOT NULL,
+            PRIMARY KEY (participant_id, kind, reason)
+        )
+        """
+    )

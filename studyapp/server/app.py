@@ -3,7 +3,8 @@
 Contract (docs/ARCHITECTURE.md section 9): a one-time code buys a participant id and a bearer token; the
 token writes and deletes only its own records; every uploaded event carries a client-made
 ``event_id`` stored at most once, and each gets its own answer (accepted, duplicate, rejected with
-the reason). Researcher endpoints need a researcher token and every export is logged.
+the reason). Researcher endpoints need a researcher token and every export is logged; researchers' browsers
+log in to the read-only page at /dashboard (dashboard.py) with the same token.
 
 Robustness: bodies above the size limit get 413 before they are parsed; every body is validated
 (422 with a message per field); all JSON answers are ASCII-encoded, so no untrusted input can make
@@ -28,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studyapp import __version__
+from studyapp.server import dashboard
 from studyapp.server import export as export_mod
 from studyapp.server.storage import NotInitialized, ParticipantGone, Storage
 
@@ -391,6 +393,7 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
         return StreamingResponse((json.dumps(r, ensure_ascii=True) + "\n" for r in source),
                                  media_type="application/x-ndjson")
 
+    dashboard.install(app, storage)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app
 

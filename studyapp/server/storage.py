@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,6 +58,11 @@ def now() -> str:
 def _dumps(value: Any) -> str:
     # ensure_ascii: untrusted text (even lone surrogates) always encodes, so storing never fails.
     return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+
+
+def _kind_name(kind: str) -> str:
+    # Rejection counts name only the contract's kinds: an unknown kind is untrusted text (its reason quotes it).
+    return kind if kind in EVENT_KINDS else "(unknown)"
 
 
 def _not_sqlite(path: Path) -> str:
@@ -207,7 +213,11 @@ class Storage:
 
     def researcher_for(self, token: str) -> str | None:
         """The researcher's name for a token, or None."""
-        wanted = auth.hash_secret(token)
+        return self.researcher_for_hash(auth.hash_secret(token))
+
+    def researcher_for_hash(self, wanted: str) -> str | None:
+        """The researcher's name for a token's hash (a dashboard session keeps only the hash), or None if the
+        token is unknown or revoked."""
         found = None
         # Few rows: compare every hash in constant time rather than looking one up.
         for row in self.conn.execute("SELECT name, token_hash FROM researcher_tokens WHERE revoked_at IS NULL"):
@@ -297,15 +307,17 @@ class Storage:
                     owners[row["event_id"]] = row["participant_id"]
             consent: dict[str, Any] | None = None
             rows: list[tuple[Any, ...]] = []
+            rejected: Counter[tuple[str, str]] = Counter()
             for event_id, kind, payload in events:
                 owner = owners.get(event_id)
                 if owner is not None:
                     if owner == participant_id:
                         results.append(EventResult(event_id, "duplicate"))
                     else:
-                        results.append(EventResult(event_id, "rejected",
-                                                   "this event_id is already used by another record; "
-                                                   "the app must give every event a new random id"))
+                        reason = ("this event_id is already used by another record; "
+                                  "the app must give every event a new random id")
+                        results.append(EventResult(event_id, "rejected", reason))
+                        rejected[_kind_name(kind), reason] += 1
                     continue
                 try:
                     checked = check_event(event_id, kind, payload)
@@ -317,6 +329,7 @@ class Storage:
                                        "(no consent record for it has been received)")
                 except Rejected as exc:
                     results.append(EventResult(event_id, "rejected", str(exc)))
+                    rejected[_kind_name(kind), str(exc)] += 1
                     continue
                 if kind == "consent":
                     consent = checked.payload
@@ -338,7 +351,20 @@ class Storage:
                     "UPDATE participants SET consent_version = ?, consent_sha256 = ?, categories = ? WHERE id = ?",
                     [consent["consent_version"], consent["consent_sha256"], _dumps(categories), participant_id],
                 )
+            if rejected:
+                self._count_rejections(conn, participant_id, rejected, received_at)
         return results
+
+    @staticmethod
+    def _count_rejections(conn: sqlite3.Connection, participant_id: str, rejected: Counter[tuple[str, str]],
+                          at: str) -> None:
+        """Add a batch's rejected events to the participant's counts by kind and reason (upload health)."""
+        conn.executemany(
+            "INSERT INTO rejections (participant_id, kind, reason, events, first_at, last_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (participant_id, kind, reason) "
+            "DO UPDATE SET events = events + excluded.events, last_at = excluded.last_at",
+            [(participant_id, kind, reason, n, at, at) for (kind, reason), n in rejected.items()],
+        )
 
     def _study_terms(self) -> tuple[set[str], dict[str, str]]:
         """The study's categories and its consent documents (version -> sha256), cached."""
@@ -419,6 +445,7 @@ class Storage:
             participant_id = row["id"]
             ts = now()
             conn.execute("DELETE FROM events WHERE participant_id = ?", [participant_id])
+            conn.execute("DELETE FROM rejections WHERE participant_id = ?", [participant_id])
             conn.execute("DELETE FROM participants WHERE id = ?", [participant_id])
             conn.execute("INSERT INTO tombstones (participant_id, token_hash, withdrawn_at) VALUES (?, ?, ?)",
                          [participant_id, token_hash, ts])
@@ -457,6 +484,24 @@ class Storage:
             for r in self.conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at")
         ]
         return rows
+
+    def rejections(self) -> list[dict[str, Any]]:
+        """Rejected uploads of enrolled participants: one row per participant, kind and reason, with counts."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT participant_id, kind, reason, events, first_at, last_at FROM rejections "
+            "ORDER BY participant_id, events DESC, kind, reason")]
+
+    def rated_comparisons_by_day(self) -> dict[str, dict[str, int]]:
+        """Per participant, rated comparisons counted by the date of ``rated_at`` (as in the export: the latest
+        event of each comparison)."""
+        sql = self._latest_sql("comparison", "participant_id, substr(json_extract(payload, '$.rated_at'), 1, 10) "
+                                             "AS day, json_extract(payload, '$.rating') AS rating")
+        counts: dict[str, dict[str, int]] = {}
+        for r in self.conn.execute(f"SELECT participant_id, day, count(*) AS n FROM ({sql}) "
+                                   "WHERE rating IS NOT NULL AND day IS NOT NULL GROUP BY participant_id, day",
+                                   ["comparison"]):
+            counts.setdefault(r["participant_id"], {})[r["day"]] = r["n"]
+        return counts
 
     def participant_records(self) -> Iterator[dict[str, Any]]:
         """Rows of the participants export file: enrolled participants, then tombstones."""
