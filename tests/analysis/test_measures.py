@@ -484,3 +484,19 @@ def test_participation_and_compliance_by_day(tmp_path: Path, fmt: str) -> None:
     people = table(analysis, "participation_by_participant").frame.set_index("participant_id")
     assert people.loc["p1", "comparisons"] == 2 and people.loc["p1", "ended_early"] == 1
     assert people.loc["p0", "messages"] == 2 and people.loc["p0", "days_active"] == 2
+
+
+def test_a_mixed_model_that_cannot_be_fitted_is_a_note_not_an_error(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from studyapp.analysis import measures
+
+    def singular(data: object) -> None:
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(measures, "_fit_mixed", singular)
+    b, _ = fading_study()
+    slope = figure(run(b, tmp_path), "week_slope")
+    assert slope.value is None and slope.ci is None
+    assert slope.note == "The mixed model could not be fitted (Singular matrix)."
