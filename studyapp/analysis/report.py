@@ -254,9 +254,14 @@ def _draw_bar(ax: Axes, chart: Chart) -> None:
 
 
 def _draw_line(ax: Axes, chart: Chart) -> None:
+    import pandas as pd
+    from matplotlib.ticker import MaxNLocator
+
     x = chart.frame[chart.x]
     for column in chart.y:
         ax.plot(x, _numbers(chart.frame, column), marker="o" if len(x) <= 60 else None, label=_mpl_text(column))
+    if pd.api.types.is_integer_dtype(x.dtype):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # study days and weeks are whole numbers
 
 
 def _draw_hist(ax: Axes, chart: Chart) -> None:
