@@ -652,21 +652,25 @@ def clustered_bootstrap_ci(values: np.ndarray, clusters: np.ndarray, *, seed: in
                            ) -> tuple[float, float] | None:
     """95% percentile interval of the pooled mean, resampling participants (clusters) with replacement.
 
-    Ratings of one participant are not independent; resampling whole participants keeps that. (scipy's
-    bootstrap resamples items; a participant-clustered one is a few lines of numpy.)
+    Ratings of one participant are not independent, so whole participants are resampled: scipy's bootstrap
+    draws participants, each carrying the sum and count of their values (paired), and the statistic is the
+    pooled mean of the draw.
     """
+    from scipy.stats import bootstrap
+
     codes, uniques = pd.factorize(pd.Series(clusters))
     k = len(uniques)
     if k < 2 or resamples < 1:
         return None
     sums = np.bincount(codes, weights=values.astype(float), minlength=k)
     counts = np.bincount(codes, minlength=k).astype(float)
-    rng = np.random.default_rng(seed)
-    means = []
-    for start in range(0, resamples, 500):  # in chunks: resamples x participants indices stay small
-        draw = rng.integers(0, k, size=(min(500, resamples - start), k))
-        means.append(sums[draw].sum(axis=1) / counts[draw].sum(axis=1))
-    low, high = np.percentile(np.concatenate(means), [2.5, 97.5])
+
+    def pooled_mean(s: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
+        return s.sum(axis=axis) / c.sum(axis=axis)
+
+    result = bootstrap((sums, counts), pooled_mean, paired=True, vectorized=True, n_resamples=resamples,
+                       batch=500, method="percentile", confidence_level=0.95, rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
     return float(low), float(high)
 
 

@@ -500,3 +500,17 @@ def test_a_mixed_model_that_cannot_be_fitted_is_a_note_not_an_error(tmp_path: Pa
     slope = figure(run(b, tmp_path), "week_slope")
     assert slope.value is None and slope.ci is None
     assert slope.note == "The mixed model could not be fitted (Singular matrix)."
+
+
+def test_the_rating_interval_resamples_participants_not_ratings(tmp_path: Path) -> None:
+    # Nine ratings of 5 from one participant, one rating of 1 from another. Resampling participants draws
+    # {a, a}, {a, b} or {b, b}: pooled means 5, 4.6 and 1, the extremes each a quarter of the time, so the 95%
+    # interval is [1, 5]. Resampling single ratings instead would give a narrow interval around 4.6.
+    b = StudyBuilder()
+    a, c = b.participant("a"), b.participant("b")
+    for day in range(1, 10):
+        b.comparison(a, day=day, rating=5)
+    b.comparison(c, day=1, rating=1)
+    rating = figure(run(b, tmp_path), "mean_rating")
+    assert rating.value == pytest.approx(4.6)
+    assert rating.ci == (1.0, 5.0)
