@@ -475,9 +475,12 @@ def _agreement(answered: pd.DataFrame) -> _Agreement:
     if answered.empty:
         return _Agreement(0, None, None, None, None, None, "no answered relevance questions")
     selected, human, weight = answered["selected"], answered["human"], answered["weight"]
-    # The 2x2 table (model no/yes by participant no/yes), counted directly: crosstab is slow per group.
-    cells = np.bincount(2 * selected.to_numpy(dtype=int) + human.to_numpy(dtype=int), minlength=4)
-    kappa = _quietly(lambda: cohens_kappa(cells.reshape(2, 2).astype(float)).kappa)
+    # The 2x2 table (model no/yes by participant no/yes), counted directly (crosstab is slow per group), each
+    # answer weighted by 1/ask_probability: selected attributes are always asked, unselected ones only sampled,
+    # so unweighted the table (and the share "relevant") would lean towards the selected ones.
+    cells = np.bincount(2 * selected.to_numpy(dtype=int) + human.to_numpy(dtype=int),
+                        weights=weight.to_numpy(dtype=float), minlength=4)
+    kappa = _quietly(lambda: cohens_kappa(cells.reshape(2, 2)).kappa)
     why = "" if _num(kappa) is not None else ("undefined: the model and the participants each gave a single answer "
                                               "throughout, so chance agreement is complete")
     hits = (weight * (selected & human)).sum()
@@ -486,7 +489,8 @@ def _agreement(answered: pd.DataFrame) -> _Agreement:
     recall = hits / relevant if relevant > 0 else None
     f1 = (2 * precision * recall / (precision + recall)
           if precision is not None and recall is not None and precision + recall > 0 else None)
-    return _Agreement(len(answered), float(human.mean()), _num(kappa), precision, recall, f1, why)
+    relevance_rate = relevant / weight.sum() if weight.sum() > 0 else None
+    return _Agreement(len(answered), relevance_rate, _num(kappa), precision, recall, f1, why)
 
 
 def _answered(export: Export, notes: list[str]) -> pd.DataFrame | None:
@@ -558,11 +562,13 @@ def stage2(study: _Study) -> Section:
                    "true/false.")
     items.append(_figure("relevance_rate", "Relevance rate (share of attributes participants call relevant)",
                          agreement.relevance_rate, answered,
-                         note="Share yes among relevance questions answered yes or no." + status_note))
+                         note="Share yes among relevance questions answered yes or no, each answer weighted "
+                              "as the precision and recall below." + status_note))
     items.append(_over_selection(export, selection, answered, agreement))
     items.append(_figure("kappa", "Cohen's kappa, model selection vs participant (yes/no)", agreement.kappa,
                          answered, note=("selected_by_model against the participant's yes, over answered "
-                                         "questions, unweighted (statsmodels cohens_kappa). ")
+                                         "questions weighted as below (statsmodels cohens_kappa on the weighted "
+                                         "2x2 table). ")
                          + agreement.kappa_why))
     weighted = export.missing("relevance_labels", "ask_probability") is None
     weight_note = ("Each answer weighted by 1/ask_probability: the unselected attributes asked about are a sample."
@@ -870,7 +876,11 @@ def _judge_row(model: str, verdicts: pd.DataFrame, readable: pd.DataFrame, rated
         "judge_model": model, "verdicts": int((verdicts["judge_model"] == model).sum()),
         "readable": len(mine), "unreadable": int((verdicts["judge_model"] == model).sum()) - len(mine),
         "comparisons": len(per_pair), "participants": _people(mine),
-        "mean": _num(ratings.mean()) if len(ratings) else None,
+        # Like for like: the judge's mean and the participants' mean over the same rated comparisons (the judge
+        # also rates skipped ones: mean_all).
+        "mean": _num(_floats(pooled["rating_judge"]).mean()) if len(pooled) else None,
+        "participants_mean": _num(_floats(paired["rating"]).mean()) if len(paired) else None,
+        "mean_all": _num(ratings.mean()) if len(ratings) else None,
         "mean_left": _num(left.mean()) if len(left) else None,
         "mean_right": _num(right.mean()) if len(right) else None,
         "order_effect": _num(left.mean() - right.mean()) if len(left) and len(right) else None,
@@ -891,9 +901,13 @@ def judges(study: _Study) -> Section:
     rows = [_judge_row(model, verdicts, readable, study.rated) for model in models]
     for row in rows:
         m = row["judge_model"]
-        items.append(_figure(f"judge_mean:{m}", f"{m}: mean rating (both orders)", row["mean"], row["_mine"],
-                             note=f"Readable verdicts in both orders; {row['unreadable']} unreadable counted, "
-                                  "not averaged."))
+        participants_mean = row["participants_mean"]
+        beside = (f" The participants' mean on the same comparisons: {participants_mean:.2f}."
+                  if participants_mean is not None else "")
+        items.append(_figure(f"judge_mean:{m}", f"{m}: mean rating (both orders)", row["mean"], row["_pooled"],
+                             note=f"Readable verdicts in both orders on the comparisons the participants rated; "
+                                  f"{row['unreadable']} unreadable counted, not averaged; mean_all in the table "
+                                  "includes skipped comparisons." + beside))
         items.append(_figure(f"judge_spearman:{m}", f"{m}: Spearman with participants", row["spearman"],
                              row["_paired"], note="scipy spearmanr of the participant's rating against the judge's "
                                                   "mean over both orders, per rated comparison. "
@@ -909,9 +923,11 @@ def judges(study: _Study) -> Section:
                              + ("" if row["order_effect"] is not None else " Needs verdicts in both orders.")))
     frame = pd.DataFrame([{k: v for k, v in row.items() if not k.startswith("_")} for row in rows],
                          columns=["judge_model", "verdicts", "readable", "unreadable", "comparisons", "participants",
-                                  "mean", "mean_left", "mean_right", "order_effect", "spearman", "spearman_left",
-                                  "spearman_right", "paired_comparisons", "kappa", "kappa_pairs"])
-    for column in ("mean", "mean_left", "mean_right", "order_effect", "spearman", "spearman_left",
+                                  "mean", "participants_mean", "mean_all", "mean_left", "mean_right", "order_effect",
+                                  "spearman", "spearman_left", "spearman_right", "paired_comparisons", "kappa",
+                                  "kappa_pairs"])
+    for column in ("mean", "participants_mean", "mean_all", "mean_left", "mean_right", "order_effect", "spearman",
+                   "spearman_left",
                    "spearman_right", "kappa"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     items.append(_table("judges", "LLM judges", frame, verdicts,

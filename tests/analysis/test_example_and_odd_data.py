@@ -52,7 +52,9 @@ def test_the_example_export_gives_every_section_and_every_contract_2_measure() -
     answers = [r for r in read_csv("relevance_labels") if r["relevance_status"] in ("yes", "no")]
     relevance = analysis.find("relevance_rate")
     assert isinstance(relevance, Figure) and relevance.n_items == len(answers)
-    assert relevance.value == pytest.approx(sum(r["relevance_status"] == "yes" for r in answers) / len(answers))
+    weights = [1 / float(r["ask_probability"]) for r in answers]  # unselected attributes are a sample
+    assert relevance.value == pytest.approx(
+        sum(w for r, w in zip(answers, weights, strict=True) if r["relevance_status"] == "yes") / sum(weights))
 
 
 def test_the_analysis_imports_without_matplotlib() -> None:

@@ -74,6 +74,15 @@ def plain_kappa(pairs: list[tuple[bool, bool]]) -> float:
     return (observed - expected) / (1 - expected)
 
 
+def weighted_kappa(triples: list[tuple[bool, bool, float]]) -> float:
+    """Cohen's kappa with each pair counted with its weight (the weighted 2x2 table)."""
+    n = sum(w for _, _, w in triples)
+    observed = sum(w for a, b, w in triples if a == b) / n
+    a_yes, b_yes = sum(w for a, _, w in triples if a) / n, sum(w for _, b, w in triples if b) / n
+    expected = a_yes * b_yes + (1 - a_yes) * (1 - b_yes)
+    return (observed - expected) / (1 - expected)
+
+
 def quadratic_kappa(pairs: list[tuple[int, int]]) -> float:
     """Quadratic-weighted kappa on the 1..5 scale: 1 - sum(w * observed) / sum(w * expected), w = (i - j)^2."""
     n = len(pairs)
@@ -251,14 +260,18 @@ def test_recall_weights_the_sampled_unselected_attributes(tmp_path: Path, fmt: s
     hits = sum(1 / p for s, h, p in answered if s and h)
     assert value(analysis, "recall") == pytest.approx(hits / sum(1 / p for _, h, p in answered if h))
     assert value(analysis, "precision") == pytest.approx(hits / sum(1 / p for s, _, p in answered if s))
-    assert value(analysis, "kappa") == pytest.approx(plain_kappa([(s, h) for s, h, _ in answered]))
+    # The share relevant and kappa weight the answers the same way: unweighted they lean towards selected ones.
+    assert value(analysis, "relevance_rate") == pytest.approx(
+        sum(1 / p for _, h, p in answered if h) / sum(1 / p for _, _, p in answered))
+    assert value(analysis, "kappa") == pytest.approx(weighted_kappa([(s, h, 1 / p) for s, h, p in answered]))
+    assert value(analysis, "kappa") != pytest.approx(plain_kappa([(s, h) for s, h, _ in answered]))
     assert value(analysis, "selection_rate") == pytest.approx(2 / 5)
     assert "1/ask_probability" in figure(analysis, "recall").note
     by_week = table(analysis, "stage2_by_week").frame.set_index("week")
     # p0 on day 8 (week 2), p1 on day 16 (week 3), p2 on day 24 (week 4)
     assert sorted(by_week.index) == [2, 3, 4]
-    p1 = [(s, st == "yes") for s, st, _ in asked["p1"] if st in ("yes", "no")]
-    assert by_week.loc[3, "relevance_rate"] == pytest.approx(sum(h for _, h in p1) / len(p1))
+    p1 = [(st == "yes", p) for _, st, p in asked["p1"] if st in ("yes", "no")]
+    assert by_week.loc[3, "relevance_rate"] == pytest.approx(sum(1 / p for h, p in p1 if h) / sum(1 / p for _, p in p1))
     by_person = table(analysis, "stage2_by_participant").frame.set_index("participant_id")
     assert by_person.loc["p0", "answers"] == 4
 
@@ -371,13 +384,14 @@ def test_an_export_before_contract_2_computes_what_it_can(tmp_path: Path, fmt: s
     assert not_available(current) == {}
     assert not_available(older) == {"comparisons_failed": "comparisons.state"}
     # The older measures still compute, and agree where the data mean the same.
-    for key in ("acceptance", "mean_rating", "no_better", "relevance_rate", "kappa", "precision", "week_slope",
+    for key in ("acceptance", "mean_rating", "no_better", "precision", "week_slope",
                 "judge_mean:judge", "judge_spearman:judge", "position_bias"):
         assert value(older, key) == pytest.approx(value(current, key)), key
     assert value(older, "comparisons_rated") == 9.0
     assert "human_relevant" in figure(older, "relevance_rate").note
     assert figure(older, "recall").note.startswith("Unweighted")
-    assert value(older, "recall") != pytest.approx(value(current, "recall"))  # the sample is not reweighted
+    for key in ("recall", "relevance_rate"):  # without ask_probability the sample is not reweighted
+        assert value(older, key) != pytest.approx(value(current, key)), key
     assert any("no state" in note for note in older.notes)
 
 
