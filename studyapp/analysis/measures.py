@@ -57,10 +57,15 @@ def _people(frame: pd.DataFrame) -> int:
     return int(frame["participant_id"].nunique()) if len(frame) and "participant_id" in frame.columns else 0
 
 
+# Figures that are proportions (shown as percentages); every other figure is a number as it is.
+SHARES = frozenset({"acceptance", "selection_rate", "selection_rate_turns", "relevance_rate", "precision", "recall",
+                    "no_better"})
+
+
 def _figure(key: str, label: str, value: Any, rows: pd.DataFrame, *, ci: tuple[float, float] | None = None,
             note: str = "", n_items: int | None = None) -> Figure:
     return Figure(key=key, label=label, value=_num(value), n_items=len(rows) if n_items is None else n_items,
-                  n_participants=_people(rows), ci=ci, note=note)
+                  n_participants=_people(rows), ci=ci, note=note, unit="share" if key in SHARES else "number")
 
 
 def _table(key: str, title: str, frame: pd.DataFrame, rows: pd.DataFrame, note: str = "") -> Table:

@@ -32,6 +32,9 @@ class Figure:
     n_participants: int
     ci: tuple[float, float] | None = None  # 95% confidence interval, where the measure has one
     note: str = ""  # how it was computed, briefly (e.g. "participant-clustered bootstrap, 2,000 resamples")
+    # "share": a proportion (0..1), shown as a percentage; "number": shown as it is (a mean rating, a ratio, a
+    # kappa); "": the renderer decides from the words of the key and label.
+    unit: str = ""
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,8 @@ def _has_index(frame: pd.DataFrame) -> bool:
 
 
 def is_share(figure: Figure) -> bool:
+    if figure.unit:
+        return figure.unit == "share"
     words = set(re.findall(r"[a-z]+", f"{figure.key} {figure.label}".lower()))
     values = [figure.value, *(figure.ci or ())]
     return bool(words & SHARE_WORDS) and all(v is None or 0 <= v <= 1 for v in values)
@@ -262,6 +264,13 @@ def _draw_line(ax: Axes, chart: Chart) -> None:
         ax.plot(x, _numbers(chart.frame, column), marker="o" if len(x) <= 60 else None, label=_mpl_text(column))
     if pd.api.types.is_integer_dtype(x.dtype):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # study days and weeks are whole numbers
+    values = pd.concat([_numbers(chart.frame, column) for column in chart.y]).dropna()
+    if "share" in f"{chart.title} {chart.y_label}".lower() and len(values) and values.between(0, 1).all():
+        # A share on its whole scale: autoscaling would blow 100% every day up into a wobble around 1.
+        from matplotlib.ticker import PercentFormatter
+
+        ax.set_ylim(0, 1.05)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
 
 
 def _draw_hist(ax: Axes, chart: Chart) -> None:

@@ -138,14 +138,13 @@ def _withdrawn(overview: Overview) -> str:
             + "</section>")
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
-
-
 def _figure_row(key: str, item: Item | None) -> str:
+    # The report's own formatting (shares as percentages), so the page and the report read alike.
+    from studyapp.analysis.report import figure_ci, figure_value
+
     if isinstance(item, Figure):
-        value = "no items yet" if item.value is None else _number(item.value)
-        ci = f"{_number(item.ci[0])} to {_number(item.ci[1])}" if item.ci else ""
+        value = "not computable: see why under Rests on" if item.value is None else figure_value(item)
+        ci = figure_ci(item).removeprefix("95% CI ")
         basis = f"{item.n_items} items, {item.n_participants} participants" + (f"; {item.note}" if item.note else "")
         cells = _td("value", value, "num") + _td("ci", ci) + _td("basis", basis)
         label = item.label

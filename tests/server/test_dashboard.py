@@ -303,6 +303,6 @@ def test_the_real_analysis_gives_the_headline_figures_of_the_known_study(live: L
     # Two participants taking part (the withdrawn one is left out); ratings 5, 2 and 4 (one comparison skipped).
     assert rows["participants"]["value"] == "2"
     assert rows["mean_rating"]["value"] == "3.67" and rows["mean_rating"]["basis"].startswith("3 items, 2 participants")
-    assert rows["no_better"]["value"] == "0.33"  # only the 2 is 3 or below
+    assert rows["no_better"]["value"] == "33.3%"  # only the 2 is 3 or below: a share, as the report shows it
     # The known study's comparisons come from an app before contract 2: the selection rate needs its columns.
     assert rows["selection_rate"]["value"] == "not available in this export (needs comparisons.memory_size)"
