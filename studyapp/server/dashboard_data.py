@@ -6,6 +6,7 @@ Plain data for dashboard_html.py; pandas is imported only to compute the headlin
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -128,8 +129,26 @@ def overview(storage: Storage, now: datetime | None = None) -> Overview:
     return Overview(study, now, storage.code_counts(), participants, reason_rows, withdrawn)
 
 
+# The last headline figures per database, with the data version they were computed on: the analysis reads every
+# record (seconds on a large study), so a reload with nothing new since reuses them.
+_cache: dict[str, tuple[tuple[int, int, int], list[tuple[str, Item | None]]]] = {}
+_cache_lock = threading.Lock()
+
+
 def headline_figures(storage: Storage) -> list[tuple[str, Item | None]] | str:
     """The report's headline figures computed from the live database (key, item), or why there are none."""
+    version = storage.data_version()
+    with _cache_lock:
+        cached = _cache.get(str(storage.path))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        figures = _compute_headline_figures(storage)
+        if not isinstance(figures, str):
+            _cache[str(storage.path)] = (version, figures)
+        return figures
+
+
+def _compute_headline_figures(storage: Storage) -> list[tuple[str, Item | None]] | str:
     try:
         # Lazily: the server runs without the analysis extra, and the page then says what is missing.
         import pandas as pd

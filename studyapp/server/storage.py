@@ -529,6 +529,12 @@ class Storage:
                     "(SELECT max(n) FROM events WHERE kind = ? GROUP BY participant_id, record_key)")
         return f"SELECT {what} FROM events WHERE kind = ?"
 
+    def data_version(self) -> tuple[int, int, int]:
+        """Changes whenever an export would: (last event number, events, tombstones). For caching analyses."""
+        last, events = self.conn.execute("SELECT coalesce(max(n), 0), count(*) FROM events").fetchone()
+        tombstones = self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0]
+        return int(last), int(events), int(tombstones)
+
     def count_records(self, kind: str) -> int:
         if kind in RECORD_KEYS:
             sql = "SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? GROUP BY participant_id, record_key)"

@@ -306,3 +306,27 @@ def test_the_real_analysis_gives_the_headline_figures_of_the_known_study(live: L
     assert rows["no_better"]["value"] == "33.3%"  # only the 2 is 3 or below: a share, as the report shows it
     # The known study's comparisons come from an app before contract 2: the selection rate needs its columns.
     assert rows["selection_rate"]["value"] == "not available in this export (needs comparisons.memory_size)"
+
+
+def test_headline_figures_are_computed_again_only_when_the_data_changed(live: LiveServer,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pandas")
+    runs: list[int] = []
+
+    def analyze(frames: dict[str, Any]) -> Analysis:
+        runs.append(len(frames["messages"]))
+        return Analysis("fake", [Section("s", "S", [Figure("preference", "Messages", float(runs[-1]), 0, 0)])])
+
+    _fake_analysis(monkeypatch, analyze)
+    sys.modules["studyapp.analysis.load"].from_frames = lambda frames: frames  # type: ignore[attr-defined]
+    _, token = live.enroll()
+    assert live.upload(token, [f.consent(), f.message()]).json()["results"][1]["status"] == "accepted"
+    with logged_in(live) as http:
+        http.get("/dashboard")
+        page = http.get("/dashboard").text  # nothing new: the figures of the first load
+        assert runs == [1]
+        assert {r["@data-key"]: r for r in tables(page)["headline-figures"]}["preference"]["value"] == "1"
+        assert live.upload(token, [f.message()]).json()["results"][0]["status"] == "accepted"
+        page = http.get("/dashboard").text
+    assert runs == [1, 2]
+    assert {r["@data-key"]: r for r in tables(page)["headline-figures"]}["preference"]["value"] == "2"
