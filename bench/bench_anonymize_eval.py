@@ -1,0 +1,148 @@
+"""Anonymization on the Faker-made evaluation sets: studyapp's scrubber against Presidio's defaults.
+
+For each split (bench/anonymization_eval/tune.jsonl and test.jsonl; see generate.py and metrics.py there for how
+they are made and what the figures mean) both scrubbers anonymize every text:
+
+- studyapp: ``Anonymizer(db).anonymize_batch`` on a throwaway database, in batches of ``SCRUB_BATCH`` as
+  ``studyapp privacy scrub`` does;
+- Presidio's defaults: ``AnalyzerEngine`` with its default recognizers over the same spaCy model (through
+  ``NlpEngineProvider``, nothing else configured) and ``AnonymizerEngine`` with its default operator.
+
+Throughput is texts per second over the split after one warm-up text, engine load excluded.
+
+    .venv/bin/python bench/bench_anonymize_eval.py [--split tune|test|both] [--leaks N]
+
+``--leaks N`` prints N leaked spans of studyapp's output on the tune split (never on the test split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL = ROOT / "bench" / "anonymization_eval"
+sys.path.insert(0, str(ROOT))
+
+from bench.anonymization_eval.metrics import Tally, leaks, tally  # noqa: E402
+from bench.anonymization_eval.values import ENTITY_TYPES  # noqa: E402
+from studyapp.privacy.anonymize import MODEL_NAME, Anonymizer  # noqa: E402
+from studyapp.privacy.commands import SCRUB_BATCH  # noqa: E402
+from studyapp.store.db import open_database  # noqa: E402
+
+Scrubber = Callable[[list[str]], list[str]]
+
+
+def load_split(split: str) -> list[dict[str, Any]]:
+    path = EVAL / f"{split}.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def studyapp_scrubber(db_dir: Path) -> Scrubber:
+    """The path ``studyapp privacy scrub --data-dir`` takes: the participant's database, batches of SCRUB_BATCH."""
+    anonymizer = Anonymizer(open_database(db_dir / "studyapp.db")).load()
+
+    def scrub(texts: list[str]) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(texts), SCRUB_BATCH):
+            out.extend(anonymizer.anonymize_batch(texts[i:i + SCRUB_BATCH]))
+        return out
+    return scrub
+
+
+def presidio_scrubber() -> Scrubber:
+    """Presidio out of the box, given only the spaCy model to use (an installed package: no download)."""
+    import tldextract
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_anonymizer import AnonymizerEngine
+
+    # Presidio's e-mail check calls tldextract.extract, which fetches the Public Suffix List over HTTP (and
+    # falls back to the bundled copy when offline). Same check, bundled copy only: nothing is downloaded.
+    tldextract.extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    provider = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": MODEL_NAME}]})
+    analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+    anonymizer = AnonymizerEngine()
+
+    def scrub(texts: list[str]) -> list[str]:
+        return [anonymizer.anonymize(text=t, analyzer_results=analyzer.analyze(text=t, language="en")).text
+                for t in texts]
+    return scrub
+
+
+def run(scrub: Scrubber, rows: list[dict[str, Any]]) -> tuple[list[str], float]:
+    """Outputs and texts per second."""
+    scrub(["warm up, Maria Lopez"])
+    texts = [r["text"] for r in rows]
+    t = time.perf_counter()
+    outputs = scrub(texts)
+    return outputs, len(texts) / (time.perf_counter() - t)
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def table(results: dict[str, tuple[Tally, float]]) -> str:
+    """One row per entity type, a recall and token-recall column pair per scrubber; then the overall rows."""
+    names = list(results)
+    head = "| entity | spans | " + " | ".join(f"{n} recall (token recall)" for n in names) + " |"
+    lines = [head, "|---|---:|" + "---:|" * len(names)]
+    first = results[names[0]][0]
+    for label in ENTITY_TYPES:
+        cells = [f"{pct(t.recall(label))} ({pct(t.token_recall(label))})" for t, _ in results.values()]
+        lines.append(f"| {label} | {first.spans[label]} | " + " | ".join(cells) + " |")
+    rows = {
+        "**all spans**": lambda t, s: f"**{pct(t.recall())}** ({pct(t.token_recall())})",
+        "precision (removed words inside a span)": lambda t, s: pct(t.precision()),
+        "other words kept": lambda t, s: pct(t.other_kept_share()),
+        "texts without identifiers left unchanged": lambda t, s: f"{t.clean_unchanged}/{t.clean_texts}",
+        "throughput, texts/s": lambda t, s: f"{s:.0f}",
+    }
+    for name, cell in rows.items():
+        lines.append(f"| {name} | {sum(first.spans.values()) if name == '**all spans**' else ''} | "
+                     + " | ".join(cell(t, s) for t, s in results.values()) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=("tune", "test", "both"), default="both")
+    parser.add_argument("--leaks", type=int, default=0, help="print this many of studyapp's leaks (tune split)")
+    args = parser.parse_args()
+    splits = ("tune", "test") if args.split == "both" else (args.split,)
+    print(f"# Anonymization on the evaluation sets ({time.strftime('%Y-%m-%d %H:%M')})\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        scrubbers = {"studyapp": studyapp_scrubber(Path(tmp))}
+        load_studyapp = time.perf_counter() - t
+        t = time.perf_counter()
+        scrubbers["Presidio defaults"] = presidio_scrubber()
+        print(f"Engine load: studyapp {load_studyapp:.1f} s, Presidio defaults {time.perf_counter() - t:.1f} s\n")
+        for split in splits:
+            rows = load_split(split)
+            results: dict[str, tuple[Tally, float]] = {}
+            outputs_by: dict[str, list[str]] = {}
+            for name, scrub in scrubbers.items():
+                outputs, speed = run(scrub, rows)
+                outputs_by[name] = outputs
+                results[name] = (tally(rows, outputs), speed)
+            print(f"## {split} split ({len(rows)} texts)\n")
+            print(table(results))
+            print()
+            if args.leaks and split == "tune":
+                found = [(r["id"], x) for r, o in zip(rows, outputs_by["studyapp"], strict=True) for x in leaks(r, o)]
+                print(f"studyapp leaks on tune ({len(found)}), first {args.leaks}:\n")
+                print("\n".join(f"- {i}: {x}" for i, x in found[:args.leaks]))
+                print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The committed anonymization evaluation sets are well formed, and the bench's metrics compute what they say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.anonymization_eval.metrics import kept_flags, leaks, tally
+from bench.anonymization_eval.values import ENTITY_TYPES
+
+EVAL = Path(__file__).resolve().parents[2] / "bench" / "anonymization_eval"
+
+
+def load(split: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (EVAL / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("split", ["tune", "test"])
+def test_spans_match_the_text_and_use_the_closed_set_of_types(split: str) -> None:
+    rows = load(split)
+    assert len(rows) >= 300
+    assert {r["split"] for r in rows} == {split}
+    assert len({r["id"] for r in rows}) == len(rows)
+    for row in rows:
+        previous_end = 0
+        for span in sorted(row["spans"], key=lambda s: s["start"]):
+            assert row["text"][span["start"]:span["end"]] == span["text"], row["id"]
+            assert span["text"] == span["text"].strip() and span["text"], row["id"]
+            assert span["label"] in ENTITY_TYPES, row["id"]
+            assert span["start"] >= previous_end, f"overlapping spans in {row['id']}"
+            previous_end = span["end"]
+    assert {s["label"] for r in rows for s in r["spans"]} == set(ENTITY_TYPES)
+    assert sum(1 for r in rows if not r["spans"]) >= 5  # lines with nothing to remove
+    assert len({r["locale"] for r in rows} - {"hand"}) >= 10
+
+
+def test_splits_share_no_template_and_no_text() -> None:
+    tune, test = load("tune"), load("test")
+    assert not {r["template"] for r in tune} & {r["template"] for r in test}
+    assert not {r["text"] for r in tune} & {r["text"] for r in test}
+
+
+ROW = {"text": "Call Anna Berg at 555 0199 today", "spans": [
+    {"start": 5, "end": 14, "label": "PERSON", "text": "Anna Berg"},
+    {"start": 18, "end": 26, "label": "PHONE_NUMBER", "text": "555 0199"}]}
+
+
+def test_a_leaked_span_halves_recall_and_partial_removal_counts_per_token() -> None:
+    # The name fully replaced, the phone number only half: one of two spans removed.
+    result = tally([ROW], ["Call <PERSON_1> at 555 <PHONE_NUMBER_1> today"])
+    assert result.recall() == 0.5
+    assert result.recall("PERSON") == 1.0
+    assert result.recall("PHONE_NUMBER") == 0.0
+    assert result.token_recall() == 3 / 4
+    assert result.precision() == 1.0
+    assert result.other_kept_share() == 1.0
+    assert leaks(ROW, "Call <PERSON_1> at 555 <PHONE_NUMBER_1> today") == ["PHONE_NUMBER: '555 0199'"]
+
+
+def test_removing_other_words_lowers_precision_and_words_kept() -> None:
+    # Everything labeled removed, and "today" too: 4 of the 5 removed tokens were in a span.
+    result = tally([ROW], ["Call <PERSON> at <PHONE_NUMBER> <DATE_TIME>"])
+    assert result.recall() == 1.0
+    assert result.precision() == 4 / 5
+    assert result.other_kept_share() == 2 / 3  # "Call" and "at" kept, "today" not
+
+
+def test_texts_without_identifiers_count_when_unchanged() -> None:
+    clean = {"text": "how long do i boil an egg", "spans": []}
+    result = tally([clean, clean], ["how long do i boil an egg", "how long do i boil an <PERSON>"])
+    assert (result.clean_unchanged, result.clean_texts) == (1, 2)
+    assert result.recall() is None  # no spans: nothing to measure
+
+
+def test_a_word_repeated_elsewhere_is_matched_by_position() -> None:
+    # "Anna" appears twice: only the first was replaced, so only the first counts as removed.
+    assert kept_flags("Anna met Anna", "<PERSON_1> met Anna") == [False, True, True]
