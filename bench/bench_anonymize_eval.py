@@ -8,7 +8,8 @@ they are made and what the figures mean) both scrubbers anonymize every text:
 - Presidio's defaults: ``AnalyzerEngine`` with its default recognizers over the same spaCy model (through
   ``NlpEngineProvider``, nothing else configured) and ``AnonymizerEngine`` with its default operator.
 
-Throughput is texts per second over the split after one warm-up text, engine load excluded.
+Throughput is texts (and lines: some texts are letters or transcripts over several lines) per second over the
+split after one warm-up text, engine load excluded.
 
     .venv/bin/python bench/bench_anonymize_eval.py [--split tune|test|both] [--leaks N]
 
@@ -78,7 +79,7 @@ def presidio_scrubber() -> Scrubber:
 
 
 def run(scrub: Scrubber, rows: list[dict[str, Any]]) -> tuple[list[str], float]:
-    """Outputs and texts per second."""
+    """Outputs and texts per second (lines per second is that times the split's lines per text)."""
     scrub(["warm up, Maria Lopez"])
     texts = [r["text"] for r in rows]
     t = time.perf_counter()
@@ -90,7 +91,7 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
-def table(results: dict[str, tuple[Tally, float]]) -> str:
+def table(results: dict[str, tuple[Tally, float]], lines_per_text: float) -> str:
     """One row per entity type, a recall and token-recall column pair per scrubber; then the overall rows."""
     names = list(results)
     head = "| entity | spans | " + " | ".join(f"{n} recall (token recall)" for n in names) + " |"
@@ -104,11 +105,30 @@ def table(results: dict[str, tuple[Tally, float]]) -> str:
         "precision (removed words inside a span)": lambda t, s: pct(t.precision()),
         "other words kept": lambda t, s: pct(t.other_kept_share()),
         "texts without identifiers left unchanged": lambda t, s: f"{t.clean_unchanged}/{t.clean_texts}",
-        "throughput, texts/s": lambda t, s: f"{s:.0f}",
+        "throughput, texts/s (lines/s)": lambda t, s: f"{s:.0f} ({s * lines_per_text:.0f})",
     }
     for name, cell in rows.items():
         lines.append(f"| {name} | {sum(first.spans.values()) if name == '**all spans**' else ''} | "
                      + " | ".join(cell(t, s) for t, s in results.values()) + " |")
+    return "\n".join(lines)
+
+
+def by_kind(rows: list[dict[str, Any]], outputs_by: dict[str, list[str]], tune_locales: set[str]) -> str:
+    """Overall recall per kind of text, and on locales the tune split never drew from: where a gap hides."""
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row["kind"], []).append(i)
+    unseen = [i for i, row in enumerate(rows) if row["locale"] != "hand" and row["locale"] not in tune_locales]
+    if unseen:
+        groups["locales absent from tune"] = unseen
+    names = list(outputs_by)
+    lines = ["| texts | spans | " + " | ".join(f"{n} recall" for n in names) + " |",
+             "|---|---:|" + "---:|" * len(names)]
+    for group, idx in groups.items():
+        subset = [rows[i] for i in idx]
+        tallies = [tally(subset, [outputs_by[n][i] for i in idx]) for n in names]
+        lines.append(f"| {group} ({len(idx)}) | {sum(tallies[0].spans.values())} | "
+                     + " | ".join(pct(t.recall()) for t in tallies) + " |")
     return "\n".join(lines)
 
 
@@ -135,7 +155,10 @@ def main() -> None:
                 outputs_by[name] = outputs
                 results[name] = (tally(rows, outputs), speed)
             print(f"## {split} split ({len(rows)} texts)\n")
-            print(table(results))
+            lines_per_text = sum(r["text"].count("\n") + 1 for r in rows) / len(rows)
+            print(table(results, lines_per_text))
+            print()
+            print(by_kind(rows, outputs_by, {r["locale"] for r in load_split("tune")}))
             print()
             if args.leaks and split == "tune":
                 found = [(r["id"], x) for r, o in zip(rows, outputs_by["studyapp"], strict=True) for x in leaks(r, o)]
