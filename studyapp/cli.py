@@ -57,7 +57,15 @@ def make_context(ctx: click.Context, data_dir: Path | None) -> AppContext:
     app_ctx = AppContext.create(resolve_data_dir(ctx, data_dir).path, model=options.model_override,
                                 base_url=options.base_url_override)
     ctx.call_on_close(app_ctx.close)
+    # Registered after close, so it runs first (click closes in reverse order); nothing when the app showed it.
+    ctx.call_on_close(lambda: _print_notice(app_ctx))
     return app_ctx
+
+
+def _print_notice(app_ctx: AppContext) -> None:
+    notice = app_ctx.take_notice()
+    if notice:
+        click.echo(notice, err=True)
 
 
 def open_or_exit(app_ctx: AppContext) -> AppContext:
@@ -127,6 +135,14 @@ def _is_database_file(out: Path, database: Path) -> bool:
                if database.with_name(name).exists())
 
 
+def _write_private(out: Path, text: str) -> None:
+    """Write the export created 0600: it holds every conversation."""
+    from studyapp.private_files import open_private_for_writing
+
+    with os.fdopen(open_private_for_writing(out), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 @cli.command("export-mine")
 @data_dir_option
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -145,7 +161,7 @@ def export_mine(ctx: click.Context, data_dir: Path | None, out: Path) -> None:
     if str(out) == "-":
         click.echo(text)
     else:
-        out.write_text(text + "\n", encoding="utf-8")
+        _write_private(out, text + "\n")
         n_conv = len(data["conversations"])
         n_msg = sum(len(c["messages"]) for c in data["conversations"])
         click.echo(f"Wrote {n_conv} conversations ({n_msg} messages) to {out}")

@@ -8,10 +8,13 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from studyapp import paths
+from studyapp import paths, private_files
 from studyapp.llm import config as llm_config
 from studyapp.store.db import open_database
 from studyapp.store.settings import SettingsStore
+
+# A notice waiting to be shown once (see take_notice): the files of an older install were made private.
+PRIVATE_FILES_NOTICE_KEY = "private_files.notice"
 
 
 @dataclass
@@ -35,8 +38,22 @@ class AppContext:
     @property
     def db(self) -> Database:
         if self._db is None:
+            # Before the connection: chmod by path is safe then and after, but the notice needs the database.
+            tightened = private_files.tighten(self.database_path)
             self._db = open_database(self.database_path, check_integrity=self.check_integrity)
+            if tightened:
+                # Kept until shown: a command that prints nothing leaves it to the next one that does.
+                self.settings.set(PRIVATE_FILES_NOTICE_KEY, private_files.notice(tightened))
         return self._db
+
+    def take_notice(self) -> str | None:
+        """The pending one-time notice about files made private, forgotten once taken (None if none)."""
+        if self._db is None:
+            return None
+        text = self.settings.get(PRIVATE_FILES_NOTICE_KEY)
+        if text is not None:
+            self.settings.delete(PRIVATE_FILES_NOTICE_KEY)
+        return text
 
     @cached_property
     def settings(self) -> SettingsStore:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from studyapp.context import AppContext
 from studyapp.llm.base import LLMError
 from studyapp.llm.factory import make_model
+from studyapp.private_files import loose_paths, supported
 from studyapp.secrets import keyring_status
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.db import UnusableDatabase, pending_migrations, schema_version
@@ -32,6 +33,9 @@ def run_doctor(app_ctx: AppContext, *, check_model: bool, echo: Callable[[str], 
     ok = True
     echo(f"data dir:        {app_ctx.data_dir}")
     echo(f"database:        {app_ctx.database_path}")
+    # Before the database opens: opening tightens what is loose (and says so once).
+    for line in _permission_lines(app_ctx):
+        echo(line)
     try:
         db = app_ctx.db
         echo(f"schema version:  {schema_version(db)}")
@@ -60,6 +64,16 @@ def run_doctor(app_ctx: AppContext, *, check_model: bool, echo: Callable[[str], 
             ok = False
             echo(f"model answers:   no: {exc}")
     return ok
+
+
+def _permission_lines(app_ctx: AppContext) -> list[str]:
+    """Whether other users of this computer can read the participant's files: each loose path, its mode, the goal."""
+    if not supported():
+        return ["permissions:     not checked (Windows)"]
+    loose = loose_paths(app_ctx.database_path)
+    if not loose:
+        return ["permissions:     private (data dir 0700, database files 0600)"]
+    return ["permissions:     readable by other users: " + f"\n{' ' * 17}".join(p.describe() for p in loose)]
 
 
 def _extra_sections(app_ctx: AppContext) -> list[str]:

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import platformdirs
 
+from studyapp.private_files import make_private_dir
+
 APP_NAME = "studyapp"
 ENV_DATA_DIR = "STUDYAPP_DATA_DIR"
 DATABASE_NAME = "studyapp.db"
 
 
 def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """The data directory, created if missing."""
+    """The data directory, created private (0700) if missing."""
     if override:
         path = Path(override)
     elif os.environ.get(ENV_DATA_DIR):
@@ -26,7 +28,7 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
     else:
         path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
     path = path.expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path)
     return path
 
 

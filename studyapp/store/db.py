@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from studyapp.migrations.client import migrations
+from studyapp.private_files import create_private_file
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -90,6 +91,8 @@ def open_database(path: str | Path, *, migrate: bool = True, check_integrity: bo
     """
     path = Path(path)
     _check_file(path)
+    # SQLite would create a missing file 0644 (under umask 022) and give its -wal/-shm that mode too.
+    create_private_file(path)
     try:
         # check_same_thread stays on: every worker thread (record pump, review re-scrub, integrity check) opens
         # its own connection, so a connection used from two threads is a bug that should fail loudly.

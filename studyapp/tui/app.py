@@ -41,6 +41,9 @@ class StudyApp(App[None]):
         self.log.info(f"studyapp started in {self.started_ms:.0f} ms")
         if not self.services.app_ctx.check_integrity:
             self.check_integrity()
+        notice = self.services.app_ctx.take_notice()
+        if notice:
+            self.notify(notice, title="Your files are private now", timeout=15)
         if self.services.recovered:
             self.notify(f"{self.services.recovered} reply(ies) cut off last time were kept and marked interrupted.")
 

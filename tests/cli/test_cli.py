@@ -41,7 +41,8 @@ def test_data_dir_comes_from_the_environment_and_the_flag_wins(tmp_path: Path) -
     seed(env_dir)
     runner = CliRunner(env={"STUDYAPP_DATA_DIR": str(env_dir)})
     result = runner.invoke(cli, ["export-mine", "--out", "-"])
-    assert json.loads(result.output)["conversations"][0]["title"] == "Garden"
+    # stdout only: env_dir was made 0755, so the notice that it is private now goes to stderr.
+    assert json.loads(result.stdout)["conversations"][0]["title"] == "Garden"
     result = runner.invoke(cli, ["export-mine", "--data-dir", str(flag_dir), "--out", "-"])
     assert json.loads(result.output)["conversations"] == []
     # The group-level flag works too.

@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "personalize": 2, "study": 2, "privacy": 2, "sync": 2, "chat": 2, "context": 2,
     # storage, models and shared definitions (domain: the plain objects the stores return and the screens show)
     "store": 1, "llm": 1, "migrations": 1,
-    "domain": 0, "events": 0, "contract": 0, "paths": 0, "secrets": 0, "__init__": 0,
+    "domain": 0, "events": 0, "contract": 0, "paths": 0, "private_files": 0, "secrets": 0, "__init__": 0,
     # the researchers' server stands beside the app: it may use the shared definitions and the study protocol
     "server": 5,
     # the researchers' analysis reads the export contract the server writes (and the server reports with it)
