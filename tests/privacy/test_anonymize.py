@@ -144,3 +144,76 @@ def test_a_term_added_through_another_connection_applies_at_once(db: Database, d
     assert "Brightwave" not in collecting.anonymize("Brightwave called")
     assert collecting.remove_term("Brightwave")
     assert collecting.terms() == []
+
+
+# Card and phone numbers the card recognizer's Luhn check and phonenumbers' regions miss (issue 13) ---------------
+
+def _types_over(anonymizer: Anonymizer, text: str, part: str) -> set[str]:
+    start = text.index(part)
+    return {f.entity_type for f in anonymizer.analyze(text) if f.start < start + len(part) and start < f.end}
+
+
+@pytest.mark.parametrize("text, number", [
+    ("please refund the charge on card number 4672 0359 6678 3833", "4672 0359 6678 3833"),  # Luhn fails
+    ("my card 4189943913828892548 expired", "4189943913828892548"),  # 19 digits
+    ("Card: 676323652286", "676323652286"),  # 12 digits
+    ("my account number is 4672-0359-6678-3833", "4672-0359-6678-3833"),
+])
+def test_a_card_number_that_fails_luhn_is_removed_after_a_card_word(anonymizer: Anonymizer, text: str,
+                                                                    number: str) -> None:
+    out = anonymizer.anonymize(text)
+    assert number not in out
+    assert "<CREDIT_CARD_1>" in out
+    assert anonymizer.anonymize(out) == out
+
+
+@pytest.mark.parametrize("text", [
+    "order 1234567890123 arrived on Friday",
+    "the tracking code 4672035966783833 is on the box",
+    "we sold 1234567890123 units",
+])
+def test_a_long_number_without_card_context_is_kept(anonymizer: Anonymizer, text: str) -> None:
+    assert anonymizer.anonymize(text) == text
+
+
+@pytest.mark.parametrize("text, number", [
+    ("Cheers, Tom\nfax 9472 7916", "9472 7916"),
+    ("Office phone (37) 788-063", "(37) 788-063"),
+    ("or mobile 60-56-85-91 if the draft is ready", "60-56-85-91"),
+    ("call me on 48.191.5395", "48.191.5395"),
+    ("call me on 9472 7916 tonight", "9472 7916"),  # "call" is a spaCy stop word, see _CALL_BEFORE
+    ("new number is 1464-12166", "1464-12166"),
+    ("tel. +49(0)9632 28461", "+49(0)9632 28461"),
+])
+def test_a_national_phone_number_after_a_phone_word_is_removed(anonymizer: Anonymizer, text: str,
+                                                              number: str) -> None:
+    # Found as a phone number (spaCy may also call a digit run a date, and its higher score names the placeholder).
+    assert "PHONE_NUMBER" in _types_over(anonymizer, text, number)
+    out = anonymizer.anonymize(text)
+    assert number not in out
+    assert anonymizer.anonymize(out) == out
+
+
+@pytest.mark.parametrize("text, part", [
+    ("call me on 2026-11-29 about it", "2026-11-29"),
+    ("phone me on 29.11.2026 please", "29.11.2026"),
+    ("call me, the new phone costs 1.299,00 EUR", "1.299,00"),
+    ("call the office, the flat costs 1.299.000 EUR", "1.299.000"),
+    ("office hours 2019-2021, call me", "2019-2021"),
+    ("call me at 12.03.2026 12:30", "12:30"),
+    ("call me, my card is 4111 1111 1111 1111", "4111 1111 1111 1111"),
+    ("phone the bank about DE89 3704 0044 0532 0130 00", "DE89 3704 0044 0532 0130 00"),
+])
+def test_dates_prices_cards_and_ibans_near_a_phone_word_are_not_phone_numbers(anonymizer: Anonymizer, text: str,
+                                                                             part: str) -> None:
+    assert "PHONE_NUMBER" not in _types_over(anonymizer, text, part)
+
+
+def test_a_date_and_a_price_stay_when_only_cards_and_phones_are_removed(db: Database) -> None:
+    text = "call me on 2026-11-29 (card number in the letter), the phone costs 1.299,00"
+    assert Anonymizer(db, entities=["PHONE_NUMBER", "CREDIT_CARD"]).anonymize(text) == text
+
+
+def test_order_numbers_without_card_context_stay_also_next_to_a_phone_word(anonymizer: Anonymizer) -> None:
+    text = "order number 12345678 is late, call me"
+    assert anonymizer.anonymize(text) == text
