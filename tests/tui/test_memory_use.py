@@ -19,6 +19,7 @@ from studyapp.tui.screens.chat import ChatScreen
 from studyapp.tui.screens.comparison import ComparisonScreen
 from studyapp.tui.widgets.message_view import MessageView
 from tests.support.keyring import MemoryKeyring
+from tests.support.protocols import ratings_study
 from tests.support.scripted_llm import ScriptedLLM
 from tests.tui.helpers import MakeApp, wait_for
 from tests.tui.test_chat_app import SIZE, always_compare, never_compare, views
@@ -26,30 +27,7 @@ from tests.tui.test_chat_app import SIZE, always_compare, never_compare, views
 VEGETARIAN = "The user is vegetarian"
 PERSONAL, GENERIC = "Lentil curry tonight.", "Roast chicken tonight."
 
-HIDDEN = """
-[study]
-id = "hidden-memory"
-title = "Memory use hidden"
-version = "1"
-duration_days = 7
-
-[[consent]]
-version = "1"
-title = "Consent"
-text = "You agree."
-
-[categories.ratings]
-required = true
-
-[comparisons]
-min_turns_between = 0
-daily_cap = 5
-probability = 0.5
-min_attributes = 0
-
-[display]
-show_memory_use = false
-"""
+HIDDEN = ratings_study("hidden-memory", "Memory use hidden", "\n[display]\nshow_memory_use = false\n")
 
 
 def scripted(*, use: bool = True) -> Callable[[dict], object]:

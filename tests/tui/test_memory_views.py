@@ -27,33 +27,14 @@ from studyapp.tui.app import StudyApp
 from studyapp.tui.screens.labeling import LabelingScreen
 from studyapp.tui.screens.memory import MemoryScreen
 from tests.support.keyring import MemoryKeyring
+from tests.support.protocols import ratings_study
 from tests.tui.helpers import MakeApp, wait_for
 from tests.tui.test_chat_app import SIZE
 
 OPENINGS = [pytest.param("f2", MemoryScreen, "memory_screen", id="memory_screen"),
             pytest.param("f4", LabelingScreen, "label_prompt", id="label_prompt")]
 
-PROTOCOL = """
-[study]
-id = "memory-views"
-title = "Memory views"
-version = "1"
-duration_days = 7
-
-[[consent]]
-version = "1"
-title = "Consent"
-text = "You agree."
-
-[categories.ratings]
-required = true
-
-[comparisons]
-min_turns_between = 0
-daily_cap = 5
-probability = 0.5
-min_attributes = 0
-"""
+PROTOCOL = ratings_study("memory-views", "Memory views")
 
 View = tuple[str, str, str, float, str]
 
