@@ -12,17 +12,20 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from studyapp.events import (
     ARMS,
     ASKED_WHEN,
     ATTRIBUTE_LABELS,
+    ATTRIBUTE_ORIGINS,
+    ATTRIBUTE_STATUSES,
     COMPARISON_STATES,
     EVENT_KINDS,
     LABEL_SOURCES,
     MEMORY_VIEW_SCREENS,
+    MESSAGE_STATUSES,
     RELEVANCE_STATUSES,
     REPLACED_FIELD,
     SCHEDULE_OUTCOMES,
@@ -69,6 +72,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "verdict_status": VERDICT_STATUSES,
     "screen": MEMORY_VIEW_SCREENS,
 }
+# Fields whose allowed values depend on the kind of record (a message's status is not an attribute's).
+KIND_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("message", "status"): MESSAGE_STATUSES,
+    ("attribute", "status"): ATTRIBUTE_STATUSES,
+    ("attribute", "origin"): ATTRIBUTE_ORIGINS,
+}
+# How far ahead of the checker's clock a time may lie: a participant's clock set a few hours wrong is not an
+# error, a record dated next week is (it would count as days active that never were).
+FUTURE_SKEW = timedelta(days=1)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -100,6 +112,10 @@ def _time(name: str, value: Any, require_offset: bool) -> str:
         except ValueError:
             parsed = None
         if parsed is not None and (parsed.tzinfo is not None or not require_offset):
+            # Older apps wrote times without an offset, in UTC.
+            aware = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            if aware > datetime.now(UTC) + FUTURE_SKEW:
+                raise ContractError(f"field '{name}' lies in the future ({show(value)}): check the device's clock")
             return value
     wanted = "an ISO-8601 time with its UTC offset" if require_offset else "an ISO-8601 time"
     raise ContractError(f"field '{name}' must be {wanted} (e.g. 2026-11-29T15:20:00+00:00), got {show(value)}")
@@ -210,5 +226,10 @@ def check_fields(kind: str, payload: Any, *, require_offset: bool = False) -> di
     if unknown:
         names = ", ".join(show(f, 40) for f in unknown[:5])
         raise ContractError(f"kind '{kind}' does not allow field(s) {names}; only the contract's fields are stored")
-    return {name: check_field(name, value, require_offset=require_offset, optional=name not in required)
-            for name, value in payload.items()}
+    checked = {name: check_field(name, value, require_offset=require_offset, optional=name not in required)
+               for name, value in payload.items()}
+    for (choice_kind, name), allowed in KIND_CHOICES.items():
+        if choice_kind == kind and checked.get(name) is not None and checked[name] not in allowed:
+            raise ContractError(f"field '{name}' of a {kind} must be one of {', '.join(allowed)}; "
+                                f"got {show(checked[name])}")
+    return checked

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from studyapp.events import ATTRIBUTE_ORIGINS
 from studyapp.events import LABEL_SOURCES as LABEL_SOURCES  # where a label was given; shared with the server
 
 # Conversations and their messages ----------------------------------------------------------------------------
@@ -56,7 +57,7 @@ HIT_START, HIT_END = "\x02", "\x03"
 
 # Memory: attributes, their history, labels, extraction runs and selections -----------------------------------
 
-ORIGINS = ("model", "participant")
+ORIGINS = ATTRIBUTE_ORIGINS
 ACTORS = ("model", "participant")
 
 

@@ -123,6 +123,11 @@ RELEVANCE_STATUSES = ("yes", "no", "not_sure", "not_asked")
 # When the relevance questions came, relative to the rating.
 ASKED_WHEN = ("before_rating", "after_rating")
 VERDICT_STATUSES = ("ok", "unreadable")
+# A message's state when it was collected, and an attribute's (as the app's database allows them).
+MESSAGE_STATUSES = ("complete", "streaming", "interrupted", "error")
+ATTRIBUTE_STATUSES = ("active", "deleted")
+# Who wrote an attribute: the extractor model, or the participant on the memory screen.
+ATTRIBUTE_ORIGINS = ("model", "participant")
 # Where the participant looked at their memory.
 MEMORY_VIEW_SCREENS = ("memory_screen", "label_prompt")
 

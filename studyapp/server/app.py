@@ -6,8 +6,8 @@ token writes and deletes only its own records; every uploaded event carries a cl
 the reason). Researcher endpoints need a researcher token and every export is logged; researchers' browsers
 log in to the read-only page at /dashboard (dashboard.py) with the same token.
 
-Robustness: bodies above the size limit get 413 before they are parsed; every body is validated
-(422 with a message per field); all JSON answers are ASCII-encoded, so no untrusted input can make
+Robustness: bodies above the size limit get 413 before they are parsed; a body that is not JSON gets 400; every
+body is validated (422 with a message per field); all JSON answers are ASCII-encoded, so no untrusted input can make
 an answer fail to encode; a busy database answers 503 with Retry-After, never 500.
 """
 
@@ -29,13 +29,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studyapp import __version__
-from studyapp.server import dashboard
+from studyapp.server import auth, dashboard
 from studyapp.server import export as export_mod
 from studyapp.server.storage import NotInitialized, ParticipantGone, Storage
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_BATCH = 1000
 EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+# Failed authentications (wrong participant or researcher token, wrong enrollment code) one client address may
+# make within the window before it gets 429. An app with a stale token fails once per sync, far below this.
+MAX_AUTH_FAILURES = 20
+AUTH_FAILURE_WINDOW_S = 300.0
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -143,6 +147,7 @@ class ExportEntry(BaseModel):
 AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "The body could not be read (not JSON text in UTF-8)."},
     401: {"model": Problem, "description": "Missing or unknown bearer token."},
+    429: {"model": Problem, "description": "Too many failed authentications from this address; see Retry-After."},
     413: {"model": Problem, "description": "The request body is larger than the server accepts."},
     422: {"model": ValidationProblem, "description": "The body or a parameter failed validation."},
     503: {"model": Problem, "description": "The server is busy or not initialized; retry later."},
@@ -224,7 +229,17 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+def _client(request: Request) -> str:
+    # uvicorn puts the address from X-Forwarded-For here when the request came through a trusted proxy
+    # (--forwarded-allow-ips), so a reverse proxy does not make every participant one address.
+    return request.client.host if request.client else "unknown"
+
+
+def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               auth_throttle: auth.FailureThrottle | None = None) -> FastAPI:
+    """The API over ``storage``. ``auth_throttle`` counts failed authentications per client address (a default
+    one of MAX_AUTH_FAILURES per AUTH_FAILURE_WINDOW_S if not given)."""
+    throttle = auth_throttle or auth.FailureThrottle(MAX_AUTH_FAILURES, AUTH_FAILURE_WINDOW_S)
     app = FastAPI(
         title="studyapp collection server",
         version=__version__,
@@ -244,6 +259,12 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> AsciiJSONResponse:
+        if any(e.get("type") == "json_invalid" or (tuple(e.get("loc", ())) == ("body",)
+                                                    and isinstance(e.get("input"), bytes)) for e in exc.errors()):
+            # Not JSON at all (or not sent as JSON, so left as bytes): nothing to name field by field, and the
+            # API promises 400 for a body it cannot read.
+            return AsciiJSONResponse({"detail": "The request body is not valid JSON: send a JSON object encoded as "
+                                                "UTF-8 (Content-Type: application/json)."}, status_code=400)
         errors = [f"{_format_loc(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
         summary = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
         return AsciiJSONResponse({"detail": f"Invalid request: {summary}", "errors": errors}, status_code=422)
@@ -266,28 +287,43 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
         return AsciiJSONResponse({"detail": "The server's database is busy; retry shortly."}, status_code=503,
                                  headers={"Retry-After": "1"})
 
+    def allowed_client(request: Request) -> str:
+        """The client's address, unless it failed to authenticate too often lately (then 429 with Retry-After)."""
+        client = _client(request)
+        wait = throttle.wait_s(client)
+        if wait:
+            raise HTTPException(429, f"Too many failed attempts from this address; try again in {wait} seconds.",
+                                headers={"Retry-After": str(wait)})
+        return client
+
     def participant_token(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(participant_bearer)],
+        client: Annotated[str, Depends(allowed_client)],
     ) -> str:
         if credentials is None:
             raise HTTPException(401, "Send the participant token as 'Authorization: Bearer TOKEN'.",
                                 headers={"WWW-Authenticate": "Bearer"})
         return credentials.credentials
 
-    def current_participant(token: Annotated[str, Depends(participant_token)]) -> str:
+    def current_participant(token: Annotated[str, Depends(participant_token)],
+                            client: Annotated[str, Depends(allowed_client)]) -> str:
         participant_id = storage.participant_for(token)
         if participant_id is None:
             if storage.tombstone_for(token) is not None:
                 raise HTTPException(410, "This participant has withdrawn from the study; nothing more is accepted.")
+            throttle.failed(client)
             raise HTTPException(401, "The server does not know this participant token; enroll again.",
                                 headers={"WWW-Authenticate": "Bearer"})
         return participant_id
 
     def current_researcher(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(researcher_bearer)],
+        client: Annotated[str, Depends(allowed_client)],
     ) -> str:
         name = storage.researcher_for(credentials.credentials) if credentials is not None else None
         if name is None:
+            if credentials is not None:
+                throttle.failed(client)
             raise HTTPException(401, "This needs a researcher token ('Authorization: Bearer TOKEN').",
                                 headers={"WWW-Authenticate": "Bearer"})
         return name
@@ -302,11 +338,12 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
               summary="Exchange a one-time code for a participant id, a token and the protocol",
               responses={403: {"model": Problem, "description": "The code is unknown or already used."},
                          400: AUTH_PROBLEMS[400], 413: AUTH_PROBLEMS[413], 422: AUTH_PROBLEMS[422],
-                         503: AUTH_PROBLEMS[503]})
-    def enroll(body: EnrollRequest) -> Enrollment:
+                         429: AUTH_PROBLEMS[429], 503: AUTH_PROBLEMS[503]})
+    def enroll(body: EnrollRequest, client: Annotated[str, Depends(allowed_client)]) -> Enrollment:
         study = storage.require_study()
         result = storage.enroll(body.code, body.claim)
         if result is None:
+            throttle.failed(client)
             raise HTTPException(403, "This enrollment code is unknown or was already used. "
                                      "Check it, or ask the research team for a new one.")
         participant_id, token = result
@@ -315,7 +352,7 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @app.get("/v1/protocol", tags=["participants"], response_model=ProtocolVersion,
              summary="The study's current protocol (apps check it at every sync)",
-             responses={401: AUTH_PROBLEMS[401], 503: AUTH_PROBLEMS[503],
+             responses={401: AUTH_PROBLEMS[401], 429: AUTH_PROBLEMS[429], 503: AUTH_PROBLEMS[503],
                         410: {"model": Problem, "description": "The participant has withdrawn."}})
     def protocol(participant_id: Annotated[str, Depends(current_participant)]) -> ProtocolVersion:
         study = storage.require_study()
@@ -344,10 +381,12 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
               summary="Withdraw: delete every record of this participant, keep only a tombstone",
               description="Idempotent: repeating the request after a lost reply answers confirmed again.",
               responses={400: AUTH_PROBLEMS[400], 401: AUTH_PROBLEMS[401], 413: AUTH_PROBLEMS[413],
-                         503: AUTH_PROBLEMS[503]})
-    def withdraw(token: Annotated[str, Depends(participant_token)]) -> Withdrawal:
+                         429: AUTH_PROBLEMS[429], 503: AUTH_PROBLEMS[503]})
+    def withdraw(token: Annotated[str, Depends(participant_token)],
+                 client: Annotated[str, Depends(allowed_client)]) -> Withdrawal:
         stone = storage.withdraw(token)
         if stone is None:
+            throttle.failed(client)
             raise HTTPException(401, "The server does not know this participant token.",
                                 headers={"WWW-Authenticate": "Bearer"})
         return Withdrawal(status="confirmed", participant_id=stone["participant_id"],
@@ -355,13 +394,13 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @app.get("/v1/participants", tags=["researchers"], response_model=list[ParticipantSummary],
              summary="Compliance table: one row per participant",
-             responses={401: AUTH_PROBLEMS[401], 503: AUTH_PROBLEMS[503]})
+             responses={401: AUTH_PROBLEMS[401], 429: AUTH_PROBLEMS[429], 503: AUTH_PROBLEMS[503]})
     def participants(researcher: Annotated[str, Depends(current_researcher)]) -> list[ParticipantSummary]:
         return [ParticipantSummary(**row) for row in storage.compliance()]
 
     @app.get("/v1/export", tags=["researchers"], response_model=list[ExportEntry],
              summary="The record types available for export, with row counts and columns",
-             responses={401: AUTH_PROBLEMS[401], 503: AUTH_PROBLEMS[503]})
+             responses={401: AUTH_PROBLEMS[401], 429: AUTH_PROBLEMS[429], 503: AUTH_PROBLEMS[503]})
     def export_listing(researcher: Annotated[str, Depends(current_researcher)]) -> list[ExportEntry]:
         storage.require_study()
         return [ExportEntry(record_type=rt.name, rows=export_mod.count_rows(storage, rt),

@@ -1,10 +1,18 @@
-"""Tokens and codes: made at random, shown once, stored only as sha256 hashes, compared in constant time."""
+"""Tokens and codes: made at random, shown once, stored only as sha256 hashes, compared in constant time; failed
+attempts are throttled per client address."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 TOKEN_BYTES = 32
 # Enrollment codes are typed by hand: short, unambiguous characters, grouped for reading.
@@ -43,3 +51,48 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return token
+
+
+class FailureThrottle:
+    """At most ``max_failures`` failed attempts (wrong token or code) per client address within ``window_s``
+    seconds; past that the address waits until its oldest failure leaves the window (a sliding window).
+
+    Tokens are 256-bit random and codes 60-bit: guessing is hopeless anyway; the throttle keeps a guesser from
+    hammering the server and puts the guessing in the log. ``clock`` is injectable (tests).
+    """
+
+    def __init__(self, max_failures: int, window_s: float, clock: Callable[[], float] = time.monotonic,
+                 *, what: str = "failed authentication attempts") -> None:
+        self._max = max_failures
+        self._window = window_s
+        self._clock = clock
+        self._what = what
+        self._lock = threading.Lock()
+        self._failures: dict[str, deque[float]] = {}
+
+    def wait_s(self, client: str) -> int:
+        """Seconds until ``client`` may try again (0: now)."""
+        with self._lock:
+            times = self._recent(client)
+            if len(times) < self._max:
+                return 0
+            return max(1, round(times[0] + self._window - self._clock()))
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            times = self._recent(client)
+            times.append(self._clock())
+            count = len(times)
+        if count == self._max:
+            # Once per blocking: the address and the count, never the token or code that was tried.
+            log.warning("%d %s from %s within %g s: further attempts from this address get 429 until the "
+                        "oldest leaves the window", count, self._what, client, self._window)
+
+    def _recent(self, client: str) -> deque[float]:
+        now = self._clock()
+        for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self._window]:
+            del self._failures[key]  # forget quiet clients, so the table stays small
+        times = self._failures.setdefault(client, deque())
+        while times and times[0] <= now - self._window:
+            times.popleft()
+        return times

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -67,37 +66,12 @@ class Sessions:
                 self._sessions.pop(auth.hash_secret(session_id), None)
 
 
-class LoginLimiter:
+class LoginLimiter(auth.FailureThrottle):
     """At most ``max_failures`` wrong tokens per client address within ``window_s`` seconds."""
 
     def __init__(self, max_failures: int = MAX_FAILED_LOGINS, window_s: float = FAILED_LOGIN_WINDOW_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._max = max_failures
-        self._window = window_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = {}
-
-    def wait_s(self, client: str) -> int:
-        """Seconds until ``client`` may try again (0: now)."""
-        with self._lock:
-            times = self._recent(client)
-            if len(times) < self._max:
-                return 0
-            return max(1, round(times[0] + self._window - self._clock()))
-
-    def failed(self, client: str) -> None:
-        with self._lock:
-            self._recent(client).append(self._clock())
-
-    def _recent(self, client: str) -> deque[float]:
-        now = self._clock()
-        for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self._window]:
-            del self._failures[key]  # forget quiet clients, so the table stays small
-        times = self._failures.setdefault(client, deque())
-        while times and times[0] <= now - self._window:
-            times.popleft()
-        return times
+        super().__init__(max_failures, window_s, clock, what="wrong dashboard logins")
 
 
 # -- the routes -----------------------------------------------------------------------------------

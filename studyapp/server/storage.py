@@ -9,6 +9,7 @@ batch harmless (exactly once).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import uuid
@@ -27,7 +28,11 @@ from studyapp.migrations.server import migrations
 from studyapp.server import auth
 from studyapp.server.validation import RECORD_KEYS, Rejected, check_event, show
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 10_000
+# How long the checkpoint after a withdrawal waits for readers to leave (writers wait that long too).
+CHECKPOINT_WAIT_MS = 2_000
 # Chunk size for "WHERE event_id IN (...)" lookups (well under SQLite's variable limit).
 LOOKUP_CHUNK = 500
 
@@ -90,6 +95,8 @@ class Storage:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._terms: tuple[set[str], dict[str, str]] | None = None
+        # What the last failed checkpoint was for (a withdrawal), until one succeeds.
+        self._checkpoint_owed: str | None = None
         db = Database(self.conn)
         tables = set(db.table_names())
         if tables and "_sqlite_migrations" not in tables:
@@ -121,6 +128,9 @@ class Storage:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
+                # Deleted rows are overwritten with zeros, not only unlinked: a withdrawal must leave no text in
+                # free pages (set explicitly, whatever the SQLite build's default).
+                conn.execute("PRAGMA secure_delete = ON")
             except sqlite3.DatabaseError as exc:
                 raise StorageError(f"{self.path} cannot be opened as a SQLite database ({exc}). "
                                    "Pass another --db.") from exc
@@ -142,6 +152,13 @@ class Storage:
                 raise
             else:
                 conn.execute("COMMIT")
+                if self._checkpoint_owed is not None:
+                    # A withdrawal's checkpoint found a reader in the way: try again, without waiting. What was
+                    # just written is committed whatever happens here.
+                    try:
+                        self._checkpoint(self._checkpoint_owed, 0)
+                    except sqlite3.Error:
+                        log.exception("retrying the checkpoint owed for %s failed", self._checkpoint_owed)
 
     def close(self) -> None:
         with self._connections_lock:
@@ -449,7 +466,39 @@ class Storage:
             conn.execute("DELETE FROM participants WHERE id = ?", [participant_id])
             conn.execute("INSERT INTO tombstones (participant_id, token_hash, withdrawn_at) VALUES (?, ?, ?)",
                          [participant_id, token_hash, ts])
+        self.checkpoint(reason=f"the withdrawal of participant {participant_id}")
         return {"participant_id": participant_id, "withdrawn_at": ts}
+
+    def checkpoint(self, *, reason: str, wait_ms: int = CHECKPOINT_WAIT_MS) -> bool:
+        """Copy the WAL into the database file and empty it (``wal_checkpoint(TRUNCATE)``), so deleted rows live on
+        in no WAL frame either; True when done.
+
+        TRUNCATE waits up to ``wait_ms`` for readers to leave (writers wait meanwhile, so not long). If a reader
+        stays, the log says so and the checkpoint is owed: it is tried again, without waiting, after each later
+        write until it succeeds.
+        """
+        with self._write_lock:
+            return self._checkpoint(reason, wait_ms)
+
+    def _checkpoint(self, reason: str, wait_ms: int) -> bool:
+        conn = self.conn
+        conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+        try:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not busy:
+            if self._checkpoint_owed:
+                log.info("the WAL of %s is checkpointed now: the records deleted at %s are gone from it",
+                            self.path, self._checkpoint_owed)
+            self._checkpoint_owed = None
+            return True
+        if self._checkpoint_owed is None:
+            log.warning("the WAL of %s could not be checkpointed after %s (%d of %d frames copied; a reader is "
+                        "still open): the deleted records stay in %s-wal until a later write retries it",
+                        self.path, reason, copied, frames, self.path.name)
+        self._checkpoint_owed = self._checkpoint_owed or reason
+        return False
 
     # -- researchers' views ------------------------------------------------------------------------
 

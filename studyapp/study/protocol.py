@@ -41,6 +41,9 @@ from studyapp.events import CATEGORIES
 LOCAL = "local"
 ROLES = ("assistant", "extractor", "selector", "judge")
 RATING_POINTS = 5
+# A consent document is text a participant reads; the limit keeps the published protocol well under the size the
+# app accepts from the server (studyapp.sync.server_client.MAX_ANSWER_BYTES).
+MAX_CONSENT_BYTES = 256 * 1024
 DEFAULT_LABELS = (
     "Response 1 much better",
     "Response 1 somewhat better",
@@ -272,8 +275,11 @@ def _type_name(value: Any) -> str:
 class _Validator:
     """Walks the parsed TOML and collects every error instead of stopping at the first."""
 
-    def __init__(self, base_dir: Path | None) -> None:
+    def __init__(self, base_dir: Path | None, *, files: bool = True) -> None:
         self.base_dir = base_dir
+        # False for a protocol that arrived as data (from the study server, or stored from it): such a protocol
+        # carries its texts inline, and a path in it would name a file on the participant's machine.
+        self.files = files
         self.errors: list[str] = []
 
     def error(self, message: str) -> None:
@@ -525,14 +531,31 @@ def _consent_text(entry: Mapping[str, Any], path: str, v: _Validator) -> str | N
     name = v.get(entry, "file", path, "string", required=True)
     if name is None:
         return None
-    file = Path(name)
-    if not file.is_absolute():
-        if v.base_dir is None:
-            v.error(f"{path}.file = {name!r} cannot be read: a protocol given as text has no folder to resolve "
-                    "relative paths against; give the text inline or use load_protocol(path)")
-            return None
-        file = v.base_dir / file
+    if not v.files:
+        v.error(f"{path}.file = {name!r} is not allowed here: a protocol sent by the study server must carry its "
+                "consent texts inline (text); the research team publishes the protocol file with studyapp-server, "
+                "which puts them inline")
+        return None
+    if v.base_dir is None:
+        v.error(f"{path}.file = {name!r} cannot be read: a protocol given as text has no folder to resolve "
+                "paths against; give the text inline or use load_protocol(path)")
+        return None
+    # Only files inside the protocol's folder (symlinks resolved): what is published to every participant must be
+    # what the research team put next to the protocol, never another file of the machine it is published from.
+    folder = v.base_dir.resolve()
+    file = (folder / name).resolve()
+    if not file.is_relative_to(folder):
+        v.error(f"{path}.file = {name!r} is outside the protocol's folder {folder} (it leads to {file}): put the "
+                "consent document in that folder or below it, and name it relative to the protocol file")
+        return None
+    if file.exists() and not file.is_file():
+        v.error(f"{path}.file = {name!r} is not a regular file ({file}): name the consent document's text file")
+        return None
     try:
+        if file.stat().st_size > MAX_CONSENT_BYTES:
+            v.error(f"{path}.file = {name!r} is larger than {MAX_CONSENT_BYTES // 1024} KiB: a consent document "
+                    "is text a participant reads; check the path")
+            return None
         # Bytes decoded as-is (no newline translation): the sha256 must be of the exact text shown.
         text = file.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -655,7 +678,7 @@ def protocol_from_dict(data: Mapping[str, Any], *, source: str = "<protocol JSON
     """Validate a protocol received as ``Protocol.to_dict()`` (from the server or the studies table)."""
     if not isinstance(data, Mapping):
         raise ProtocolError(source, [f"the protocol is {_a(_type_name(data))}: it must be a JSON object"])
-    v = _Validator(None)
+    v = _Validator(None, files=False)
     protocol = _validate(data, v, json.dumps(data, ensure_ascii=False, sort_keys=True))
     if protocol is None:
         raise ProtocolError(source, v.errors)

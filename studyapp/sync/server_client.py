@@ -33,6 +33,12 @@ DETAIL_LIMIT = 200
 # retries with the same code); a withdrawal is owed to the participant, so it tries longer; a protocol
 # check is asked again at the next sync, so it never holds a sync round up.
 DEFAULT_ATTEMPTS = {"enroll": 4, "upload": 8, "withdraw": 12, "protocol": 1}
+# The most the app reads of one answer: a server that sends more (an endless stream, a protocol padded with
+# gigabytes) is cut off there instead of filling the participant's memory. A protocol with its consent texts is
+# kilobytes; an upload's answer is one short line per event of a batch of at most 1000.
+MAX_ANSWER_BYTES = {"enroll": 2**20, "protocol": 2**20, "withdraw": 2**20, "upload": 4 * 2**20}
+# Headers that describe the body as it came over the wire, not the decoded bytes a capped answer holds.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -166,6 +172,30 @@ class StudyServerClient:
 
     # -- the one retry loop -----------------------------------------------------------------------
 
+    async def _capped(self, request: httpx.Request, limit: int, operation: str) -> httpx.Response:
+        """Send ``request`` and read its answer up to ``limit`` bytes (decoded); more raises SyncError."""
+        response = await self._http.send(request, stream=True)
+        try:
+            declared = response.headers.get("Content-Length", "")
+            chunks: list[bytes] = []
+            size = int(declared) if declared.isdigit() else 0
+            if size <= limit:
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        break
+                    chunks.append(chunk)
+        finally:
+            await response.aclose()
+        if size > limit:
+            raise SyncError(f"The server at {request.url} sent more than {limit // 2**20} MiB in answer to the "
+                            f"{operation} request, far more than any studyapp server sends; the answer was not read. "
+                            "Check the study's address, or tell the research team.")
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks), request=request,
+                              extensions=response.extensions)
+
     async def request(self, method: str, path: str, *, operation: str, token: str | None = None,
                       json: Any = None, on_retry: Callable[[str], None] | None = None) -> httpx.Response:
         """Send, retrying what may succeed later (timeouts, connection errors, 429, 5xx); other answers return.
@@ -178,7 +208,8 @@ class StudyServerClient:
         problem, status = "no attempt made", None
         for attempt in range(policy.max_attempts):
             try:
-                response = await self._http.request(method, path, json=json, headers=headers)
+                response = await self._capped(self._http.build_request(method, path, json=json, headers=headers),
+                                              MAX_ANSWER_BYTES[operation], operation)
             except httpx.TransportError as exc:  # timeouts, refused or dropped connections, broken HTTP
                 problem, status = _problem(exc), None
                 delay = policy.backoff(attempt)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import httpx
+import pytest
 
 from tests.server import live as f
 from tests.server.live import LiveServer
+from tests.support.net import free_port, wait_until_http_ok
 
 
 def rows_mentioning(live: LiveServer, needle: str) -> dict[str, int]:
@@ -63,3 +72,75 @@ def test_withdrawal_is_idempotent_and_the_token_writes_nothing_more(live: LiveSe
     assert response.status_code == 410
     assert "withdrawn" in response.json()["detail"]
     assert live.storage.count_events() == 0
+
+
+def test_withdrawal_leaves_no_trace_in_the_database_files_while_the_server_runs(tmp_path: Path) -> None:
+    """The bytes of the database file and its WAL, not only what SQL shows: deleted rows must not linger in free
+    pages or in WAL frames. The server runs in its own process, so this one holds no connection to the file and
+    may read it as plain bytes."""
+    db = tmp_path / "server.db"
+    storage, researcher_token = f.new_storage(db)
+    codes = storage.create_codes(2)
+    storage.close()
+    marker = f"withdrawn-participant-text-{uuid.uuid4().hex}"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "studyapp.server.cli", "serve", "--db", str(db),
+                             "--port", str(port)], stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_http_ok(f"{base}/health", timeout=30, alive=lambda: proc.poll() is None)
+        server = LiveServer(base, storage, researcher_token)
+        a = httpx.post(f"{base}/v1/enroll", json={"code": codes[0]}).json()
+        b = httpx.post(f"{base}/v1/enroll", json={"code": codes[1]}).json()
+        a_events = [f.consent(), f.message(content=marker), f.attribute(text=marker), f.comparison(comment=marker),
+                    f.message(role=marker)]  # the last is rejected: its reason quotes the value
+        assert server.upload(a["token"], a_events).json()["accepted"] == 4
+        assert server.upload(b["token"], [f.consent(), f.message(content="B stays")]).json()["accepted"] == 2
+        # Every read path the researchers use, while A's records exist: none may keep an old snapshot open.
+        assert httpx.get(f"{base}/v1/participants", headers=server.researcher()).status_code == 200
+        assert marker in httpx.get(f"{base}/v1/export/messages", headers=server.researcher()).text
+        assert httpx.get(f"{base}/v1/export", headers=server.researcher()).status_code == 200
+        with httpx.Client(base_url=base, timeout=60) as browser:  # the first page imports the analysis
+            assert browser.post("/dashboard/login", data={"token": researcher_token}).status_code in (200, 303)
+            assert browser.get("/dashboard").status_code == 200
+
+        assert httpx.post(f"{base}/v1/withdraw", headers={"Authorization": f"Bearer {a['token']}"}).status_code == 200
+
+        raw = b"".join(p.read_bytes() for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+        assert marker.encode() not in raw
+        # The participant id remains only in the tombstone: its row and its primary-key index entry.
+        assert raw.count(a["participant_id"].encode()) == 2
+        assert b["participant_id"].encode() in raw and b"B stays" in raw
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+
+def test_a_reader_in_the_way_of_the_checkpoint_is_reported_and_the_checkpoint_retried(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A reader that keeps an old snapshot (here another connection in a read transaction) stops the WAL from being
+    emptied: the withdrawal is still confirmed, the log says what stays behind, and the next write retries."""
+    db = tmp_path / "server.db"
+    storage, _ = f.new_storage(db)
+    wal = db.with_name(db.name + "-wal")
+    a_code, b_code = storage.create_codes(2)
+    a = storage.enroll(a_code)
+    b = storage.enroll(b_code)
+    assert a is not None and b is not None
+    storage.store_events(a[0], [(e["event_id"], e["kind"], e["payload"]) for e in (f.consent(), f.message())])
+    reader = sqlite3.connect(db, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM events").fetchone()[0] == 2  # the snapshot is taken here
+        with caplog.at_level(logging.WARNING, logger="studyapp.server.storage"):
+            assert storage.withdraw(a[1]) is not None
+        assert "could not be checkpointed" in caplog.text and a[0] in caplog.text
+        assert wal.stat().st_size > 0  # stat only: the file is never opened here
+        reader.execute("COMMIT")
+    finally:
+        reader.close()
+    storage.store_events(b[0], [(e["event_id"], e["kind"], e["payload"]) for e in (f.consent(),)])
+    assert wal.stat().st_size == 0
+    assert storage.checkpoint(reason="a test") is True
+    storage.close()

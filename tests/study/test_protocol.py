@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from studyapp.cli import cli
+from studyapp.server.cli import cli as server_cli
 from studyapp.study.protocol import (
     ProtocolError,
     builtin_protocol,
@@ -362,3 +363,66 @@ def test_display_errors_name_the_key_and_what_is_allowed() -> None:
     with pytest.raises(ProtocolError) as info:
         protocol_from_dict(data)
     assert info.value.errors == ["display.show_memory_use = 'yes' is a string: it must be a boolean"]
+
+
+# Consent files stay inside the protocol's folder; a protocol that travelled as data names no files -------------
+
+@pytest.mark.parametrize("kind", ["parent", "absolute", "symlink"])
+def test_a_consent_file_outside_the_protocols_folder_is_refused(tmp_path: Path, kind: str) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    secret = tmp_path / "secret.md"
+    secret.write_text("The researcher's private notes.", encoding="utf-8")
+    name = {"parent": "../secret.md", "absolute": str(secret), "symlink": "consent.md"}[kind]
+    if kind == "symlink":
+        (folder / "consent.md").symlink_to(secret)
+    study = folder / "study.toml"
+    study.write_text(replace(MINIMAL, 'text = "You agree."', f"file = {json.dumps(name)}"), encoding="utf-8")
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(study)
+    [error] = info.value.errors
+    assert error.startswith(f"consent[1].file = {name!r} is outside the protocol's folder")
+    assert str(folder) in error
+    # `study check` says the same, and the server refuses to publish it.
+    checked = CliRunner().invoke(cli, ["study", "check", str(study)])
+    assert checked.exit_code == 1
+    assert "outside the protocol's folder" in checked.output
+    published = CliRunner().invoke(server_cli, ["init", "--protocol", str(study), "--db", str(tmp_path / "s.db")])
+    assert published.exit_code != 0
+    assert "outside the protocol's folder" in published.output
+    assert "private notes" not in checked.output + published.output
+
+
+def test_a_consent_file_inside_the_folder_may_be_given_by_absolute_path(tmp_path: Path) -> None:
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "v1.md").write_text("You agree, from a file.", encoding="utf-8")
+    study = tmp_path / "study.toml"
+    study.write_text(replace(MINIMAL, 'text = "You agree."', f"file = {json.dumps(str(tmp_path / 'texts' / 'v1.md'))}"),
+                     encoding="utf-8")
+    assert load_protocol(study).current_consent.text == "You agree, from a file."
+
+
+def test_a_device_or_folder_is_not_a_consent_file(tmp_path: Path) -> None:
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    (tmp_path / "texts").mkdir()
+    for name, problem in (("zero", "outside the protocol's folder"), ("texts", "not a regular file")):
+        study = tmp_path / "study.toml"
+        study.write_text(replace(MINIMAL, 'text = "You agree."', f'file = "{name}"'), encoding="utf-8")
+        with pytest.raises(ProtocolError) as info:
+            load_protocol(study)
+        assert problem in info.value.errors[0]
+
+
+def test_a_protocol_received_as_data_or_text_names_no_files(tmp_path: Path) -> None:
+    secret = tmp_path / "private.txt"
+    secret.write_text("The participant's private diary.", encoding="utf-8")
+    data = parse_protocol(MINIMAL).to_dict()
+    data["consent"] = [{"version": "1", "title": "Consent", "file": str(secret)}]
+    with pytest.raises(ProtocolError) as info:
+        protocol_from_dict(data, source="https://study.example.org/v1/protocol")
+    [error] = info.value.errors
+    assert error.startswith(f"consent[1].file = {str(secret)!r} is not allowed here")
+    assert "inline" in error
+    # Without a folder (a protocol given as text), an absolute path is refused too.
+    errors = errors_of(replace(MINIMAL, 'text = "You agree."', f"file = {json.dumps(str(secret))}"))
+    assert any(e.startswith(f"consent[1].file = {str(secret)!r} cannot be read") for e in errors)

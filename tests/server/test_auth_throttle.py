@@ -1,0 +1,114 @@
+"""Guessing tokens or enrollment codes: after a few failures from one client address within a window, that address
+gets 429 with Retry-After; other addresses are unaffected. The throttle's clock is injected, so the test does not
+depend on how fast the requests go."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from studyapp.server.auth import FailureThrottle
+from tests.server import live as f
+from tests.server.live import LiveServer
+
+LIMIT = 5
+WINDOW_S = 60.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def throttled(tmp_path: Path) -> Iterator[tuple[LiveServer, Clock]]:
+    clock = Clock()
+    storage, token = f.new_storage(tmp_path / "server.db")
+    throttle = FailureThrottle(max_failures=LIMIT, window_s=WINDOW_S, clock=clock)
+    with f.serve(storage, auth_throttle=throttle) as base_url:
+        yield LiveServer(base_url, storage, token), clock
+    storage.close()
+
+
+def client_from(address: str) -> httpx.Client:
+    """An HTTP client whose requests come from ``address`` (any 127.x.y.z is this machine's loopback)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_wrong_tokens_from_one_address_get_429_and_other_addresses_are_unaffected(
+        throttled: tuple[LiveServer, Clock], caplog: pytest.LogCaptureFixture) -> None:
+    live, clock = throttled
+    _, good_token = live.enroll()
+    wrong = "wrong-token-that-must-never-be-logged"
+    caplog.set_level(logging.WARNING)
+    with client_from("127.0.0.2") as guesser, client_from("127.0.0.3") as other:
+        url = f"{live.base_url}/v1/protocol"
+        for _ in range(LIMIT):
+            assert guesser.get(url, headers=bearer(wrong)).status_code == 401
+        blocked = guesser.get(url, headers=bearer(wrong))
+        assert blocked.status_code == 429
+        assert 0 < int(blocked.headers["Retry-After"]) <= WINDOW_S
+        assert "try again" in blocked.json()["detail"]
+        # While blocked, the address gets no answer about any token, right or wrong.
+        assert guesser.get(url, headers=bearer(good_token)).status_code == 429
+        # Another address with a correct token is served as usual.
+        assert other.get(url, headers=bearer(good_token)).status_code == 200
+        # Researcher endpoints count the same failures: the guesser stays blocked there too.
+        assert guesser.get(f"{live.base_url}/v1/participants", headers=live.researcher()).status_code == 429
+        assert other.get(f"{live.base_url}/v1/participants", headers=live.researcher()).status_code == 200
+        # Once the window has passed, the address is served again.
+        clock.now += WINDOW_S + 1
+        assert guesser.get(url, headers=bearer(good_token)).status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("127.0.0.2" in w and str(LIMIT) in w for w in warnings), warnings
+    assert not any(wrong in r.getMessage() for r in caplog.records)
+
+
+def test_wrong_enrollment_codes_and_researcher_tokens_count_too(throttled: tuple[LiveServer, Clock]) -> None:
+    live, _ = throttled
+    code = live.code()
+    with client_from("127.0.0.4") as guesser, client_from("127.0.0.5") as researcher_guesser, \
+            client_from("127.0.0.6") as other:
+        for i in range(LIMIT):
+            assert guesser.post(f"{live.base_url}/v1/enroll", json={"code": f"NOPE-NOPE-{i:04d}"}).status_code == 403
+        assert guesser.post(f"{live.base_url}/v1/enroll", json={"code": code}).status_code == 429
+        for _ in range(LIMIT):
+            assert researcher_guesser.get(f"{live.base_url}/v1/participants",
+                                          headers=bearer("not-a-researcher")).status_code == 401
+        assert researcher_guesser.get(f"{live.base_url}/v1/export", headers=live.researcher()).status_code == 429
+        # The real code still works from elsewhere: the blocked guesser did not use it up.
+        assert other.post(f"{live.base_url}/v1/enroll", json={"code": code}).status_code == 201
+
+
+def test_a_withdrawn_participant_or_a_missing_token_is_not_a_guess(throttled: tuple[LiveServer, Clock]) -> None:
+    live, _ = throttled
+    _, token = live.enroll()
+    assert httpx.post(f"{live.base_url}/v1/withdraw", headers=bearer(token)).status_code == 200
+    for _ in range(LIMIT + 2):
+        assert httpx.get(f"{live.base_url}/v1/protocol", headers=bearer(token)).status_code == 410
+        assert httpx.get(f"{live.base_url}/v1/protocol").status_code == 401
+    _, other_token = live.enroll()
+    assert httpx.get(f"{live.base_url}/v1/protocol", headers=bearer(other_token)).status_code == 200
+
+
+def test_the_throttle_forgets_failures_outside_its_window() -> None:
+    clock = Clock()
+    throttle = FailureThrottle(max_failures=2, window_s=10, clock=clock)
+    throttle.failed("a")
+    clock.now += 6
+    throttle.failed("a")
+    assert throttle.wait_s("a") == 4  # until the first failure leaves the window
+    assert throttle.wait_s("b") == 0
+    clock.now += 4
+    assert throttle.wait_s("a") == 0

@@ -1,0 +1,71 @@
+"""Hostile values in uploaded fields: times that are not times (or lie in the future), values outside the contract's
+closed sets, and bodies that are not JSON at all. Each is refused with a reason naming the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from studyapp.contract import ContractError, check_fields
+from tests.server import live as f
+from tests.server.live import LiveServer
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+NEXT_WEEK = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+HOSTILE = [
+    ("labeled_at", f.attribute_label(), "banana"),
+    ("created_at", f.attribute(), "9999-99-99 not a date"),
+    ("updated_at", f.attribute(), ""),
+    ("created_at", f.message(), NEXT_WEEK),
+    ("status", f.attribute(), "<script>"),
+    ("status", f.message(), "deleted"),  # an attribute's status, not a message's
+    ("origin", f.attribute(), "anything"),
+]
+
+
+@pytest.mark.parametrize(("field", "template", "value"), HOSTILE, ids=[f"{h[0]}={h[2]!r}" for h in HOSTILE])
+def test_a_hostile_field_value_is_rejected_naming_the_field(live: LiveServer, field: str, template: dict,
+                                                            value: str) -> None:
+    _, token = live.enroll()
+    bad = f.event(template["kind"], {**template["payload"], field: value})
+    data = live.upload(token, [f.consent(), bad]).json()
+    assert [r["status"] for r in data["results"]] == ["accepted", "rejected"], data
+    assert f"'{field}'" in data["results"][1]["reason"]
+    assert live.storage.count_events() == 1
+
+
+def test_times_without_offset_from_older_apps_still_pass_but_must_parse() -> None:
+    payload = f.attribute_label()["payload"]
+    assert check_fields("attribute_label", {**payload, "labeled_at": "2026-11-21T10:00:00"})["labeled_at"]
+    with pytest.raises(ContractError, match="labeled_at"):
+        check_fields("attribute_label", {**payload, "labeled_at": "2026-11-21T10:00:00"}, require_offset=True)
+    # A clock a few hours ahead (a participant's wrong time zone) is within the skew allowed.
+    soon = (datetime.now(UTC) + timedelta(hours=6)).isoformat()
+    assert check_fields("attribute_label", {**payload, "labeled_at": soon})["labeled_at"] == soon
+
+
+def test_the_valid_closed_set_values_pass() -> None:
+    for status in ("complete", "interrupted", "error"):
+        assert check_fields("message", {**f.message()["payload"], "status": status})["status"] == status
+    for status in ("active", "deleted"):
+        for origin in ("model", "participant"):
+            checked = check_fields("attribute", {**f.attribute()["payload"], "status": status, "origin": origin})
+            assert (checked["status"], checked["origin"]) == (status, origin)
+
+
+@pytest.mark.parametrize("body", [b"{{{", b"{not json", b'{"events": [', b"\xff\xfe"])
+def test_a_body_that_is_not_json_gets_400_with_a_clear_message(live: LiveServer, body: bytes) -> None:
+    _, token = live.enroll()
+    response = httpx.post(f"{live.base_url}/v1/events", content=body,
+                          headers={**bearer(token), "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "JSON" in response.json()["detail"]
+    enroll = httpx.post(f"{live.base_url}/v1/enroll", content=b"{{{", headers={"Content-Type": "application/json"})
+    assert enroll.status_code == 400
+    assert live.storage.count_events() == 0
