@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studyapp.events import CONTRACT_VERSION
-from studyapp.server.storage import NotInitialized, Reader, Storage
+from studyapp.server.storage import NotInitialized, Reader, Snapshot, Storage
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -227,7 +227,7 @@ def csv_cell(value: Any) -> Any:
 # -- JSONL and CSV -----------------------------------------------------------------------------------------------
 
 
-def encode(rt: RecordType, fmt: str, source: Iterator[dict[str, Any]]) -> Iterator[tuple[bytes, int]]:
+def encode(rt: RecordType, fmt: str, source: Iterator[dict[str, Any]]) -> Generator[tuple[bytes, int], None, None]:
     """The JSONL or CSV file of ``source`` in pieces of about CHUNK_BYTES: (bytes, rows in them)."""
     buf = io.StringIO()
     writer = csv.writer(buf) if fmt == "csv" else None
@@ -448,15 +448,15 @@ class HttpExport:
         self.sent = 0
         self.last_event = 0
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
-        self._snapshot: Any = None
-        self._chunks: Iterator[tuple[bytes, int]] | None = None
+        self._snapshot: Snapshot | None = None
+        self._chunks: Generator[tuple[bytes, int], None, None] | None = None
 
     def _open(self) -> None:
-        self._snapshot = self.storage.snapshot()
-        study = self._snapshot.require_study()
-        self.rows = count_rows(self._snapshot, self.rt)
-        self.last_event = self._snapshot.last_event
-        self._chunks = encode(self.rt, self.fmt, rows(self._snapshot, self.rt, study["id"]))
+        snapshot = self._snapshot = self.storage.snapshot()
+        study = snapshot.require_study()
+        self.rows = count_rows(snapshot, self.rt)
+        self.last_event = snapshot.last_event
+        self._chunks = encode(self.rt, self.fmt, rows(snapshot, self.rt, study["id"]))
 
     def _next(self) -> tuple[bytes, int] | None:
         assert self._chunks is not None
@@ -464,7 +464,7 @@ class HttpExport:
 
     def _close(self) -> None:
         if self._chunks is not None:
-            self._chunks.close()  # type: ignore[attr-defined]
+            self._chunks.close()
         if self._snapshot is not None:
             self._snapshot.close()
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from studyapp.contract import ContractError, check_fields
 from studyapp.events import CONTRACT_VERSION
 from studyapp.server import export
 from studyapp.server.cli import cli
+from studyapp.server.storage import Snapshot
 from tests.server import live as f
 from tests.server.export_check import check_folder, parse_body, read_rows
 from tests.server.live import LiveServer
@@ -218,4 +220,29 @@ def test_an_http_export_that_fails_midway_breaks_the_connection_and_is_not_logge
             for data in response.iter_bytes():
                 received += data
     assert received.count(b"\n") < 60
+    assert len(live.storage.export_log()) == logged
+
+
+def test_a_client_that_goes_away_midway_releases_the_snapshot(live: LiveServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    participant_id, token = live.enroll()
+    live.upload(token, [f.consent()])
+    # Far more than the sockets buffer between the server and the client: the export cannot end on its own.
+    live.storage.bulk_insert_events(participant_id, ((e["event_id"], e["kind"], e["payload"]) for e in
+                                                     (f.message(content="y" * 4000) for _ in range(8000))))
+    released = threading.Event()
+    real_close = Snapshot.close
+
+    def close(self: Snapshot) -> None:
+        real_close(self)
+        released.set()
+
+    monkeypatch.setattr(Snapshot, "close", close)
+    logged = len(live.storage.export_log())
+    with httpx.stream("GET", f"{live.base_url}/v1/export/messages", params={"format": "jsonl"},
+                      headers=live.researcher()) as response:
+        assert response.status_code == 200
+        assert next(response.iter_bytes())
+    # The connection is closed with most of the body unread; a long read transaction would keep the WAL growing.
+    assert released.wait(30), "the export's snapshot was not released after the client went away"
     assert len(live.storage.export_log()) == logged

@@ -8,6 +8,7 @@ was sent. The server logs no error.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -131,6 +132,6 @@ def test_exports_while_participants_upload_are_complete_snapshots(live: LiveServ
         counts = check_folder(out, fmt, live.storage)
         assert counts["attribute_labels"] >= PREFILLED_PAIRS
     # The export log holds what each HTTP export sent, no more.
-    logged = [(json_list[0], row["rows"]) for row in live.storage.export_log() if row["via"] == "http"
-              for json_list in [__import__("json").loads(row["record_types"])]]
+    logged = [(json.loads(row["record_types"])[0], row["rows"]) for row in live.storage.export_log()
+              if row["via"] == "http"]
     assert sorted(logged) == sorted(http_exports)
