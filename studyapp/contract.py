@@ -143,9 +143,31 @@ def _replaced(value: Any) -> dict[str, int]:
     return value
 
 
+def _unicode(name: str, value: Any) -> None:
+    """Text must be Unicode that encodes as UTF-8: JSON may carry a lone surrogate (\\ud800), which no UTF-8 file
+    (CSV, Parquet) can hold, so one such record would stop every export of the study."""
+    if isinstance(value, str):
+        if value.isascii():
+            return
+        text = value
+    elif isinstance(value, dict | list):
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return  # not JSON at all: the field's own check names the problem
+    else:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ContractError(f"field '{name}' holds a lone surrogate (e.g. \\ud800), which is not Unicode text; "
+                            "send the text as valid UTF-8") from None
+
+
 def check_field(name: str, value: Any, *, require_offset: bool = False, optional: bool = False) -> Any:
     """One field's value, normalized; raises ContractError. An ``optional`` id may be null (e.g. the comparison
     of a message that is not a comparison's answer); a required one never."""
+    _unicode(name, value)
     if name in ID_FIELDS:
         if value is None and optional:
             return None

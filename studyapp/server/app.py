@@ -13,11 +13,8 @@ an answer fail to encode; a busy database answers 503 with Retry-After, never 50
 
 # No "from __future__ import annotations": FastAPI must see the dependency annotations of the
 # endpoints defined inside create_app() as objects, not as strings naming local functions.
-import csv
-import io
 import json
 import sqlite3
-from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -25,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -402,49 +400,43 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
              summary="The record types available for export, with row counts and columns",
              responses={401: AUTH_PROBLEMS[401], 429: AUTH_PROBLEMS[429], 503: AUTH_PROBLEMS[503]})
     def export_listing(researcher: Annotated[str, Depends(current_researcher)]) -> list[ExportEntry]:
-        storage.require_study()
-        return [ExportEntry(record_type=rt.name, rows=export_mod.count_rows(storage, rt),
-                            columns=export_mod.column_names(rt)) for rt in export_mod.RECORD_TYPES]
+        with storage.snapshot() as snapshot:  # one snapshot: the counts agree with each other
+            snapshot.require_study()
+            return [ExportEntry(record_type=rt.name, rows=export_mod.count_rows(snapshot, rt),
+                                columns=export_mod.column_names(rt)) for rt in export_mod.RECORD_TYPES]
 
     @app.get("/v1/export/{record_type}", tags=["researchers"],
              summary="Export one record type as JSON lines or CSV (logged)",
+             description="The rows come from one snapshot of the database: X-Export-Rows says how many, "
+                         "X-Export-Last-Event the number of the last event it holds. An export that fails midway "
+                         "ends with a broken connection, never like a complete answer; only complete exports "
+                         "are logged.",
              response_class=StreamingResponse,
              responses={200: {"description": "The rows, streamed.",
                               "content": {"application/x-ndjson": {"schema": {"type": "string"}},
                                           "text/csv": {"schema": {"type": "string"}}}},
                         **AUTH_PROBLEMS, 404: {"model": Problem, "description": "Unknown record type."}})
-    def export_one(
+    async def export_one(
         researcher: Annotated[str, Depends(current_researcher)],
         record_type: Annotated[str, Path(max_length=64, description="One of: "
                                          + ", ".join(export_mod.RECORD_TYPE_NAMES))],
         format: Annotated[Literal["jsonl", "csv"], Query(description="jsonl or csv (Parquet: use the CLI).")] = "jsonl",
     ) -> StreamingResponse:
-        study = storage.require_study()
         if record_type not in export_mod.RECORD_TYPE_NAMES:
             raise HTTPException(404, "Unknown record type; choose one of " + ", ".join(export_mod.RECORD_TYPE_NAMES))
         rt = export_mod.record_type(record_type)
-        rows = export_mod.count_rows(storage, rt)
-        storage.log_export(researcher=researcher, via="http", fmt=format, record_types=[rt.name], rows=rows,
-                           destination=None)
-        source = export_mod.rows(storage, rt, study["id"])
-        if format == "csv":
-            return StreamingResponse(_csv_stream(rt, source), media_type="text/csv")
-        return StreamingResponse((json.dumps(r, ensure_ascii=True) + "\n" for r in source),
-                                 media_type="application/x-ndjson")
+        stream = export_mod.HttpExport(storage, rt, format)
+        await stream.open()
+
+        async def logged(rows: int) -> None:
+            await run_in_threadpool(storage.log_export, researcher=researcher, via="http", fmt=format,
+                                    record_types=[rt.name], rows=rows, destination=None)
+
+        headers = {"X-Export-Rows": str(stream.rows), "X-Export-Last-Event": str(stream.last_event)}
+        return StreamingResponse(stream.body(logged), headers=headers,
+                                 media_type="text/csv" if format == "csv" else "application/x-ndjson")
 
     dashboard.install(app, storage)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app
 
-
-def _csv_stream(rt: export_mod.RecordType, source: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(export_mod.column_names(rt))
-    for row in source:
-        writer.writerow([export_mod.csv_cell(v) for v in row.values()])
-        if buf.tell() > 64_000:
-            yield buf.getvalue().encode("utf-8", "backslashreplace")
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue().encode("utf-8", "backslashreplace")

@@ -155,10 +155,12 @@ def serve(db_path: Path, host: str, port: int, max_body_bytes: int | None) -> No
 @db_option
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the files (one per record type).")
+              help="Folder for the files (one per record type, and schema.json); never written through a symlink.")
 @click.option("--researcher", default=None, help="Name recorded in the export log [default: the login name].")
 def export(db_path: Path, fmt: str, out_dir: Path, researcher: str | None) -> None:
-    """Write the export contract's files (participants, messages, ...) to OUT."""
+    """Write the export contract's files (participants, messages, ...) and schema.json to OUT, from one snapshot.
+
+    The files appear only when all are complete; a failed export leaves OUT as it was."""
     from studyapp.server import export as export_mod
 
     storage = open_storage(db_path)
@@ -168,10 +170,11 @@ def export(db_path: Path, fmt: str, out_dir: Path, researcher: str | None) -> No
         with click.progressbar(length=total, label=f"Exporting {fmt}", file=sys.stderr) as bar:
             counts = export_mod.export(storage, out_dir, fmt, researcher=researcher or getpass.getuser(),
                                        via="cli", tick=bar.update)
-    except (StorageError, OSError) as exc:
+    except (StorageError, export_mod.ExportError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     for name, n in counts.items():
         click.echo(f"{n:>10}  {out_dir / f'{name}.{fmt}'}")
+    click.echo(f"{'':>10}  {out_dir / export_mod.SCHEMA_FILE}")
 
 
 @cli.command()

@@ -157,10 +157,11 @@ def _compute_headline_figures(storage: Storage) -> list[tuple[str, Item | None]]
         from studyapp.analysis.measures import HEADLINE_KEYS, analyze
     except ImportError:
         return NEEDS_ANALYSIS
-    study_id = storage.require_study()["id"]
-    frames = {rt.name: pd.DataFrame(list(export_mod.rows(storage, rt, study_id)),
-                                    columns=export_mod.column_names(rt))
-              for rt in export_mod.RECORD_TYPES}
+    with storage.snapshot() as snapshot:  # one snapshot, as an export: the frames agree with each other
+        study_id = snapshot.require_study()["id"]
+        frames = {rt.name: pd.DataFrame(list(export_mod.rows(snapshot, rt, study_id)),
+                                        columns=export_mod.column_names(rt))
+                  for rt in export_mod.RECORD_TYPES}
     try:
         analysis = analyze(from_frames(frames))
     except Exception:

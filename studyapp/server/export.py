@@ -4,28 +4,52 @@ Columns follow the contract's order (study_id, participant_id, then the record's
 section 8 lists them; tests/project/test_export_docs.py keeps the two equal). Rows are streamed, so a million
 events export in bounded memory; Parquet is written in row groups with an explicit schema, so an empty file
 still has the right columns and types.
+
+Every export reads one snapshot (one read transaction on a connection of its own, used by one thread only), so
+its files agree with each other however much is uploaded meanwhile. A folder export is written into a hidden
+folder inside ``--out`` and moved into place only when every file is complete, ``schema.json`` (files, columns,
+types, contract version, the snapshot's row counts) last; a failed export leaves the folder as it was. Over HTTP,
+rows are encoded on one thread of the export's own and the export is logged only once everything was sent; a
+failure midway aborts the connection, so a cut-off file never ends like a complete one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import io
 import json
-from collections.abc import Callable, Iterator
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from studyapp.server.storage import Storage
+from studyapp.events import CONTRACT_VERSION
+from studyapp.server.storage import NotInitialized, Reader, Snapshot, Storage
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 FORMATS = ("jsonl", "csv", "parquet")
 PARQUET_ROW_GROUP = 50_000
+SCHEMA_FILE = "schema.json"
+# Bytes per piece of a streamed or written JSONL/CSV file.
+CHUNK_BYTES = 64_000
+
+log = logging.getLogger(__name__)
 
 # Column types by name; pyarrow is imported only when a Parquet file is written, so the serving
 # process does not carry it. Short names keep the column tables below readable.
 S, F, INT, B, L = "string", "float64", "int64", "bool", "list<string>"
+# The types as docs/ARCHITECTURE.md section 8 and schema.json name them.
+TYPE_NAMES = {S: "string", F: "float", INT: "integer", B: "boolean", L: "list of strings"}
 
 
 @dataclass(frozen=True)
@@ -135,25 +159,25 @@ def _cell(value: Any, kind: str) -> Any:
     return value
 
 
-def count_rows(storage: Storage, rt: RecordType) -> int:
+def count_rows(reader: Reader, rt: RecordType) -> int:
     if rt.kind is None:
-        return storage.count_participant_records()
-    return sum(storage.count_records(kind) for kind in rt.kinds)
+        return reader.count_participant_records()
+    return sum(reader.count_records(kind) for kind in rt.kinds)
 
 
-def _sources(storage: Storage, rt: RecordType) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+def _sources(reader: Reader, rt: RecordType) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
     if rt.kind is None:
-        for r in storage.participant_records():
+        for r in reader.participant_records():
             yield r["participant_id"], None, r
         return
     for kind in rt.kinds:
-        for participant_id, payload in storage.records(kind):
+        for participant_id, payload in reader.records(kind):
             yield participant_id, kind, payload
 
 
-def rows(storage: Storage, rt: RecordType, study_id: str) -> Iterator[dict[str, Any]]:
+def rows(reader: Reader, rt: RecordType, study_id: str) -> Iterator[dict[str, Any]]:
     """The rows of one record type, as dicts with exactly the export columns."""
-    for participant_id, kind, payload in _sources(storage, rt):
+    for participant_id, kind, payload in _sources(reader, rt):
         if kind in rt.turn_of_kind:
             payload = {**payload, "turn": rt.turn_of_kind[kind]}
         row: dict[str, Any] = {"study_id": study_id, "participant_id": participant_id}
@@ -162,42 +186,88 @@ def rows(storage: Storage, rt: RecordType, study_id: str) -> Iterator[dict[str, 
         yield row
 
 
+# -- cells -------------------------------------------------------------------------------------------------------
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# What makes a spreadsheet read a CSV cell as a formula (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def utf8_text(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD: UTF-8 files (CSV, Parquet) cannot hold one. The
+    contract refuses such text; records stored before it did may still hold it."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def csv_text(text: str) -> str:
+    """A text cell as CSV holds it: a leading ``= + - @``, tab or CR gets a ``'`` before it, so a spreadsheet
+    shows the text instead of running it; NUL (which breaks CSV readers) becomes U+FFFD."""
+    text = utf8_text(text.replace("\x00", "\ufffd"))
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def csv_cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+        return utf8_text(json.dumps(value, ensure_ascii=False))
+    if isinstance(value, str):
+        return csv_text(value)
+    return value  # numbers stay numbers (a negative one too)
 
 
-def write_csv(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], tick: Callable[[int], None]) -> int:
-    n = 0
-    with path.open("w", encoding="utf-8", newline="", errors="backslashreplace") as f:
-        writer = csv.writer(f)
+# -- JSONL and CSV -----------------------------------------------------------------------------------------------
+
+
+def encode(rt: RecordType, fmt: str, source: Iterator[dict[str, Any]]) -> Generator[tuple[bytes, int], None, None]:
+    """The JSONL or CSV file of ``source`` in pieces of about CHUNK_BYTES: (bytes, rows in them)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf) if fmt == "csv" else None
+    if writer is not None:
         writer.writerow(column_names(rt))
-        for row in source:
-            writer.writerow([csv_cell(v) for v in row.values()])
-            n += 1
-            if n % 1000 == 0:
-                tick(1000)
-        tick(n % 1000)
-    return n
-
-
-def write_jsonl(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], tick: Callable[[int], None]) -> int:
     n = 0
-    with path.open("w", encoding="utf-8") as f:
-        out: IO[str] = f
-        for row in source:
-            out.write(json.dumps(row, ensure_ascii=True))
-            out.write("\n")
-            n += 1
-            if n % 1000 == 0:
-                tick(1000)
-        tick(n % 1000)
-    return n
+    for row in source:
+        if writer is not None:
+            writer.writerow([csv_cell(v) for v in row.values()])
+        else:
+            # ASCII with escapes: the exact text, whatever it holds.
+            buf.write(json.dumps(row, ensure_ascii=True))
+            buf.write("\n")
+        n += 1
+        if buf.tell() >= CHUNK_BYTES:
+            yield buf.getvalue().encode("utf-8"), n
+            buf.seek(0)
+            buf.truncate()
+            n = 0
+    yield buf.getvalue().encode("utf-8"), n
+
+
+def _write_text(fmt: str) -> Callable[[Path, RecordType, Iterator[dict[str, Any]], Callable[[int], None]], int]:
+    def write(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], tick: Callable[[int], None]) -> int:
+        total = 0
+        with path.open("wb") as f:
+            for data, n in encode(rt, fmt, source):
+                f.write(data)
+                total += n
+                tick(n)
+        return total
+
+    return write
+
+
+write_csv = _write_text("csv")
+write_jsonl = _write_text("jsonl")
+
+
+# -- Parquet -----------------------------------------------------------------------------------------------------
 
 
 def parquet_schema(rt: RecordType) -> pa.Schema:
@@ -206,6 +276,12 @@ def parquet_schema(rt: RecordType) -> pa.Schema:
     types = {S: pa.string(), F: pa.float64(), INT: pa.int64(), B: pa.bool_(), L: pa.list_(pa.string())}
     return pa.schema([("study_id", pa.string()), ("participant_id", pa.string()),
                       *((name, types[kind]) for name, kind in rt.columns)])
+
+
+def _utf8_values(values: list[Any]) -> list[Any]:
+    return [utf8_text(v) if isinstance(v, str)
+            else [utf8_text(x) if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
+            for v in values]
 
 
 def write_parquet(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], tick: Callable[[int], None]) -> int:
@@ -222,7 +298,13 @@ def write_parquet(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], 
         def flush() -> None:
             nonlocal pending
             if pending:
-                writer.write_table(pa.table(columns, schema=schema))
+                try:
+                    table = pa.table(columns, schema=schema)
+                except UnicodeEncodeError:
+                    # A lone surrogate stored before the contract refused it: U+FFFD in its place (the rare
+                    # case pays for the cleaning, the common one does not).
+                    table = pa.table({c: _utf8_values(v) for c, v in columns.items()}, schema=schema)
+                writer.write_table(table)
                 tick(pending)
                 for c in names:
                     columns[c].clear()
@@ -242,17 +324,104 @@ def write_parquet(path: Path, rt: RecordType, source: Iterator[dict[str, Any]], 
 WRITERS = {"jsonl": write_jsonl, "csv": write_csv, "parquet": write_parquet}
 
 
+# -- a folder export ---------------------------------------------------------------------------------------------
+
+
+class ExportError(RuntimeError):
+    """An export was refused or failed; the message says what happened and what to do."""
+
+
+def file_names(fmt: str) -> list[str]:
+    """The files of one export, schema.json last."""
+    return [*(f"{rt.name}.{fmt}" for rt in RECORD_TYPES), SCHEMA_FILE]
+
+
+def schema_document(fmt: str, study_id: str, last_event: int, counts: dict[str, int]) -> dict[str, Any]:
+    """schema.json: what a reader needs beyond the files themselves (an empty JSONL file shows no columns)."""
+    document: dict[str, Any] = {
+        "study_id": study_id,
+        "format": fmt,
+        "contract_version": CONTRACT_VERSION,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Every file holds the database as it was at this event (numbered in the order they were stored).
+        "snapshot": {"last_event": last_event},
+        "files": [
+            {"record_type": rt.name, "file": f"{rt.name}.{fmt}", "rows": counts[rt.name],
+             "columns": [{"name": name, "type": TYPE_NAMES[kind]}
+                         for name, kind in (("study_id", S), ("participant_id", S), *rt.columns)]}
+            for rt in RECORD_TYPES
+        ],
+    }
+    if fmt == "csv":
+        document["csv_text_cells"] = ("A text cell starting with = + - @, tab or CR has a ' put before it; NUL and "
+                                      "text that is not Unicode are U+FFFD. JSONL keeps the exact text.")
+    return document
+
+
+def _refuse_symlinks(out_dir: Path, names: list[str]) -> None:
+    """Never write through a symlink planted at the folder or at a file of the export."""
+    if out_dir.is_symlink():
+        raise ExportError(f"{out_dir} is a symlink; the export does not write through symlinks. "
+                          "Give the real folder as --out.")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir} is a file, not a folder. Give a folder as --out.")
+    for name in names:
+        path = out_dir / name
+        if path.is_symlink():
+            raise ExportError(f"{path} is a symlink; the export does not write through symlinks. "
+                              f"Remove {name} from {out_dir} or export to another folder.")
+        if path.is_dir():
+            raise ExportError(f"{path} is a folder where the export writes a file. Move it away or export to "
+                              "another folder.")
+
+
+def _publish(partial: Path, out_dir: Path, names: list[str]) -> None:
+    # The old schema.json goes first and the new one comes last: while files are swapped the folder does not
+    # look like a complete export. os.replace swaps a planted symlink itself, never writes through it.
+    (out_dir / SCHEMA_FILE).unlink(missing_ok=True)
+    for name in names:
+        os.replace(partial / name, out_dir / name)
+
+
 def export(storage: Storage, out_dir: Path, fmt: str, *, researcher: str, via: str = "cli",
            tick: Callable[[int], None] = lambda n: None) -> dict[str, int]:
-    """Write every record type to ``out_dir`` in ``fmt``; log the export; return rows per file."""
+    """Write every record type to ``out_dir`` in ``fmt`` from one snapshot, with schema.json; log the export;
+    return rows per file. Raises ExportError (out_dir unchanged) when refused or failed."""
     if fmt not in WRITERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    study = storage.require_study()
+    names = file_names(fmt)
+    _refuse_symlinks(out_dir, names)
+    storage.require_study()
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
-    for rt in RECORD_TYPES:
-        path = out_dir / f"{rt.name}.{fmt}"
-        counts[rt.name] = WRITERS[fmt](path, rt, rows(storage, rt, study["id"]), tick)
+    _refuse_symlinks(out_dir, names)
+    partial = Path(tempfile.mkdtemp(prefix=".export-partial-", dir=out_dir))
+    moved = False
+    try:
+        with storage.snapshot() as snapshot:
+            study = snapshot.require_study()
+            expected = {rt.name: count_rows(snapshot, rt) for rt in RECORD_TYPES}
+            counts: dict[str, int] = {}
+            for rt in RECORD_TYPES:
+                counts[rt.name] = WRITERS[fmt](partial / f"{rt.name}.{fmt}", rt, rows(snapshot, rt, study["id"]),
+                                               tick)
+            if counts != expected:
+                raise ExportError(f"the files hold other row counts than the snapshot ({counts} != {expected})")
+            document = schema_document(fmt, study["id"], snapshot.last_event, counts)
+        (partial / SCHEMA_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        moved = True
+        _publish(partial, out_dir, names)
+    except NotInitialized:
+        raise
+    except Exception as exc:
+        if moved:
+            log.error("export (%s) to %s failed while its files were moved into place: %s", fmt, out_dir, exc)
+            raise ExportError(f"The {fmt} export to {out_dir} failed while its files were moved into place ({exc}). "
+                              f"{out_dir} has no {SCHEMA_FILE} now, so do not use its files: export again.") from exc
+        log.error("export (%s) to %s failed; nothing was written: %s", fmt, out_dir, exc)
+        raise ExportError(f"The {fmt} export to {out_dir} failed ({exc}); nothing was written there (files of "
+                          "earlier exports are as they were). Fix the cause and export again.") from exc
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     storage.log_export(researcher=researcher, via=via, fmt=fmt, record_types=list(counts), rows=sum(counts.values()),
                        destination=str(out_dir))
     return counts
@@ -260,3 +429,72 @@ def export(storage: Storage, out_dir: Path, fmt: str, *, researcher: str, via: s
 
 def total_rows(storage: Storage) -> int:
     return sum(count_rows(storage, rt) for rt in RECORD_TYPES)
+
+
+# -- one file over HTTP ------------------------------------------------------------------------------------------
+
+
+class HttpExport:
+    """One record type in JSONL or CSV for a streamed HTTP answer, from one snapshot.
+
+    The snapshot's connection is made, read and closed on one thread of the export's own (sqlite3 refuses a
+    connection on another thread, and the server's shared thread pool would hand each step to any thread).
+    ``open()`` takes the snapshot and counts its rows (for the headers); ``body()`` yields the bytes.
+    """
+
+    def __init__(self, storage: Storage, rt: RecordType, fmt: str) -> None:
+        self.storage, self.rt, self.fmt = storage, rt, fmt
+        self.rows = 0  # in the snapshot
+        self.sent = 0
+        self.last_event = 0
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
+        self._snapshot: Snapshot | None = None
+        self._chunks: Generator[tuple[bytes, int], None, None] | None = None
+
+    def _open(self) -> None:
+        snapshot = self._snapshot = self.storage.snapshot()
+        study = snapshot.require_study()
+        self.rows = count_rows(snapshot, self.rt)
+        self.last_event = snapshot.last_event
+        self._chunks = encode(self.rt, self.fmt, rows(snapshot, self.rt, study["id"]))
+
+    def _next(self) -> tuple[bytes, int] | None:
+        assert self._chunks is not None
+        return next(self._chunks, None)
+
+    def _close(self) -> None:
+        if self._chunks is not None:
+            self._chunks.close()
+        if self._snapshot is not None:
+            self._snapshot.close()
+
+    def _release(self) -> None:
+        # Runs after whatever step is in progress, on the same thread; nothing here awaits, so it also runs
+        # when the client went away and the answer was cancelled.
+        self._thread.submit(self._close)
+        self._thread.shutdown(wait=False)
+
+    async def open(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._open)
+        except BaseException:
+            self._release()
+            raise
+
+    async def body(self, on_complete: Callable[[int], Awaitable[None]]) -> AsyncIterator[bytes]:
+        """The file's bytes; ``on_complete(rows)`` once everything was handed to the server to send. An error
+        propagates, and the server then aborts the connection: the client sees a cut-off answer, not an end."""
+        loop = asyncio.get_running_loop()
+        try:
+            while (chunk := await loop.run_in_executor(self._thread, self._next)) is not None:
+                data, n = chunk
+                yield data
+                self.sent += n
+            if self.sent != self.rows:
+                raise ExportError(f"sent {self.sent} rows of {self.rt.name}, but the snapshot holds {self.rows}")
+        except Exception as exc:
+            log.error("export of %s (%s) over HTTP failed after %d rows: %s", self.rt.name, self.fmt, self.sent, exc)
+            raise
+        finally:
+            self._release()
+        await on_complete(self.sent)

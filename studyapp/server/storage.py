@@ -85,7 +85,64 @@ def _check_file(path: Path) -> None:
         raise StorageError(_not_sqlite(path))
 
 
-class Storage:
+class Reader:
+    """The reads behind the export (on ``conn``): shared by the storage and by a snapshot."""
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def participant_records(self) -> Iterator[dict[str, Any]]:
+        """Rows of the participants export file: enrolled participants, then tombstones."""
+        for r in self.conn.execute("SELECT * FROM participants ORDER BY enrolled_at"):
+            yield {
+                "participant_id": r["id"],
+                "enrolled_at": r["enrolled_at"],
+                "consent_version": r["consent_version"],
+                "consent_sha256": r["consent_sha256"],
+                "categories": json.loads(r["categories"]) if r["categories"] is not None else None,
+                "withdrawn_at": None,
+            }
+        for r in self.conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at"):
+            yield {"participant_id": r["participant_id"], "enrolled_at": None, "consent_version": None,
+                   "consent_sha256": None, "categories": None, "withdrawn_at": r["withdrawn_at"]}
+
+    def count_participant_records(self) -> int:
+        return (self.conn.execute("SELECT count(*) FROM participants").fetchone()[0]
+                + self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0])
+
+    def _latest_sql(self, kind: str, what: str) -> str:
+        if kind in RECORD_KEYS:
+            # The latest event of each record (an edited attribute, a comparison rated after it was shown).
+            return (f"SELECT {what} FROM events WHERE n IN "
+                    "(SELECT max(n) FROM events WHERE kind = ? GROUP BY participant_id, record_key)")
+        return f"SELECT {what} FROM events WHERE kind = ?"
+
+    def data_version(self) -> tuple[int, int, int]:
+        """Changes whenever an export would: (last event number, events, tombstones). For caching analyses."""
+        last, events = self.conn.execute("SELECT coalesce(max(n), 0), count(*) FROM events").fetchone()
+        tombstones = self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0]
+        return int(last), int(events), int(tombstones)
+
+    def count_records(self, kind: str) -> int:
+        if kind in RECORD_KEYS:
+            sql = "SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? GROUP BY participant_id, record_key)"
+        else:
+            sql = "SELECT count(*) FROM events WHERE kind = ?"
+        return self.conn.execute(sql, [kind]).fetchone()[0]
+
+    def records(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(participant_id, payload) of the records of one kind, in the order they were received."""
+        cursor = self.conn.execute(self._latest_sql(kind, "participant_id, payload") + " ORDER BY n", [kind])
+        while True:
+            chunk = cursor.fetchmany(5000)
+            if not chunk:
+                break
+            for participant_id, payload in chunk:
+                yield participant_id, json.loads(payload)
+
+
+class Storage(Reader):
     def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
         self.path = Path(path).expanduser()
         _check_file(self.path)
@@ -552,59 +609,16 @@ class Storage:
             counts.setdefault(r["participant_id"], {})[r["day"]] = r["n"]
         return counts
 
-    def participant_records(self) -> Iterator[dict[str, Any]]:
-        """Rows of the participants export file: enrolled participants, then tombstones."""
-        for r in self.conn.execute("SELECT * FROM participants ORDER BY enrolled_at"):
-            yield {
-                "participant_id": r["id"],
-                "enrolled_at": r["enrolled_at"],
-                "consent_version": r["consent_version"],
-                "consent_sha256": r["consent_sha256"],
-                "categories": json.loads(r["categories"]) if r["categories"] is not None else None,
-                "withdrawn_at": None,
-            }
-        for r in self.conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at"):
-            yield {"participant_id": r["participant_id"], "enrolled_at": None, "consent_version": None,
-                   "consent_sha256": None, "categories": None, "withdrawn_at": r["withdrawn_at"]}
-
-    def count_participant_records(self) -> int:
-        return (self.conn.execute("SELECT count(*) FROM participants").fetchone()[0]
-                + self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0])
-
-    def _latest_sql(self, kind: str, what: str) -> str:
-        if kind in RECORD_KEYS:
-            # The latest event of each record (an edited attribute, a comparison rated after it was shown).
-            return (f"SELECT {what} FROM events WHERE n IN "
-                    "(SELECT max(n) FROM events WHERE kind = ? GROUP BY participant_id, record_key)")
-        return f"SELECT {what} FROM events WHERE kind = ?"
-
-    def data_version(self) -> tuple[int, int, int]:
-        """Changes whenever an export would: (last event number, events, tombstones). For caching analyses."""
-        last, events = self.conn.execute("SELECT coalesce(max(n), 0), count(*) FROM events").fetchone()
-        tombstones = self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0]
-        return int(last), int(events), int(tombstones)
-
-    def count_records(self, kind: str) -> int:
-        if kind in RECORD_KEYS:
-            sql = "SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? GROUP BY participant_id, record_key)"
-        else:
-            sql = "SELECT count(*) FROM events WHERE kind = ?"
-        return self.conn.execute(sql, [kind]).fetchone()[0]
-
     def records(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(participant_id, payload) of the records of one kind, in the order they were received."""
-        # A connection of its own: a long export never holds up the request threads' connection.
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000)
-        try:
-            cursor = conn.execute(self._latest_sql(kind, "participant_id, payload") + " ORDER BY n", [kind])
-            while True:
-                chunk = cursor.fetchmany(5000)
-                if not chunk:
-                    break
-                for participant_id, payload in chunk:
-                    yield participant_id, json.loads(payload)
-        finally:
-            conn.close()
+        # A snapshot of its own: a long read never holds up the request threads' connection. Consume it on the
+        # thread that started it (a connection serves one thread).
+        with self.snapshot() as snapshot:
+            yield from snapshot.records(kind)
+
+    def snapshot(self) -> Snapshot:
+        """A read transaction on a connection of its own (use it as a context manager, on one thread)."""
+        return Snapshot(self.path)
 
     def log_export(self, *, researcher: str, via: str, fmt: str, record_types: list[str], rows: int,
                    destination: str | None) -> None:
@@ -617,3 +631,50 @@ class Storage:
 
     def export_log(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM export_log ORDER BY exported_at")]
+
+
+class Snapshot(Reader):
+    """One read transaction on a connection of its own: every read sees the database as it was at the first one
+    (SQLite WAL keeps that version for the transaction however much is written meanwhile).
+
+    Made, used and closed on one thread (sqlite3 checks it). Keep it short: while it is open, a checkpoint cannot
+    reset the WAL past its version.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._conn.execute("BEGIN")
+            # The first read fixes the version every later read of this transaction sees.
+            self.study: dict[str, Any] | None = (dict(row) if (row := self._conn.execute(
+                "SELECT * FROM study").fetchone()) is not None else None)
+            self.last_event: int = self._conn.execute("SELECT coalesce(max(n), 0) FROM events").fetchone()[0]
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self._conn
+
+    def require_study(self) -> dict[str, Any]:
+        if self.study is None:
+            raise NotInitialized(f"{self.path} holds no study yet. "
+                                 f"Run `studyapp-server init --protocol FILE --db {self.path}`.")
+        return self.study
+
+    def close(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        self._conn.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -116,3 +116,7 @@ def test_each_file_names_its_consent_category_and_record_key(documented: dict[st
         f"{rt.name}: its record key is {sorted(keys) or 'none (every event is kept)'}"
     if not keys:
         assert "every event" in kept[0]
+
+
+def test_schema_json_names_the_types_as_this_section_does() -> None:
+    assert export.TYPE_NAMES == TYPE_NAMES

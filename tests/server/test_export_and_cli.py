@@ -58,8 +58,8 @@ def test_export_writes_the_contract(filled: tuple[LiveServer, str, str], tmp_pat
                                       "--researcher", "dr-test"])
     assert result.exit_code == 0, result.output
     # Every file of the export contract (docs/ARCHITECTURE.md section 8; tests/project/test_export_docs.py keeps the
-    # docs equal to export.RECORD_TYPES), with exactly its columns, in order, whatever the format.
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.{fmt}" for name in export.RECORD_TYPE_NAMES)
+    # docs equal to export.RECORD_TYPES), with exactly its columns, in order, whatever the format, and schema.json.
+    assert sorted(p.name for p in out.iterdir()) == sorted(export.file_names(fmt))
     for rt in export.RECORD_TYPES:
         path = out / f"{rt.name}.{fmt}"
         rows = read(path, fmt)
