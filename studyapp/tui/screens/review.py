@@ -63,8 +63,8 @@ def found_text(event: OutboxEvent, found: list[Found]) -> Content:
     for f in found:
         kind = TYPE_WORDS.get(f.entity_type, f.entity_type.lower().replace("_", " "))
         value = " / ".join(f.values) if f.values else "(not in the mapping)"
-        lines += [Content.styled(f.placeholder.ljust(width), PLACEHOLDER_STYLE),
-                  f"  {kind} ×{f.count}  = {value}\n"]
+        lines += [Content.styled(f.placeholder, PLACEHOLDER_STYLE),
+                  f"{' ' * (width - len(f.placeholder))}  {kind} ×{f.count}  = {value}\n"]
     lines += ["\n", FIX_HINT]
     return Content.assemble(*lines)
 
