@@ -53,6 +53,7 @@ async def test_terms_named_at_first_consent_remove_them_from_what_is_queued_afte
     protocol = make_protocol()
     app, _review = consent_screen(db, consent, anonymizer, protocol)
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()  # the screen's nested widgets are mounted
         screen = app.screen
         assert isinstance(screen, ConsentScreen)
         assert TERMS_HEADING in [str(label.render()) for label in screen.query(".heading")]
@@ -91,6 +92,7 @@ async def test_terms_named_when_changing_categories_rescrub_waiting_items(
     assert event_id is not None
     app, _review = consent_screen(db, consent, anonymizer, protocol)
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()  # the screen's nested widgets are mounted
         screen = app.screen
         assert isinstance(screen, ConsentScreen) and screen.changing
         # The terms already stored are shown, and unticking one stops removing it.
@@ -120,6 +122,7 @@ async def test_an_empty_terms_field_changes_nothing(db: Database, consent: Conse
     before = payload_texts(db)
     app, _review = consent_screen(db, consent, anonymizer, protocol)
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()  # the screen's nested widgets are mounted
         screen = app.screen
         assert isinstance(screen, ConsentScreen)
         screen.query_one("#terms-input", Input).value = typed
@@ -137,6 +140,7 @@ async def test_an_empty_terms_field_changes_nothing(db: Database, consent: Conse
 async def test_declining_stores_no_term(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> None:
     app, _review = consent_screen(db, consent, anonymizer, make_protocol())
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()  # the screen's nested widgets are mounted
         app.screen.query_one("#terms-input", Input).value = "Jonas Becker"
         await pilot.press("escape")
         await pilot.pause()
@@ -147,6 +151,7 @@ async def test_declining_stores_no_term(db: Database, consent: ConsentService, a
 async def test_a_refused_choice_stores_no_term(db: Database, consent: ConsentService, anonymizer: Anonymizer) -> None:
     app, _review = consent_screen(db, consent, anonymizer, make_protocol())
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()  # the screen's nested widgets are mounted
         screen = app.screen
         screen.query_one("#terms-input", Input).value = "Jonas Becker"
         await pilot.press("ctrl+s")  # the required category is not ticked

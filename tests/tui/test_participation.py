@@ -24,8 +24,9 @@ SIZE = (110, 40)
 
 
 def consent_shown(app: StudyApp) -> bool:
-    """The consent screen is pushed *and* composed (its widgets can be queried)."""
-    return isinstance(app.screen, ConsentScreen) and bool(app.screen.query("#consent-error"))
+    """The consent screen is pushed *and* composed (its widgets can be queried, the nested terms field too)."""
+    return (isinstance(app.screen, ConsentScreen) and bool(app.screen.query("#consent-error"))
+            and bool(app.screen.query("#terms-input")))
 
 
 async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM,
