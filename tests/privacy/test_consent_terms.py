@@ -248,3 +248,21 @@ def test_save_terms_adds_skips_blanks_and_removes(db: Database, consent: Consent
     assert saved.added == () and saved.already == ("Acme GmbH",) and saved.removed == ("Jonas Becker",)
     assert anonymizer.terms() == ["Acme GmbH"]
     assert split_terms(" Jonas Becker,Acme  GmbH, , Jonas Becker") == ["Jonas Becker", "Acme GmbH"]
+
+
+async def test_a_term_with_brackets_is_shown_and_stored_as_typed(db: Database, consent: ConsentService,
+                                                                anonymizer: Anonymizer) -> None:
+    app, _review = consent_screen(db, consent, anonymizer, make_protocol())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#terms-input", Input).focus()
+        await pilot.press(*"[b]Jo[/b]", "enter")
+        await pilot.pause()
+        [box] = list(screen.query(TermBox))
+        assert str(box.label) == "[b]Jo[/b]"
+        tick(screen, ["ratings"])
+        await pilot.press("ctrl+s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert PrivacyStore(db).terms() == ["[b]Jo[/b]"]

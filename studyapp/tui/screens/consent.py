@@ -19,6 +19,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Markdown, Static
 
@@ -37,7 +38,7 @@ class TermBox(Checkbox):
     """One always-remove term: ticked, it is removed from everything shared."""
 
     def __init__(self, term: str, *, saved: bool) -> None:
-        super().__init__(term, value=True, classes="term")
+        super().__init__(Content(term), value=True, classes="term")  # as typed: "[" is no markup here
         self.term = term
         self.saved = saved  # already in the participant's terms (else typed on this screen)
 
@@ -155,10 +156,12 @@ class ConsentScreen(Screen[ConsentRecord | None]):
     def _decline(self) -> None:
         self.action_decline()
 
-    def _show_error(self, message: str) -> None:
-        error = self.query_one("#consent-error", Static)
-        error.update(message)
-        error.add_class("visible")
+    def _say(self, message: str, *, progress: bool = False) -> None:
+        """Show why the choice cannot be recorded (or, ``progress``, what is being done) above the buttons."""
+        line = self.query_one("#consent-error", Static)
+        line.update(message)
+        line.add_class("visible")
+        line.set_class(progress, "progress")
 
     def action_accept(self) -> None:
         if self.applying:
@@ -177,7 +180,7 @@ class ConsentScreen(Screen[ConsentRecord | None]):
             else:
                 record = self.consent.grant(self.protocol, self.chosen(), shown_text=self.document.text)
         except ConsentError as exc:
-            self._show_error(str(exc))
+            self._say(str(exc))
             return
         if not added:
             self.dismiss(record)
@@ -185,8 +188,7 @@ class ConsentScreen(Screen[ConsentRecord | None]):
         self.applying = True
         for button in self.query(Button):
             button.disabled = True
-        self._show_error("Applying your terms to what waits to be sent…")
-        self.query_one("#consent-error", Static).add_class("progress")
+        self._say("Applying your terms to what waits to be sent…", progress=True)
         self.apply_terms(record)
 
     @work(thread=True, exclusive=True, group="rescrub")
