@@ -128,18 +128,28 @@ def terms_remove(ctx: click.Context, data_dir: Path | None, term: tuple[str, ...
 @data_dir_option
 @click.option("--accept", "accept", multiple=True, metavar="CATEGORY",
               help="A data category you agree to share (repeat, or separate with commas).")
-@click.option("--show", is_flag=True, help="Only print the consent text and the categories; record nothing.")
+@click.option("--always-remove", "always_remove", multiple=True, metavar="TERM",
+              help="A name, place or employer to always remove from what you share (repeat; quote phrases).")
+@click.option("--stop-removing", "stop_removing", multiple=True, metavar="TERM",
+              help="One of your always-remove terms to stop removing (repeat).")
+@click.option("--show", is_flag=True, help="Only print the consent text, the categories and your always-remove "
+                                          "terms; record nothing.")
 @click.option("--include-earlier", is_flag=True,
               help="Also share records made before this decision in the newly accepted categories.")
 @click.pass_context
-def consent(ctx: click.Context, data_dir: Path | None, accept: tuple[str, ...], show: bool,
-            include_earlier: bool) -> None:
+def consent(ctx: click.Context, data_dir: Path | None, accept: tuple[str, ...], always_remove: tuple[str, ...],
+            stop_removing: tuple[str, ...], show: bool, include_earlier: bool) -> None:
     """Read the enrolled study's consent document and agree to it, choosing data categories.
 
     The text is printed first; the consent recorded is for that exact text (its sha256).
-    Required categories must be accepted to take part.
+    Required categories must be accepted to take part. Names, places and employers given with
+    --always-remove are stored with the decision (before it is recorded) and removed from everything
+    queued from then on; what already waits to be sent is re-scrubbed with them. As the app's consent
+    screen does.
     """
+    from studyapp.privacy.anonymize import Anonymizer
     from studyapp.privacy.consent import ConsentError, ConsentService
+    from studyapp.privacy.review import ReviewService
     from studyapp.study.current import current_study
 
     app_ctx = open_or_exit(make_context(ctx, data_dir))
@@ -155,6 +165,10 @@ def consent(ctx: click.Context, data_dir: Path | None, accept: tuple[str, ...], 
     click.echo("\nData categories this study asks for:")
     for name, spec in protocol.categories.items():
         click.echo(f"  {name}{' (required)' if spec.required else ''}: {spec.description}")
+    review = ReviewService(app_ctx.db, protocol, Anonymizer(app_ctx.db))
+    terms = review.anonymizer.terms()
+    click.echo("\nAlways removed from what you share (optional; your name, family, town, employer...): "
+               + (", ".join(terms) if terms else "none yet (add with --always-remove TERM)"))
     service = ConsentService(app_ctx.db)
     current = service.current(protocol.id)
     if current is not None:
@@ -166,8 +180,16 @@ def consent(ctx: click.Context, data_dir: Path | None, accept: tuple[str, ...], 
     if not accept:
         raise click.UsageError("say which categories you agree to with --accept CATEGORY (repeatable), "
                                "or use --show to only read the text")
+    unknown = [t for t in stop_removing if " ".join(t.split()) not in terms]
+    if unknown:
+        raise click.BadParameter(f"not among your always-remove terms: {', '.join(unknown)}. Your terms: "
+                                 f"{', '.join(terms) or '(none)'}", param_hint="--stop-removing")
     categories = [c.strip() for item in accept for c in item.split(",") if c.strip()]
     try:
+        # Checked first, so the terms are stored only with a decision that is recorded, and before it, so
+        # whatever is queued once it is recorded is scrubbed with them.
+        service.check_choice(protocol, categories)
+        saved = review.save_terms(always_remove, stop_removing)
         if current is not None and not service.needs_reconsent(protocol):
             record = service.change_categories(protocol, categories, include_earlier=include_earlier)
         else:
@@ -176,3 +198,11 @@ def consent(ctx: click.Context, data_dir: Path | None, accept: tuple[str, ...], 
         raise click.ClickException(str(exc)) from None
     click.echo(f"\nRecorded: consent version {record.document_version} (sha256 {record.document_sha256[:12]}...), "
                f"categories {', '.join(record.categories) or '(none)'}.")
+    for label, items in (("Always removed from now on", saved.added), ("Already removed", saved.already),
+                         ("No longer removed", saved.removed)):
+        if items:
+            click.echo(f"{label}: {', '.join(items)}")
+    if saved.added:
+        changed = review.rescrub()
+        if changed:
+            click.echo(f"Re-scrubbed {changed} item{'s' if changed != 1 else ''} waiting to be sent.")

@@ -129,6 +129,11 @@ class ConsentService:
 
     # Deciding --------------------------------------------------------------------------------------
 
+    def check_choice(self, protocol: Protocol, categories: Iterable[str]) -> list[str]:
+        """The chosen categories, sorted, or ConsentError saying what to change; records nothing. Lets a caller
+        store what goes with the decision (always-remove terms) only once the decision can be recorded."""
+        return self._validate(protocol, categories)
+
     def grant(self, protocol: Protocol, categories: Iterable[str], *, shown_text: str | None = None,
               include_earlier: bool | Iterable[str] = False) -> ConsentRecord:
         """Record the participant's agreement to the study's current consent document.

@@ -1,10 +1,15 @@
 """Review before upload: the service behind the "what will be sent" screen.
 
 Lists what waits in the outbox (grouped by kind and day), shows each payload exactly as it will be
-sent, and lets the participant approve, withhold single items or whole conversations, and add
-always-remove terms. The outbox never holds raw text, so re-scrubbing applies the new terms to the
-anonymized payload text (that is enough because terms are literal strings) and adds what they replaced
-to the payload's ``replaced_entities``.
+sent with what was found in it (``found``: each placeholder and, from the local mapping, the value it
+stands for, so a miss is visible before upload), and lets the participant approve, withhold single
+items or whole conversations, and add always-remove terms (here and at consent: ``save_terms``). The
+outbox never holds raw text, so re-scrubbing applies the new terms to the anonymized payload text (that
+is enough because terms are literal strings) and adds what they replaced to the payload's
+``replaced_entities``.
+
+What ``found`` returns holds the participant's own details: it is for their screen only, and is never
+queued, exported or logged (privacy invariant 2).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from studyapp.events import REPLACED_FIELD, TEXT_FIELDS
-from studyapp.privacy.anonymize import Anonymizer, add_counts
+from studyapp.privacy.anonymize import PLACEHOLDER, Anonymizer, add_counts, placeholder_type
 from studyapp.store.db import database_file, open_database
 from studyapp.store.outbox import OutboxEvent, OutboxStore
+from studyapp.store.privacy import PrivacyStore
 from studyapp.study.protocol import Protocol
 
 # Not yet sent, so still in the participant's hands.
@@ -36,6 +42,39 @@ class ReviewGroup:
     def label(self) -> str:
         n = len(self.items)
         return f"{self.day} · {self.kind} · {n} item{'s' if n != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Found:
+    """One placeholder in an item's text, how often it occurs there, and what it stands for on this computer.
+
+    ``values`` are the mapping's keys (lower-cased, spaces collapsed: how the mapping stores them); empty when
+    the mapping does not know the placeholder (a database from before the mapping, or text typed that way).
+    """
+
+    placeholder: str
+    entity_type: str
+    count: int
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TermsSaved:
+    """What ``save_terms`` changed in the participant's always-remove terms."""
+
+    added: tuple[str, ...] = ()
+    already: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+def split_terms(text: str) -> list[str]:
+    """Terms typed on one line, separated by commas ("Jonas Becker, Acme GmbH"); blanks dropped."""
+    terms = []
+    for part in text.split(","):
+        term = " ".join(part.split())
+        if term and term not in terms:
+            terms.append(term)
+    return terms
 
 
 def preview(event: OutboxEvent) -> str:
@@ -165,6 +204,36 @@ class ReviewService:
             if REPLACED_FIELD in payload:
                 payload[REPLACED_FIELD] = add_counts(payload[REPLACED_FIELD], result.replaced)
         return payload
+
+    def save_terms(self, add: Iterable[str] = (), remove: Iterable[str] = ()) -> TermsSaved:
+        """Store always-remove terms and stop removing others, without re-scrubbing (a quick write: the consent
+        screen and ``studyapp consent`` store them before the decision, then ``rescrub()``, the slow part, runs
+        in a worker). A term both removed and added stays. Text already scrubbed stays scrubbed."""
+        removed = [t for t in dict.fromkeys(" ".join(r.split()) for r in remove) if self.anonymizer.remove_term(t)]
+        added: list[str] = []
+        already: list[str] = []
+        for term in dict.fromkeys(" ".join(a.split()) for a in add):
+            if not term:
+                continue
+            (added if self.anonymizer.add_term(term) else already).append(term)
+        return TermsSaved(tuple(added), tuple(already), tuple(t for t in removed if t not in added))
+
+    def found(self, event: OutboxEvent) -> list[Found]:
+        """The placeholders in the event's text as it will be sent (first seen first), each with its count and the
+        local value(s) it replaced. For the participant's screen only: never queued, exported or logged."""
+        counts: dict[str, int] = {}
+        for name in TEXT_FIELDS.get(event.kind, ()):
+            text = event.payload.get(name)
+            if isinstance(text, str):
+                for match in PLACEHOLDER.finditer(text):
+                    counts[match.group()] = counts.get(match.group(), 0) + 1
+        if not counts:
+            return []
+        values: dict[str, list[str]] = {}
+        for (_entity_type, value), placeholder in PrivacyStore(self.db).mapping().items():
+            if placeholder in counts:
+                values.setdefault(placeholder, []).append(value)
+        return [Found(p, placeholder_type(p) or "", n, tuple(values.get(p, ()))) for p, n in counts.items()]
 
     def in_flight(self) -> int:
         """Items an upload is sending right now: too late to change."""

@@ -3,7 +3,8 @@
     services = PrivacyServices.create(db, protocol)
     services.anonymizer.load()          # in a worker at start-up: building the engines takes a second or two
     services.collector.collect(kind, payload)   # also from a worker: anonymizing takes ~10 ms per message
-    ConsentScreen(protocol, services.consent)  # dismisses with a ConsentRecord, then (in a worker):
+    ConsentScreen(protocol, services.consent, services.review)  # stores always-remove terms with the
+                                        # decision, dismisses with a ConsentRecord, then (in a worker):
     services.after_consent(record)      # queues earlier records if the participant chose to include them
     ReviewScreen(services.review)
 """

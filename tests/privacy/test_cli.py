@@ -117,3 +117,51 @@ def test_consent_shows_the_text_and_records_choices(runner: CliRunner, tmp_path:
     assert [r.action for r in ConsentService(db).history("s1")] == ["grant", "update"]
     assert ConsentService(db).current("s1").categories == {"ratings", "conversation_text"}  # type: ignore[union-attr]
     db.close()
+
+
+def test_consent_takes_always_remove_terms_and_rescrubs_waiting_items(runner: CliRunner, tmp_path: Path) -> None:
+    from studyapp.privacy.collect import Collector
+    from studyapp.store.outbox import OutboxStore
+    from tests.privacy.test_collect import message
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = open_database(data / "studyapp.db")
+    protocol = make_protocol(review_uploads=True)
+    save_enrollment(db, protocol, participant_id="p-1")
+    args = ["consent", "--data-dir", str(data)]
+    first = runner.invoke(cli, [*args, "--accept", "ratings,conversation_text", "--always-remove", "Oak Hill",
+                                "--always-remove", "  "])
+    assert first.exit_code == 0, first.output
+    assert "none yet (add with --always-remove TERM)" in first.output
+    assert "Always removed from now on: Oak Hill" in first.output
+    assert PrivacyStore(db).terms() == ["Oak Hill"]
+    waiting = Collector(db, protocol, Anonymizer(db), ConsentService(db)).collect(
+        "message", message("I moved to Oak Hill and work at Brightwave"))
+    assert waiting is not None
+    assert OutboxStore(db).get(waiting).payload["content"] == "I moved to <TERM_1> and work at Brightwave"  # type: ignore[union-attr]
+
+    # A term to stop removing must be one of the participant's: said before anything is recorded.
+    wrong = runner.invoke(cli, [*args, "--accept", "ratings,conversation_text", "--stop-removing", "Nowhere"])
+    assert wrong.exit_code == 2
+    assert "not among your always-remove terms: Nowhere. Your terms: Oak Hill" in wrong.output
+    assert len(ConsentService(db).history("s1")) == 1
+
+    changed = runner.invoke(cli, [*args, "--accept", "ratings,conversation_text", "--always-remove", "Brightwave",
+                                  "--stop-removing", "Oak Hill"])
+    assert changed.exit_code == 0, changed.output
+    assert "Always removed from what you share (optional; your name, family, town, employer...): Oak Hill" \
+        in changed.output
+    assert "No longer removed: Oak Hill" in changed.output
+    assert "Re-scrubbed 1 item waiting to be sent." in changed.output
+    assert PrivacyStore(db).terms() == ["Brightwave"]
+    assert [r.action for r in ConsentService(db).history("s1")] == ["grant", "update"]
+    event = OutboxStore(db).get(waiting)
+    assert event is not None and event.payload["content"] == "I moved to <TERM_1> and work at <TERM_2>"
+    assert event.payload["replaced_entities"] == {"TERM": 2}
+
+    # A refused choice stores no term.
+    refused = runner.invoke(cli, [*args, "--accept", "attributes", "--always-remove", "Jonas Becker"])
+    assert refused.exit_code == 1 and "requires ratings" in refused.output
+    assert PrivacyStore(db).terms() == ["Brightwave"]
+    db.close()

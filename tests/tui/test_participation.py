@@ -24,8 +24,9 @@ SIZE = (110, 40)
 
 
 def consent_shown(app: StudyApp) -> bool:
-    """The consent screen is pushed *and* composed (its widgets can be queried)."""
-    return isinstance(app.screen, ConsentScreen) and bool(app.screen.query("#consent-error"))
+    """The consent screen is pushed *and* composed (its widgets can be queried, the nested terms field too)."""
+    return (isinstance(app.screen, ConsentScreen) and bool(app.screen.query("#consent-error"))
+            and bool(app.screen.query("#terms-input")))
 
 
 async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyApp], scripted_llm: ScriptedLLM,
@@ -47,13 +48,16 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
         for box in consent.query(Checkbox):
             if box.id and box.id.startswith("cat-"):
                 box.value = True
+        # The employer the scrubber would not find, named at consent as a term to always remove.
+        consent.query_one("#terms-input", Input).value = "Brightwave"
         consent.action_accept()
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
         assert app.services.enrolled
         assert memory_keyring.passwords, "the participant token is in the keyring"
         [token] = memory_keyring.passwords.values()
 
-        await pilot.press(*"My name is Alice Johnson, write to alice.johnson@example.com", "enter")
+        await pilot.press(*"My name is Alice Johnson, I work at Brightwave, write to alice.johnson@example.com",
+                          "enter")
         await wait_for(pilot, lambda: [v.message.status for v in app.screen.query(MessageView)] ==
                        ["complete", "complete"], what="the reply", timeout=30)
         await app.services.participation.flush()
@@ -86,8 +90,8 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
 
     assert any("Nice to meet you." in c for c in contents)
     [mine] = [c for c in contents if "write to" in c]
-    assert "Alice" not in mine and "alice.johnson@example.com" not in mine
-    assert "<PERSON_1>" in mine
+    assert "Alice" not in mine and "alice.johnson@example.com" not in mine and "Brightwave" not in mine
+    assert "<PERSON_1>" in mine and "<TERM_1>" in mine
     # After the whole session, the participant token is nowhere under the data dir (any encoding).
     app.services.app_ctx.close()
     assert scan_for_secrets(app.services.app_ctx.data_dir, {"participant token": token}) == []

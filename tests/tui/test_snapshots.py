@@ -74,3 +74,67 @@ def test_settings_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=size, run_before=run_before)
+
+
+def _privacy_db(tmp_path: Path) -> Any:
+    from studyapp.store.db import open_database
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    return open_database(tmp_path / "data" / "studyapp.db")
+
+
+def test_consent_screen_with_always_remove_terms(snap_compare: Any, tmp_path: Path) -> None:
+    from studyapp.privacy.anonymize import Anonymizer
+    from studyapp.privacy.consent import ConsentService
+    from studyapp.privacy.review import ReviewService
+    from studyapp.tui.screens.consent import ConsentScreen
+    from tests.privacy.conftest import make_protocol
+    from tests.privacy.test_screens import Host
+
+    db = _privacy_db(tmp_path)
+    protocol = make_protocol()
+    anonymizer = Anonymizer(db)
+    anonymizer.add_term("Oak Hill")
+    app = Host(ConsentScreen(protocol, ConsentService(db), ReviewService(db, protocol, anonymizer)))
+
+    async def run_before(pilot: Any) -> None:
+        field = pilot.app.screen.query_one("#terms-input")
+        field.cursor_blink = False
+        field.focus()
+        await pilot.press(*"Jonas Becker, Acme GmbH", "enter")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 40), run_before=run_before)
+
+
+def test_review_screen_shows_what_was_found(snap_compare: Any, tmp_path: Path) -> None:
+    from studyapp.privacy.anonymize import Anonymizer
+    from studyapp.privacy.collect import Collector
+    from studyapp.privacy.consent import ConsentService
+    from studyapp.privacy.review import ReviewService
+    from studyapp.tui.screens.review import ReviewScreen
+    from tests.privacy.conftest import make_protocol
+    from tests.privacy.test_screens import Host
+
+    db = _privacy_db(tmp_path)
+    protocol = make_protocol(review_uploads=True)
+    consent, anonymizer = ConsentService(db), Anonymizer(db)
+    # Earlier records included: the messages carry a fixed time before the grant.
+    consent.grant(protocol, ["ratings", "conversation_text"], include_earlier=True)
+    collector = Collector(db, protocol, anonymizer, consent)
+    day = "2026-03-02T09:30:00+00:00"
+    ids = [collector.collect("message", {"conversation_id": "c1", "message_id": f"m{n}", "role": "user",
+                                         "content": text, "created_at": day, "status": "complete"})
+           for n, text in enumerate(["I had lunch with Maria Lopez in Dublin and met Maria Lopez again at "
+                                     "Brightwave", "soup recipes please"])]
+    # Fixed times, so the list's days do not change with the day the test runs.
+    db.execute("UPDATE outbox SET created_at = ?", [day])
+    db.conn.commit()
+    app = Host(ReviewScreen(ReviewService(db, protocol, anonymizer)))
+
+    async def run_before(pilot: Any) -> None:
+        table = pilot.app.screen.query_one("#review-table")
+        table.move_cursor(row=table.get_row_index(ids[0]))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 34), run_before=run_before)

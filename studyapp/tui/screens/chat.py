@@ -146,8 +146,9 @@ class ChatScreen(Screen[None]):
         participation = self.services.participation
         if participation.privacy is None:
             return
-        record = await self.app.push_screen_wait(ConsentScreen(participation.study.protocol,
-                                                               participation.privacy.consent))
+        privacy = participation.privacy
+        record = await self.app.push_screen_wait(ConsentScreen(participation.study.protocol, privacy.consent,
+                                                               privacy.review))
         if record is None:
             self.notify("Nothing is collected until you agree to the study's consent (palette: Study consent).",
                         severity="warning", timeout=8)

@@ -2,9 +2,14 @@
 
 A standalone screen: it gets a ``ReviewService`` (studyapp.privacy.review) and dismisses with the
 outbox counts when closed. Items are listed by day and kind; the highlighted item's payload is shown
-in full. Keys: a approve, A approve all pending, w withhold, c withhold the item's whole conversation,
-t add an always-remove term (then re-scrub), r re-scrub, Esc close. Re-scrubbing runs in a worker
-thread so the screen stays responsive.
+in full, exactly as it will be uploaded, with its placeholders highlighted, and below it what was
+replaced: each placeholder, its type and count, and the value it stands for, read from the local
+mapping (the participant's own text; shown here only, never sent or logged), so a name the scrubber
+missed is plain to see and can be fixed with t before upload.
+
+Keys: a approve, A approve all pending, w withhold, c withhold the item's whole conversation, t add an
+always-remove term (then re-scrub), r re-scrub, Esc close. Re-scrubbing runs in a worker thread so the
+screen stays responsive.
 """
 
 from __future__ import annotations
@@ -12,17 +17,56 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from studyapp.privacy.review import ReviewService, preview, summary
+from studyapp.events import TEXT_FIELDS
+from studyapp.privacy.anonymize import PLACEHOLDER
+from studyapp.privacy.review import Found, ReviewService, preview, summary
+from studyapp.store.outbox import OutboxEvent
 from studyapp.tui.screens.dialogs import PromptScreen
 
 HELP = ("a approve · A approve all · w withhold · c withhold conversation · t add a term to always remove · "
         "r re-scrub · Esc close")
 EMPTY = "Nothing is waiting to be sent."
+PLACEHOLDER_STYLE = "bold $text-accent on $accent-muted"
+# How to fix a miss, under every item with text: the one thing to do when a detail is still readable.
+FIX_HINT = ("Still see a name, place or employer in the text? Press t and type it: it is replaced in this and "
+            "every waiting item, and always removed from now on.")
+# Placeholder types in the participant's words.
+TYPE_WORDS = {"PERSON": "name", "LOCATION": "place", "NRP": "group", "DATE_TIME": "date", "TERM": "your term",
+              "EMAIL_ADDRESS": "e-mail", "PHONE_NUMBER": "phone", "CREDIT_CARD": "card number",
+              "IBAN_CODE": "IBAN", "IP_ADDRESS": "IP address", "URL": "web address", "US_SSN": "SSN",
+              "CRYPTO": "crypto wallet"}
 STATUS_TEXT = {"pending": "waiting for you", "approved": "approved"}
+
+
+def highlighted(text: str) -> Content:
+    """The payload text as it is, with each placeholder marked."""
+    content = Content(text)
+    for match in PLACEHOLDER.finditer(text):
+        content = content.stylize(PLACEHOLDER_STYLE, match.start(), match.end())
+    return content
+
+
+def found_text(event: OutboxEvent, found: list[Found]) -> Content:
+    """What was replaced in the item: placeholder, type, count and the local value, then how to fix a miss."""
+    if not TEXT_FIELDS.get(event.kind):
+        return Content("No free text in this item.")
+    if not found:
+        return Content.assemble("Nothing was replaced in this item.\n\n", FIX_HINT)
+    width = max(len(f.placeholder) for f in found)
+    lines: list[Content | str] = [Content.styled("Replaced before upload", "bold"),
+                                  " (the originals are shown only here: they never leave this computer)\n"]
+    for f in found:
+        kind = TYPE_WORDS.get(f.entity_type, f.entity_type.lower().replace("_", " "))
+        value = " / ".join(f.values) if f.values else "(not in the mapping)"
+        lines += [Content.styled(f.placeholder, PLACEHOLDER_STYLE),
+                  f"{' ' * (width - len(f.placeholder))}  {kind} ×{f.count}  = {value}\n"]
+    lines += ["\n", FIX_HINT]
+    return Content.assemble(*lines)
 
 
 class ReviewScreen(Screen[dict[str, int]]):
@@ -47,8 +91,11 @@ class ReviewScreen(Screen[dict[str, int]]):
         yield Label(HELP, id="review-help")
         with Horizontal(id="review-body"):
             yield DataTable(id="review-table", cursor_type="row", zebra_stripes=True)
-            with VerticalScroll(id="review-preview-box"):
-                yield Static("", id="review-preview", markup=False)
+            with Vertical(id="review-side"):
+                with VerticalScroll(id="review-preview-box"):
+                    yield Static("", id="review-preview", markup=False)
+                with VerticalScroll(id="review-found-box"):
+                    yield Static("", id="review-found", markup=False)
         yield Label("", id="review-counts", markup=False)
         yield Footer()
 
@@ -90,7 +137,8 @@ class ReviewScreen(Screen[dict[str, int]]):
     def _show_preview(self) -> None:
         event_id = self.current_id
         event = self.review.outbox.get(event_id) if event_id else None
-        self.query_one("#review-preview", Static).update(preview(event) if event else EMPTY)
+        self.query_one("#review-preview", Static).update(highlighted(preview(event)) if event else EMPTY)
+        self.query_one("#review-found", Static).update(found_text(event, self.review.found(event)) if event else "")
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
