@@ -41,7 +41,7 @@ _CAP = (rf"(?!(?i:{_UNIT_WORDS}|box)\.?[ \t]?(?:no\.?[ \t]?)?#?\d)"
 # Small words inside street and place names ("rue de la Paix", "plac Żwirki i Wigury", "Stratford upon Avon").
 _LINK = (r"(?:de|da|do|dos|das|del|dels|della|delle|degli|dei|di|du|des|d'|l'|la|le|les|lo|el|los|las|van|der|"
          r"den|ter|von|zu|zum|zur|am|an|auf|im|in|i|y|e|et|sur|sous|on|upon|of|the|and)")
-_NAME = rf"{_CAP}(?:[ \t]+(?:{_LINK}[ \t]+){{0,2}}(?:{_CAP}|\d{{1,3}}[ªº°]))*"
+_NAME = rf"{_CAP}(?:[ \t]+(?:{_LINK}[ \t]+){{0,2}}(?:{_CAP}|\d{{1,3}}[ªº°])){{0,5}}"
 # A city's district number ("Praha 3", "Wien 1"), kept with the city.
 _DISTRICT = r"(?:[ \t]\d{1,2}(?![\w.,:/-]))?"
 # A name of one to four words (the street's name, a city, a country); the count is checked in code.
@@ -76,16 +76,17 @@ _SUFFIX_BEFORE = (
     "cove|glen|meadows?|ridge|pike|turnpike|expressway|freeway|marg|nagar|chowk|ganj|colony|bazar|bagh|cross"
 )
 # Words for street written after the name, the house number after it ("Király utca 15.", "Berliner Straße 5").
-_SUFFIX_AFTER = ("utca|u|út|útja|tér|tere|körút|krt|köz|sor|sétány|fasor|rakpart|dűlő|sokak|sk|sok|cadde|cad|"
-                 "cd|bulvarı|straße|strasse|str|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
-                 "street|road|avenue|lane|gatan|vägen|vej|gade|veien|vei|gate|straat|laan|weg")
+_SUFFIX_AFTER = ("utca|u(?=\\.)|út|útja|tér|tere|körút|krt|köz|sor|sétány|fasor|rakpart|dűlő|sokak|sokağı|cadde|"
+                 "caddesi|bulvarı|straße|strasse|str|weg|allee|platz|gasse|damm|ufer|chaussee|(?-i:gate)|"
+                 "street|road|avenue|lane|gatan|vägen|vej|gade|veien|vei|straat|laan")
 # The ends of compound street names ("Gießstraße", "Kyrkgatan", "Prinsengracht", "Præstevænget").
 _COMPOUND_ENDS = (
-    "straße|strasse|str\\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|steig|pfad|markt|graben|"
+    # (not "-ring" or "-gate": "Gathering 2024", "Stargate 2")
+    "straße|strasse|str\\.|weg|gasse|platz|allee|damm|ufer|chaussee|steig|pfad|markt|graben|"
     "straat|laan|gracht|plein|kade|dijk|singel|dreef|steeg|hof|baan|boulevard|"
     "vej|gade|vænget|vang|stræde|plads|allé|"
     "gatan|gata|vägen|väg|gränd|stigen|stig|torget|torg|backen|allén|leden|"
-    "veien|vei|gaten|gate|veg|"
+    "veien|vei|gaten|veg|"
     "katu|tie|kuja|polku|tori"
 )
 _COMPOUND = regex.compile(rf"\p{{Lu}}[\p{{L}}-]{{2,}}(?i:{_COMPOUND_ENDS})")
@@ -143,7 +144,7 @@ _ANCHORS = regex.compile(
     (?P<box>{_PO_BOX})
     |(?P<prefix>
         (?:(?P<hn1>{_HOUSE}),?{_SPACE}+)?
-        (?<![\w.])(?i:{_alternation(_PREFIX_TYPES)})(?:\.|(?=[ \t]))(?![\w])[ \t]*
+        (?<![\w.])(?P<ptype>(?i:{_alternation(_PREFIX_TYPES)}))(?:\.|(?=[ \t]))(?![\w])[ \t]*
         (?:{_LINK}[ \t]+){{0,2}}(?P<pname>{_NAME})
         (?:,?{_SPACE}+(?P<hn2>{_HOUSE}))?
     )
@@ -166,7 +167,7 @@ _TAIL_PART = regex.compile(
     (?P<postal>{_POSTAL}{_POSTAL_END}(?:,?{_SPACE}+(?P<pcity>{_NAME}){_DISTRICT}{_REGION}?)?)
     |(?P<unit>{_UNIT})
     |(?P<city>{_NAME}{_DISTRICT}{_REGION}?
-      (?:,?{_SPACE}+(?:[A-Z]{{2,3}}{_SPACE}+)?{_POSTAL}{_POSTAL_END}(?!,?[ \t]+\p{{Lu}}))?)
+      (?P<cpostal>,?{_SPACE}+(?:[A-Z]{{2,3}}{_SPACE}+)?{_POSTAL}{_POSTAL_END}(?!,?[ \t]+\p{{Lu}}))?)
     |(?P<box>{_PO_BOX})
     |(?P<region>(?i:jud\.|județul|judetul|county|co\.|provincia|prov\.|distrito|district|okres|kraj|woj\.|
       województwo|département|dept\.){_SPACE}+{_NAME})
@@ -176,6 +177,12 @@ _INLINE_SEP = regex.compile(r"(?:\.(?=[ \t]*[,;|]))?[ \t]*(?:[,;|][ \t]*)?")
 _NEXT_LINE = regex.compile(r"[ \t,;]*\r?\n[ \t]*(?=\S)")
 _YEAR = regex.compile(r"(?:19|20)\d\d")
 _MAX_NAME_WORDS = 5
+# Words for street that are also English words or short forms: a street only when written as one ("Via Roma
+# 12", "Pl. Wilsona 4": capitalized, or a short form with its dot), or with a postal code or an address word.
+_ENGLISH_PREFIXES = frozenset((
+    "via", "place", "route", "square", "passage", "promenade", "esplanade", "cours", "plaza", "corso", "largo",
+    "vila", "quadra", "vico", "borgo", "salita", "ronda", "camino", "voie"))
+_SHORT_PREFIXES = frozenset(("tv", "al", "r", "pl", "os", "ch", "av", "loc", "imp", "str", "rte"))
 _TIME_WORD = regex.compile(
     r"(?i:tonight|today|tomorrow|morning|evening|afternoon|night|noon|midnight|sharp|o'clock|hours?|minutes?|"
     r"(?:mon|tues|wednes|thurs|fri|satur|sun)day|mon|tue|wed|thu|fri|sat|sun)(?![\p{L}])")
@@ -226,7 +233,7 @@ def _parts(text: str, pos: int, stop: int, *, after_comma: bool) -> tuple[int, b
         value = part.group()
         if kind in ("city", "region"):
             country = _is_country(value)
-            has_postal = any(c.isdigit() for c in value)
+            has_postal = bool(part.group("cpostal"))
             if not comma and not has_postal:
                 break  # "12 Baker Street London" reads on; a city joins after a comma or a line break
             if _too_long(value):
@@ -317,7 +324,11 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, bool]]:
         if kind == "box":
             strong = not match.group().lower().startswith("box")  # "Box 12" alone may be a storage box
         elif kind == "prefix":
-            strong = bool(match.group("hn1") or match.group("hn2"))  # "via Paris" is no address
+            # "via Paris" is no address; "via Zoom 2 times", "TV Series 3" neither, but "Via Roma 12" is
+            ptype = match.group("ptype")
+            strong = bool(match.group("hn1") or match.group("hn2")) and not (
+                (ptype.lower() in _ENGLISH_PREFIXES and not ptype.istitle())
+                or (ptype.lower() in _SHORT_PREFIXES and text[match.end("ptype")] != "."))
         elif kind == "after":
             strong = _strong_after(text, match)
         else:

@@ -38,6 +38,10 @@ ADDRESSES = [
     ("our flat at Carrer de Mallorca 401 has no lift", "Carrer de Mallorca 401"),
     ("I stayed at Strada Lipscani nr. 14 for a night", "Strada Lipscani nr. 14"),
     ("I live at 42 Elm Street with my cat", "42 Elm Street"),
+    ("the hotel is Karl Johans gate 5, 0154 Oslo", "Karl Johans gate 5, 0154 Oslo"),
+    ("flat for rent: Vinohradská 1234/56, 130 00 Praha 3", "Vinohradská 1234/56, 130 00 Praha 3"),
+    ("office at Drumul Taberei 34, Sector 6, București", "Drumul Taberei 34, Sector 6, București"),
+    ("parcel to 1600 Pennsylvania Ave NW, Washington, DC 20500", "1600 Pennsylvania Ave NW, Washington, DC 20500"),
     # P.O. boxes
     ("please write to P.O. Box 3310, Springfield, IL 62704 instead", "P.O. Box 3310, Springfield, IL 62704"),
     ("invoices go to Postfach 1120, 80333 München", "Postfach 1120, 80333 München"),
@@ -95,6 +99,10 @@ def test_the_lines_of_an_address_block_in_a_letter_go_with_the_street(anonymizer
     "Box 3 of the archive holds the letters",
     "I travelled via Paris and Brussels",
     "Room 101 is in Nineteen Eighty-Four",
+    "We met via Tinder 5 years ago",
+    "I watched the TV Series 3 times",
+    "The Gathering 2024 was great, see you at 7 Tonight",
+    "we ordered 2 Large Pizzas and 3 Cokes",
 ])
 def test_numbers_and_names_that_only_look_like_an_address_stay(db: Database, text: str) -> None:
     assert list(find_addresses(text)) == []
