@@ -10,7 +10,7 @@ An address is found from an anchor and then extended over its tail:
   or line breaks (a line of a letter's address block joins only when it holds a postal code, a unit or a
   country: a greeting on the next line is not a city).
 
-A house number with capitalized words and no street word ("14 Kylie Points", "Feira Liam, 31", "Box 12")
+A house number with capitalized words and no street word ("27 Mulberry Fields", "Husova 12", "Box 12")
 is an address only when the tail confirms it (a postal code, a unit, a country) or an address word stands
 just before it ("lives at", "address:", "ship to"): "I read chapter 3, Rome" and "Route 66 was fun" stay.
 A city alone is never taken here (spaCy's LOCATION finds places by name).
@@ -33,20 +33,19 @@ _UNIT_WORDS = (
 )
 # The word or sign for "number" before a house number: "Strada Lipscani nr. 5", "Rua Augusta, n.º 12".
 _NUMBER_WORD = r"(?:(?i:nr|no|n|n\.º|nº|n°|núm|num|número|numero|číslo|č)\.?[ \t]?)?"
-# A capitalized word, in any script with case: "McCarthy", "Żwirki", "Pimpri-Chinchwad", "O'Neill"; not a
-# unit with its number ("Suite 5" ends the street's name).
+# A capitalized word, in any script with case: "McCarthy", "Żwirki", "Saint-Étienne", "O'Neill", or an ordinal
+# ("5th Avenue", "W 42nd St"); not a unit with its number ("Suite 5" ends the street's name).
 _CAP = (rf"(?!(?i:{_UNIT_WORDS}|box)\.?[ \t]?(?:no\.?[ \t]?)?#?\d)"
         r"(?:\p{Lu}[\p{L}'’]*(?:-\p{L}[\p{L}'’]*)*(?![\p{L}\d'’])|\d{1,3}(?:st|nd|rd|th)(?![\w]))")
-# (an ordinal counts as a capitalized word: "5th Avenue", "W 42nd St")
 # Small words inside street and place names ("rue de la Paix", "plac Żwirki i Wigury", "Stratford upon Avon").
 _LINK = (r"(?:de|da|do|dos|das|del|dels|della|delle|degli|dei|di|du|des|d'|l'|la|le|les|lo|el|los|las|van|der|"
          r"den|ter|von|zu|zum|zur|am|an|auf|im|in|i|y|e|et|sur|sous|on|upon|of|the|and)")
+# A name of up to six words (a street's name, a city, a country); more than _MAX_NAME_WORDS is no address.
 _NAME = rf"{_CAP}(?:[ \t]+(?:{_LINK}[ \t]+){{0,2}}(?:{_CAP}|\d{{1,3}}[ªº°])){{0,5}}"
 # A city's district number ("Praha 3", "Wien 1"), kept with the city.
 _DISTRICT = r"(?:[ \t]\d{1,2}(?![\w.,:/-]))?"
-# A name of one to four words (the street's name, a city, a country); the count is checked in code.
+# A house number: "12", "12a", "12 B", "5/7", "6-7", "87." (Hungarian), "nr. 5", never part of a time or a decimal.
 _HN = r"\d{1,5}[ \t]?(?:[a-zA-Z](?![\p{L}]))?(?:[ \t]?[/-][ \t]?\d{1,5}[a-zA-Z]?(?![\p{L}]))?\.?"
-# A house number: "12", "12a", "12 B", "5/7", "6-7", "87." (Hungarian), never part of a time or a decimal.
 _HOUSE = rf"(?<![\w.,/:-]){_NUMBER_WORD}{_HN}(?![\w:/]|[.,]\d)"
 
 # Words for street written before the name ("rue de Rivoli", "Via Roma", "ul. Długa", "Avenida Paulista").
@@ -292,7 +291,7 @@ def _cue_before(text: str, start: int) -> bool:
 
 def _strong_after(text: str, match: Any) -> bool:
     """Whether a name before a house number names a street: "Király utca 15.", "Baker Street 5", or the end
-    of a compound, "Gießstraße 9", "Steystr. 4" (else it is "Feira Liam, 31" or "Windows 11")."""
+    of a compound, "Gießstraße 9", "Hauptstr. 4" (else it is "Husova 12" or "Windows 11")."""
     street = text[match.start("aname"):match.start("hn4")].rstrip(" \t,").split()[-1]
     return bool(match.group("sfx") or _COMPOUND.fullmatch(street) or _SUFFIX_WORD.fullmatch(street.rstrip(".")))
 
@@ -316,7 +315,7 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, bool]]:
         end, confirmed = _tail(text, match.end())
         last_number = next((g for g in ("hn2", "hn4") if match.group(g)), None)
         if last_number and match.end(last_number) == match.end():
-            # "rue Delahaye, 19691 Aubry": the number after the street may be the postal code of what follows
+            # "rue Mercière, 69002 Lyon": the number after the street may be the postal code of what follows
             as_postal, postal_confirmed = _parts(text, match.start(last_number), _line_end(text, match.end()),
                                                  after_comma=True)
             if as_postal > end and postal_confirmed:
@@ -342,9 +341,9 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, bool]]:
                   and not (weak and kind == "after" and not confirmed
                            and _YEAR.fullmatch(match.group("hn4").rstrip("."))))
         if accept and weak:
-            # "send it to Grace Kim, 8 Rosewood Drive": the street that starts inside wins over "Kim, 8"
+            # "send it to Ana Silva, 8 Willow Drive": the street that starts inside wins over "Silva, 8"
             accept = (not _street_inside(text, match)
-                      and all(any(c.islower() for c in n) for n in names)  # "NWBK 6016" inside an IBAN
+                      and all(any(c.islower() for c in n) for n in names)  # the groups of an IBAN
                       and not _TIME_WORD.match(names[0]))  # "meet me at 7 Tonight"
         if accept:
             yield match.start(), end, strong
