@@ -192,11 +192,15 @@ _LATIN_NAME = regex.compile(r"[\p{Latin} .'’()-]+")
 
 @functools.cache
 def _countries() -> frozenset[str]:
-    """Country names (lower case) in the Latin-script languages of phonenumbers' locale data, and short forms."""
+    """Country names (lower case) in the Latin-script languages of phonenumbers' locale data, short forms and
+    a few names in the countries' own languages."""
     from phonenumbers.geodata.locale import LOCALE_DATA
 
     names = {"usa", "u.s.a.", "us", "u.s.", "uk", "u.k.", "england", "scotland", "wales", "northern ireland",
-             "great britain", "holland", "the netherlands", "czechia", "america", "united states of america"}
+             "great britain", "holland", "the netherlands", "czechia", "america", "united states of america",
+             # names in languages the locale data lacks
+             "magyarország", "česko", "česká republika", "românia", "danmark", "norge", "suomi", "österreich",
+             "schweiz", "suisse", "svizzera", "éire", "hrvatska", "slovensko", "slovenija", "türkiye", "ísland"}
     for by_language in LOCALE_DATA.values():
         names.update(name.lower() for name in by_language.values()
                      if not name.startswith("*") and _LATIN_NAME.fullmatch(name))
