@@ -55,13 +55,14 @@ _PREFIX_TYPES = (
     "sentier|voie|faubourg|fbg|esplanade|promenade|cité|résidence|lieu-dit|hameau|"
     # Italian
     "via|viale|v\\.le|piazza|p\\.za|piazzale|corso|c\\.so|largo|vicolo|strada|contrada|località|loc|borgo|"
-    "lungomare|lungotevere|salita|vico|"
+    "lungomare|lungotevere|salita|vico|rotonda|"
     # Spanish, Catalan
     "calle|c/|avenida|avda|paseo|plaza|pza|camino|carretera|ctra|ronda|travesía|glorieta|callejón|pasaje|"
-    "rambla|urbanización|urb|carrer|passeig|plaça|avinguda|cuesta|acceso|"
+    "rambla|urbanización|urb|carrer|passeig|plaça|avinguda|cuesta|acceso|cañada|"
     # Portuguese, Brazilian
     "rua|r|travessa|tv|praça|pça|praceta|alameda|estrada|rodovia|beco|ladeira|viela|vila|quadra|calçada|caminho|"
-    "rampa|azinhaga|quinta|rotunda|urbanização|"
+    "rampa|azinhaga|quinta|rotunda|urbanização|condomínio|conjunto|loteamento|residencial|setor|chácara|sítio|"
+    "fazenda|vereda|"
     # Polish, Czech, Slovak, Romanian
     "ul|ulica|al|aleja|aleje|pl|plac|os|osiedle|ulice|náměstí|nám|třída|nábřeží|nábř|"
     "str|strada|bulevardul|bdul|b-dul|calea|șoseaua|soseaua|aleea|piața|piata|intrarea|splaiul|drumul|"
@@ -75,7 +76,8 @@ _SUFFIX_BEFORE = (
     "cove|glen|meadows?|ridge|pike|turnpike|expressway|freeway|marg|nagar|chowk|ganj|colony|bazar|bagh|cross"
 )
 # Words for street written after the name, the house number after it ("Király utca 15.", "Berliner Straße 5").
-_SUFFIX_AFTER = ("utca|u(?=\\.)|út|útja|tér|tere|körút|krt|köz|sor|sétány|fasor|rakpart|dűlő|sokak|sokağı|cadde|"
+_SUFFIX_AFTER = ("utca|u(?=\\.)|út|útja|tér|tere|körút|krt|köz|sor|sétány|fasor|rakpart|dűlő|sugárút|lejtő|udvar|"
+                 "liget|sokak|sokağı|cadde|"
                  "caddesi|bulvarı|straße|strasse|str|weg|allee|platz|gasse|damm|ufer|chaussee|(?-i:gate)|"
                  "street|road|avenue|lane|gatan|vägen|vej|gade|veien|vei|straat|laan")
 # The ends of compound street names ("Gießstraße", "Kyrkgatan", "Prinsengracht", "Præstevænget").
@@ -91,11 +93,12 @@ _COMPOUND_ENDS = (
 _COMPOUND = regex.compile(rf"\p{{Lu}}[\p{{L}}-]{{2,}}(?i:{_COMPOUND_ENDS})")
 _UNIT = (rf"(?:(?i:{_UNIT_WORDS})\.?[ \t]?(?:(?i:no|nr)\.?[ \t]?)?#?[ \t]?\d{{1,5}}[\p{{L}}]?(?![\w])"
          rf"|(?i:{_UNIT_WORDS})\.?[ \t]?[A-Z]\d{{0,3}}(?![\w])"
-         # Spanish and Portuguese floor and door ("2º B", "3º Esq.", "r/c"), Danish ("2. th.")
-         r"|\d{1,2}[º°ª][ \t]?(?:[A-Z](?![\w])|(?i:esq|dto|dt|dir|izq|izda|dcha|dcho|frente|trás)\.?)?"
+         # the Portuguese ground floor ("r/c"), Danish floor and side ("2. th."), floors ("3rd floor", "2. emelet")
          r"|(?i:r/c|\d{1,2}\.[ \t]?(?:th|tv|mf|sal))\.?(?![\w])"
-         r"|\d{1,3}(?i:st|nd|rd|th|º|ª|e|er|ème|\.)?[ \t]?(?i:floor|fl|andar|étage|etage|piso|piano|stock|og|"
+         r"|\d{1,3}(?i:st|nd|rd|th|\.?º|\.?ª|e|er|ème|\.)?[ \t]?(?i:floor|fl|andar|étage|etage|piso|piano|stock|og|"
          r"emelet|em|ajtó)\.?(?![\w])"
+         # Spanish and Portuguese floor and door ("2º B", "3.º Esq.")
+         r"|\d{1,2}\.?[º°ª](?:[ \t]?(?:[A-Z](?![\w])|(?i:esq|dto|dt|dir|izq|izda|dcha|dcho|frente|trás)\.?))?"
          r"|(?i:[1-9]\.?[ \t]?(?:og|eg|ug|dg)|dcha|izq|izda|esq)\.?(?![\w]))")
 # Postal codes: US ZIP(+4), UK, Canada, Ireland, the Netherlands, Poland, Portugal, Brazil, Sweden and
 # Czechia, Japan, India, a country letter before the code (H-1051, D-10115, CH-8001), and 4 to 6 digits.
@@ -121,7 +124,9 @@ _CUE = regex.compile(
     r"home[ \t]+is|house[ \t]+is|flat[ \t]+is|place[ \t]+is|at[ \t]+my[ \t]+place|street|home|"
     r"(?:i'?m|we'?re|i[ \t]+am|we[ \t]+are|is|are|was|were)[ \t]+(?:now[ \t]+|still[ \t]+)?(?:at|on)|"
     r"meet(?:[ \t]+(?:me|us))?[ \t]+(?:at|outside)|see[ \t]+you[ \t]+at|arriv(?:e|es|ed|ing)[ \t]+at|"
-    r"(?:come|comes|came|head|drive|walk|get|return|bring|take)[ \t]+(?:\w+[ \t]+)?to|outside|opposite|next[ \t]+to))"
+    r"(?:come|comes|came|head|drive|walk|get|return|bring|take)[ \t]+(?:\w+[ \t]+)?to|outside|opposite|next[ \t]+to|"
+    r"(?:flat|house|apartment|home|office|place|party|studio|room|shop|store|studio)[ \t]+(?:is[ \t]+)?(?:at|on|in)|"
+    r"moved[ \t]+into|renting|rent[ \t]+at|directions[ \t]+to|taxi[ \t]+to))"
     r"\b[^.!?\n]{0,30}$")
 
 _SPACE = r"[ \t]"

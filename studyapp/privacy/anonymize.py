@@ -89,8 +89,8 @@ _OTHER_MONTHS = (  # German, French, Spanish, Italian, Portuguese, Dutch, Swedis
     r"novembro|dezembro|januari|februari|maart|mei|augustus|oktober|juni|juli|augusti|mars|maj"
 )
 _BIRTH_DATE = (
-    rf"(?i)(?<=\b(?:{_BIRTH_WORDS})[\s:,-]{{0,3}}(?:(?:on|is|was|in|the|of|am|le|el|il|em|den|de|op|dne|"
-    rf"w|:)[\s:,-]{{1,3}}){{0,3}})"
+    rf"(?i)(?<=\b(?:{_BIRTH_WORDS})(?:'s|’s)?[\s:,-]{{0,3}}(?:(?:on|is|was|in|the|of|am|le|el|il|em|den|de|op|"
+    rf"dne|w|falls|which|it's|date|day|:)[\s:,-]{{1,3}}){{0,3}})"
     r"(?:\d{4}\.\s?\d{1,2}\.\s?\d{1,2}\.?|\d{1,2}\.\s?\d{1,2}\.(?:\s?\d{2,4})?|\d{1,4}[/.-]\d{1,2}(?:[/.-]\d{2,4})?"
     rf"|\d{{1,2}}(?:st|nd|rd|th|\.|º|er)?\s+(?:of\s+|de\s+)?(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?(?:,?\s+(?:de\s+)?\d{{4}})?"
     rf"|(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?)"

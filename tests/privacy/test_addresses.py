@@ -50,6 +50,7 @@ ADDRESSES = [
     ("it's Flat 2, 9 Mill Road, Cambridge CB1 2AD", "Flat 2, 9 Mill Road, Cambridge CB1 2AD"),
     ("come to 500 Pine Street Suite 410 at noon", "500 Pine Street Suite 410"),
     ("visit us at Calle Serrano 21, 3º B, 28001 Madrid", "Calle Serrano 21, 3º B, 28001 Madrid"),
+    ("the studio is Av. da Liberdade 110, 3.º andar", "Av. da Liberdade 110, 3.º andar"),
     # postal codes in many shapes
     ("ship it to 88 Lake Drive, Seattle, WA 98101-2345 please", "88 Lake Drive, Seattle, WA 98101-2345"),
     ("the embassy is at 3 Wilton Crescent, London SW1X 8RN", "3 Wilton Crescent, London SW1X 8RN"),
@@ -117,6 +118,7 @@ def test_numbers_and_names_that_only_look_like_an_address_stay(db: Database, tex
     ("birthday: 12/03, remind me", "12/03"),
     ("DOB 03.12. and the year I forget", "03.12."),
     ("b. 3rd of June in a small village", "3rd of June"),
+    ("my birthday's on 21 March, cake please", "21 March"),
     ("my birthday is 30/10, suggest a theme", "30/10"),
     ("Geburtsdatum: 3. 12. 1990", "3. 12. 1990"),
     ("geboren am 14. Mai in Graz", "14. Mai"),
