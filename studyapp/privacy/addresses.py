@@ -34,8 +34,9 @@ _UNIT_WORDS = (
 # The word or sign for "number" before a house number: "Strada Lipscani nr. 5", "Rua Augusta, n.º 12".
 _NUMBER_WORD = r"(?:(?i:nr|no|n|n\.º|nº|n°|núm|num|número|numero|číslo|č)\.?[ \t]?)?"
 # A capitalized word, in any script with case: "McCarthy", "Żwirki", "Saint-Étienne", "O'Neill", or an ordinal
-# ("5th Avenue", "W 42nd St"); not a unit with its number ("Suite 5" ends the street's name).
-_CAP = (rf"(?!(?i:{_UNIT_WORDS}|box)\.?[ \t]?(?:no\.?[ \t]?)?#?\d)"
+# ("5th Avenue", "W 42nd St"); not a unit with its number ("Suite 5" ends the street's name), nor a region
+# code before a postal code ("AZ 85001").
+_CAP = (rf"(?!(?i:{_UNIT_WORDS}|box)\.?[ \t]?(?:no\.?[ \t]?)?#?\d|[A-Z]{{2,3}}[ \t]+\d)"
         r"(?:\p{Lu}[\p{L}'’]*(?:-\p{L}[\p{L}'’]*)*(?![\p{L}\d'’])|\d{1,3}(?:st|nd|rd|th)(?![\w]))")
 # Small words inside street and place names ("rue de la Paix", "plac Żwirki i Wigury", "Stratford upon Avon").
 _LINK = (r"(?:de|da|do|dos|das|del|dels|della|delle|degli|dei|di|du|des|d'|l'|la|le|les|lo|el|los|las|van|der|"
@@ -168,10 +169,11 @@ _ANCHORS = regex.compile(
 # One part of an address's tail, after a comma, a space or a line break.
 _TAIL_PART = regex.compile(
     _compact(rf"""
-    (?P<postal>{_POSTAL}{_POSTAL_END}(?:,?{_SPACE}+(?P<pcity>{_NAME}){_DISTRICT}{_REGION}?)?)
+    (?P<postal>(?:[A-Z]{{2,3}}{_SPACE}+)?{_POSTAL}{_POSTAL_END}(?:,?{_SPACE}+(?P<pcity>{_NAME}){_DISTRICT}{_REGION}?)?)
     |(?P<unit>{_UNIT})
     |(?P<city>{_NAME}{_DISTRICT}{_REGION}?
-      (?P<cpostal>,?{_SPACE}+(?:[A-Z]{{2,3}}{_SPACE}+)?{_POSTAL}{_POSTAL_END}(?!,?[ \t]+\p{{Lu}}))?)
+      (?P<cpostal>,?{_SPACE}+(?:[A-Z]{{2,3}}{_SPACE}+|(?!\d{{4}}(?!\d)))
+        {_POSTAL}{_POSTAL_END}(?![ \t]+\p{{Lu}}))?)
     |(?P<box>{_PO_BOX})
     |(?P<region>(?i:jud\.|județul|judetul|county|co\.|provincia|prov\.|distrito|district|okres|kraj|woj\.|
       województwo|département|dept\.){_SPACE}+{_NAME})
@@ -187,9 +189,13 @@ _ENGLISH_PREFIXES = frozenset((
     "via", "place", "route", "square", "passage", "promenade", "esplanade", "cours", "plaza", "corso", "largo",
     "vila", "quadra", "vico", "borgo", "salita", "ronda", "camino", "voie"))
 _SHORT_PREFIXES = frozenset(("tv", "al", "r", "pl", "os", "ch", "av", "loc", "imp", "str", "rte"))
-_TIME_WORD = regex.compile(
+# The first word of a name that is no street's: times and days, words that start a sentence or name a part of a
+# document ("meet me at 7 Tonight", "Since 19 May", "Chapter 3").
+_NO_STREET_WORD = regex.compile(
     r"(?i:tonight|today|tomorrow|morning|evening|afternoon|night|noon|midnight|sharp|o'clock|hours?|minutes?|"
-    r"(?:mon|tues|wednes|thurs|fri|satur|sun)day|mon|tue|wed|thu|fri|sat|sun)(?![\p{L}])")
+    r"(?:mon|tues|wednes|thurs|fri|satur|sun)day|mon|tue|wed|thu|fri|sat|sun|since|from|until|till|after|before|"
+    r"about|over|under|in|on|at|by|for|with|and|or|but|the|a|an|page|chapter|version|section|figure|table|step|"
+    r"part|volume|vol|issue|episode|season|series|number|top|day|week|month|year|years|times?)(?![\p{L}])")
 _SUFFIX_WORD = regex.compile(rf"(?i:{_SUFFIX_AFTER})")
 _COUNTED = regex.compile(r"(?i:\b(?:the|these|those|all|top|only|first|last|best|over|about|around)[ \t]+)$")
 _LATIN_NAME = regex.compile(r"[\p{Latin} .'’()-]+")
@@ -323,8 +329,11 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, bool]]:
         names = [match.group(g) for g in ("pname", "bname", "aname", "wname1") if match.group(g)]
         end, confirmed = _tail(text, match.end())
         last_number = next((g for g in ("hn2", "hn4") if match.group(g)), None)
-        if last_number and match.end(last_number) == match.end():
-            # "rue Mercière, 69002 Lyon": the number after the street may be the postal code of what follows
+        if (last_number and match.end(last_number) == match.end()
+                and not _YEAR.fullmatch(match.group(last_number).strip(" ."))
+                and (code := _TAIL_PART.match(text, match.start(last_number), _line_end(text, match.end())))
+                and code.group("pcity")):
+            # "rue Mercière, 69002 Lyon": the number after the street may be the postal code of the city after it
             as_postal, postal_confirmed = _parts(text, match.start(last_number), _line_end(text, match.end()),
                                                  after_comma=True)
             if as_postal > end and postal_confirmed:
@@ -334,6 +343,9 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, bool]]:
         elif kind == "prefix":
             # "via Paris" is no address; "via Zoom 2 times", "TV Series 3" neither, but "Via Roma 12" is
             ptype = match.group("ptype")
+            if ptype.isalpha() and ptype.isupper() and len(ptype) > 1 and text[match.end("ptype")] != ".":
+                pos = match.start() + 1  # "OS X", "TV Series 3": an acronym, not a word for street
+                continue
             strong = bool(match.group("hn1") or match.group("hn2")) and not (
                 (ptype.lower() in _ENGLISH_PREFIXES and not ptype.istitle())
                 or (ptype.lower() in _SHORT_PREFIXES and text[match.end("ptype")] != "."))
@@ -347,13 +359,13 @@ def find_addresses(text: str) -> Iterator[tuple[int, int, bool]]:
                   # "the 3 Supreme Court justices": a count, not a house number
                   and not (kind in ("before", "weak1") and _COUNTED.search(text, 0, match.start()))
                   # "Christmas 2019", "Windows 11": a name and a number are an address only when confirmed
-                  and not (weak and kind == "after" and not confirmed
-                           and _YEAR.fullmatch(match.group("hn4").rstrip("."))))
+                  and not (weak and not confirmed
+                           and _YEAR.fullmatch(match.group("hn4" if kind == "after" else "hn5").rstrip("."))))
         if accept and weak:
             # "send it to Ana Silva, 8 Willow Drive": the street that starts inside wins over "Silva, 8"
             accept = (not _street_inside(text, match)
                       and all(any(c.islower() for c in n) for n in names)  # the groups of an IBAN
-                      and not _TIME_WORD.match(names[0]))  # "meet me at 7 Tonight"
+                      and not _NO_STREET_WORD.match(names[0]))  # "meet me at 7 Tonight", "Since 19 May"
         if accept:
             yield match.start(), end, strong
             pos = end
