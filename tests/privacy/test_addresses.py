@@ -42,7 +42,8 @@ ADDRESSES = [
     ("flat for rent: Vinohradská 1234/56, 130 00 Praha 3", "Vinohradská 1234/56, 130 00 Praha 3"),
     ("office at Drumul Taberei 34, Sector 6, București", "Drumul Taberei 34, Sector 6, București"),
     ("parcel to 1600 Pennsylvania Ave NW, Washington, DC 20500", "1600 Pennsylvania Ave NW, Washington, DC 20500"),
-    ("write to 22-14 Maple Court, Jackson Heights, NY 11372, USA.", "22-14 Maple Court, Jackson Heights, NY 11372, USA"),
+    ("write to 22-14 Maple Court, Jackson Heights, NY 11372, USA.",
+     "22-14 Maple Court, Jackson Heights, NY 11372, USA"),
     # P.O. boxes
     ("please write to P.O. Box 3310, Springfield, IL 62704 instead", "P.O. Box 3310, Springfield, IL 62704"),
     ("invoices go to Postfach 1120, 80333 München", "Postfach 1120, 80333 München"),
@@ -103,7 +104,7 @@ def test_the_lines_of_an_address_block_in_a_letter_go_with_the_street(anonymizer
     "We met via Tinder 5 years ago",
     "I watched the TV Series 3 times",
     "The Gathering 2024 was great, see you at 7 Tonight",
-    "the slides (Since 19 May 2016) are online",
+    "we are at Chapter 3 now, I'm at Page 12 already",
     "my PyCon 2016 Talk is online, copyright 2014 Melissa Brown",
     "the tool was then ported to OS X",
     "we ordered 2 Large Pizzas and 3 Cokes",
