@@ -11,9 +11,10 @@ they are made and what the figures mean) both scrubbers anonymize every text:
 Throughput is texts (and lines: some texts are letters or transcripts over several lines) per second over the
 split after one warm-up text, engine load excluded.
 
-    .venv/bin/python bench/bench_anonymize_eval.py [--split tune|test|both] [--leaks N]
+    .venv/bin/python bench/bench_anonymize_eval.py [--split tune|test|both] [--leaks N [--type ENTITY]]
 
-``--leaks N`` prints N leaked spans of studyapp's output on the tune split (never on the test split).
+``--leaks N`` prints N leaked spans of studyapp's output on the tune split (never on the test split), only those
+of one entity type with ``--type`` (e.g. ``--type STREET_ADDRESS``).
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("tune", "test", "both"), default="both")
     parser.add_argument("--leaks", type=int, default=0, help="print this many of studyapp's leaks (tune split)")
+    parser.add_argument("--type", choices=ENTITY_TYPES, help="print only the leaks of this entity type")
     args = parser.parse_args()
     splits = ("tune", "test") if args.split == "both" else (args.split,)
     print(f"# Anonymization on the evaluation sets ({time.strftime('%Y-%m-%d %H:%M')})\n")
@@ -161,7 +163,8 @@ def main() -> None:
             print(by_kind(rows, outputs_by, {r["locale"] for r in load_split("tune")}))
             print()
             if args.leaks and split == "tune":
-                found = [(r["id"], x) for r, o in zip(rows, outputs_by["studyapp"], strict=True) for x in leaks(r, o)]
+                found = [(r["id"], x) for r, o in zip(rows, outputs_by["studyapp"], strict=True) for x in leaks(r, o)
+                         if args.type is None or x.startswith(f"{args.type}:")]
                 print(f"studyapp leaks on tune ({len(found)}), first {args.leaks}:\n")
                 print("\n".join(f"- {i}: {x}" for i, x in found[:args.leaks]))
                 print()

