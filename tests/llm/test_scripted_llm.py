@@ -88,3 +88,16 @@ async def test_paced_stream_sends_every_chunk() -> None:
         async with httpx.AsyncClient() as client:
             lines = await events(client, llm.base_url + "/chat/completions", CHAT)
     assert len(lines) == 1 + 20 + 1 + 1  # role chunk, 20 tokens, finish chunk, [DONE]
+
+
+def test_the_disconnect_log_filter_ends_on_a_cyclic_exception_chain() -> None:
+    # starlette re-raises an exception group "from" its own member; the filter sits on uvicorn's logger for the
+    # whole test run, so a loop there would turn any later server error into a RecursionError.
+    from tests.support.scripted_llm import _contains_disconnect, _ScriptedDisconnect
+
+    inner = RuntimeError("disk I/O error")
+    group = BaseExceptionGroup("stream", [inner])
+    inner.__cause__ = group
+    assert _contains_disconnect(group) is False
+    inner.__context__ = _ScriptedDisconnect()
+    assert _contains_disconnect(group) is True

@@ -418,13 +418,21 @@ class _DropScriptedDisconnects(logging.Filter):
 
 
 def _contains_disconnect(exc: BaseException | None) -> bool:
-    if exc is None:
-        return False
-    if isinstance(exc, _ScriptedDisconnect):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_contains_disconnect(e) for e in exc.exceptions)
-    return _contains_disconnect(exc.__cause__ or exc.__context__) if exc.__cause__ or exc.__context__ else False
+    # Walk causes, contexts and group members once each: starlette re-raises an exception group "from" its own
+    # member, so the chain can be a cycle.
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, _ScriptedDisconnect):
+            return True
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+        todo.extend((e.__cause__, e.__context__))
+    return False
 
 
 logging.getLogger("uvicorn.error").addFilter(_DropScriptedDisconnects())
