@@ -247,6 +247,8 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
         from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NoOpNlpEngine
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+        from studyapp.privacy.names import NameRecognizer
         recognizers = _pattern_recognizers()
         nlp_engine: Any = None
         message = "Names and places are recognized (spaCy NER active) along with patterns."
@@ -254,6 +256,7 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
             try:
                 nlp_engine = _spacy_engine(model_name)
                 recognizers.append(SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME"]))
+                recognizers.append(NameRecognizer())  # names spaCy misses, read from the same spaCy doc
             except Exception as exc:  # any failure to load the model means: patterns only
                 log.warning("spaCy model %s could not be loaded: %s", model_name, exc)
                 message = (f"Only pattern recognizers are active (e-mail, phone, card, IBAN, IP, URL, dates, "
