@@ -57,7 +57,7 @@ _CUE_WORDS = frozenset(
 _NOT_ADDRESSEES = frozenset(
     "sir sirs madam madame all everyone everybody team folks guys gals friends friend colleagues colleague "
     "diary customer customers hiring manager committee there again mate mates buddy pal dude bro man guys "
-    "again so much lot you u ya y'all yall world reader readers members parents students class chat "
+    "again you u ya y'all yall world reader readers members parents students class chat "
     "neighbours neighbors family mum mom dad mama papa grandma grandpa honey babe darling sweetie anyway "
     "in advance for both".split())
 # Lower-case chat words that are not in a dictionary but are no names either ("email u", "im gonna").
@@ -70,13 +70,16 @@ _CHAT_WORDS = frozenset(
     "gpt ai app apps bot mum mom dad".split())
 # Lower-case particles inside a name ("Lot van de Ven", "Maria da Silva"), only before a capitalized word.
 _PARTICLES = frozenset("van von de der den del della di da dos das do du le la ter ten bin ibn al el zu y".split())
-_TITLES = re.compile(
-    r"\b(?:Mr|Mrs|Ms|Mss|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Frau|Mme|Mlle|Sr|Sra|Srta|Sig|Dott|Mevr|Dhr)\b\.?\s+")
+_PARTICLE_RUN = re.compile(rf"(?i:(?:{'|'.join(sorted(_PARTICLES))})[ \t]+)+(?P<last>[^\W\d_a-z])")
+_TITLE_WORDS = "Mr Mrs Ms Miss Mx Dr Prof Sir Dame Herr Frau Mme Mlle Sr Sra Srta Sig Dott Mevr Dhr".split()
+_TITLES = re.compile(rf"\b(?:{'|'.join(_TITLE_WORDS)})\b\.?[ \t]+")
 
 # One word of a name: letters with inner apostrophes or hyphens ("O'Neill", "Jean-Luc"), or an initial ("D.").
-_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+_WORD = re.compile(r"[^\W\d_]+(?:(?:['’](?!s\b)|-)[^\W\d_]+)*")
 _INITIAL = re.compile(r"[^\W\d_]\.")
 _GAP = re.compile(r"[ \t]+")
+_GLUED_BEFORE = re.compile(r"[\w.@/\\+-]*[@_/\\+]$|\w[.-]$")
+_GLUED_AFTER = re.compile(r"[@_/\\+]|[.-]\w")
 # A capital after a lower-case letter, a digit or an ampersand: a product or company ("GitHub", "3M", "H&M").
 _BRAND_SHAPED = re.compile(r"[^\W\d_][a-z]+[A-Z]|\d|&")
 
@@ -122,7 +125,7 @@ _HERE = re.compile(r"(?:^|(?<=\n)|\b(?:hi|hey|hello|hiya|yo|ok|so|morning)[ \t]*
 # Verbs and words after which a lower-case word can be a person ("email sarah", "meet agnieszka").
 _PERSON_VERBS = frozenset(
     "email e-mail mail tell told ask asked call called ring text texted txt message messaged msg dm ping pinged "
-    "meet met invite invited thank thanked remind reminded visit visited hug miss missed with cc "
+    "meet met invite invited thank thanked remind reminded visit visited hug miss missed cc "
     "marry married date dating".split())
 # Verbs after which a word is a person rather than a company ("Kenji said"; "Brightwave called" may be either).
 _SAYING_VERBS = frozenset(
@@ -131,8 +134,12 @@ _SAYING_VERBS = frozenset(
 # Verbs after a lower-case word that is no dictionary word: a person in chat ("lena just sent me"); companies
 # are seldom written in lower case.
 _DOING_VERBS = _SAYING_VERBS | frozenset(
-    "sent sends called calls gave gives invited came comes left got is was will wrote writes posted "
-    "mentioned".split())
+    "sent sends called calls gave gives invited wrote writes posted mentioned".split())
+# "with" names a person after these ("lunch with Tygo"), not after "help" or "deployed it" ("with Kubernetes").
+_WITH_PEOPLE = frozenset(
+    "meet met meeting talk talked talking speak spoke speaking chat chatted chatting lunch dinner coffee drinks "
+    "date out hang hanging live living lives lived married fight fighting fought argue arguing argued broke "
+    "up friends plans call went go going stay staying stayed share sharing shared along together".split())
 _ADVERBS = frozenset("just also really never finally already still always".split())
 
 
@@ -252,14 +259,16 @@ class _Finder:
                 i = m.end() + 1
                 continue
             if word.casefold() in _PARTICLES and words:
-                nxt = _GAP.match(text, m.end())
-                follow = _WORD.match(text, nxt.end()) if nxt else None
-                if follow and follow.group()[0].isupper():
-                    words.append((m.start(), m.end()))
-                    i = m.end()
+                # "van", "de la": inside a name only when a capitalized word follows ("Lot van de Ven")
+                follow = _PARTICLE_RUN.match(text, m.start())
+                if follow and len(words) + follow.group().count(" ") < max_words + 2:
+                    words.append((m.start(), m.start() + len(follow.group()[:-1].rstrip())))
+                    i = words[-1][1]
                     continue
                 break
             if word[0].isupper():
+                if word in _TITLE_WORDS or len(word) == 1 or re.split("['’]", word.casefold())[0] in _STOP:
+                    break  # a title, "I", "I'd", "We'll"
                 if word.casefold() in _CUE_WORDS or word.casefold() in _WEEKDAYS_MONTHS or (
                         word.casefold() in _NOT_ADDRESSEES):
                     break
@@ -291,8 +300,13 @@ class _Finder:
         return start, end
 
     def add(self, span: tuple[int, int] | None, score: float = CUE_SCORE) -> None:
-        if span is not None and span[1] > span[0]:
-            self.spans.append((span[0], span[1], score))
+        if span is None or span[1] <= span[0]:
+            return
+        # Part of an e-mail address, a user name or a path ("maria.lopez@...", "zoe_w"): left to the
+        # recognizers of those, which take the whole.
+        if _GLUED_BEFORE.search(self.text, 0, span[0]) or _GLUED_AFTER.match(self.text, span[1]):
+            return
+        self.spans.append((span[0], span[1], score))
 
     # Rules -------------------------------------------------------------------------------------------------
 
@@ -308,9 +322,9 @@ class _Finder:
             if span and not self.spacy_other(*span):
                 self.add(span)
         for m in _TITLES.finditer(text):
-            span = self.name_at(m.end(), strong=True)
-            if span:
-                self.add((m.start(), span[1]))
+            # The title stays ("Dear Mr <PERSON_1>"): it names no one, and "Mr Okafor" and "Okafor" stay one
+            # person.
+            self.add(self.name_at(m.end(), strong=True))
         for m in _DEAR.finditer(text):
             self.add(self.name_at(m.end(), strong=True))
         for m in _SALUTATION.finditer(text):
@@ -325,12 +339,34 @@ class _Finder:
             span = self.name_at(m.end(), strong=True)
             if span and re.match(r"[ \t]*(?:\n|$)", text[span[1]:]):
                 self.add(span)
+        self._full_names()
         self._speakers()
         self._here()
         self._around_words()
         self._grow_spacy_names()
         self._echo()
         return self.spans
+
+    def _full_names(self) -> None:
+        """Two or more capitalized words in a row that are no dictionary words: a full name ("Rozalia Ciepłuch"),
+        which spaCy often calls an ORG or nothing at all."""
+        tokens = list(self.doc)
+        k = 0
+        while k < len(tokens) - 1:
+            run = k
+            while run < len(tokens) and self._unknown_proper(tokens[run]):
+                run += 1
+            if run - k >= 2:
+                span = (tokens[k].idx, tokens[run - 1].idx + len(tokens[run - 1].text))
+                if "\n" not in self.text[span[0]:span[1]] and not self.spacy_other(*span):
+                    self.add(self.name_at(span[0], strong=True) or span, WEAK_SCORE)
+            k = max(run, k + 1)
+
+    def _unknown_proper(self, tok: Any) -> bool:
+        word = tok.text
+        return (tok.tag_ in ("NNP", "NNPS") and _WORD.fullmatch(word) is not None and len(word) > 1
+                and word[0].isupper() and not word.isupper() and not self.never_name(word)
+                and not self.is_word(word))
 
     def _speakers(self) -> None:
         """Speaker labels: names at line starts before a colon, in a text that reads as a transcript."""
@@ -347,7 +383,8 @@ class _Finder:
             word = first.group()
             # A field label ("Email:", "Note:", "Update:") is a dictionary word; a transcript's speaker is
             # taken when it is no dictionary word, when the line has a time stamp, or when spaCy says person.
-            unknown = not self.is_word(word) or self.spacy_person(*span)
+            # An acronym ("TODO:", "FYI:", "NB:") is no speaker unless the line has a time stamp.
+            unknown = (not self.is_word(word) and not word.isupper()) or self.spacy_person(*span)
             labels.append((span, bool(m.group("stamp")) or unknown))
         if any(sure for _, sure in labels):
             # In a transcript with one sure speaker, the other labels are speakers too ("Mark:" next to
@@ -398,7 +435,9 @@ class _Finder:
             possessive = nxt in ("'s", "’s", "'", "’")
             before = tokens[k - 2].text.casefold() if k > 1 else ""
             # "me and Tomasz", "Tomasz and I": "and" alone joins anything ("React and Django").
-            after_verb = (prev in _PERSON_VERBS or (prev == "and" and before in ("me", "i"))
+            after_person = k > 1 and self.spacy_person(tokens[k - 2].idx, tokens[k - 2].idx + 1)
+            after_verb = (prev in _PERSON_VERBS or (prev == "with" and before in _WITH_PEOPLE)
+                          or (prev == "and" and (before in ("me", "i") or after_person))
                           or (prev in ("to", "from", "for", "by", "about") and capital))
             verbs = _SAYING_VERBS if capital else _DOING_VERBS
             saying = (nxt.casefold() in verbs or (nxt.casefold() in _ADVERBS and nxt2 in verbs)
@@ -411,30 +450,30 @@ class _Finder:
                 # ORG is trusted here.
                 self.add(self.name_at(tok.idx, strong=True) or span, WEAK_SCORE)
             elif not capital and word.isalpha() and len(word) >= 3 and (after_verb or saying or possessive) \
-                    and tok.tag_ in ("NN", "NNP", "NNS", "JJ") and nxt.casefold() not in ("of",):
+                    and (tok.tag_ in ("NN", "NNP", "NNS", "JJ") or after_verb) \
+                    and nxt.casefold() not in ("of",):
                 self.add(span, WEAK_SCORE)
 
     def _grow_spacy_names(self) -> None:
-        """spaCy's PERSON spans, grown over the name words next to them on the same line and a title before."""
+        """spaCy's PERSON spans, grown over the name words next to them on the same line."""
         text = self.text
         for start, end in self.persons:
             grown_start, grown_end = start, end
-            while True:  # leftwards: initials, capitalized name words, a title
-                prev = re.search(r"(?:^|(?<=[ \t]))([^\W\d_]+(?:['’-][^\W\d_]+)*\.?)[ \t]+$", text[:grown_start])
+            while True:  # leftwards: capitalized name words that are no dictionary words ("Faina D." <- "Anna")
+                prev = re.search(r"(?:^|(?<=[ \t]))([^\W\d_]+(?:-[^\W\d_]+)*)[ \t]+$", text[:grown_start])
                 if prev is None:
                     break
                 word = prev.group(1)
-                bare = word.rstrip(".")
-                if _TITLES.match(word + " ") or (
-                        bare and bare[0].isupper() and not self.never_name(bare) and not self.is_word(bare)
+                if (len(word) > 1 and word[0].isupper() and not self.never_name(word) and not self.is_word(word)
+                        and self.tags.get(prev.start(1)) in ("NNP", "NNPS")
                         and not self.spacy_other(prev.start(1), prev.end(1))):
                     grown_start = prev.start(1)
                     continue
                 break
-            nxt = self.name_at(grown_end, strong=False)
             gap = _GAP.match(text, grown_end)
-            if gap is not None:
-                nxt = self.name_at(gap.end(), strong=False)
+            if gap is not None and self.tags.get(gap.end()) in ("NNP", "NNPS"):
+                # rightwards: the rest of the name on the line ("Colton J." -> "Colton J. Burns")
+                nxt = self.name_at(gap.end(), strong=True)
                 if nxt and not self.spacy_other(*nxt):
                     grown_end = nxt[1]
             if (grown_start, grown_end) != (start, end):
