@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.store.privacy import PrivacyStore, normalize
+from studyapp.store.privacy import PERSON, PrivacyStore, normalize, person_alias
 
 log = logging.getLogger(__name__)
 
@@ -438,6 +438,9 @@ class Anonymizer:
                 self._memory[key] = self.store.placeholder(entity_type, value, same_as=same_as)
             elif reuse := next((p for (t, v), p in self._memory.items() if v == key[1] and t in same_as), None):
                 self._memory[key] = reuse
+            elif entity_type == PERSON and (alias := person_alias(
+                    key[1], [(v, p) for (t, v), p in self._memory.items() if t == PERSON])):
+                self._memory[key] = alias  # one placeholder per person, as in PrivacyStore.placeholder
             else:
                 self._counts[entity_type] = self._counts.get(entity_type, 0) + 1
                 self._memory[key] = f"<{entity_type}_{self._counts[entity_type]}>"
