@@ -80,8 +80,9 @@ _INITIAL = re.compile(r"[^\W\d_]\.")
 _GAP = re.compile(r"[ \t]+")
 _GLUED_BEFORE = re.compile(r"[\w.@/\\+-]*[@_/\\+]$|\w[.-]$")
 _GLUED_AFTER = re.compile(r"[@_/\\+]|[.-]\w")
-# A capital after a lower-case letter, a digit or an ampersand: a product or company ("GitHub", "3M", "H&M").
-_BRAND_SHAPED = re.compile(r"[^\W\d_][a-z]+[A-Z]|\d|&")
+# A capital after two lower-case letters, a digit or an ampersand: a product or company ("GitHub", "ChatGPT",
+# "3M", "H&M"); "McDonald", "LeBron" and "MacKenzie" are names.
+_BRAND_SHAPED = re.compile(r"(?<!\bMa)[a-z]{2}[A-Z]|\d|&")
 
 # Cues before a name. Strong cues take a capitalized dictionary word too ("Name: Grace Park"); weak cues only
 # a word that is no dictionary word ("I'm Tygo", not "I'm Happy"), unless spaCy says PERSON.
@@ -140,6 +141,12 @@ _WITH_PEOPLE = frozenset(
     "meet met meeting talk talked talking speak spoke speaking chat chatted chatting lunch dinner coffee drinks "
     "date out hang hanging live living lives lived married fight fighting fought argue arguing argued broke "
     "up friends plans call went go going stay staying stayed share sharing shared along together".split())
+# A word "to", "for" or "from" a person after these ("a note to Eckard", "a gift for Ama"), not after "upgrade"
+# or "migrate" ("to Ubuntu").
+_FOR_PEOPLE = frozenset(
+    "note card letter message email mail text gift present poem speech toast apology invitation invite reply "
+    "answer write send give say talk speak introduce thank thanks hello hi greetings wishes birthday "
+    "love kiss hug goodbye sorry news visit present flowers".split())
 _ADVERBS = frozenset("just also really never finally already still always".split())
 
 
@@ -306,6 +313,8 @@ class _Finder:
         # recognizers of those, which take the whole.
         if _GLUED_BEFORE.search(self.text, 0, span[0]) or _GLUED_AFTER.match(self.text, span[1]):
             return
+        if _BRAND_SHAPED.search(self.text, span[0], span[1]):
+            return
         self.spans.append((span[0], span[1], score))
 
     # Rules -------------------------------------------------------------------------------------------------
@@ -371,7 +380,7 @@ class _Finder:
     def _speakers(self) -> None:
         """Speaker labels: names at line starts before a colon, in a text that reads as a transcript."""
         text = self.text
-        labels: list[tuple[tuple[int, int], bool]] = []
+        labels: list[tuple[tuple[int, int], str, bool, bool]] = []
         for m in _SPEAKER.finditer(text):
             who_start = m.start("who")
             span = self.name_at(who_start, strong=True, max_words=3)
@@ -381,16 +390,20 @@ class _Finder:
             if first is None:
                 continue
             word = first.group()
-            # A field label ("Email:", "Note:", "Update:") is a dictionary word; a transcript's speaker is
-            # taken when it is no dictionary word, when the line has a time stamp, or when spaCy says person.
-            # An acronym ("TODO:", "FYI:", "NB:") is no speaker unless the line has a time stamp.
-            unknown = (not self.is_word(word) and not word.isupper()) or self.spacy_person(*span)
-            labels.append((span, bool(m.group("stamp")) or unknown))
-        if any(sure for _, sure in labels):
-            # In a transcript with one sure speaker, the other labels are speakers too ("Mark:" next to
-            # "Sven:"), but not field labels such as "Name" or "Email" (cue words).
-            for span, _sure in labels:
-                if not self.never_name(text[span[0]:span[1]].split()[0]):
+            # A field label ("Email:", "Note:", "Update:") is a dictionary word; an acronym ("TODO:", "NB:")
+            # is none either.
+            unknown = not self.is_word(word) and not word.isupper() and not self.spacy_other(*span)
+            labels.append((span, text[span[0]:span[1]], bool(m.group("stamp")) or self.spacy_person(*span),
+                           unknown))
+        # A transcript: time stamps, a speaker spaCy knows, or unknown words as labels more than once
+        # ("Ruairi:" twice, or "Ruairi:" and "Solveig:"). One unknown label alone is a field ("Ubuntu: 24.04").
+        unknown_labels = [name for _span, name, _sure, unknown in labels if unknown]
+        transcript = any(sure for _span, _name, sure, _unknown in labels) or len(unknown_labels) >= 2
+        if transcript:
+            # Then the other labels are speakers too ("Mark:" next to "Sven:"), but not field labels such as
+            # "Name" or "Email" (cue words).
+            for span, name, _sure, _unknown in labels:
+                if not self.never_name(name.split()[0]):
                     self.add(span)
 
     def _here(self) -> None:
@@ -432,13 +445,15 @@ class _Finder:
             if self.spacy_other(*span) or self.is_word(word):
                 continue
             capital = word[0].isupper()
-            possessive = nxt in ("'s", "’s", "'", "’")
+            # "Ngozi's flat", not "at Nando's" (a place)
+            possessive = nxt in ("'s", "’s", "'", "’") and prev not in ("at", "in", "from", "to")
             before = tokens[k - 2].text.casefold() if k > 1 else ""
             # "me and Tomasz", "Tomasz and I": "and" alone joins anything ("React and Django").
             after_person = k > 1 and self.spacy_person(tokens[k - 2].idx, tokens[k - 2].idx + 1)
             after_verb = (prev in _PERSON_VERBS or (prev == "with" and before in _WITH_PEOPLE)
                           or (prev == "and" and (before in ("me", "i") or after_person))
-                          or (prev in ("to", "from", "for", "by", "about") and capital))
+                          or (prev in ("to", "from", "for") and capital and any(
+                              t.lower_ in _FOR_PEOPLE or t.lemma_ in _FOR_PEOPLE for t in tokens[max(0, k - 4):k])))
             verbs = _SAYING_VERBS if capital else _DOING_VERBS
             saying = (nxt.casefold() in verbs or (nxt.casefold() in _ADVERBS and nxt2 in verbs)
                       or (nxt.casefold() == "and" and nxt2 in ("i", "me")))
