@@ -106,16 +106,23 @@ _SALUTATION = re.compile(r"(?:^|(?<=[\n.!?]))[ \t]*(?:dear|hi|hello|hey|hiya|mor
                          re.IGNORECASE)
 _DEAR = re.compile(r"\bdear[ \t]+", re.IGNORECASE)
 # Closings of a letter or mail, followed by the name on the same line or the next.
+_CLOSINGS = (
+    "best", "best regards", "kind regards", "warm regards", "warmest regards", "regards", "many thanks",
+    "thanks", "thanks again", "thanks so much", "thanks a lot", "thank you", "thank you so much", "cheers",
+    "sincerely", "yours sincerely", "sincerely yours", "yours truly", "yours faithfully", "faithfully",
+    "best wishes", "all the best", "love", "lots of love", "take care", "warmly", "warm wishes", "respectfully",
+    "cordially", "with thanks", "xoxo", "xx", "hugs", "talk soon", "speak soon", "see you", "bye", "ciao",
+    "cheerio", "yours")
+# Longest first: "best wishes" must win over "best", which would leave "wishes" where the name is looked for.
 _CLOSING = re.compile(
-    r"(?:^|(?<=[\n.!?]))[ \t]*(?:best|best\s+regards|kind\s+regards|warm\s+regards|warmest\s+regards|regards|"
-    r"many\s+thanks|thanks(?:\s+again|\s+so\s+much|\s+a\s+lot)?|thank\s+you|cheers|sincerely|yours\s+sincerely|"
-    r"sincerely\s+yours|yours\s+truly|yours\s+faithfully|faithfully|best\s+wishes|all\s+the\s+best|love|"
-    r"lots\s+of\s+love|take\s+care|warmly|warm\s+wishes|respectfully|cordially|with\s+thanks|xoxo|xx|hugs|"
-    r"talk\s+soon|speak\s+soon|see\s+you|bye|ciao|cheerio|yours)[ \t]*(?:[,.!]|[ \t]*[-–—]+)?[ \t]*(?:\n[ \t]*)?",
+    r"(?:^|(?<=[\n.!?]))[ \t]*(?:"
+    + "|".join(c.replace(" ", r"\s+") for c in sorted(_CLOSINGS, key=len, reverse=True))
+    + r")[ \t]*(?:[,.!]|[ \t]*[-–—]+)?[ \t]*(?:\n[ \t]*)?",
     re.IGNORECASE)
-# A name alone on a line after a signature separator ("--"), or after a dash at the end of a message.
-_SEPARATOR = re.compile(r"(?:^|(?<=\n))[ \t]*(?:--|—|–|__+)[ \t]*\n[ \t]*|[ \t][-–—]{1,2}[ \t]*(?=[^\n]*$)",
-                        re.MULTILINE)
+# A name alone on a line after a signature separator ("--").
+_SEPARATOR = re.compile(r"(?:^|(?<=\n))[ \t]*(?:--|—|–|__+)[ \t]*\n[ \t]*", re.MULTILINE)
+# A name after a dash on the last line of a message ("see you then - Caoimhe").
+_DASH_AT_END = re.compile(r"(?:^|(?<=[ \t\n]))[-–—]{1,2}[ \t]*(?=[^\n]*\Z)")
 # A speaker label at a line start, after an optional time stamp: "[10:02] Ana:", "10:02 - Ana:", "Ana:".
 _TIMESTAMP = r"(?:\[?\d{1,2}[:.]\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?\]?[ \t]*[-–]?[ \t]*)"
 _SPEAKER = re.compile(rf"^[ \t]*(?P<stamp>{_TIMESTAMP})?(?P<who>[^\W\d_][^\n:]{{0,40}}?)[ \t]*:(?!//)",
@@ -140,7 +147,9 @@ _DOING_VERBS = _SAYING_VERBS | frozenset(
 _WITH_PEOPLE = frozenset(
     "meet met meeting talk talked talking speak spoke speaking chat chatted chatting lunch dinner coffee drinks "
     "date out hang hanging live living lives lived married fight fighting fought argue arguing argued broke "
-    "up friends plans call went go going stay staying stayed share sharing shared along together".split())
+    "up friends plans call went go going stay staying stayed share sharing shared along together cinema movies "
+    "movie film party trip holiday vacation gym walk run game games concert festival dancing shopping "
+    "travelling traveling camping hiking".split())
 # A word "to", "for" or "from" a person after these ("a note to Eckard", "a gift for Ama"), not after "upgrade"
 # or "migrate" ("to Ubuntu").
 _FOR_PEOPLE = frozenset(
@@ -229,6 +238,11 @@ class _Finder:
 
     def spacy_other(self, start: int, end: int) -> bool:
         return any(s < end and start < e for s, e in self.other) or bool(_BRAND_SHAPED.search(self.text, start, end))
+
+    def found(self, pos: int) -> bool:
+        """Whether a span found so far, or a person or place of spaCy's, covers ``pos``."""
+        return any(s <= pos < e for s, e, _ in self.spans) or any(
+            e.start_char <= pos < e.end_char for e in self.doc.ents if e.label_ in ("PERSON", "GPE"))
 
     def spacy_person(self, start: int, end: int) -> bool:
         return any(s < end and start < e for s, e in self.persons)
@@ -326,8 +340,14 @@ class _Finder:
         for m in _STRONG_CUE.finditer(text):
             self.add(self.name_at(m.end(), strong=True, lower=True))
         for m in _WEAK_CUE.finditer(text):
-            span = self.name_at(m.end(), strong=False, lower=m.group().lower().startswith(("im", "i'm", "i’m",
-                                                                                          "i am")))
+            about_me = m.group().lower().startswith(("im", "i'm", "i’m", "i am"))
+            span = self.name_at(m.end(), strong=False, lower=about_me)
+            if span is None and about_me:
+                # "I'm Dag, ...": a capitalized dictionary word that spaCy tags as a proper noun, standing alone
+                span = self.name_at(m.end(), strong=True, max_words=1)
+                if span and not (self.tags.get(span[0]) in ("NNP", "NNPS")
+                                 and re.match(r"[ \t]*(?:[,.!]|$)", text[span[1]:])):
+                    span = None
             if span and not self.spacy_other(*span):
                 self.add(span)
         for m in _TITLES.finditer(text):
@@ -347,6 +367,11 @@ class _Finder:
         for m in _SEPARATOR.finditer(text):
             span = self.name_at(m.end(), strong=True)
             if span and re.match(r"[ \t]*(?:\n|$)", text[span[1]:]):
+                self.add(span)
+        for m in _DASH_AT_END.finditer(text):
+            # weak: the last line of a list ("- Groceries") is no signature
+            span = self.name_at(m.end(), strong=False)
+            if span and re.match(r"[ \t]*[.!]?[ \t]*$", text[span[1]:]):
                 self.add(span)
         self._full_names()
         self._speakers()
@@ -449,7 +474,10 @@ class _Finder:
             possessive = nxt in ("'s", "’s", "'", "’") and prev not in ("at", "in", "from", "to")
             before = tokens[k - 2].text.casefold() if k > 1 else ""
             # "me and Tomasz", "Tomasz and I": "and" alone joins anything ("React and Django").
-            after_person = k > 1 and self.spacy_person(tokens[k - 2].idx, tokens[k - 2].idx + 1)
+            # "Zeynep and Emre", "Ngaire and Rawiri": after a name found by spaCy or above (spaCy may call it
+            # a place), a capitalized unknown word is a name too.
+            after_person = k > 1 and (self.spacy_person(tokens[k - 2].idx, tokens[k - 2].idx + 1) or (
+                capital and self.found(tokens[k - 2].idx) and not self.is_word(tokens[k - 2].text)))
             after_verb = (prev in _PERSON_VERBS or (prev == "with" and before in _WITH_PEOPLE)
                           or (prev == "and" and (before in ("me", "i") or after_person))
                           or (prev in ("to", "from", "for") and capital and any(
