@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from typing import Any
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
@@ -405,7 +406,7 @@ class _Finder:
     def _speakers(self) -> None:
         """Speaker labels: names at line starts before a colon, in a text that reads as a transcript."""
         text = self.text
-        labels: list[tuple[tuple[int, int], str, bool, bool]] = []
+        labels: list[tuple[tuple[int, int], str, bool, bool]] = []  # span, label, time stamp, name-like
         for m in _SPEAKER.finditer(text):
             who_start = m.start("who")
             span = self.name_at(who_start, strong=True, max_words=3)
@@ -417,17 +418,23 @@ class _Finder:
             word = first.group()
             # A field label ("Email:", "Note:", "Update:") is a dictionary word; an acronym ("TODO:", "NB:")
             # is none either.
-            unknown = not self.is_word(word) and not word.isupper() and not self.spacy_other(*span)
-            labels.append((span, text[span[0]:span[1]], bool(m.group("stamp")) or self.spacy_person(*span),
-                           unknown))
-        # A transcript: time stamps, a speaker spaCy knows, or unknown words as labels more than once
-        # ("Ruairi:" twice, or "Ruairi:" and "Solveig:"). One unknown label alone is a field ("Ubuntu: 24.04").
-        unknown_labels = [name for _span, name, _sure, unknown in labels if unknown]
-        transcript = any(sure for _span, _name, sure, _unknown in labels) or len(unknown_labels) >= 2
+            unknown = not self.is_word(word) and not word.isupper()
+            labels.append((span, text[span[0]:span[1]].casefold(), bool(m.group("stamp")),
+                           unknown or self.spacy_person(*span)))
+        if not labels:
+            return
+        # A transcript: time stamps, a speaker who speaks twice, or just two speakers, each once. A list of
+        # three or more different labels, each once, is a glossary or a form ("Kubernetes: ...\nTerraform:
+        # ...\nAnsible: ..."), and one label alone is a field ("Ubuntu: 24.04").
+        counts = Counter(name for _span, name, _stamp, _name_like in labels)
+        repeated = any(n > 1 for n in counts.values())
+        transcript = (any(stamp for _span, _name, stamp, _name_like in labels)
+                      or (repeated and any(name_like for *_rest, name_like in labels))
+                      or (len(counts) == 2 and all(name_like for *_rest, name_like in labels)))
         if transcript:
-            # Then the other labels are speakers too ("Mark:" next to "Sven:"), but not field labels such as
-            # "Name" or "Email" (cue words).
-            for span, name, _sure, _unknown in labels:
+            # Then every label is a speaker ("Sander:" once, next to "Isabelle:" twice), but never a field
+            # label such as "Name" or "Email" (cue words).
+            for span, name, _stamp, _name_like in labels:
                 if not self.never_name(name.split()[0]):
                     self.add(span)
 

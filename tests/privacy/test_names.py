@@ -122,7 +122,13 @@ def test_a_name_found_once_is_removed_everywhere_in_the_text(run_only: Anonymize
     "I need help with numpy and pandas",
     "Kind regards,\nThe Support Team",
     "text me when you land",
-])
+    "Kubernetes: an orchestrator\nTerraform: infrastructure as code\nAnsible: configuration management",
+    "Ubuntu: 24.04\nKernel: 6.8",
+    "please upgrade to Ubuntu soon",
+    "a short poem about Kubernetes",
+    "Thanks ChatGPT",
+    "Here is the list:\n- Groceries",
+], ids=lambda text: text.split("\n")[0][:30])
 def test_ordinary_text_stays_unchanged(run_only: Anonymizer, text: str) -> None:
     assert run_only.anonymize(text) == text
 
