@@ -11,7 +11,8 @@ recognizer reads the spaCy doc Presidio already made (no second pass over the te
 - signatures: "Best,\\nX", "Regards, X", "Thanks - X", a name alone on the line after "--";
 - speaker labels of a chat transcript: "X: ..." at a line start, "[10:02] X: ...";
 - possessives and people talked about: "Priya's", "email sarah", "tell X", "with X", "me and X", "X said";
-- the rest of a name spaCy found only part of ("Faina D." -> "Faina D. Yefremova", "Mr" included);
+- the rest of a name spaCy found only part of ("Faina D." -> "Faina D. Yefremova"); a title before a name
+  ("Mr", "Dr") stays in the text, it names no one;
 - every other occurrence, in the same text, of a name found once ("thanks Sven" after "Sven: ...").
 
 Whether a word is an ordinary English word (so "I'm tired", "Python here is fine" and "tell support" stay) is
@@ -57,8 +58,8 @@ _CUE_WORDS = frozenset(
 # Whom a salutation or a closing can address without naming anyone ("Dear diary", "Hi all", "Thanks again").
 _NOT_ADDRESSEES = frozenset(
     "sir sirs madam madame all everyone everybody team folks guys gals friends friend colleagues colleague "
-    "diary customer customers hiring manager committee there again mate mates buddy pal dude bro man guys "
-    "again you u ya y'all yall world reader readers members parents students class chat "
+    "diary customer customers hiring manager committee there again mate mates buddy pal dude bro man "
+    "you u ya y'all yall world reader readers members parents students class chat "
     "neighbours neighbors family mum mom dad mama papa grandma grandpa honey babe darling sweetie anyway "
     "in advance for both".split())
 # Lower-case chat words that are not in a dictionary but are no names either ("email u", "im gonna").
@@ -77,7 +78,6 @@ _TITLES = re.compile(rf"\b(?:{'|'.join(_TITLE_WORDS)})\b\.?[ \t]+")
 
 # One word of a name: letters with inner apostrophes or hyphens ("O'Neill", "Jean-Luc"), or an initial ("D.").
 _WORD = re.compile(r"[^\W\d_]+(?:(?:['’](?!s\b)|-)[^\W\d_]+)*")
-_INITIAL = re.compile(r"[^\W\d_]\.")
 _GAP = re.compile(r"[ \t]+")
 _GLUED_BEFORE = re.compile(r"[\w.@/\\+-]*[@_/\\+]$|\w[.-]$")
 _GLUED_AFTER = re.compile(r"[@_/\\+]|[.-]\w")
@@ -128,9 +128,9 @@ _DASH_AT_END = re.compile(r"(?:^|(?<=[ \t\n]))[-–—]{1,2}[ \t]*(?=[^\n]*\Z)")
 _TIMESTAMP = r"(?:\[?\d{1,2}[:.]\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?\]?[ \t]*[-–]?[ \t]*)"
 _SPEAKER = re.compile(rf"^[ \t]*(?P<stamp>{_TIMESTAMP})?(?P<who>[^\W\d_][^\n:]{{0,40}}?)[ \t]*:(?!//)",
                       re.MULTILINE | re.IGNORECASE)
-# "X here": at the start of a line or after a greeting.
-_HERE = re.compile(r"(?:^|(?<=\n)|\b(?:hi|hey|hello|hiya|yo|ok|so|morning)[ \t]*[,!]?[ \t]+)(?=\S)",
-                   re.IGNORECASE)
+_SENTENCE_START = re.compile(r"(?:\A|[\n.!?:\"“(])[ \t]*\Z")
+# "X here" starts a line or follows a greeting ("Hi! Yusuf here").
+_BEFORE_HERE = re.compile(r"(?:\A|\n|\b(?:hi|hey|hello|hiya|yo|ok|so|morning)[ \t]*[,!]?)[ \t]*\Z", re.IGNORECASE)
 # Verbs and words after which a lower-case word can be a person ("email sarah", "meet agnieszka").
 _PERSON_VERBS = frozenset(
     "email e-mail mail tell told ask asked call called ring text texted txt message messaged msg dm ping pinged "
@@ -250,13 +250,12 @@ class _Finder:
 
     # Reading a name at a position -------------------------------------------------------------------------
 
-    def name_at(self, pos: int, *, strong: bool, lower: bool = False, max_words: int = 4,
-                one_line: bool = True) -> tuple[int, int] | None:
+    def name_at(self, pos: int, *, strong: bool, lower: bool = False, max_words: int = 4) -> tuple[int, int] | None:
         """The name starting at ``pos``: capitalized words, initials and inner particles, on one line.
 
         ``strong``: the first word may be a dictionary word ("Name: Grace Park"); otherwise it must not be
-        one, unless spaCy called it a person. ``lower``: a lower-case first word that is no dictionary word is
-        a name too ("im dave"); the words after it must then be lower case as well.
+        one, unless spaCy called it a person. ``lower``: a lower-case word that is no dictionary word is a
+        name too ("im dave"), alone.
         """
         text = self.text
         words: list[tuple[int, int]] = []
@@ -267,11 +266,6 @@ class _Finder:
                 if gap is None:
                     break
                 i = gap.end()
-            m = _INITIAL.match(text, i)
-            if m and text[i].isupper() and not _WORD.match(text, i + 2 if i + 2 <= len(text) else i):
-                words.append((m.start(), m.end()))
-                i = m.end()
-                continue
             m = _WORD.match(text, i)
             if m is None:
                 break
@@ -294,8 +288,6 @@ class _Finder:
                 if word.casefold() in _CUE_WORDS or word.casefold() in _WEEKDAYS_MONTHS or (
                         word.casefold() in _NOT_ADDRESSEES):
                     break
-                if word.casefold() in _STOP and not words:
-                    break
                 if not words and not strong and self.is_word(word) and not self.spacy_person(m.start(), m.end()):
                     break
                 if words and self.is_word(word) and self.tags.get(m.start(), "NNP") not in ("NNP", "NNPS") \
@@ -316,10 +308,7 @@ class _Finder:
             words.pop()
         if not words:
             return None
-        start, end = words[0][0], words[-1][1]
-        if one_line and "\n" in text[start:end]:
-            return None
-        return start, end
+        return words[0][0], words[-1][1]
 
     def add(self, span: tuple[int, int] | None, score: float = CUE_SCORE) -> None:
         if span is None or span[1] <= span[0]:
@@ -454,9 +443,7 @@ class _Finder:
                     start = prev.start(1)
                 else:
                     break
-            if not _HERE.fullmatch(text[max(0, start - 12):start]) and not re.search(
-                    r"(?:^|\n|\b(?:hi|hey|hello|hiya|yo|ok|so|morning)[ \t]*[,!]?)[ \t]*$",
-                    text[:start], re.IGNORECASE):
+            if not _BEFORE_HERE.search(text, max(0, start - 16), start):
                 continue
             alone = re.match(r"[ \t]*(?:[,.!:;—–-]|\n|$)", text[m.end():]) is not None
             span = self.name_at(start, strong=alone, lower=True)
@@ -540,8 +527,12 @@ class _Finder:
                         and not _TITLES.match(word + " "):
                     names.add(word)
         for word in names:
-            flags = re.IGNORECASE if not self.is_word(word) else 0
-            for m in re.finditer(rf"(?<![\w<]){re.escape(word)}(?!\w)", text, flags):
+            known = self.is_word(word)
+            for m in re.finditer(rf"(?<![\w<]){re.escape(word)}(?!\w)", text, 0 if known else re.IGNORECASE):
+                # A name that is also a word ("Will", "Grace") only in its case and not opening a sentence,
+                # where any word is capitalized ("Will you ...").
+                if known and _SENTENCE_START.search(text, max(0, m.start() - 8), m.start()):
+                    continue
                 if not self.spacy_other(m.start(), m.end()):
                     self.add((m.start(), m.end()), CUE_SCORE)
 
