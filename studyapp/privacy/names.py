@@ -375,10 +375,11 @@ class _Finder:
         """Two or more capitalized words in a row that are no dictionary words: a full name ("Rozalia Ciepłuch"),
         which spaCy often calls an ORG or nothing at all."""
         tokens = list(self.doc)
+        unknown = [self._unknown_proper(t) for t in tokens]
         k = 0
         while k < len(tokens) - 1:
             run = k
-            while run < len(tokens) and self._unknown_proper(tokens[run]):
+            while run < len(tokens) and unknown[run]:
                 run += 1
             if run - k >= 2:
                 span = (tokens[k].idx, tokens[run - 1].idx + len(tokens[run - 1].text))
@@ -521,20 +522,26 @@ class _Finder:
         text = self.text
         names: set[str] = set()
         for start, end in [*[(s, e) for s, e, _ in self.spans], *self.persons]:
-            for m in _WORD.finditer(text, start, end):
-                word = m.group()
+            for word in re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)*", text[start:end]):  # as spaCy splits "-"
                 if len(word) >= 2 and not self.never_name(word) and word.casefold() not in _PARTICLES \
                         and not _TITLES.match(word + " "):
                     names.add(word)
-        for word in names:
-            known = self.is_word(word)
-            for m in re.finditer(rf"(?<![\w<]){re.escape(word)}(?!\w)", text, 0 if known else re.IGNORECASE):
+        if not names:
+            return
+        exact = {w for w in names if self.is_word(w)}
+        folded = {w.casefold() for w in names if w not in exact}
+        for tok in self.doc:
+            word = tok.text
+            if word in exact:
                 # A name that is also a word ("Will", "Grace") only in its case and not opening a sentence,
                 # where any word is capitalized ("Will you ...").
-                if known and _SENTENCE_START.search(text, max(0, m.start() - 8), m.start()):
+                if _SENTENCE_START.search(text, max(0, tok.idx - 8), tok.idx):
                     continue
-                if not self.spacy_other(m.start(), m.end()):
-                    self.add((m.start(), m.end()), CUE_SCORE)
+            elif word.casefold() not in folded:
+                continue
+            span = (tok.idx, tok.idx + len(word))
+            if not self.spacy_other(*span) and not (tok.idx and text[tok.idx - 1] == "<"):
+                self.add(span, CUE_SCORE)
 
 
 def _stop_words() -> frozenset[str]:
