@@ -116,7 +116,7 @@ _CLOSINGS = (
     "cheerio", "yours")
 # Longest first: "best wishes" must win over "best", which would leave "wishes" where the name is looked for.
 _CLOSING = re.compile(
-    r"(?:^|(?<=[\n.!?]))[ \t]*(?:"
+    r"(?:^|(?<=[\n.!?,]))[ \t]*(?:"
     + "|".join(c.replace(" ", r"\s+") for c in sorted(_CLOSINGS, key=len, reverse=True))
     + r")[ \t]*(?:[,.!]|[ \t]*[-–—]+)?[ \t]*(?:\n[ \t]*)?",
     re.IGNORECASE)
@@ -347,11 +347,11 @@ class _Finder:
         for m in _DEAR.finditer(text):
             self.add(self.name_at(m.end(), strong=True))
         for m in _SALUTATION.finditer(text):
-            span = self.name_at(m.end(), strong=True)
+            span = self.name_at(m.end(), strong=True, lower=True)
             if span and re.match(r"[ \t]*(?:[,!:]|[-–—]|\n|$)", text[span[1]:]):
                 self.add(span)
         for m in _CLOSING.finditer(text):
-            span = self.name_at(m.end(), strong=True)
+            span = self.name_at(m.end(), strong=True, lower=True)
             if span and re.match(r"[ \t]*(?:[,.!]|\n|$)", text[span[1]:]):
                 self.add(span)
         for m in _SEPARATOR.finditer(text):
@@ -399,7 +399,7 @@ class _Finder:
         labels: list[tuple[tuple[int, int], str, bool, bool]] = []  # span, label, time stamp, name-like
         for m in _SPEAKER.finditer(text):
             who_start = m.start("who")
-            span = self.name_at(who_start, strong=True, max_words=3)
+            span = self.name_at(who_start, strong=True, lower=True, max_words=3)
             if span is None or span[0] != who_start or text[span[1]:m.end()].strip() != ":":
                 continue
             first = _WORD.match(text, span[0])

@@ -53,7 +53,8 @@ def test_introductions_and_labels(run_only: Anonymizer, text: str, names: list[s
      ["book the table", "for four", "great"]),
     ("[09:14] Teodora: running late\n[09:15] Keanu: no worries Teodora", ["Teodora", "Keanu"],
      ["[09:14]", "running late", "no worries"]),
-], ids=["labels", "time-stamped"])
+    ("bo: u up?\nkasia: yes\nbo: call me", ["kasia"], ["u up", "call me"]),
+], ids=["labels", "time-stamped", "lower-case"])
 def test_speaker_labels_of_a_transcript(run_only: Anonymizer, text: str, names: list[str], kept: list[str]) -> None:
     out = assert_removed(run_only, text, names, kept)
     assert out.count("\n") == text.count("\n")
@@ -66,7 +67,9 @@ def test_speaker_labels_of_a_transcript(run_only: Anonymizer, text: str, names: 
     ("Draft attached.\n--\nMagnhild Saether\nProject lead", ["Magnhild Saether"], ["--", "Project lead"]),
     ("Dear Evangelia,\nthank you for the lovely flowers.", ["Evangelia"], ["Dear", "lovely flowers"]),
     ("Dear Mr Okwuosa, please find my form attached.", ["Okwuosa"], ["Dear Mr", "form attached"]),
-], ids=["best-newline", "regards", "thanks-dash", "separator", "dear", "dear-title"])
+    ("hey ottilie, did the parcel arrive?", ["ottilie"], ["hey", "parcel"]),
+    ("ok will do, thanks, radomir", ["radomir"], ["ok will do, thanks,"]),
+], ids=["best-newline", "regards", "thanks-dash", "separator", "dear", "dear-title", "hey-lower", "thanks-lower"])
 def test_signatures_and_salutations(run_only: Anonymizer, text: str, names: list[str], kept: list[str]) -> None:
     assert_removed(run_only, text, names, kept)
 
@@ -128,6 +131,9 @@ def test_a_name_found_once_is_removed_everywhere_in_the_text(run_only: Anonymize
     "a short poem about Kubernetes",
     "Thanks ChatGPT",
     "Here is the list:\n- Groceries",
+    "hi everyone, quick question",
+    "cheers, mate",
+    "me: hi\nhim: hello\nme: ok",
 ], ids=lambda text: text.split("\n")[0][:30])
 def test_ordinary_text_stays_unchanged(run_only: Anonymizer, text: str) -> None:
     assert run_only.anonymize(text) == text
