@@ -1,10 +1,16 @@
 """On-device anonymization: Presidio's analyzer and anonymizer with spaCy NER, loaded offline.
 
 Detected entities become placeholders that stay the same for a participant across every message
-(``<PERSON_1>`` is always the same person), through the local mapping in ``store/privacy.py``; the
-participant's always-remove terms are matched as a deny list. The mapping never leaves the machine.
+(``<PERSON_1>`` is always the same person, and "Jonas" alone after "Jonas Becker" is ``<PERSON_1>`` too),
+through the local mapping in ``store/privacy.py``; the participant's always-remove terms are matched as a deny
+list. The mapping never leaves the machine.
 ``anonymize_batch_counted`` also says, per text, which entity types it replaced and how often (the
 study record's ``replaced_entities``), read from Presidio's own list of the replacements it made.
+
+Person names come from spaCy's NER and from ``names.py``, which finds those spaCy misses where people write
+them: "my name is X", "I'm X", "X here", "Name: X", "Dear X,", signatures, speaker labels of a chat
+transcript, possessives, "email sarah", the rest of a partly found name, and a found name's other occurrences in
+the same text.
 
 Besides Presidio's recognizers and spaCy's names, places and dates: street addresses and P.O. boxes with what is
 written with them (``addresses.py``; placeholders ``<LOCATION_n>``), national phone formats and mistyped card
@@ -34,7 +40,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.store.privacy import PrivacyStore, normalize
+from studyapp.store.privacy import PERSON, PrivacyStore, normalize, person_alias
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +293,8 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
         from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NoOpNlpEngine
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+        from studyapp.privacy.names import NameRecognizer
         recognizers = _pattern_recognizers()
         nlp_engine: Any = None
         message = "Names and places are recognized (spaCy NER active) along with patterns."
@@ -294,6 +302,7 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
             try:
                 nlp_engine = _spacy_engine(model_name)
                 recognizers.append(SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME"]))
+                recognizers.append(NameRecognizer())  # names spaCy misses, read from the same spaCy doc
             except Exception as exc:  # any failure to load the model means: patterns only
                 log.warning("spaCy model %s could not be loaded: %s", model_name, exc)
                 message = (f"Only pattern recognizers are active (e-mail, phone, card, IBAN, IP, URL, dates, "
@@ -475,6 +484,9 @@ class Anonymizer:
                 self._memory[key] = self.store.placeholder(entity_type, value, same_as=same_as)
             elif reuse := next((p for (t, v), p in self._memory.items() if v == key[1] and t in same_as), None):
                 self._memory[key] = reuse
+            elif entity_type == PERSON and (alias := person_alias(
+                    key[1], [(v, p) for (t, v), p in self._memory.items() if t == PERSON])):
+                self._memory[key] = alias  # one placeholder per person, as in PrivacyStore.placeholder
             else:
                 self._counts[entity_type] = self._counts.get(entity_type, 0) + 1
                 self._memory[key] = f"<{entity_type}_{self._counts[entity_type]}>"
