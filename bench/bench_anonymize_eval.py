@@ -114,6 +114,20 @@ def table(results: dict[str, tuple[Tally, float]], lines_per_text: float) -> str
     return "\n".join(lines)
 
 
+def precision_by_type(results: dict[str, tuple[Tally, float]]) -> str:
+    """Per type each scrubber wrote: words it removed as that type, and the share of them inside a labeled span."""
+    names = list(results)
+    kinds = sorted({k for t, _ in results.values() for k in t.removed_by_type},
+                   key=lambda k: (k == "other", -max(t.removed_by_type[k] for t, _ in results.values())))
+    lines = ["| removed as | " + " | ".join(f"{n}: words (precision)" for n in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for kind in kinds:
+        lines.append(f"| {kind} | " + " | ".join(
+            f"{t.removed_by_type[kind]} ({pct(t.precision(kind))})" if t.removed_by_type[kind] else "–"
+            for t, _ in results.values()) + " |")
+    return "\n".join(lines)
+
+
 def by_kind(rows: list[dict[str, Any]], outputs_by: dict[str, list[str]], tune_locales: set[str]) -> str:
     """Overall recall per kind of text, and on locales the tune split never drew from: where a gap hides."""
     groups: dict[str, list[int]] = {}
@@ -159,6 +173,8 @@ def main() -> None:
             print(f"## {split} split ({len(rows)} texts)\n")
             lines_per_text = sum(r["text"].count("\n") + 1 for r in rows) / len(rows)
             print(table(results, lines_per_text))
+            print()
+            print(precision_by_type(results))
             print()
             print(by_kind(rows, outputs_by, {r["locale"] for r in load_split("tune")}))
             print()

@@ -9,7 +9,11 @@ A token is a run of letters or digits (regex ``\\w+``). The source text's tokens
   but "Street" kept);
 - precision: removed tokens that lie in a labeled span / all removed tokens (per type it is not measurable:
   the two scrubbers name their placeholders differently);
-- other words kept: tokens outside every span that were kept / tokens outside every span.
+- other words kept: tokens outside every span that were kept / tokens outside every span;
+- precision by type: the removed tokens are attributed to the placeholder written in their place (``<PERSON_1>``
+  and ``<PERSON>`` both name PERSON; a removal without one placeholder of one type counts as "other"), and for
+  each type the share of them inside a labeled span is its precision. The type is the scrubber's own
+  (LOCATION, DATE_TIME, ...), since the two scrubbers and the labels name types differently.
 """
 
 from __future__ import annotations
@@ -40,6 +44,26 @@ def kept_flags(source: str, output: str) -> list[bool]:
     return kept
 
 
+# The word a placeholder leaves in the output: "PERSON_1" of "<PERSON_1>", "PERSON" of "<PERSON>".
+_PLACEHOLDER_WORD = re.compile(r"([A-Z][A-Z]*(?:_[A-Z]+)*)(?:_\d+)?")
+
+
+def removed_types(source: str, output: str) -> list[str | None]:
+    """For each token of ``source``: None when kept, else the type of the placeholder written in its place."""
+    src = [t for t, _, _ in tokens(source)]
+    out = [t for t, _, _ in tokens(output)]
+    types: list[str | None] = [None] * len(src)
+    matcher = difflib.SequenceMatcher(None, src, out, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        written = {m.group(1) for w in out[j1:j2] if (m := _PLACEHOLDER_WORD.fullmatch(w))}
+        removed_as = next(iter(written)) if len(written) == 1 else "other"
+        for i in range(i1, i2):
+            types[i] = removed_as
+    return types
+
+
 @dataclass
 class Tally:
     spans: Counter[str] = field(default_factory=Counter)
@@ -52,6 +76,8 @@ class Tally:
     other_kept: int = 0
     clean_texts: int = 0
     clean_unchanged: int = 0
+    removed_by_type: Counter[str] = field(default_factory=Counter)
+    removed_in_span_by_type: Counter[str] = field(default_factory=Counter)
 
     def add(self, row: dict[str, Any], output: str) -> None:
         """Count one example: its text, labeled spans and the scrubber's output."""
@@ -69,6 +95,10 @@ class Tally:
                 self.spans_removed[label] += 1
             for i in inside:
                 in_span[i] = True
+        for i, removed_as in enumerate(removed_types(row["text"], output)):
+            if removed_as is not None:
+                self.removed_by_type[removed_as] += 1
+                self.removed_in_span_by_type[removed_as] += in_span[i]
         for i, k in enumerate(kept):
             if not k:
                 self.removed_tokens += 1
@@ -88,7 +118,9 @@ class Tally:
         labels = [label] if label else list(self.spans)
         return ratio(sum(self.span_tokens_removed[x] for x in labels), sum(self.span_tokens[x] for x in labels))
 
-    def precision(self) -> float | None:
+    def precision(self, removed_as: str | None = None) -> float | None:
+        if removed_as is not None:
+            return ratio(self.removed_in_span_by_type[removed_as], self.removed_by_type[removed_as])
         return ratio(self.removed_in_span, self.removed_tokens)
 
     def other_kept_share(self) -> float | None:

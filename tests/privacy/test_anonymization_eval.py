@@ -78,3 +78,16 @@ def test_texts_without_identifiers_count_when_unchanged() -> None:
 def test_a_word_repeated_elsewhere_is_matched_by_position() -> None:
     # "Anna" appears twice: only the first was replaced, so only the first counts as removed.
     assert kept_flags("Anna met Anna", "<PERSON_1> met Anna") == [False, True, True]
+
+
+def test_precision_by_type_follows_the_placeholder_written() -> None:
+    row = {"text": "Anna lives in Oslo with Ben", "spans": [{"label": "PERSON", "start": 0, "end": 4, "text": "Anna"}]}
+    result = tally([row], ["<PERSON_1> lives in <LOCATION_2> with Ben"])
+    assert result.precision("PERSON") == 1.0
+    assert result.precision("LOCATION") == 0.0  # "Oslo" is no labeled span
+    assert result.precision() == 0.5
+    # Presidio's placeholders carry no number; two types in one replaced run cannot be told apart.
+    result = tally([row], ["<PERSON> lives in Oslo with Ben"])
+    assert result.precision("PERSON") == 1.0
+    result = tally([row], ["<PERSON><LOCATION> in Oslo with Ben"])
+    assert result.removed_by_type["other"] == 2
