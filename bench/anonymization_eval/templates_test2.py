@@ -1,4 +1,4 @@
-"""Templates of the test2 split: a second held-out evaluation set (generate.py fills them, 5 examples each).
+"""Templates of the test2 split: a second held-out evaluation set (generate.py fills each 5 times, once if slotless).
 
 test2 was written after the scrubber had been tuned on the tune split and measured once on the test split, to
 measure the next round of tuning honestly. It was written without reading the scrubber's code or the other splits'
