@@ -1,7 +1,7 @@
 """Anonymization on the Faker-made evaluation sets: studyapp's scrubber against Presidio's defaults.
 
-For each split (bench/anonymization_eval/tune.jsonl and test.jsonl; see generate.py and metrics.py there for how
-they are made and what the figures mean) both scrubbers anonymize every text:
+For each split (bench/anonymization_eval/tune.jsonl, test.jsonl and test2.jsonl; see generate.py and metrics.py
+there for how they are made and what the figures mean) both scrubbers anonymize every text:
 
 - studyapp: ``Anonymizer(db).anonymize_batch`` on a throwaway database, in batches of ``SCRUB_BATCH`` as
   ``studyapp privacy scrub`` does;
@@ -11,9 +11,11 @@ they are made and what the figures mean) both scrubbers anonymize every text:
 Throughput is texts (and lines: some texts are letters or transcripts over several lines) per second over the
 split after one warm-up text, engine load excluded.
 
-    .venv/bin/python bench/bench_anonymize_eval.py [--split tune|test|both] [--leaks N [--type ENTITY]]
+    .venv/bin/python bench/bench_anonymize_eval.py [--split tune|test|test2|both|all] [--leaks N [--type ENTITY]]
 
-``--leaks N`` prints N leaked spans of studyapp's output on the tune split (never on the test split), only those
+``both`` is tune and test (the default), ``all`` adds test2, the second held-out split.
+
+``--leaks N`` prints N leaked spans of studyapp's output on the tune split (never on test or test2), only those
 of one entity type with ``--type`` (e.g. ``--type STREET_ADDRESS``).
 """
 
@@ -39,6 +41,7 @@ from studyapp.privacy.commands import SCRUB_BATCH  # noqa: E402
 from studyapp.store.db import open_database  # noqa: E402
 
 Scrubber = Callable[[list[str]], list[str]]
+SPLITS = ("tune", "test", "test2")
 
 
 def load_split(split: str) -> list[dict[str, Any]]:
@@ -149,11 +152,12 @@ def by_kind(rows: list[dict[str, Any]], outputs_by: dict[str, list[str]], tune_l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("tune", "test", "both"), default="both")
+    parser.add_argument("--split", choices=(*SPLITS, "both", "all"), default="both",
+                        help="one split, both = tune and test, all = tune, test and test2")
     parser.add_argument("--leaks", type=int, default=0, help="print this many of studyapp's leaks (tune split)")
     parser.add_argument("--type", choices=ENTITY_TYPES, help="print only the leaks of this entity type")
     args = parser.parse_args()
-    splits = ("tune", "test") if args.split == "both" else (args.split,)
+    splits = {"both": ("tune", "test"), "all": SPLITS}.get(args.split, (args.split,))
     print(f"# Anonymization on the evaluation sets ({time.strftime('%Y-%m-%d %H:%M')})\n")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

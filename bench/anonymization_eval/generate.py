@@ -1,10 +1,17 @@
-"""Write the labeled evaluation sets tune.jsonl and test.jsonl (seeded: the same command writes the same files).
+"""Write the labeled evaluation sets tune.jsonl, test.jsonl and test2.jsonl (seeded: the same command, the same files).
 
     python bench/anonymization_eval/generate.py [--per-template N]
 
-Each example is a template (templates_tune.py or templates_test.py) filled with Faker values of one locale, or
-a hand-written line. The splits share no template, no seed and no text; the test split also draws from three
-locales the tune split never sees, so a rule fitted to one locale's Faker formats shows up as a gap.
+Each example is a template (templates_tune.py, templates_test.py or templates_test2.py) filled with Faker values
+of one locale, or a hand-written line. The splits share no template, no seed and no text; the test split also
+draws from three locales the tune split never sees, so a rule fitted to one locale's Faker formats shows up as a
+gap.
+
+test2 is a second held-out split, written after the scrubber had been tuned on tune and measured once on test,
+to measure the next round of tuning: its templates were written independently of the scrubber's code and of the
+other splits' templates and texts, in the forms people paste to an assistant (e-mail threads, chat exports of
+several apps, minutes, forms), with fewer examples per template and more templates, and with eleven locales
+neither other split draws from. Like test, it is not to be read while tuning.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import templates_test  # noqa: E402
+import templates_test2  # noqa: E402
 import templates_tune  # noqa: E402
 from values import ENTITY_TYPES, SLOTS  # noqa: E402
 
@@ -33,6 +41,10 @@ SPLITS: dict[str, dict[str, Any]] = {
     "tune": {"module": templates_tune, "seed": 1_000, "locales": SHARED_LOCALES},
     "test": {"module": templates_test, "seed": 9_000,
              "locales": (*SHARED_LOCALES, "cs_CZ", "ro_RO", "pt_PT")},
+    # Five common locales and eleven that neither other split uses; more templates, fewer examples of each.
+    "test2": {"module": templates_test2, "seed": 27_182, "per_template": 5,
+              "locales": ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "da_DK", "fi_FI", "tr_TR", "en_AU",
+                          "en_NZ", "fr_CA", "es_MX", "de_AT", "de_CH", "nl_BE", "el_GR")},
 }
 PER_TEMPLATE = 12
 SLOT = re.compile(r"\{(?P<base>[a-z_]+?)(?P<n>\d*)(?P<lc>_lc)?\}")
@@ -75,15 +87,18 @@ def parse_marked(line: str) -> tuple[str, list[dict[str, Any]]]:
     return "".join(out), spans
 
 
-def generate(split: str, per_template: int = PER_TEMPLATE) -> list[dict[str, Any]]:
+def generate(split: str, per_template: int | None = None) -> list[dict[str, Any]]:
+    """The split's rows; ``per_template`` overrides the split's own count (PER_TEMPLATE unless it sets one)."""
     config = SPLITS[split]
+    per_template = per_template or config.get("per_template", PER_TEMPLATE)
     rng = random.Random(config["seed"])
     fakers = {loc: Faker(loc) for loc in config["locales"]}
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for template_id, kind, template in config["module"].TEMPLATES:
         made = 0
-        while made < per_template:
+        wanted = per_template if SLOT.search(template) else 1  # a text without slots can be written only once
+        while made < wanted:
             locale = rng.choice(config["locales"])
             fake = fakers[locale]
             fake.seed_instance(rng.randrange(2**32))
@@ -111,7 +126,9 @@ def main() -> None:
         # A few Faker providers pick from sets (e.g. it_IT cities), whose order follows string hashing.
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-template", type=int, default=PER_TEMPLATE)
+    parser.add_argument("--per-template", type=int, default=None,
+                        help=f"examples per template in every split (default: the split's own, {PER_TEMPLATE} "
+                             "for tune and test)")
     args = parser.parse_args()
     for split in SPLITS:
         rows = generate(split, args.per_template)

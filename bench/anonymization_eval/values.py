@@ -34,6 +34,21 @@ def _initial_name(fake: Faker, rng: random.Random) -> str:
     return f"{fake.first_name()} {fake.first_name()[0]}. {fake.last_name()}"
 
 
+def _initial_last(fake: Faker, rng: random.Random) -> str:
+    """An initial and a surname, as in a signature or a minutes line ("J. Smith", "J Smith")."""
+    return f"{fake.first_name()[0]}{rng.choice(('. ', ' ', '.'))}{fake.last_name()}"
+
+
+_PARTICLES = ("van", "van der", "van den", "de", "de la", "del", "von", "von der", "da", "dos", "di", "le", "ter")
+
+
+def _particle_name(fake: Faker, rng: random.Random) -> str:
+    """A name with a particle ("Anna van der Berg") or a double-barrelled surname ("Tom Hart-Lindqvist")."""
+    if rng.random() < 0.5:
+        return f"{fake.first_name()} {rng.choice(_PARTICLES)} {fake.last_name()}"
+    return f"{fake.first_name()} {fake.last_name()}-{fake.last_name()}"
+
+
 def _phone(fake: Faker, rng: random.Random) -> str:
     return fake.phone_number()
 
@@ -142,6 +157,9 @@ SLOTS: dict[str, tuple[str, Maker]] = {
     "first": ("PERSON", lambda f, r: f.first_name()),
     "last": ("PERSON", lambda f, r: f.last_name()),
     "initial_name": ("PERSON", _initial_name),
+    "initial_last": ("PERSON", _initial_last),
+    "particle_name": ("PERSON", _particle_name),
+    "surname_caps": ("PERSON", lambda f, r: f.last_name().upper()),
     "phone": ("PHONE_NUMBER", _phone),
     "phone_local": ("PHONE_NUMBER", _phone_local),
     "street": ("STREET_ADDRESS", _street),
