@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from studyapp.events import REPLACED_FIELD
 from studyapp.privacy.anonymize import Anonymized, Anonymizer
+from studyapp.privacy.consent import ConsentService
 from studyapp.privacy.pump import RecordPump
 from studyapp.privacy.review import ReviewService
 from studyapp.privacy.services import PrivacyServices
@@ -25,6 +26,7 @@ from studyapp.store.outbox import OutboxStore
 from studyapp.study.current import current_study
 from studyapp.study.protocol import Protocol
 from studyapp.sync.client import run_sync
+from studyapp.sync.enroll import enroll
 from tests.server import live as f
 from tests.server.live import LiveServer, live  # noqa: F401
 from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
@@ -114,6 +116,43 @@ async def test_a_term_added_while_the_pump_scrubs_a_record_reaches_it_before_it_
     [sent] = stored_messages(live)
     assert TERM not in sent["content"]
     assert sent[REPLACED_FIELD] == {"TERM": 1}
+    db.close()
+
+
+async def test_a_term_added_while_earlier_records_are_scrubbed_for_a_backfill_reaches_them(
+        live: LiveServer, tmp_path: Path, memory_keyring: MemoryKeyring) -> None:
+    path = tmp_path / "studyapp.db"
+    db = open_database(path)
+    conversation = ConversationStore(db).create()
+    ConversationStore(db).add_message(conversation.id, "user", f"Before joining: {TERM} again")
+    await enroll(db, live.base_url, live.code())
+    protocol = current_study(db).protocol
+    ConsentService(db).grant(protocol, ["ratings"])
+
+    barrier = Barrier()
+
+    def services(pump_db: Database, study: Protocol) -> PrivacyServices:
+        return PrivacyServices.create(pump_db, study, anonymizer=PausedAfterScrubbing(pump_db, barrier))
+
+    pump = RecordPump(path, protocol, make_services=services)
+    try:
+        # Conversation text granted later, with the earlier messages included: the pump backfills them.
+        pump.after_consent(ConsentService(db).change_categories(protocol, ["ratings", "conversation_text"],
+                                                                include_earlier=["conversation_text"]))
+        assert barrier.reached.wait(WAIT_S), "the backfill never scrubbed the earlier message"
+        review_db = open_database(path)
+        assert ReviewService(review_db, protocol, Anonymizer(review_db, ner=False)).add_term(TERM) == 0
+        review_db.close()
+    finally:
+        barrier.go.set()
+        pump.flush()
+        pump.close()
+
+    [message] = OutboxStore(db).list(kind="message")
+    assert message.payload["content"] == "Before joining: <TERM_1> again"
+    assert message.payload[REPLACED_FIELD] == {"TERM": 1}
+    await run_sync(db)
+    assert [m["content"] for m in stored_messages(live)] == ["Before joining: <TERM_1> again"]
     db.close()
 
 
