@@ -110,6 +110,24 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def apply_terms(anonymizer: Anonymizer, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with the participant's current always-remove terms applied to its text fields, what they
+    replaced added to its ``replaced_entities``. Terms are literal strings, so this works on text that is already
+    anonymized, and applying them again finds nothing more (placeholders are never matched)."""
+    payload = dict(payload)
+    for name in TEXT_FIELDS.get(kind, ()):
+        if not isinstance(payload.get(name), str):
+            continue
+        result = anonymizer.apply_terms_counted(payload[name])
+        payload[name] = result.text
+        # The counts of the first anonymization stay and this step's are added. A payload queued without counts
+        # (by an earlier version) stays so: its earlier replacements are unknown, and counting only the terms
+        # would read as complete.
+        if REPLACED_FIELD in payload:
+            payload[REPLACED_FIELD] = add_counts(payload[REPLACED_FIELD], result.replaced)
+    return payload
+
+
 def check_payload(kind: str, payload: dict[str, Any]) -> None:
     """Raise CollectError unless ``payload`` has exactly the fields studyapp.events allows for ``kind``, each
     holding a value the contract allows (studyapp.contract; times with their UTC offset), so a record the
@@ -260,15 +278,26 @@ class Collector:
         return results
 
     def queue(self, prepared: Iterable[PreparedEvent | None]) -> list[str | None]:
-        """Write prepared events to the outbox (call inside ``atomic``); returns their event ids (None: refused)."""
+        """Write prepared events to the outbox (inside the caller's ``atomic``, else in one of its own); returns
+        their event ids (None: refused).
+
+        The text was anonymized earlier, outside any transaction, with the terms of that moment. A term added
+        since, and the re-scrub of the outbox it starts, may both have run before this insert, so the re-scrub
+        never saw the new event: the terms are therefore read and applied again here, in the write transaction
+        that inserts (adding a term is a write too, so it lands either before this read or after the insert,
+        where the re-scrub finds the event). They are applied always rather than when they changed: a term
+        removed and added again in between would look unchanged, and applying terms is a quick literal match.
+        """
         results: list[str | None] = []
-        for event in prepared:
-            if event is None:
-                results.append(None)
-            elif self.outbox.get(event.event_id) is not None:
-                results.append(event.event_id)  # already queued (offered twice): kept as it is, with its review
-            else:
-                results.append(self.outbox.add(
-                    study_id=self.protocol.id, kind=event.kind, category=event.category, payload=event.payload,
-                    consent_version=event.consent_version, approved=event.approved, event_id=event.event_id))
+        with atomic(self.db):
+            for event in prepared:
+                if event is None:
+                    results.append(None)
+                elif self.outbox.get(event.event_id) is not None:
+                    results.append(event.event_id)  # already queued (offered twice): kept as it is, with its review
+                else:
+                    payload = apply_terms(self.anonymizer, event.kind, event.payload)
+                    results.append(self.outbox.add(
+                        study_id=self.protocol.id, kind=event.kind, category=event.category, payload=payload,
+                        consent_version=event.consent_version, approved=event.approved, event_id=event.event_id))
         return results

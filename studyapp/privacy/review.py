@@ -21,8 +21,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.events import REPLACED_FIELD, TEXT_FIELDS
-from studyapp.privacy.anonymize import PLACEHOLDER, Anonymizer, add_counts, placeholder_type
+from studyapp.events import TEXT_FIELDS
+from studyapp.privacy.anonymize import PLACEHOLDER, Anonymizer, placeholder_type
+from studyapp.privacy.collect import apply_terms
 from studyapp.store.db import database_file, open_database
 from studyapp.store.outbox import OutboxEvent, OutboxStore
 from studyapp.store.privacy import PrivacyStore
@@ -192,18 +193,7 @@ class ReviewService:
 
     def _rescrubbed(self, event: OutboxEvent) -> dict[str, Any]:
         """The event's payload with the terms applied to its text and counted in ``replaced_entities``."""
-        payload = dict(event.payload)
-        for name in TEXT_FIELDS.get(event.kind, ()):
-            if not isinstance(payload.get(name), str):
-                continue
-            result = self.anonymizer.apply_terms_counted(payload[name])
-            payload[name] = result.text
-            # The text holds no raw values any more, so the counts of the first anonymization stay and this
-            # step's are added. A payload queued without counts (by an earlier version) stays so: its earlier
-            # replacements are unknown, and counting only the terms would read as complete.
-            if REPLACED_FIELD in payload:
-                payload[REPLACED_FIELD] = add_counts(payload[REPLACED_FIELD], result.replaced)
-        return payload
+        return apply_terms(self.anonymizer, event.kind, event.payload)
 
     def save_terms(self, add: Iterable[str] = (), remove: Iterable[str] = ()) -> TermsSaved:
         """Store always-remove terms and stop removing others, without re-scrubbing (a quick write: the consent

@@ -12,6 +12,7 @@ always what the participant last saw. A claim older than ``STALE_CLAIM_S`` (a cr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,8 +131,13 @@ class OutboxStore:
                 changed += self.db.execute(sql, p).rowcount
         return changed
 
-    def claim_ready(self, study_id: str, limit: int, *, kind: str | None = None) -> tuple[str, list[OutboxEvent]]:
-        """Claim up to ``limit`` approved events for an upload; returns (claim id, the events as claimed)."""
+    def claim_ready(self, study_id: str, limit: int, *, kind: str | None = None,
+                    scrub: Callable[[OutboxEvent], dict[str, Any]] | None = None) -> tuple[str, list[OutboxEvent]]:
+        """Claim up to ``limit`` approved events for an upload; returns (claim id, the events as claimed).
+
+        ``scrub`` gives the payload an event is to be sent with (the privacy layer applies the participant's
+        current terms): it runs in the claim's transaction, and a changed payload is stored with the claim.
+        """
         claim_id, ts = new_id(), now()
         where = f"status = 'approved' AND study_id = ? AND {UNCLAIMED}"
         params: list[Any] = [study_id, _stale_before()]
@@ -144,9 +150,15 @@ class OutboxStore:
                 f"(SELECT event_id FROM outbox WHERE {where} ORDER BY created_at, event_id LIMIT ?)",
                 [claim_id, ts, *params, int(limit)],
             )
-            rows = list(self.db.query("SELECT * FROM outbox WHERE claim_id = ? ORDER BY created_at, event_id",
-                                      [claim_id]))
-        return claim_id, [_event(r) for r in rows]
+            events = [_event(r) for r in self.db.query(
+                "SELECT * FROM outbox WHERE claim_id = ? ORDER BY created_at, event_id", [claim_id])]
+            for event in events if scrub is not None else ():
+                payload = scrub(event)
+                if payload != event.payload:
+                    self.db.execute("UPDATE outbox SET payload = ?, updated_at = ? WHERE event_id = ?",
+                                    [dumps(payload), ts, event.event_id])
+                    event.payload = payload
+        return claim_id, events
 
     def renew_claim(self, claim_id: str) -> None:
         """Keep a claim from lapsing while an upload is still retrying."""

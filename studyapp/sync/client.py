@@ -18,10 +18,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlite_utils import Database
 
+from studyapp.privacy.anonymize import Anonymizer
+from studyapp.privacy.collect import apply_terms
 from studyapp.secrets import get_participant_token
 from studyapp.store.outbox import OutboxEvent, OutboxStore
 from studyapp.store.settings import SettingsStore
@@ -83,6 +86,13 @@ class Uploader:
     def __init__(self, outbox: OutboxStore, server: StudyServerClient, token: str, study_id: str, *,
                  batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.outbox = outbox
+        # Each claim applies the participant's current terms to what it claims. A term stored a moment ago has
+        # its re-scrub still walking the outbox, and that re-scrub leaves claimed events alone: without this,
+        # an event claimed before the re-scrub reached it would leave with the term in it. A term added after
+        # the claim finds the event in flight (``ReviewService.in_flight``).
+        anonymizer = Anonymizer(outbox.db)
+        self.scrub: Callable[[OutboxEvent], dict[str, Any]] = (
+            lambda event: apply_terms(anonymizer, event.kind, event.payload))
         self.server = server
         self.token = token
         self.study_id = study_id
@@ -97,12 +107,13 @@ class Uploader:
         # event against the consent it has received, so it must hear the latest decision first,
         # even when older events were released again after the consent changed.
         while True:
-            claim_id, consents = self.outbox.claim_ready(self.study_id, self.batch_size, kind="consent")
+            claim_id, consents = self.outbox.claim_ready(self.study_id, self.batch_size, kind="consent",
+                                                           scrub=self.scrub)
             if not consents:
                 break
             done += await self._send_claimed(claim_id, consents, report)
         while True:
-            claim_id, batch = self.outbox.claim_ready(self.study_id, self.batch_size)
+            claim_id, batch = self.outbox.claim_ready(self.study_id, self.batch_size, scrub=self.scrub)
             if not batch:
                 break
             handled = await self._send_claimed(claim_id, batch, report)
