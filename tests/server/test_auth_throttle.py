@@ -5,15 +5,19 @@ depend on how fast the requests go."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from studyapp.server.app import MAX_AUTH_FAILURES
 from studyapp.server.auth import FailureThrottle
 from tests.server import live as f
 from tests.server.live import LiveServer
+from tests.support.net import free_port, wait_until_http_ok
 
 LIMIT = 5
 WINDOW_S = 60.0
@@ -112,3 +116,37 @@ def test_the_throttle_forgets_failures_outside_its_window() -> None:
     assert throttle.wait_s("b") == 0
     clock.now += 4
     assert throttle.wait_s("a") == 0
+
+
+def test_behind_a_trusted_proxy_the_throttle_counts_each_forwarded_address(tmp_path: Path) -> None:
+    """`studyapp-server serve --forwarded-allow-ips PROXY`: requests through the proxy are throttled by the client
+    address it forwards, so one guesser behind the proxy does not lock every participant out."""
+    db = tmp_path / "server.db"
+    storage, _ = f.new_storage(db)
+    code, = storage.create_codes(1)
+    storage.close()
+    proxy = "127.0.0.7"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "studyapp.server.cli", "serve", "--db", str(db),
+                             "--port", str(port), "--forwarded-allow-ips", proxy], stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_http_ok(f"{base}/health", timeout=30, alive=lambda: proc.poll() is None)
+        token = httpx.post(f"{base}/v1/enroll", json={"code": code}).json()["token"]
+        url = f"{base}/v1/protocol"
+        with client_from(proxy) as through_proxy, client_from("127.0.0.8") as not_a_proxy:
+            guesser = {"X-Forwarded-For": "198.51.100.7"}
+            for _ in range(MAX_AUTH_FAILURES):
+                assert through_proxy.get(url, headers={**guesser, **bearer("wrong")}).status_code == 401
+            assert through_proxy.get(url, headers={**guesser, **bearer(token)}).status_code == 429
+            # Another participant behind the same proxy is served.
+            assert through_proxy.get(url, headers={"X-Forwarded-For": "198.51.100.8",
+                                                   **bearer(token)}).status_code == 200
+            # A client that is not a trusted proxy cannot pick its address with the header.
+            for _ in range(MAX_AUTH_FAILURES):
+                assert not_a_proxy.get(url, headers={**guesser, **bearer("wrong")}).status_code == 401
+            assert not_a_proxy.get(url, headers={"X-Forwarded-For": "198.51.100.9",
+                                                 **bearer(token)}).status_code == 429
+    finally:
+        proc.terminate()
+        proc.wait(10)
