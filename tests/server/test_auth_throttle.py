@@ -106,6 +106,29 @@ def test_a_withdrawn_participant_or_a_missing_token_is_not_a_guess(throttled: tu
     assert httpx.get(f"{live.base_url}/v1/protocol", headers=bearer(other_token)).status_code == 200
 
 
+def test_the_throttle_keeps_only_addresses_that_failed_within_its_window() -> None:
+    """A guesser rotating through many addresses (IPv6 gives one plenty) leaves behind only its recent failures,
+    and an address that never failed takes no room."""
+    clock = Clock()
+    throttle = FailureThrottle(max_failures=3, window_s=500, clock=clock)
+    for i in range(1000):  # one failure a second from a new address each time
+        assert throttle.wait_s(f"2001:db8::{i:x}") == 0
+        throttle.failed(f"2001:db8::{i:x}")
+        clock.now += 1
+    # Now is 1000 s after the first: the failures of the last 500 s remain except the one exactly 500 s old.
+    assert throttle.tracked() == 499
+    throttle.failed("2001:db8::1")  # an early address that fails again is kept, whatever its place before
+    assert throttle.wait_s("203.0.113.1") == 0
+    assert throttle.tracked() == 500
+    clock.now += 499
+    assert throttle.tracked() == 1
+    throttle.failed("2001:db8::1")
+    throttle.failed("2001:db8::1")
+    assert throttle.wait_s("2001:db8::1") == 1  # its earlier failure still counts: 3 within the window
+    clock.now += 500
+    assert throttle.tracked() == 0 and throttle.wait_s("2001:db8::1") == 0
+
+
 def test_the_throttle_forgets_failures_outside_its_window() -> None:
     clock = Clock()
     throttle = FailureThrottle(max_failures=2, window_s=10, clock=clock)
