@@ -66,7 +66,7 @@ def test_the_valid_closed_set_values_pass() -> None:
             assert (checked["status"], checked["origin"]) == (status, origin)
 
 
-@pytest.mark.parametrize("body", [b"{{{", b"{not json", b'{"events": [', b"\xff\xfe"])
+@pytest.mark.parametrize("body", [b"{{{", b"{not json", b'{"events": [', b"\xff\xfe", b""])
 def test_a_body_that_is_not_json_gets_400_with_a_clear_message(live: LiveServer, body: bytes) -> None:
     _, token = live.enroll()
     response = httpx.post(f"{live.base_url}/v1/events", content=body,
