@@ -82,6 +82,9 @@ KIND_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 # error, a record dated next week is (it would count as days active that never were).
 FUTURE_SKEW = timedelta(days=1)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A time starts with its calendar date (what every app writes): fromisoformat also reads week dates (2026-W48-1)
+# and compact forms, whose first ten characters are no date, and the server counts days active by them.
+_CALENDAR_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]|$)")
 
 
 class ContractError(ValueError):
@@ -106,7 +109,7 @@ def _is_count(value: Any) -> bool:
 
 
 def _time(name: str, value: Any, require_offset: bool) -> str:
-    if isinstance(value, str) and len(value) <= 64:
+    if isinstance(value, str) and len(value) <= 64 and _CALENDAR_DATE.match(value):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:

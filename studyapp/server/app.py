@@ -257,10 +257,14 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> AsciiJSONResponse:
-        if any(e.get("type") == "json_invalid" or (tuple(e.get("loc", ())) == ("body",)
-                                                    and isinstance(e.get("input"), bytes)) for e in exc.errors()):
-            # Not JSON at all (or not sent as JSON, so left as bytes): nothing to name field by field, and the
-            # API promises 400 for a body it cannot read.
+        def unreadable(e: dict[str, Any]) -> bool:
+            whole_body = tuple(e.get("loc", ())) == ("body",)
+            return e.get("type") == "json_invalid" or (whole_body and (isinstance(e.get("input"), bytes)
+                                                                      or e.get("type") == "missing"))
+
+        if any(unreadable(e) for e in exc.errors()):
+            # Not JSON at all (or not sent as JSON, so left as bytes; or no body, which is no JSON either): nothing
+            # to name field by field, and the API promises 400 for a body it cannot read.
             return AsciiJSONResponse({"detail": "The request body is not valid JSON: send a JSON object encoded as "
                                                 "UTF-8 (Content-Type: application/json)."}, status_code=400)
         errors = [f"{_format_loc(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in exc.errors()]

@@ -9,7 +9,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -68,31 +68,49 @@ class FailureThrottle:
         self._clock = clock
         self._what = what
         self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = {}
+        # Ordered by each client's latest failure (oldest first); an OrderedDict drops its front in O(1).
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
     def wait_s(self, client: str) -> int:
         """Seconds until ``client`` may try again (0: now)."""
         with self._lock:
-            times = self._recent(client)
-            if len(times) < self._max:
+            now = self._clock()
+            self._forget_quiet(now)
+            times = self._failures.get(client)  # no entry for a client that never failed
+            if times is None or len(self._recent(times, now)) < self._max:
                 return 0
-            return max(1, round(times[0] + self._window - self._clock()))
+            return max(1, round(times[0] + self._window - now))
 
     def failed(self, client: str) -> None:
         with self._lock:
-            times = self._recent(client)
-            times.append(self._clock())
+            now = self._clock()
+            self._forget_quiet(now)
+            # Taken out and put back last: the table stays ordered by each client's latest failure.
+            times = self._recent(self._failures.pop(client, deque()), now)
+            times.append(now)
+            self._failures[client] = times
             count = len(times)
         if count == self._max:
             # Once per blocking: the address and the count, never the token or code that was tried.
             log.warning("%d %s from %s within %g s: further attempts from this address get 429 until the "
                         "oldest leaves the window", count, self._what, client, self._window)
 
-    def _recent(self, client: str) -> deque[float]:
-        now = self._clock()
-        for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self._window]:
-            del self._failures[key]  # forget quiet clients, so the table stays small
-        times = self._failures.setdefault(client, deque())
+    def tracked(self) -> int:
+        """How many client addresses the table holds: those whose latest failure lies within the window."""
+        with self._lock:
+            self._forget_quiet(self._clock())
+            return len(self._failures)
+
+    def _forget_quiet(self, now: float) -> None:
+        # Clients whose latest failure left the window, oldest first: they are at the front, so each is looked at
+        # once, however many addresses a guesser rotates through (no scan of the whole table per request).
+        while self._failures:
+            times = self._failures[next(iter(self._failures))]
+            if times[-1] > now - self._window:
+                break
+            self._failures.popitem(last=False)
+
+    def _recent(self, times: deque[float], now: float) -> deque[float]:
         while times and times[0] <= now - self._window:
             times.popleft()
         return times

@@ -135,7 +135,10 @@ def researchers_add(db_path: Path, name: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--max-body-bytes", type=click.IntRange(1024), default=None, help="Request body limit.")
-def serve(db_path: Path, host: str, port: int, max_body_bytes: int | None) -> None:
+@click.option("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
+              help="Comma-separated addresses of reverse proxies whose X-Forwarded-For names the client (the "
+                   "address failed authentications are throttled by), or '*' [default: 127.0.0.1,::1].")
+def serve(db_path: Path, host: str, port: int, max_body_bytes: int | None, forwarded_allow_ips: str | None) -> None:
     """Serve the API (put a TLS-terminating proxy in front of it on a public network)."""
     import uvicorn
 
@@ -148,7 +151,8 @@ def serve(db_path: Path, host: str, port: int, max_body_bytes: int | None) -> No
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Serving study {study['id']!r} from {db_path} on http://{host}:{port}", err=True)
     app = create_app(storage, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # uvicorn reads X-Forwarded-For only from these proxies (None: $FORWARDED_ALLOW_IPS or loopback).
+    uvicorn.run(app, host=host, port=port, log_level="warning", forwarded_allow_ips=forwarded_allow_ips)
 
 
 @cli.command()

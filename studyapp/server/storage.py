@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -532,13 +532,13 @@ class Storage(Reader):
 
         TRUNCATE waits up to ``wait_ms`` for readers to leave (writers wait meanwhile, so not long). If a reader
         stays, the log says so and the checkpoint is owed: it is tried again, without waiting, after each later
-        write until it succeeds.
+        write and when each snapshot (an export, the dashboard) ends, until it succeeds.
         """
         with self._write_lock:
             return self._checkpoint(reason, wait_ms)
 
-    def _checkpoint(self, reason: str, wait_ms: int) -> bool:
-        conn = self.conn
+    def _checkpoint(self, reason: str, wait_ms: int, conn: sqlite3.Connection | None = None) -> bool:
+        conn = conn or self.conn
         conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
         try:
             busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -547,12 +547,13 @@ class Storage(Reader):
         if not busy:
             if self._checkpoint_owed:
                 log.info("the WAL of %s is checkpointed now: the records deleted at %s are gone from it",
-                            self.path, self._checkpoint_owed)
+                         self.path, self._checkpoint_owed)
             self._checkpoint_owed = None
             return True
         if self._checkpoint_owed is None:
             log.warning("the WAL of %s could not be checkpointed after %s (%d of %d frames copied; a reader is "
-                        "still open): the deleted records stay in %s-wal until a later write retries it",
+                        "still open): the deleted records stay in %s-wal until a later write or the end of a read "
+                        "retries it",
                         self.path, reason, copied, frames, self.path.name)
         self._checkpoint_owed = self._checkpoint_owed or reason
         return False
@@ -618,7 +619,21 @@ class Storage(Reader):
 
     def snapshot(self) -> Snapshot:
         """A read transaction on a connection of its own (use it as a context manager, on one thread)."""
-        return Snapshot(self.path)
+        return Snapshot(self.path, on_close=self._after_snapshot)
+
+    def _after_snapshot(self, conn: sqlite3.Connection) -> None:
+        """A snapshot just ended on ``conn`` (its own thread's connection): if a withdrawal's checkpoint is owed,
+        it was most likely this reader that stood in the way, so try again now instead of waiting for a write that
+        may never come (at the end of a study the last withdrawal can be followed only by exports)."""
+        if self._checkpoint_owed is None or not self._write_lock.acquire(blocking=False):
+            return  # nothing owed, or a writer is at work and retries after its commit
+        try:
+            if self._checkpoint_owed is not None:
+                self._checkpoint(self._checkpoint_owed, 0, conn)
+        except sqlite3.Error:
+            log.exception("retrying the checkpoint owed for %s after a read failed", self._checkpoint_owed)
+        finally:
+            self._write_lock.release()
 
     def log_export(self, *, researcher: str, via: str, fmt: str, record_types: list[str], rows: int,
                    destination: str | None) -> None:
@@ -641,8 +656,9 @@ class Snapshot(Reader):
     reset the WAL past its version.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, on_close: Callable[[sqlite3.Connection], None] | None = None) -> None:
         self.path = path
+        self._on_close = on_close
         self._conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             self._conn.row_factory = sqlite3.Row
@@ -669,9 +685,12 @@ class Snapshot(Reader):
     def close(self) -> None:
         try:
             self._conn.execute("ROLLBACK")
+            if self._on_close is not None:
+                self._on_close(self._conn)  # the transaction is over: this connection holds no snapshot now
         except sqlite3.Error:
             pass
-        self._conn.close()
+        finally:
+            self._conn.close()
 
     def __enter__(self) -> Snapshot:
         return self

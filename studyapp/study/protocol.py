@@ -44,6 +44,10 @@ RATING_POINTS = 5
 # A consent document is text a participant reads; the limit keeps the published protocol well under the size the
 # app accepts from the server (studyapp.sync.server_client.MAX_ANSWER_BYTES).
 MAX_CONSENT_BYTES = 256 * 1024
+# The most a protocol may take as the server publishes it (its TOML text and Protocol.to_dict(), in JSON with
+# non-ASCII characters escaped, up to 6 bytes each): the enrollment answer that carries it must stay under what
+# the app reads of an answer (MAX_ANSWER_BYTES, 1 MiB), with room for the answer's other fields.
+MAX_PUBLISHED_BYTES = 2**20 - 64 * 1024
 DEFAULT_LABELS = (
     "Response 1 much better",
     "Response 1 somewhat better",
@@ -652,7 +656,19 @@ def _parse(text: str, source: str, base_dir: Path | None) -> Protocol:
     protocol = _validate(data, v, text)
     if protocol is None:
         raise ProtocolError(source, v.errors)
+    published = published_size(text, protocol)
+    if published > MAX_PUBLISHED_BYTES:
+        raise ProtocolError(source, [
+            f"the protocol as the study server publishes it (its text and every consent document inline, non-ASCII "
+            f"characters escaped) takes {published // 1024} KiB, more than the {MAX_PUBLISHED_BYTES // 1024} KiB "
+            "a participant's app accepts: shorten the consent documents or leave out old versions no consent "
+            "record points to"])
     return protocol
+
+
+def published_size(text: str, protocol: Protocol) -> int:
+    """Bytes of the protocol in the server's answers (the TOML text and the resolved protocol, ASCII JSON)."""
+    return len(json.dumps({"protocol": text, "protocol_resolved": protocol.to_dict()}, ensure_ascii=True))
 
 
 def parse_protocol(text: str, *, source: str = "<string>", base_dir: str | Path | None = None) -> Protocol:

@@ -5,15 +5,19 @@ depend on how fast the requests go."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from studyapp.server.app import MAX_AUTH_FAILURES
 from studyapp.server.auth import FailureThrottle
 from tests.server import live as f
 from tests.server.live import LiveServer
+from tests.support.net import free_port, wait_until_http_ok
 
 LIMIT = 5
 WINDOW_S = 60.0
@@ -102,6 +106,29 @@ def test_a_withdrawn_participant_or_a_missing_token_is_not_a_guess(throttled: tu
     assert httpx.get(f"{live.base_url}/v1/protocol", headers=bearer(other_token)).status_code == 200
 
 
+def test_the_throttle_keeps_only_addresses_that_failed_within_its_window() -> None:
+    """A guesser rotating through many addresses (IPv6 gives one plenty) leaves behind only its recent failures,
+    and an address that never failed takes no room."""
+    clock = Clock()
+    throttle = FailureThrottle(max_failures=3, window_s=500, clock=clock)
+    for i in range(1000):  # one failure a second from a new address each time
+        assert throttle.wait_s(f"2001:db8::{i:x}") == 0
+        throttle.failed(f"2001:db8::{i:x}")
+        clock.now += 1
+    # Now is 1000 s after the first: the failures of the last 500 s remain except the one exactly 500 s old.
+    assert throttle.tracked() == 499
+    throttle.failed("2001:db8::1")  # an early address that fails again is kept, whatever its place before
+    assert throttle.wait_s("203.0.113.1") == 0
+    assert throttle.tracked() == 500
+    clock.now += 499
+    assert throttle.tracked() == 1
+    throttle.failed("2001:db8::1")
+    throttle.failed("2001:db8::1")
+    assert throttle.wait_s("2001:db8::1") == 1  # its earlier failure still counts: 3 within the window
+    clock.now += 500
+    assert throttle.tracked() == 0 and throttle.wait_s("2001:db8::1") == 0
+
+
 def test_the_throttle_forgets_failures_outside_its_window() -> None:
     clock = Clock()
     throttle = FailureThrottle(max_failures=2, window_s=10, clock=clock)
@@ -112,3 +139,37 @@ def test_the_throttle_forgets_failures_outside_its_window() -> None:
     assert throttle.wait_s("b") == 0
     clock.now += 4
     assert throttle.wait_s("a") == 0
+
+
+def test_behind_a_trusted_proxy_the_throttle_counts_each_forwarded_address(tmp_path: Path) -> None:
+    """`studyapp-server serve --forwarded-allow-ips PROXY`: requests through the proxy are throttled by the client
+    address it forwards, so one guesser behind the proxy does not lock every participant out."""
+    db = tmp_path / "server.db"
+    storage, _ = f.new_storage(db)
+    code, = storage.create_codes(1)
+    storage.close()
+    proxy = "127.0.0.7"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "studyapp.server.cli", "serve", "--db", str(db),
+                             "--port", str(port), "--forwarded-allow-ips", proxy], stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_http_ok(f"{base}/health", timeout=30, alive=lambda: proc.poll() is None)
+        token = httpx.post(f"{base}/v1/enroll", json={"code": code}).json()["token"]
+        url = f"{base}/v1/protocol"
+        with client_from(proxy) as through_proxy, client_from("127.0.0.8") as not_a_proxy:
+            guesser = {"X-Forwarded-For": "198.51.100.7"}
+            for _ in range(MAX_AUTH_FAILURES):
+                assert through_proxy.get(url, headers={**guesser, **bearer("wrong")}).status_code == 401
+            assert through_proxy.get(url, headers={**guesser, **bearer(token)}).status_code == 429
+            # Another participant behind the same proxy is served.
+            assert through_proxy.get(url, headers={"X-Forwarded-For": "198.51.100.8",
+                                                   **bearer(token)}).status_code == 200
+            # A client that is not a trusted proxy cannot pick its address with the header.
+            for _ in range(MAX_AUTH_FAILURES):
+                assert not_a_proxy.get(url, headers={**guesser, **bearer("wrong")}).status_code == 401
+            assert not_a_proxy.get(url, headers={"X-Forwarded-For": "198.51.100.9",
+                                                 **bearer(token)}).status_code == 429
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -26,6 +26,10 @@ HOSTILE = [
     ("status", f.attribute(), "<script>"),
     ("status", f.message(), "deleted"),  # an attribute's status, not a message's
     ("origin", f.attribute(), "anything"),
+    # ISO-8601, but no calendar date where days active are read from (the first ten characters).
+    ("created_at", f.message(), "2026-W48-1T10:00:00+00:00"),
+    ("created_at", f.message(), "2026-333T10:00:00+00:00"),
+    ("labeled_at", f.attribute_label(), "20261121T100000+0000"),
 ]
 
 
@@ -48,6 +52,9 @@ def test_times_without_offset_from_older_apps_still_pass_but_must_parse() -> Non
     # A clock a few hours ahead (a participant's wrong time zone) is within the skew allowed.
     soon = (datetime.now(UTC) + timedelta(hours=6)).isoformat()
     assert check_fields("attribute_label", {**payload, "labeled_at": soon})["labeled_at"] == soon
+    # SQLite's own format, and a date alone, as older apps may have written them.
+    for old in ("2026-11-21 10:00:00", "2026-11-21"):
+        assert check_fields("attribute_label", {**payload, "labeled_at": old})["labeled_at"] == old
 
 
 def test_the_valid_closed_set_values_pass() -> None:
@@ -59,7 +66,7 @@ def test_the_valid_closed_set_values_pass() -> None:
             assert (checked["status"], checked["origin"]) == (status, origin)
 
 
-@pytest.mark.parametrize("body", [b"{{{", b"{not json", b'{"events": [', b"\xff\xfe"])
+@pytest.mark.parametrize("body", [b"{{{", b"{not json", b'{"events": [', b"\xff\xfe", b""])
 def test_a_body_that_is_not_json_gets_400_with_a_clear_message(live: LiveServer, body: bytes) -> None:
     _, token = live.enroll()
     response = httpx.post(f"{live.base_url}/v1/events", content=body,

@@ -144,3 +144,25 @@ def test_a_reader_in_the_way_of_the_checkpoint_is_reported_and_the_checkpoint_re
     assert wal.stat().st_size == 0
     assert storage.checkpoint(reason="a test") is True
     storage.close()
+
+
+def test_the_checkpoint_owed_is_done_when_the_export_in_the_way_ends(tmp_path: Path) -> None:
+    """An export (a snapshot) running during a withdrawal keeps the WAL from being emptied; when it ends, the owed
+    checkpoint runs then, without waiting for a write that may never come (the study's last withdrawal)."""
+    db = tmp_path / "server.db"
+    storage, _ = f.new_storage(db)
+    wal = db.with_name(db.name + "-wal")
+    code, = storage.create_codes(1)
+    a = storage.enroll(code)
+    assert a is not None
+    storage.store_events(a[0], [(e["event_id"], e["kind"], e["payload"]) for e in (f.consent(), f.message())])
+    snapshot = storage.snapshot()
+    try:
+        assert snapshot.count_records("message") == 1  # the export's snapshot holds the participant's message
+        assert storage.withdraw(a[1]) is not None
+        assert wal.stat().st_size > 0  # stat only: the file is never opened here
+    finally:
+        snapshot.close()
+    assert wal.stat().st_size == 0
+    assert storage.count_events() == 0
+    storage.close()

@@ -12,13 +12,16 @@ from click.testing import CliRunner
 from studyapp.cli import cli
 from studyapp.server.cli import cli as server_cli
 from studyapp.study.protocol import (
+    MAX_PUBLISHED_BYTES,
     ProtocolError,
     builtin_protocol,
     load_protocol,
     parse_protocol,
     protocol_from_dict,
     protocol_from_json,
+    published_size,
 )
+from studyapp.sync.server_client import MAX_ANSWER_BYTES
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "study.toml"
 
@@ -400,6 +403,27 @@ def test_a_consent_file_inside_the_folder_may_be_given_by_absolute_path(tmp_path
     study.write_text(replace(MINIMAL, 'text = "You agree."', f"file = {json.dumps(str(tmp_path / 'texts' / 'v1.md'))}"),
                      encoding="utf-8")
     assert load_protocol(study).current_consent.text == "You agree, from a file."
+
+
+def test_a_protocol_too_large_for_the_apps_to_accept_is_refused_before_it_is_published(tmp_path: Path) -> None:
+    """Consent files each within their own limit can still make a protocol the apps refuse to read (non-ASCII text
+    takes up to 6 bytes a character in the server's answer): `study check` and `init` say so instead."""
+    consent = "Согласие участника. " * 6800  # about 250 KiB of UTF-8, about 700 KiB as the server sends it
+    for name in ("v1.md", "v2.md"):
+        (tmp_path / name).write_text(consent, encoding="utf-8")
+    one = replace(MINIMAL, 'text = "You agree."', 'file = "v1.md"')
+    study = tmp_path / "study.toml"
+    study.write_text(one, encoding="utf-8")
+    protocol = load_protocol(study)
+    assert published_size(one, protocol) <= MAX_PUBLISHED_BYTES < MAX_ANSWER_BYTES["enroll"]
+    two = one + '\n[[consent]]\nversion = "2"\ntitle = "Consent, second version"\nfile = "v2.md"\n'
+    study.write_text(two, encoding="utf-8")
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(study)
+    [error] = info.value.errors
+    assert "KiB" in error and "shorten the consent documents" in error
+    published = CliRunner().invoke(server_cli, ["init", "--protocol", str(study), "--db", str(tmp_path / "s.db")])
+    assert published.exit_code != 0 and "shorten the consent documents" in published.output
 
 
 def test_a_device_or_folder_is_not_a_consent_file(tmp_path: Path) -> None:
