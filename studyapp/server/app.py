@@ -233,6 +233,22 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+class ExportResponse(StreamingResponse):
+    """A streamed export that releases its snapshot however the answer ends: also when the client left before
+    the first byte, when the body generator never started and so its own clean-up never ran (the snapshot would
+    then wait for garbage collection, and hold up the checkpoint a withdrawal owes)."""
+
+    def __init__(self, export: export_mod.HttpExport, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.export = export
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.export.release()
+
+
 def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                auth_throttle: auth.FailureThrottle | None = None) -> FastAPI:
     """The API over ``storage``. ``auth_throttle`` counts failed authentications per client address (a default
@@ -437,8 +453,8 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
                                     record_types=[rt.name], rows=rows, destination=None)
 
         headers = {"X-Export-Rows": str(stream.rows), "X-Export-Last-Event": str(stream.last_event)}
-        return StreamingResponse(stream.body(logged), headers=headers,
-                                 media_type="text/csv" if format == "csv" else "application/x-ndjson")
+        return ExportResponse(stream, stream.body(logged), headers=headers,
+                              media_type="text/csv" if format == "csv" else "application/x-ndjson")
 
     dashboard.install(app, storage)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)

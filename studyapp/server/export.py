@@ -450,6 +450,7 @@ class HttpExport:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
         self._snapshot: Snapshot | None = None
         self._chunks: Generator[tuple[bytes, int], None, None] | None = None
+        self._released = False
 
     def _open(self) -> None:
         snapshot = self._snapshot = self.storage.snapshot()
@@ -470,9 +471,17 @@ class HttpExport:
 
     def _release(self) -> None:
         # Runs after whatever step is in progress, on the same thread; nothing here awaits, so it also runs
-        # when the client went away and the answer was cancelled.
+        # when the client went away and the answer was cancelled. Called from body() and from the response
+        # (ExportResponse), whichever ends first: only the first call does anything.
+        if self._released:
+            return
+        self._released = True
         self._thread.submit(self._close)
         self._thread.shutdown(wait=False)
+
+    def release(self) -> None:
+        """Close the snapshot (after the step in progress); safe to call more than once."""
+        self._release()
 
     async def open(self) -> None:
         try:

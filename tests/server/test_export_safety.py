@@ -246,3 +246,37 @@ def test_a_client_that_goes_away_midway_releases_the_snapshot(live: LiveServer,
     # The connection is closed with most of the body unread; a long read transaction would keep the WAL growing.
     assert released.wait(30), "the export's snapshot was not released after the client went away"
     assert len(live.storage.export_log()) == logged
+
+
+async def test_a_client_gone_before_the_first_byte_still_releases_the_snapshot(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # The body generator never starts when sending the headers already fails, so its own clean-up cannot be
+    # what closes the snapshot. The ASGI app is called directly: the failing send is the injected fault.
+    from studyapp.server.app import create_app
+
+    storage, token = f.new_storage(tmp_path / "server.db")
+    released = threading.Event()
+    real_close = Snapshot.close
+
+    def close(self: Snapshot) -> None:
+        real_close(self)
+        released.set()
+
+    monkeypatch.setattr(Snapshot, "close", close)
+    messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def receive() -> dict[str, object]:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            raise OSError("connection reset by peer")
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": "/v1/export/messages", "raw_path": b"/v1/export/messages",
+             "query_string": b"format=jsonl", "root_path": "", "client": ("127.0.0.1", 50000),
+             "server": ("127.0.0.1", 80), "headers": [(b"host", b"127.0.0.1"),
+                                                      (b"authorization", f"Bearer {token}".encode())]}
+    with pytest.raises(OSError):
+        await create_app(storage)(scope, receive, send)
+    assert released.wait(10), "the export's snapshot was left for garbage collection"
