@@ -126,6 +126,11 @@ _PRICE_SHAPED = re.compile(r"\d{1,3}(?:([.,' ])\d{3})(?:\1\d{3})*(?:[.,]\d{2})?"
 _CARD_SHAPED = re.compile(r"\d{4}(?:[ -]\d{4}){2,4}")
 
 
+# A word of a stored (normalized, lower-case) name that can spread to later texts: letters, inner "-" or "'".
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+_NAME_PARTICLES = frozenset("van von de der den del della di da dos das do du le la ter ten bin ibn al el".split())
+
+
 @dataclass(frozen=True)
 class Engines:
     """The shared, expensive part: Presidio engines (with or without NER)."""
@@ -321,6 +326,18 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
         return engines
 
 
+_dictionaries: dict[str, frozenset[str]] = {}
+
+
+def _dictionary(model_name: str, engines: Engines) -> frozenset[str]:
+    """The spaCy model's English words (see names.english_words), read once per model."""
+    if model_name not in _dictionaries:
+        from studyapp.privacy.names import english_words
+
+        _dictionaries[model_name] = english_words(engines.analyzer.nlp_engine.nlp["en"])
+    return _dictionaries[model_name]
+
+
 @functools.cache
 def anonymizer_engine() -> Any:
     """Presidio's anonymizer with the pseudonymize operator (cheap; needs no NLP model)."""
@@ -414,6 +431,7 @@ class Anonymizer:
         self._counts: dict[str, int] = {}
         self._local_terms: list[str] = []
         self._term_cache: tuple[tuple[str, ...], Any] | None = None
+        self._known_cache: tuple[tuple[str, ...], Any] | None = None
 
     # Engines (lazy) --------------------------------------------------------------------------------
 
@@ -500,16 +518,58 @@ class Anonymizer:
         for r in results:
             if any(r.start < end and start < r.end for start, end in protected):
                 continue
+            if r.entity_type == PERSON and "\n" in text[r.start:r.end].strip():
+                # spaCy runs a name on into the next line ("Ana Berg\nSent from my iPhone", "Teo Ng\nCc"): a
+                # name is written on one line, so the first line's part is kept.
+                first = text[r.start:r.end].strip().split("\n")[0].rstrip()
+                r.start = text.index(first, r.start)
+                r.end = r.start + len(first)
             if (r.entity_type == "DATE_TIME" and not _SPECIFIC_DATE.search(text[r.start:r.end])
                     and (r.recognition_metadata or {}).get("recognizer_name") != BIRTH_DATE_RECOGNIZER):
                 continue
             kept.append(r)
         return kept
 
+    def _known_names_recognizer(self) -> Any | None:
+        """The participant's known full names, and their words alone, wherever they come again: a later text
+        may name the person with no cue at all ("Oddny bought milk" after "My name is Oddny Tveit").
+
+        Only trusted names spread: two words or more, none of them a dictionary word or with a digit, so that
+        a single word taken for a name once ("Docker") or a phrase of ordinary words ("Grace Park", "Compose
+        Stack") is never removed everywhere. A word alone is taken only with three letters or more."""
+        if "PERSON" not in self.entities or not self.engines.ner_available:
+            return None
+        if self.store is not None:
+            values = [v for (t, v) in self.store.mapping() if t == PERSON]
+        else:
+            values = [v for (t, v) in self._memory if t == PERSON]
+        words = _dictionary(self.model_name, self.engines)
+        trusted: set[str] = set()
+        for value in values:
+            parts = [w for w in value.split() if not (w.endswith(".") and len(w) <= 2)]
+            if len(parts) < 2 or not all(_NAME_WORD.fullmatch(w) for w in parts):
+                continue
+            pieces = [p for w in parts for p in re.split(r"[-'’]", w)]
+            if any(p in words for p in pieces if p not in _NAME_PARTICLES):
+                continue
+            trusted.add(" ".join(parts))
+            trusted.update(w for w in parts if len(w) >= 3 and w not in _NAME_PARTICLES)
+        if not trusted:
+            return None
+        key = tuple(sorted(trusted, key=lambda v: (-len(v), v)))
+        if self._known_cache is None or self._known_cache[0] != key:
+            from presidio_analyzer import PatternRecognizer
+
+            # A deny list is matched case-insensitively on word boundaries; longest first, as for terms.
+            self._known_cache = (key, PatternRecognizer(supported_entity=PERSON, name="KnownNames",
+                                                        deny_list=list(key)))
+        return self._known_cache[1]
+
     def _analyze_kwargs(self, term_recognizer: Any | None) -> dict[str, Any]:
         entities = [*self.entities, TERM_ENTITY] if term_recognizer else list(self.entities)
+        ad_hoc = [r for r in (term_recognizer, self._known_names_recognizer()) if r is not None]
         return {"language": "en", "entities": entities, "score_threshold": self.score_threshold,
-                "ad_hoc_recognizers": [term_recognizer] if term_recognizer else None}
+                "ad_hoc_recognizers": ad_hoc or None}
 
     def analyze(self, text: str) -> list[Finding]:
         """What would be removed from ``text`` (spans and types), without changing anything."""
