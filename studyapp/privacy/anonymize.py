@@ -85,21 +85,31 @@ _BIRTH_WORDS = (
     r"geburtstag|geburtsdatum|née?|date\s+de\s+naissance|anniversaire|nat[oa]|data\s+di\s+nascita|compleanno|"
     r"nacid[oa]|fecha\s+de\s+nacimiento|cumpleaños|nascid[oa]|data\s+de\s+nascimento|aniversário|geboortedatum|"
     r"verjaardag|urodzon[ya]|ur\.|data\s+urodzenia|urodziny|född|födelsedatum|született|szül\.|"
-    r"születési\s+dátum|születésnap|narozen[aáý]?|datum\s+narození|narozeniny"
+    r"születési\s+dátum|születésnap|narozen[aáý]?|datum\s+narození|narozeniny|født|fødselsdato|fødselsdag|"
+    r"syntynyt|syntymäaika|syntymäpäivä|doğum\s+tarihi|doğumlu|doğdum|doğdu|rođen[a]?|datum\s+rođenja|"
+    r"născut[ăa]?|data\s+nașterii|data\s+nasterii|γεννήθηκα|γεννήθηκε|ημερομηνία\s+γέννησης"
 )
 _OTHER_MONTHS = (  # German, French, Spanish, Italian, Portuguese, Dutch, Swedish
     r"januar|jänner|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember|janvier|"
     r"février|mars|avril|juin|juillet|août|septembre|octobre|novembre|décembre|enero|febrero|marzo|abril|mayo|"
     r"junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre|gennaio|febbraio|aprile|maggio|"
     r"giugno|luglio|settembre|ottobre|dicembre|janeiro|fevereiro|março|maio|junho|julho|setembro|outubro|"
-    r"novembro|dezembro|januari|februari|maart|mei|augustus|oktober|juni|juli|augusti|mars|maj"
+    r"novembro|dezembro|januari|februari|maart|mei|augustus|oktober|juni|juli|augusti|mars|maj|marts|"
+    # Polish and Czech in the genitive ("3 maja", "3. května"), Turkish, Hungarian
+    r"stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia|września|października|listopada|grudnia|"
+    r"ledna|února|března|dubna|května|června|července|srpna|září|října|listopadu|prosince|"
+    r"ocak|şubat|mart|nisan|mayıs|haziran|temmuz|ağustos|eylül|ekim|kasım|aralık|"
+    r"január|február|március|április|május|június|július|augusztus|szeptember|október"
 )
 _BIRTH_DATE = (
     rf"(?i)(?<=\b(?:{_BIRTH_WORDS})(?:'s|’s)?[\s:,-]{{0,3}}(?:(?:on|is|was|in|the|of|am|le|el|il|em|den|de|op|"
     rf"dne|w|falls|which|it's|date|day|:)[\s:,-]{{1,3}}){{0,3}})"
     r"(?:\d{4}\.\s?\d{1,2}\.\s?\d{1,2}\.?|\d{1,2}\.\s?\d{1,2}\.(?:\s?\d{2,4})?|\d{1,4}[/.-]\d{1,2}(?:[/.-]\d{2,4})?"
     rf"|\d{{1,2}}(?:st|nd|rd|th|\.|º|er)?\s+(?:of\s+|de\s+)?(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?(?:,?\s+(?:de\s+)?\d{{4}})?"
-    rf"|(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?)"
+    rf"|(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+(?:\d{{4}}|['’]\d\d))?"
+    # a month and a year ("born in March '87", "b. Dec 1990"), a year alone ("b. 1987", "born in '87")
+    rf"|(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?,?\s+(?:(?:19|20)\d\d|['’]\d\d)\b"
+    r"|(?:19|20)\d\d\b|['’]\d\d\b)"
     r"(?![\w/-]|\.\d)"
 )
 # A card number written with a typo or cut short fails the Luhn check the card recognizer relies on, but
@@ -121,6 +131,16 @@ _PHONE_RUN = (
 _PHONE_CONTEXT = ["phone", "tel", "telephone", "mobile", "cell", "fax", "call", "ring", "office", "number",
                   "whatsapp", "sms", "text", "reach", "contact"]
 _CALL_BEFORE = re.compile(r"\b(?:call|ring|text)\b(?:\s+\w+){0,3}\s*[:.]?\s*$", re.IGNORECASE)
+# Regions whose national phone formats are recognized without a phone word: the EU and EEA, the UK and
+# Switzerland, North America, Australia and New Zealand, and the large countries participants are recruited
+# from. The study's own locales come first: the regions stop at the first that reads a number whole.
+PHONE_REGIONS: tuple[str, ...] = (
+    "US", "GB", "DE", "FR", "NL", "IT", "ES", "CA", "IE", "AU", "IN", "SE", "HU", "PL", "BR",
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "GR", "LV", "LT", "LU", "MT", "PT", "RO", "SK", "SI",
+    "IS", "LI", "NO", "CH", "NZ", "MX", "TR", "JP", "ZA", "SG", "IL")
+# A run of digits with the separators phone numbers are written with, perhaps after "+" or "(".
+_PHONE_CANDIDATE = re.compile(r"(?:\(?\+)?\(?\d[\d \t().\/-]{4,30}\d")
+_EXTENSION = re.compile(r"\s*(?:x|ext\.?|extension)\s*\d{1,6}", re.IGNORECASE)
 _DATE_SHAPED = re.compile(r"\d{4}([-./])\d{1,2}\1\d{1,2}|\d{1,2}([-./])\d{1,2}\2(?:\d{2}|\d{4})")
 _PRICE_SHAPED = re.compile(r"\d{1,3}(?:([.,' ])\d{3})(?:\1\d{3})*(?:[.,]\d{2})?")
 _CARD_SHAPED = re.compile(r"\d{4}(?:[ -]\d{4}){2,4}")
@@ -163,7 +183,7 @@ def _offline_email_recognizer() -> Any:
 
 
 def _pattern_recognizers() -> list[Any]:
-    from presidio_analyzer import Pattern, PatternRecognizer, RecognizerResult
+    from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         CryptoRecognizer,
@@ -202,14 +222,39 @@ def _pattern_recognizers() -> list[Any]:
     iban = _IbanRecognizer(patterns=[*IbanRecognizer.PATTERNS, Pattern(
         "IBAN lower case", IbanRecognizer.PATTERNS[0].regex.replace("A-Z", "a-z"), IbanRecognizer.PATTERNS[0].score)])
     class _PhoneRecognizer(PhoneRecognizer):
-        """phonenumbers' matches, less those that take a date with the hour after it ("12.03.2026 12:30")."""
+        """phonenumbers' matches for many regions, less those that take a date with the hour after it
+        ("12.03.2026 12:30").
+
+        phonenumbers scans the whole text once per region, which costs as much as the rest of the analysis
+        for a few dozen regions. Here it runs only on the digit runs that can hold a phone number (with a
+        few characters around them); a number written with its country code ("+45 ...", "0045 ...") is read
+        once, as the region does not matter for it; and the regions stop at the first that reads the whole
+        run as one number."""
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
-            return [r for r in super().analyze(text, entities, nlp_artifacts)
+            import phonenumbers
+
+            results = []
+            for run in _PHONE_CANDIDATE.finditer(text):
+                if sum(c.isdigit() for c in run.group()) < 6:
+                    continue
+                start = max(0, run.start() - 3)
+                extension = _EXTENSION.match(text, run.end())
+                end = min(len(text), (extension.end() if extension else run.end()) + 3)
+                part = text[start:end]
+                international = run.group().startswith(("+", "00", "(+", "(00"))
+                for region in self.supported_regions[:1] if international else self.supported_regions:
+                    whole = False
+                    for match in phonenumbers.PhoneNumberMatcher(part, region, leniency=self.leniency):
+                        shifted = phonenumbers.PhoneNumberMatch(match.start + start, match.raw_string, match.number)
+                        results.append(self._get_recognizer_result(shifted, text, region, nlp_artifacts))
+                        whole = whole or (shifted.start <= run.start() and shifted.end >= run.end())
+                    if whole:
+                        break
+            return [r for r in EntityRecognizer.remove_duplicates(results)
                     if not (_DATE_SHAPED.match(text, r.start) or text[r.end:r.end + 1] == ":")]
 
-    phone = _PhoneRecognizer(supported_regions=("US", "GB", "DE", "FR", "NL", "IT", "ES", "CA", "IE", "AU", "IN",
-                                               "SE", "HU", "PL", "BR"))
+    phone = _PhoneRecognizer(supported_regions=PHONE_REGIONS)
 
     class _ContextCardRecognizer(PatternRecognizer):
         def invalidate_result(self, pattern_text: str) -> bool:
@@ -300,13 +345,29 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
         from studyapp.privacy.names import NameRecognizer
+
+        class _OneLineSpacyRecognizer(SpacyRecognizer):
+            """spaCy's entities, a person's name cut at the line's end: spaCy runs a name on into the next line
+            ("Ana Berg\nSent from my iPhone", "Teo Ng\nCc: ..."), and a name is written on one line. Cut here,
+            before Presidio drops the spans inside the longer one (the next line's own speaker label)."""
+
+            def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+                results = super().analyze(text, entities, nlp_artifacts)
+                for r in results:
+                    value = text[r.start:r.end]
+                    if r.entity_type == "PERSON" and "\n" in value.strip():
+                        first = value.strip().split("\n")[0].rstrip()
+                        r.start = text.index(first, r.start)
+                        r.end = r.start + len(first)
+                return results
         recognizers = _pattern_recognizers()
         nlp_engine: Any = None
         message = "Names and places are recognized (spaCy NER active) along with patterns."
         if ner:
             try:
                 nlp_engine = _spacy_engine(model_name)
-                recognizers.append(SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME"]))
+                recognizers.append(_OneLineSpacyRecognizer(
+                    supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME"]))
                 recognizers.append(NameRecognizer())  # names spaCy misses, read from the same spaCy doc
             except Exception as exc:  # any failure to load the model means: patterns only
                 log.warning("spaCy model %s could not be loaded: %s", model_name, exc)
@@ -518,12 +579,6 @@ class Anonymizer:
         for r in results:
             if any(r.start < end and start < r.end for start, end in protected):
                 continue
-            if r.entity_type == PERSON and "\n" in text[r.start:r.end].strip():
-                # spaCy runs a name on into the next line ("Ana Berg\nSent from my iPhone", "Teo Ng\nCc"): a
-                # name is written on one line, so the first line's part is kept.
-                first = text[r.start:r.end].strip().split("\n")[0].rstrip()
-                r.start = text.index(first, r.start)
-                r.end = r.start + len(first)
             if (r.entity_type == "DATE_TIME" and not _SPECIFIC_DATE.search(text[r.start:r.end])
                     and (r.recognition_metadata or {}).get("recognizer_name") != BIRTH_DATE_RECOGNIZER):
                 continue
