@@ -369,6 +369,8 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
             def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
                 results = super().analyze(text, entities, nlp_artifacts)
                 for r in results:
+                    if text.startswith("@", r.start) and r.end - r.start > 1:
+                        r.start += 1  # "@anna.berg": the "@" of a mention stays, as names.py leaves it
                     value = text[r.start:r.end]
                     if r.entity_type == "PERSON" and "\n" in value.strip():
                         first = value.strip().split("\n")[0].rstrip()

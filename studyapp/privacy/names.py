@@ -167,6 +167,9 @@ _QUOTE_LINES = (
                r"[ \t]*:[ \t]*$", re.MULTILINE | re.IGNORECASE),
     re.compile(rf"\b(?:schrieb|skrev|escreveu)[ \t]+{_QUOTE_WHO}:[ \t]*$", re.MULTILINE | re.IGNORECASE),
 )
+# "@handle", not inside an e-mail address ("team@example.org").
+_MENTION = re.compile(r"(?<![\w.@])@(?P<handle>[^\W\d_][\w.-]{1,39})")
+_NOT_MENTIONS = frozenset("channel here everyone all team room group admins admin mods mod bot".split())
 _MARKUP_TAGS = frozenset(
     "a abbr b body br button code dd div dl dt em footer form head header html i img input label li link meta "
     "nav ol option p pre script section select small span strong style sub sup table tbody td textarea th tr "
@@ -418,6 +421,7 @@ class _Finder:
         self._irc_nicks()
         self._people_fields()
         self._quoted_mail()
+        self._mentions()
         self._here()
         self._around_words()
         self._grow_spacy_names()
@@ -545,6 +549,19 @@ class _Finder:
                 if end is not None or sep is None:
                     break
                 pos = sep.end()
+
+    def _mentions(self) -> None:
+        """@mentions of people ("@anna.berg", "@kenji", "@Anna"), the handle taken whole and the "@" left: a
+        handle with a dot or an underscore, one that is no dictionary word, or a capitalized one; never "@here",
+        "@all", "@channel" or "@everyone"."""
+        text = self.text
+        for m in _MENTION.finditer(text):
+            handle = m.group("handle").rstrip(".-")
+            if self.never_name(handle) or handle.casefold() in _NOT_MENTIONS:
+                continue
+            if re.search(r"[^\W\d_][._][^\W\d_]", handle) or not self.is_word(handle) or handle[0].isupper():
+                # over spaCy, which calls "@anna.berg" a place
+                self.spans.append((m.start("handle"), m.start("handle") + len(handle), GROWN_SCORE))
 
     def _quoted_mail(self) -> None:
         """The writer of a quoted mail: "On Mon, 3 Mar 2025 at 10:02, Ana Berg <ana@x.org> wrote:" and the same

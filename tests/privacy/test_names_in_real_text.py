@@ -84,7 +84,10 @@ def test_header_fields_and_meeting_notes(run_only: Anonymizer, text: str, names:
     ("Cheers,\nkate", ["kate"], ["Cheers,"]),
     ("Marie-Claire Dubois-Laurent and Zofia Szczęsna signed up.", ["Marie-Claire Dubois-Laurent", "Zofia Szczęsna"],
      ["signed up"]),
-], ids=["said", "is-coming", "wrote", "iphone-footer", "cheers-lower", "double-barrelled"])
+    ("thanks @anna.berg and @kenji for the review", ["anna", "berg", "kenji"], ["thanks @", "for the review"]),
+    ("@Anna can you check the numbers?", ["Anna"], ["@", "can you check the numbers?"]),
+], ids=["said", "is-coming", "wrote", "iphone-footer", "cheers-lower", "double-barrelled",
+        "mentions", "mention-capitalized"])
 def test_names_in_other_real_positions(run_only: Anonymizer, text: str, names: list[str], kept: list[str]) -> None:
     assert_removed(run_only, text, names, kept)
 
@@ -97,6 +100,8 @@ def test_names_in_other_real_positions(run_only: Anonymizer, text: str, names: l
     "The build is running again.",
     "Thanks team, see you Monday",
     "Sent from my iPhone",
+    "@here the build is green again",
+    "@channel standup moved to 10:30",
     "Everyone is coming tomorrow.",
 ], ids=lambda text: text.split("\n")[0][:30])
 def test_look_alikes_stay(run_only: Anonymizer, text: str) -> None:
