@@ -15,6 +15,7 @@ recognizer reads the spaCy doc Presidio already made (no second pass over the te
   (Telegram), "<x> ..." and "[10:02] <x_y> ..." (IRC, the nick taken whole);
 - the people of a header field or meeting notes, one or a list: "From:", "To:", "Cc:", "Attendees:",
   "Present: X, Y and Z"; the writer in a quoted mail's line ("On Mon, ..., X <x@y.org> wrote:");
+- @mentions: "@anna.berg", "@kenji", "@Anna" (the "@" stays; "@here", "@channel", "@all" stay whole);
 - possessives and people talked about: "Priya's", "email sarah", "tell X", "with X", "me and X", "X said",
   "X wrote", "X is coming", "X will be late" (also at a sentence start, where spaCy may call X an ORG);
 - the rest of a name spaCy found only part of ("Faina D." -> "Faina D. Yefremova"); a title before a name
@@ -635,7 +636,9 @@ class _Finder:
                 self.add(self.name_at(tok.idx, strong=True) or span, WEAK_SCORE)
             elif capital and (possessive or saying) and (
                     (tok.tag_ in ("NNP", "NNPS") and tok.ent_type_ != "ORG")
-                    or (only_people and tok.tag_ in ("NNP", "NNPS", "NN", "NNS"))):
+                    # a word the tagger does not know as a proper noun ("Ines" NNS, "Tomasz" NN), which spaCy
+                    # may still call an ORG; "Microsoft said" (NNP, ORG) stays
+                    or (only_people and tok.tag_ in ("NN", "NNS"))):
                 # At a sentence start, a company acts as often as a person ("Brightwave called"): spaCy's
                 # ORG is trusted here.
                 self.add(self.name_at(tok.idx, strong=True) or span, WEAK_SCORE)

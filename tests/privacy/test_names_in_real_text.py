@@ -99,6 +99,8 @@ def test_names_in_other_real_positions(run_only: Anonymizer, text: str, names: l
     "Attendees: all staff\nAgenda: budget",
     "The build is running again.",
     "Thanks team, see you Monday",
+    "Microsoft said the update is coming.",
+    "Monday: gym\nTuesday: swim\nMonday: rest",
     "Sent from my iPhone",
     "@here the build is green again",
     "@channel standup moved to 10:30",
