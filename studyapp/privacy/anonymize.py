@@ -146,6 +146,7 @@ PHONE_REGIONS: tuple[str, ...] = (
 # A run of digits with the separators phone numbers are written with, perhaps after "+" or "(".
 _PHONE_CANDIDATE = re.compile(r"(?:\(?\+)?\(?\d[\d \t().\/-]{4,30}\d")
 _EXTENSION = re.compile(r"\s*(?:x|ext\.?|extension)\s*\d{1,6}", re.IGNORECASE)
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _DATE_SHAPED = re.compile(r"\d{4}([-./])\d{1,2}\1\d{1,2}|\d{1,2}([-./])\d{1,2}\2(?:\d{2}|\d{4})")
 _PRICE_SHAPED = re.compile(r"\d{1,3}(?:([.,' ])\d{3})(?:\1\d{3})*(?:[.,]\d{2})?")
 _CARD_SHAPED = re.compile(r"\d{4}(?:[ -]\d{4}){2,4}")
@@ -262,10 +263,12 @@ def _pattern_recognizers() -> list[Any]:
         def _not_a_phone(text: str, r: Any) -> bool:
             value = text[r.start:r.end]
             # A date with the hour after it; fewer than six digits (a service number of some region, or a
-            # group of a card number or an IBAN); a range of years; a group inside a longer run of groups.
+            # group of a card number or an IBAN); a range of years; an IPv4 address (the IP recognizer's); a
+            # group inside a longer run of groups.
             return bool(_DATE_SHAPED.match(text, r.start) or text[r.end:r.end + 1] == ":"
                         or sum(c.isdigit() for c in value) < 6
                         or re.fullmatch(r"(?:19|20)\d\d\s*[-–/]\s*(?:19|20)\d\d", value)
+                        or _IPV4.search(text, max(0, r.start - 4), min(len(text), r.end + 4))
                         or re.search(r"\d[ -]?$", text[max(0, r.start - 2):r.start])
                         or re.match(r"[ -]?\d", text[r.end:r.end + 2]))
 

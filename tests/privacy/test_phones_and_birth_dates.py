@@ -90,3 +90,8 @@ def test_dates_of_birth(run_only: Anonymizer, text: str, date: str) -> None:
 ], ids=lambda text: text[:30])
 def test_dates_that_point_at_no_one_stay(run_only: Anonymizer, text: str) -> None:
     assert run_only.anonymize(text) == text
+
+
+def test_an_ip_address_is_no_phone_number(run_only: Anonymizer) -> None:
+    out = run_only.anonymize("ping 203.0.113.42 and 172.16.254.1 from the office")
+    assert "<IP_ADDRESS_" in out and "<PHONE_NUMBER_" not in out, out
