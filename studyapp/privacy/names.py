@@ -9,8 +9,15 @@ recognizer reads the spaCy doc Presidio already made (no second pass over the te
 - labels: "Name: X", "Contact: X", "attn. X", "Account holder: X", "Beneficiary: X" and the like;
 - titles and salutations: "Mr X", "Dr X", "Dear X,", "Hi X," (not "Dear diary", "Hi all");
 - signatures: "Best,\\nX", "Regards, X", "Thanks - X", a name alone on the line after "--";
-- speaker labels of a chat transcript: "X: ..." at a line start, "[10:02] X: ...";
-- possessives and people talked about: "Priya's", "email sarah", "tell X", "with X", "me and X", "X said";
+- speakers of a chat transcript as chat apps export them: "X: ..." at a line start, "[10:02] X: ...",
+  "29/11/2026, 10:02 - X: ..." and "[29.11.26, 10:02:11] X: ..." (WhatsApp), "X  10:02 AM" on a line of its own
+  (Slack), "X 10:02" and "[10:02] X" (Teams), "X — Today at 10:02" (Discord), "X, [29.11.2026 10:02]"
+  (Telegram), "<x> ..." and "[10:02] <x_y> ..." (IRC, the nick taken whole);
+- the people of a header field or meeting notes, one or a list: "From:", "To:", "Cc:", "Attendees:",
+  "Present: X, Y and Z"; the writer in a quoted mail's line ("On Mon, ..., X <x@y.org> wrote:");
+- @mentions: "@anna.berg", "@kenji", "@Anna" (the "@" stays; "@here", "@channel", "@all" stay whole);
+- possessives and people talked about: "Priya's", "email sarah", "tell X", "with X", "me and X", "X said",
+  "X wrote", "X is coming", "X will be late" (also at a sentence start, where spaCy may call X an ORG);
 - the rest of a name spaCy found only part of ("Faina D." -> "Faina D. Yefremova"); a title before a name
   ("Mr", "Dr") stays in the text, it names no one;
 - every other occurrence, in the same text, of a name found once ("thanks Sven" after "Sven: ...").
@@ -124,10 +131,54 @@ _CLOSING = re.compile(
 _SEPARATOR = re.compile(r"(?:^|(?<=\n))[ \t]*(?:--|—|–|__+)[ \t]*\n[ \t]*", re.MULTILINE)
 # A name after a dash on the last line of a message ("see you then - Caoimhe").
 _DASH_AT_END = re.compile(r"(?:^|(?<=[ \t\n]))[-–—]{1,2}[ \t]*(?=[^\n]*\Z)")
-# A speaker label at a line start, after an optional time stamp: "[10:02] Ana:", "10:02 - Ana:", "Ana:".
-_TIMESTAMP = r"(?:\[?\d{1,2}[:.]\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?\]?[ \t]*[-–]?[ \t]*)"
+# A speaker label at a line start, after an optional time stamp with or without a date, as chat apps export
+# them: "[10:02] Ana:", "10:02 - Ana:", "29/11/2026, 10:02 - Ana:" (WhatsApp), "[29.11.26, 10:02:11] Ana:",
+# "11/29/26, 10:02 PM - ana:", "Ana:".
+_STAMP_DATE = (r"(?:(?:\d{1,4}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}[ \t]+[a-z]{3,9}\.?[ \t]+\d{4}"
+               r"|[a-z]{3,9}\.?[ \t]+\d{1,2},?[ \t]+\d{4}),?[ \t]+(?:at[ \t]+)?)")
+_CLOCK = r"(?:\d{1,2}[:.]\d{2}(?:[:.]\d{2})?(?:[ \t]*[ap]\.?m\.?)?)"
+_TIMESTAMP = rf"(?:\[?{_STAMP_DATE}?{_CLOCK}\]?[ \t]*[-–]?[ \t]*)"
 _SPEAKER = re.compile(rf"^[ \t]*(?P<stamp>{_TIMESTAMP})?(?P<who>[^\W\d_][^\n:]{{0,40}}?)[ \t]*:(?!//)",
                       re.MULTILINE | re.IGNORECASE)
+_AFTER_SPEAKER = re.compile(r"[^\w\n]*:")
+# A speaker on a line of its own above the message, with the time: "Ana Berg  10:02 AM" (Slack), "Ana Berg 10:02"
+# and "[10:02] Ana Berg" (Teams), "Ana — Today at 10:02" (Discord), "Ana Berg, [29.11.2026 10:02]" (Telegram).
+_HEADER_STAMP = (rf"\[?(?:(?:today|yesterday)[ \t]+at[ \t]+|{_STAMP_DATE})?{_CLOCK}\]?"
+                 rf"|{_STAMP_DATE.replace(',?', '')}")
+_SPEAKER_HEADER = re.compile(
+    rf"^[ \t]*(?:(?P<before>\[{_CLOCK}\])[ \t]+(?P<who1>[^\W\d_][^\n\d\[\]<>:]{{0,40}}?)"
+    rf"|(?P<who2>[^\W\d_][^\n\d\[\]<>:]{{0,40}}?)[ \t]*(?:,|[-–—]|[ \t])[ \t]*(?:{_HEADER_STAMP}))[ \t]*\n",
+    re.MULTILINE | re.IGNORECASE)
+# An IRC log: "<ana> ..." or "[10:02] <ana_b> ..." at line starts; the nick is taken whole.
+_IRC_NICK = re.compile(rf"^[ \t]*(?P<stamp>\[?{_CLOCK}\]?[ \t]*)?<(?P<nick>[^\W\d][\w.|-]{{0,30}})>[ \t]",
+                       re.MULTILINE)
+# A field that lists people, one or many, separated by commas, ";", "&" or "and": mail headers and meeting
+# notes ("Cc: Liu Yang, Ifeoma", "Attendees: ...", "Present: ... and ...").
+_PEOPLE_FIELD = re.compile(
+    r"^[ \t]*(?:from|to|cc|bcc|reply-to|attendees|participants|present|absent|apologies|invitees|guests|"
+    r"speakers|panel(?:ists)?|hosts?|organi[sz]ers?|moderators?|chair|minutes|note[- ]?taker|facilitator|"
+    r"reviewers?|approvers?|assignees?|owners?|members|team|with)[ \t]*:[ \t]*",
+    re.MULTILINE | re.IGNORECASE)
+_LIST_SEPARATOR = re.compile(r"[ \t]*(?:<[^<>\n]*>)?[ \t]*(?:[,;&/]|\band\b)[ \t]*", re.IGNORECASE)
+# "X is coming", "X was late": a predicate said of people, after a word that is no dictionary word.
+# The line above a quoted mail: "On <date>, Ana Berg <ana@x.org> wrote:", "Am <date> schrieb Ana Berg:".
+_QUOTE_WHO = r"(?P<who>[^\W\d_][^\n,<>:]{0,60}?)[ \t]*(?:<[^<>\n]*>)?[ \t]*"
+_QUOTE_LINES = (
+    re.compile(rf",[ \t]+{_QUOTE_WHO}(?:wrote|a\s+écrit|escribió|ha\s+scritto|schreef|skrev|napisał\(a\)|napisał)"
+               r"[ \t]*:[ \t]*$", re.MULTILINE | re.IGNORECASE),
+    re.compile(rf"\b(?:schrieb|skrev|escreveu)[ \t]+{_QUOTE_WHO}:[ \t]*$", re.MULTILINE | re.IGNORECASE),
+)
+# "@handle", not inside an e-mail address ("team@example.org").
+_MENTION = re.compile(r"(?<![\w.@])@(?P<handle>[^\W\d_][\w.-]{1,39})")
+_NOT_MENTIONS = frozenset("channel here everyone all team room group admins admin mods mod bot".split())
+_MARKUP_TAGS = frozenset(
+    "a abbr b body br button code dd div dl dt em footer form head header html i img input label li link meta "
+    "nav ol option p pre script section select small span strong style sub sup table tbody td textarea th tr "
+    "u ul svg path g rect xml".split())
+_BE = frozenset("is was 's ’s will isn't wasn't has".split())
+_PERSON_PREDICATES = frozenset(
+    "coming going visiting staying arriving leaving late sick ill pregnant moving away home back here asleep "
+    "awake off joining bringing driving picking cooking hosting babysitting".split())
 _SENTENCE_START = re.compile(r"(?:\A|[\n.!?:\"“(])[ \t]*\Z")
 # "X here" starts a line or follows a greeting ("Hi! Yusuf here").
 _BEFORE_HERE = re.compile(r"(?:\A|\n|\b(?:hi|hey|hello|hiya|yo|ok|so|morning)[ \t]*[,!]?)[ \t]*\Z", re.IGNORECASE)
@@ -139,7 +190,9 @@ _PERSON_VERBS = frozenset(
 # Verbs after which a word is a person rather than a company ("Kenji said"; "Brightwave called" may be either).
 _SAYING_VERBS = frozenset(
     "said says told tells asked asks texted texts thinks thought replied wants wanted loves hates likes "
-    "reckons".split())
+    "reckons wrote writes".split())
+# Of these, only people do them: a word spaCy calls an ORG is a person here ("Ines said", "Ines thinks").
+_ONLY_PEOPLE_VERBS = frozenset("said says thinks thought reckons loves hates wants wanted feels felt".split())
 # Verbs after a lower-case word that is no dictionary word: a person in chat ("lena just sent me"); companies
 # are seldom written in lower case.
 _DOING_VERBS = _SAYING_VERBS | frozenset(
@@ -365,6 +418,11 @@ class _Finder:
                 self.add(span)
         self._full_names()
         self._speakers()
+        self._speaker_headers()
+        self._irc_nicks()
+        self._people_fields()
+        self._quoted_mail()
+        self._mentions()
         self._here()
         self._around_words()
         self._grow_spacy_names()
@@ -400,7 +458,8 @@ class _Finder:
         for m in _SPEAKER.finditer(text):
             who_start = m.start("who")
             span = self.name_at(who_start, strong=True, lower=True, max_words=3)
-            if span is None or span[0] != who_start or text[span[1]:m.end()].strip() != ":":
+            # an emoji or a symbol may follow the name ("maya 🌸:", "Jo ✈️:"), never another word
+            if span is None or span[0] != who_start or not _AFTER_SPEAKER.fullmatch(text, span[1], m.end()):
                 continue
             first = _WORD.match(text, span[0])
             if first is None:
@@ -427,6 +486,92 @@ class _Finder:
             for span, name, _stamp, _name_like in labels:
                 if not self.never_name(name.split()[0]):
                     self.add(span)
+
+    def _speaker_headers(self) -> None:
+        """Speakers on a line of their own with the time ("Ana Berg  10:02 AM", "[10:02] Ana Berg", "Ana — Today at
+        10:02", "Ana, [29.11.2026 10:02]"): two or more such lines, one of them name-like, make a transcript."""
+        text = self.text
+        labels: list[tuple[tuple[int, int], str, bool]] = []
+        for m in _SPEAKER_HEADER.finditer(text):
+            group = "who1" if m.group("who1") else "who2"
+            who_start, who = m.start(group), m.group(group).rstrip()
+            span = self.name_at(who_start, strong=True, lower=True, max_words=3)
+            if span != (who_start, who_start + len(who)):
+                continue
+            words = text[span[0]:span[1]].split()
+            if self.never_name(words[0]):
+                continue
+            name_like = any(not self.is_word(w) for w in words) or self.spacy_person(*span)
+            labels.append((span, text[span[0]:span[1]].casefold(), name_like))
+        # Two name-like labels at least: one unknown word over a schedule ("Standup 10:00") makes no transcript.
+        if sum(name_like for *_rest, name_like in labels) < 2:
+            return
+        # A schedule ("Lunch 12:30", "Review 15:00") has dictionary words only: those stay unless they repeat.
+        counts = Counter(name for _span, name, _name_like in labels)
+        for span, name, name_like in labels:
+            if name_like or counts[name] > 1:
+                self.add(span)
+
+    def _irc_nicks(self) -> None:
+        """Nicks of an IRC log ("<ana> ...", "[10:02] <ana_b> ..."), taken whole: on two lines or more, or with a
+        time stamp; never an HTML or XML tag ("<div> ...") or a dictionary word that is said once."""
+        text = self.text
+        found = [m for m in _IRC_NICK.finditer(text) if m.group("nick").casefold() not in _MARKUP_TAGS]
+        if not found or (len(found) < 2 and not found[0].group("stamp")):
+            return
+        counts = Counter(m.group("nick").casefold() for m in found)
+        if not any(not self.is_word(m.group("nick")) for m in found):
+            return
+        for m in found:
+            nick = m.group("nick")
+            if not self.is_word(nick) or counts[nick.casefold()] > 1:
+                # Appended as it is: a nick is a user name, which may have digits or underscores.
+                self.spans.append((m.start("nick"), m.end("nick"), CUE_SCORE))
+
+    def _people_fields(self) -> None:
+        """The people listed after "From:", "Cc:", "Attendees:", "Present:" and the like, one after another:
+        each a name that spaCy calls a person or with a word that is no dictionary word ("Cc: Sales" stays)."""
+        text = self.text
+        for m in _PEOPLE_FIELD.finditer(text):
+            pos = m.end()
+            for _ in range(20):
+                span = self.name_at(pos, strong=True, lower=True)
+                if span is None:
+                    break
+                words = text[span[0]:span[1]].split()
+                if not (self.spacy_person(*span) or any(not self.is_word(w) for w in words)) \
+                        or self.spacy_other(*span):
+                    break
+                end = re.match(r"[ \t]*(?:<[^<>\n]*>)?[ \t]*(?:\n|$)", text[span[1]:])
+                sep = _LIST_SEPARATOR.match(text, span[1])
+                if end is None and sep is None:
+                    break
+                self.add(span)
+                if end is not None or sep is None:
+                    break
+                pos = sep.end()
+
+    def _mentions(self) -> None:
+        """@mentions of people ("@anna.berg", "@kenji", "@Anna"), the handle taken whole and the "@" left: a
+        handle with a dot or an underscore, one that is no dictionary word, or a capitalized one; never "@here",
+        "@all", "@channel" or "@everyone"."""
+        text = self.text
+        for m in _MENTION.finditer(text):
+            handle = m.group("handle").rstrip(".-")
+            if self.never_name(handle) or handle.casefold() in _NOT_MENTIONS:
+                continue
+            if re.search(r"[^\W\d_][._][^\W\d_]", handle) or not self.is_word(handle) or handle[0].isupper():
+                # over spaCy, which calls "@anna.berg" a place
+                self.spans.append((m.start("handle"), m.start("handle") + len(handle), GROWN_SCORE))
+
+    def _quoted_mail(self) -> None:
+        """The writer of a quoted mail: "On Mon, 3 Mar 2025 at 10:02, Ana Berg <ana@x.org> wrote:" and the same
+        line in other mail programs' languages."""
+        text = self.text
+        for m in (m for pattern in _QUOTE_LINES for m in pattern.finditer(text)):
+            span = self.name_at(m.start("who"), strong=True, lower=True)
+            if span == (m.start("who"), m.start("who") + len(m.group("who").rstrip())):
+                self.add(span)
 
     def _here(self) -> None:
         """ "Tygo here, ..." at a line start or after a greeting: the name, when "here" stands alone."""
@@ -480,10 +625,20 @@ class _Finder:
             verbs = _SAYING_VERBS if capital else _DOING_VERBS
             saying = (nxt.casefold() in verbs or (nxt.casefold() in _ADVERBS and nxt2 in verbs)
                       or (nxt.casefold() == "and" and nxt2 in ("i", "me")))
+            nxt3 = tokens[k + 3].text.casefold() if k + 3 < len(tokens) else ""
+            # "Tomasz is coming", "Ama will be late"
+            predicate = capital and nxt.casefold() in _BE and (
+                nxt2 in _PERSON_PREDICATES or (nxt2 == "be" and nxt3 in _PERSON_PREDICATES))
+            only_people = capital and (nxt.casefold() in _ONLY_PEOPLE_VERBS or predicate)
+            saying = saying or predicate
             if capital and k > 0 and tokens[k - 1].text not in (".", "!", "?", "\n") and not tokens[k - 1].is_space \
                     and (after_verb or possessive or saying):
                 self.add(self.name_at(tok.idx, strong=True) or span, WEAK_SCORE)
-            elif capital and (possessive or saying) and tok.tag_ in ("NNP", "NNPS") and tok.ent_type_ != "ORG":
+            elif capital and (possessive or saying) and (
+                    (tok.tag_ in ("NNP", "NNPS") and tok.ent_type_ != "ORG")
+                    # a word the tagger does not know as a proper noun ("Ines" NNS, "Tomasz" NN), which spaCy
+                    # may still call an ORG; "Microsoft said" (NNP, ORG) stays
+                    or (only_people and tok.tag_ in ("NN", "NNS"))):
                 # At a sentence start, a company acts as often as a person ("Brightwave called"): spaCy's
                 # ORG is trusted here.
                 self.add(self.name_at(tok.idx, strong=True) or span, WEAK_SCORE)
