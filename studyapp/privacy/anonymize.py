@@ -523,6 +523,8 @@ class Anonymizer:
     def load(self) -> Anonymizer:
         """Build the engines now (e.g. in a background worker at start-up) instead of on first use."""
         _ = self.engines
+        # The anonymizer too: the upload claim applies terms on the sync path, which must not pay the import.
+        anonymizer_engine()
         return self
 
     @property
