@@ -7,30 +7,16 @@ Every text here is written for these tests; none comes from the bench's evaluati
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from sqlite_utils import Database
 
 from studyapp.privacy.anonymize import PLACEHOLDER, Anonymizer
+from tests.privacy.names_support import assert_removed
 
 
 @pytest.fixture(scope="module")
 def run_only() -> Anonymizer:
     return Anonymizer().load()
-
-
-def assert_removed(anonymizer: Anonymizer, text: str, names: list[str], kept: list[str]) -> str:
-    out = anonymizer.anonymize(text)
-    for name in names:
-        for word in re.findall(r"\w+", name):
-            assert not re.search(rf"(?<![\w<]){re.escape(word)}(?!\w)", out, re.IGNORECASE), \
-                f"{word!r} left in {out!r}"
-    assert re.search(r"<PERSON_\d+>", out), out
-    for word in kept:
-        assert word in out, f"{word!r} was removed from {out!r}"
-    assert anonymizer.anonymize(out) == out
-    return out
 
 
 @pytest.mark.parametrize(("text", "names", "kept"), [

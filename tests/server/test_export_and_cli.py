@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -17,17 +16,9 @@ from studyapp.server import export
 from studyapp.server.cli import cli
 from studyapp.server.storage import Storage
 from tests.server import live as f
+from tests.server.export_check import read_rows as read
 from tests.server.live import LiveServer
 from tests.support.net import free_port, wait_until_http_ok
-
-
-def read(path: Path, fmt: str) -> list[dict]:
-    if fmt == "jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    if fmt == "csv":
-        with path.open(encoding="utf-8", newline="") as fh:
-            return list(csv.DictReader(fh))
-    return pq.read_table(path).to_pylist()
 
 
 def columns(path: Path, fmt: str) -> list[str]:

@@ -223,13 +223,8 @@ def test_an_http_export_that_fails_midway_breaks_the_connection_and_is_not_logge
     assert len(live.storage.export_log()) == logged
 
 
-def test_a_client_that_goes_away_midway_releases_the_snapshot(live: LiveServer,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    participant_id, token = live.enroll()
-    live.upload(token, [f.consent()])
-    # Far more than the sockets buffer between the server and the client: the export cannot end on its own.
-    live.storage.bulk_insert_events(participant_id, ((e["event_id"], e["kind"], e["payload"]) for e in
-                                                     (f.message(content="y" * 4000) for _ in range(8000))))
+def snapshot_closed(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """An event set when an export's snapshot is closed."""
     released = threading.Event()
     real_close = Snapshot.close
 
@@ -238,6 +233,17 @@ def test_a_client_that_goes_away_midway_releases_the_snapshot(live: LiveServer,
         released.set()
 
     monkeypatch.setattr(Snapshot, "close", close)
+    return released
+
+
+def test_a_client_that_goes_away_midway_releases_the_snapshot(live: LiveServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    participant_id, token = live.enroll()
+    live.upload(token, [f.consent()])
+    # Far more than the sockets buffer between the server and the client: the export cannot end on its own.
+    live.storage.bulk_insert_events(participant_id, ((e["event_id"], e["kind"], e["payload"]) for e in
+                                                     (f.message(content="y" * 4000) for _ in range(8000))))
+    released = snapshot_closed(monkeypatch)
     logged = len(live.storage.export_log())
     with httpx.stream("GET", f"{live.base_url}/v1/export/messages", params={"format": "jsonl"},
                       headers=live.researcher()) as response:
@@ -255,14 +261,7 @@ async def test_a_client_gone_before_the_first_byte_still_releases_the_snapshot(t
     from studyapp.server.app import create_app
 
     storage, token = f.new_storage(tmp_path / "server.db")
-    released = threading.Event()
-    real_close = Snapshot.close
-
-    def close(self: Snapshot) -> None:
-        real_close(self)
-        released.set()
-
-    monkeypatch.setattr(Snapshot, "close", close)
+    released = snapshot_closed(monkeypatch)
     messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
 
     async def receive() -> dict[str, object]:
