@@ -4,6 +4,7 @@ and column of the export contract, with rows, so it cannot fall behind the code 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,16 @@ def test_the_example_export_has_every_file_with_its_columns_and_rows(rt) -> None
 
 def test_the_example_export_has_no_other_files() -> None:
     assert {p.stem for p in (EXAMPLES / "export").glob("*.csv")} == {rt.name for rt in RECORD_TYPES}
+
+
+def test_the_example_export_has_its_schema_json_describing_each_file() -> None:
+    path = EXAMPLES / "export" / "schema.json"
+    assert path.exists(), f"{path} is missing: run python -m tests.support.example_export examples/export"
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    files = {f["record_type"]: f for f in schema["files"]}
+    assert list(files) == [rt.name for rt in RECORD_TYPES]
+    for rt in RECORD_TYPES:
+        with (EXAMPLES / "export" / files[rt.name]["file"]).open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+        assert [c["name"] for c in files[rt.name]["columns"]] == rows[0] == column_names(rt)
+        assert files[rt.name]["rows"] == len(rows) - 1

@@ -44,9 +44,13 @@ def main(out: Path) -> None:
     keyring.set_keyring(MemoryKeyring())  # the participants' tokens never reach the OS keyring
     with tempfile.TemporaryDirectory() as tmp, machine_time_zone("UTC"):
         live = asyncio.run(simulate(Path(tmp)))
+        # The folder's README.md is written by hand; everything else is the export's.
+        readme = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").exists() else None
         if out.exists():
             shutil.rmtree(out)
         counts = export(live.storage, out, "csv", researcher="examples")
+        if readme is not None:
+            (out / "README.md").write_text(readme, encoding="utf-8")
         live.storage.close()
     for name, rows in counts.items():
         print(f"{name}: {rows} rows")
