@@ -16,17 +16,30 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.events import EVENT_KINDS
 from studyapp.migrations.server import migrations
 from studyapp.server import auth
-from studyapp.server.validation import RECORD_KEYS, Rejected, check_event, show
+from studyapp.server.ingest import (
+    EventResult,
+    NotInitialized,
+    ParticipantGone,
+    StorageError,
+    StudyTerms,
+    categories_after,
+    consented_categories,
+    dumps,
+    now,
+    sort_batch,
+    study_terms,
+)
+from studyapp.server.validation import RECORD_KEYS, check_event
+
+# Re-exported: the app, the CLI and the export import them from here.
+__all__ = ["EventResult", "NotInitialized", "ParticipantGone", "Reader", "Snapshot", "Storage", "StorageError"]
 
 log = logging.getLogger(__name__)
 
@@ -35,39 +48,6 @@ BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_WAIT_MS = 2_000
 # Chunk size for "WHERE event_id IN (...)" lookups (well under SQLite's variable limit).
 LOOKUP_CHUNK = 500
-
-
-class StorageError(RuntimeError):
-    """The server database cannot be used; the message names the file and what to do."""
-
-
-class NotInitialized(StorageError):
-    pass
-
-
-class ParticipantGone(Exception):
-    """The participant withdrew while a request was in flight."""
-
-
-@dataclass(frozen=True)
-class EventResult:
-    event_id: str
-    status: str  # accepted | duplicate | rejected
-    reason: str | None = None
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _dumps(value: Any) -> str:
-    # ensure_ascii: untrusted text (even lone surrogates) always encodes, so storing never fails.
-    return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
-
-
-def _kind_name(kind: str) -> str:
-    # Rejection counts name only the contract's kinds: an unknown kind is untrusted text (its reason quotes it).
-    return kind if kind in EVENT_KINDS else "(unknown)"
 
 
 def _not_sqlite(path: Path) -> str:
@@ -151,7 +131,7 @@ class Storage(Reader):
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._terms: tuple[set[str], dict[str, str]] | None = None
+        self._terms: StudyTerms | None = None
         # What the last failed checkpoint was for (a withdrawal), until one succeeds.
         self._checkpoint_owed: str | None = None
         db = Database(self.conn)
@@ -364,13 +344,10 @@ class Storage(Reader):
     def store_events(self, participant_id: str, events: list[tuple[str, str, Any]]) -> list[EventResult]:
         """Store a batch in one transaction; per event: accepted, duplicate or rejected (with the reason)."""
         received_at = now()
-        results: list[EventResult] = []
         with self.write() as conn:
             participant = conn.execute("SELECT categories FROM participants WHERE id = ?", [participant_id]).fetchone()
             if participant is None:
                 raise ParticipantGone(participant_id)
-            consented: set[str] | None = (set(json.loads(participant["categories"]))
-                                          if participant["categories"] is not None else None)
             owners: dict[str, str] = {}
             ids = [e[0] for e in events]
             for i in range(0, len(ids), LOOKUP_CHUNK):
@@ -379,55 +356,26 @@ class Storage(Reader):
                 for row in conn.execute(f"SELECT event_id, participant_id FROM events WHERE event_id IN ({marks})",
                                         chunk):
                     owners[row["event_id"]] = row["participant_id"]
-            consent: dict[str, Any] | None = None
-            rows: list[tuple[Any, ...]] = []
-            rejected: Counter[tuple[str, str]] = Counter()
-            for event_id, kind, payload in events:
-                owner = owners.get(event_id)
-                if owner is not None:
-                    if owner == participant_id:
-                        results.append(EventResult(event_id, "duplicate"))
-                    else:
-                        reason = ("this event_id is already used by another record; "
-                                  "the app must give every event a new random id")
-                        results.append(EventResult(event_id, "rejected", reason))
-                        rejected[_kind_name(kind), reason] += 1
-                    continue
-                try:
-                    checked = check_event(event_id, kind, payload)
-                    if kind == "consent":
-                        self._check_consent(checked.payload)
-                    category = EVENT_KINDS[kind][0]
-                    if category is not None and (consented is None or category not in consented):
-                        raise Rejected(f"category '{category}' is not consented by this participant "
-                                       "(no consent record for it has been received)")
-                except Rejected as exc:
-                    results.append(EventResult(event_id, "rejected", str(exc)))
-                    rejected[_kind_name(kind), str(exc)] += 1
-                    continue
-                if kind == "consent":
-                    consent = checked.payload
-                    consented = set() if consent["action"] == "withdraw" else set(consent["categories"] or [])
-                owners[event_id] = participant_id
-                rows.append((event_id, participant_id, kind, checked.record_key,
-                             checked.day, _dumps(checked.payload), received_at))
-                results.append(EventResult(event_id, "accepted"))
-            if rows:
+            batch = sort_batch(participant_id, events, owners=owners,
+                               consented=consented_categories(participant["categories"]),
+                               terms=self._study_terms, received_at=received_at)
+            if batch.rows:
                 conn.executemany(
                     "INSERT INTO events (event_id, participant_id, kind, record_key, day, payload, received_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+                    batch.rows,
                 )
                 conn.execute("UPDATE participants SET last_upload_at = ? WHERE id = ?", [received_at, participant_id])
-            if consent is not None:
-                categories = [] if consent["action"] == "withdraw" else list(consent["categories"] or [])
+            if batch.consent is not None:
+                consent = batch.consent
                 conn.execute(
                     "UPDATE participants SET consent_version = ?, consent_sha256 = ?, categories = ? WHERE id = ?",
-                    [consent["consent_version"], consent["consent_sha256"], _dumps(categories), participant_id],
+                    [consent["consent_version"], consent["consent_sha256"], dumps(categories_after(consent)),
+                     participant_id],
                 )
-            if rejected:
-                self._count_rejections(conn, participant_id, rejected, received_at)
-        return results
+            if batch.rejected:
+                self._count_rejections(conn, participant_id, batch.rejected, received_at)
+        return batch.results
 
     @staticmethod
     def _count_rejections(conn: sqlite3.Connection, participant_id: str, rejected: Counter[tuple[str, str]],
@@ -440,30 +388,13 @@ class Storage(Reader):
             [(participant_id, kind, reason, n, at, at) for (kind, reason), n in rejected.items()],
         )
 
-    def _study_terms(self) -> tuple[set[str], dict[str, str]]:
+    def _study_terms(self) -> StudyTerms:
         """The study's categories and its consent documents (version -> sha256), cached."""
         terms = self._terms
         if terms is None:
-            data = json.loads(self.require_study()["protocol_json"])
-            documents = {str(d.get("version")): str(d.get("sha256")) for d in data.get("consent", [])}
-            terms = (set(data.get("categories", {})), documents)
+            terms = study_terms(self.require_study()["protocol_json"])
             self._terms = terms
         return terms
-
-    def _check_consent(self, consent: dict[str, Any]) -> None:
-        """A consent record must name this study's categories and the exact text of one of its documents."""
-        if consent["action"] == "withdraw":
-            return  # a withdrawal is always accepted, whatever it names
-        categories, documents = self._study_terms()
-        unknown = [c for c in consent["categories"] or [] if c not in categories]
-        if unknown:
-            raise Rejected(f"consent names categories this study does not ask for: {', '.join(unknown)}")
-        version = consent["consent_version"]
-        if version not in documents:
-            raise Rejected(f"consent_version {show(version)} is not a consent document of this study "
-                           f"(versions: {', '.join(documents) or 'none'})")
-        if consent["consent_sha256"] != documents[version]:
-            raise Rejected(f"consent_sha256 does not match the text of consent document version {version}")
 
     def bulk_insert_events(self, participant_id: str, rows: Iterable[tuple[str, str, dict[str, Any]]],
                            chunk: int = 50_000) -> int:
@@ -484,7 +415,7 @@ class Storage(Reader):
         for event_id, kind, payload in rows:
             checked = check_event(event_id, kind, payload)
             batch.append((event_id, participant_id, kind, checked.record_key, checked.day,
-                          _dumps(checked.payload), received_at))
+                          dumps(checked.payload), received_at))
             n += 1
             if len(batch) >= chunk:
                 flush()
@@ -641,7 +572,7 @@ class Storage(Reader):
             conn.execute(
                 "INSERT INTO export_log (id, researcher, via, format, record_types, rows, destination, exported_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [str(uuid.uuid4()), researcher, via, fmt, _dumps(record_types), rows, destination, now()],
+                [str(uuid.uuid4()), researcher, via, fmt, dumps(record_types), rows, destination, now()],
             )
 
     def export_log(self) -> list[dict[str, Any]]:
