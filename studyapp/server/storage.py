@@ -12,8 +12,6 @@ import json
 import logging
 import sqlite3
 import threading
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,20 +20,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from studyapp.migrations.server import migrations
-from studyapp.server import auth
-from studyapp.server.ingest import (
-    EventResult,
-    NotInitialized,
-    ParticipantGone,
-    StorageError,
-    StudyTerms,
-    categories_after,
-    consented_categories,
-    dumps,
-    now,
-    sort_batch,
-    study_terms,
-)
+from studyapp.server.ingest import EventResult, NotInitialized, ParticipantGone, StorageError, StudyTerms, dumps, now
+from studyapp.server.shared_storage import EventRow, SharedStorage
 from studyapp.server.validation import RECORD_KEYS, check_event
 
 # Re-exported: the app, the CLI and the export import them from here.
@@ -122,7 +108,7 @@ class Reader:
                 yield participant_id, json.loads(payload)
 
 
-class Storage(Reader):
+class Storage(Reader, SharedStorage):
     def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
         self.path = Path(path).expanduser()
         _check_file(self.path)
@@ -210,191 +196,28 @@ class Storage(Reader):
     def table_names(self) -> list[str]:
         return Database(self.conn).table_names()
 
-    # -- study and researchers -----------------------------------------------------------------
-
-    def study(self) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM study").fetchone()
-        return dict(row) if row else None
-
-    def require_study(self) -> dict[str, Any]:
-        study = self.study()
-        if study is None:
-            raise NotInitialized(f"{self.path} holds no study yet. "
-                                 f"Run `studyapp-server init --protocol FILE --db {self.path}`.")
-        return study
-
-    def init_study(self, *, study_id: str, title: str, version: str, protocol: str,
-                   protocol_data: dict[str, Any], researcher: str = "owner") -> str:
-        """Create the study and its first researcher token; returns the token (shown once)."""
-        with self.write() as conn:
-            if conn.execute("SELECT 1 FROM study").fetchone():
-                raise StorageError(f"{self.path} already holds a study. Use another --db for a new study.")
-            conn.execute("INSERT INTO study (id, title, version, protocol, protocol_json, created_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?)",
-                         [study_id, title, version, protocol, json.dumps(protocol_data, sort_keys=True), now()])
-            return self._add_researcher(conn, researcher)
-
-    def update_protocol(self, *, study_id: str, title: str, version: str, protocol: str,
-                        protocol_data: dict[str, Any]) -> str:
-        """Publish a new version of the study's protocol; returns the version it replaced.
-
-        Participants' apps pick it up at their next sync; a new consent document makes them ask again
-        before anything more is collected. Keep the earlier [[consent]] entries in the file, so records
-        made under them still validate.
-        """
-        study = self.require_study()
-        if study_id != study["id"]:
-            raise StorageError(f"This protocol is for study {study_id!r}, but {self.path} holds study "
-                               f"{study['id']!r}. Use the file of that study.")
-        if version == study["version"]:
-            raise StorageError(f"Study {study_id!r} is already at version {version!r}: raise [study] version "
-                               "in the file to publish a change.")
-        with self.write() as conn:
-            conn.execute("UPDATE study SET title = ?, version = ?, protocol = ?, protocol_json = ?",
-                         [title, version, protocol, json.dumps(protocol_data, sort_keys=True)])
-        return str(study["version"])
-
-    def add_researcher(self, name: str) -> str:
-        with self.write() as conn:
-            return self._add_researcher(conn, name)
-
-    @staticmethod
-    def _add_researcher(conn: sqlite3.Connection, name: str) -> str:
-        token = auth.new_token()
-        conn.execute("INSERT INTO researcher_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
-                     [str(uuid.uuid4()), name, auth.hash_secret(token), now()])
-        return token
-
-    def researcher_for(self, token: str) -> str | None:
-        """The researcher's name for a token, or None."""
-        return self.researcher_for_hash(auth.hash_secret(token))
-
-    def researcher_for_hash(self, wanted: str) -> str | None:
-        """The researcher's name for a token's hash (a dashboard session keeps only the hash), or None if the
-        token is unknown or revoked."""
-        found = None
-        # Few rows: compare every hash in constant time rather than looking one up.
-        for row in self.conn.execute("SELECT name, token_hash FROM researcher_tokens WHERE revoked_at IS NULL"):
-            if auth.same_hash(row["token_hash"], wanted):
-                found = row["name"]
-        return found
-
-    # -- enrollment ------------------------------------------------------------------------------
-
-    def create_codes(self, n: int) -> list[str]:
-        self.require_study()
-        codes = [auth.new_code() for _ in range(n)]
-        ts = now()
-        with self.write() as conn:
-            conn.executemany("INSERT INTO enrollment_codes (code_hash, created_at) VALUES (?, ?)",
-                             [(auth.hash_secret(auth.normalize_code(c)), ts) for c in codes])
-        return codes
-
-    def code_counts(self) -> dict[str, int]:
-        row = self.conn.execute(
-            "SELECT count(*) AS total, count(used_at) AS used FROM enrollment_codes").fetchone()
-        return {"total": row["total"], "used": row["used"], "unused": row["total"] - row["used"]}
-
-    def enroll(self, code: str, claim: str | None = None) -> tuple[str, str] | None:
-        """Exchange a one-time code for (participant_id, token); None if the code is unknown or used.
-
-        ``claim`` is a random value the app makes for one enrollment. If the reply was lost and the app
-        asks again with the same code and claim, before any upload, it gets the same participant id and
-        a fresh token (the first one is replaced): enrollment happens once whatever the network does.
-        """
-        code_hash = auth.hash_secret(auth.normalize_code(code))
-        claim_hash = auth.hash_secret(claim) if claim else None
-        ts = now()
-        token = auth.new_token()
-        with self.write() as conn:
-            cur = conn.execute("UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
-                               [ts, code_hash])
-            if cur.rowcount == 1:
-                participant_id = str(uuid.uuid4())
-                conn.execute("INSERT INTO participants (id, token_hash, code_hash, claim_hash, enrolled_at) "
-                             "VALUES (?, ?, ?, ?, ?)",
-                             [participant_id, auth.hash_secret(token), code_hash, claim_hash, ts])
-                return participant_id, token
-            if claim_hash is None:
-                return None
-            row = conn.execute("SELECT id, claim_hash FROM participants WHERE code_hash = ? "
-                               "AND last_upload_at IS NULL", [code_hash]).fetchone()
-            if row is None or row["claim_hash"] is None or not auth.same_hash(row["claim_hash"], claim_hash):
-                return None
-            conn.execute("UPDATE participants SET token_hash = ? WHERE id = ?", [auth.hash_secret(token), row["id"]])
-            return row["id"], token
-
-    def participant_for(self, token: str) -> str | None:
-        wanted = auth.hash_secret(token)
-        row = self.conn.execute("SELECT id, token_hash FROM participants WHERE token_hash = ?", [wanted]).fetchone()
-        if row is None or not auth.same_hash(row["token_hash"], wanted):
-            return None
-        return row["id"]
-
-    def tombstone_for(self, token: str) -> dict[str, Any] | None:
-        wanted = auth.hash_secret(token)
-        row = self.conn.execute("SELECT participant_id, token_hash, withdrawn_at FROM tombstones WHERE token_hash = ?",
-                                [wanted]).fetchone()
-        if row is None or not auth.same_hash(row["token_hash"], wanted):
-            return None
-        return {"participant_id": row["participant_id"], "withdrawn_at": row["withdrawn_at"]}
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        yield self.conn
 
     # -- events ----------------------------------------------------------------------------------
 
-    def store_events(self, participant_id: str, events: list[tuple[str, str, Any]]) -> list[EventResult]:
-        """Store a batch in one transaction; per event: accepted, duplicate or rejected (with the reason)."""
-        received_at = now()
-        with self.write() as conn:
-            participant = conn.execute("SELECT categories FROM participants WHERE id = ?", [participant_id]).fetchone()
-            if participant is None:
-                raise ParticipantGone(participant_id)
-            owners: dict[str, str] = {}
-            ids = [e[0] for e in events]
-            for i in range(0, len(ids), LOOKUP_CHUNK):
-                chunk = ids[i : i + LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for row in conn.execute(f"SELECT event_id, participant_id FROM events WHERE event_id IN ({marks})",
-                                        chunk):
-                    owners[row["event_id"]] = row["participant_id"]
-            batch = sort_batch(participant_id, events, owners=owners,
-                               consented=consented_categories(participant["categories"]),
-                               terms=self._study_terms, received_at=received_at)
-            if batch.rows:
-                conn.executemany(
-                    "INSERT INTO events (event_id, participant_id, kind, record_key, day, payload, received_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    batch.rows,
-                )
-                conn.execute("UPDATE participants SET last_upload_at = ? WHERE id = ?", [received_at, participant_id])
-            if batch.consent is not None:
-                consent = batch.consent
-                conn.execute(
-                    "UPDATE participants SET consent_version = ?, consent_sha256 = ?, categories = ? WHERE id = ?",
-                    [consent["consent_version"], consent["consent_sha256"], dumps(categories_after(consent)),
-                     participant_id],
-                )
-            if batch.rejected:
-                self._count_rejections(conn, participant_id, batch.rejected, received_at)
-        return batch.results
+    def _stored_owners(self, conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, str]:
+        owners: dict[str, str] = {}
+        for i in range(0, len(event_ids), LOOKUP_CHUNK):
+            chunk = event_ids[i : i + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT event_id, participant_id FROM events WHERE event_id IN ({marks})", chunk):
+                owners[row["event_id"]] = row["participant_id"]
+        return owners
 
-    @staticmethod
-    def _count_rejections(conn: sqlite3.Connection, participant_id: str, rejected: Counter[tuple[str, str]],
-                          at: str) -> None:
-        """Add a batch's rejected events to the participant's counts by kind and reason (upload health)."""
+    def _insert_events(self, conn: sqlite3.Connection, rows: list[EventRow]) -> None:
+        # The write lock keeps every other writer out between the lookup and here: all rows go in.
         conn.executemany(
-            "INSERT INTO rejections (participant_id, kind, reason, events, first_at, last_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (participant_id, kind, reason) "
-            "DO UPDATE SET events = events + excluded.events, last_at = excluded.last_at",
-            [(participant_id, kind, reason, n, at, at) for (kind, reason), n in rejected.items()],
+            "INSERT INTO events (event_id, participant_id, kind, record_key, day, payload, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
-
-    def _study_terms(self) -> StudyTerms:
-        """The study's categories and its consent documents (version -> sha256), cached."""
-        terms = self._terms
-        if terms is None:
-            terms = study_terms(self.require_study()["protocol_json"])
-            self._terms = terms
-        return terms
 
     def bulk_insert_events(self, participant_id: str, rows: Iterable[tuple[str, str, dict[str, Any]]],
                            chunk: int = 50_000) -> int:
@@ -423,39 +246,10 @@ class Storage(Reader):
             flush()
         return n
 
-    def event_ids(self, participant_id: str | None = None) -> list[str]:
-        if participant_id is None:
-            return [r[0] for r in self.conn.execute("SELECT event_id FROM events ORDER BY n")]
-        return [r[0] for r in self.conn.execute("SELECT event_id FROM events WHERE participant_id = ? ORDER BY n",
-                                                [participant_id])]
-
-    def count_events(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
-
     # -- withdrawal ----------------------------------------------------------------------------
 
-    def withdraw(self, token: str) -> dict[str, Any] | None:
-        """Delete every record of the token's participant and keep a tombstone.
-
-        Idempotent: a repeated request (the first reply was lost) finds the tombstone and answers the
-        same. None if the token belongs to no participant, withdrawn or not.
-        """
-        token_hash = auth.hash_secret(token)
-        with self.write() as conn:
-            row = conn.execute("SELECT id FROM participants WHERE token_hash = ?", [token_hash]).fetchone()
-            if row is None:
-                stone = conn.execute("SELECT participant_id, withdrawn_at FROM tombstones WHERE token_hash = ?",
-                                     [token_hash]).fetchone()
-                return dict(stone) if stone else None
-            participant_id = row["id"]
-            ts = now()
-            conn.execute("DELETE FROM events WHERE participant_id = ?", [participant_id])
-            conn.execute("DELETE FROM rejections WHERE participant_id = ?", [participant_id])
-            conn.execute("DELETE FROM participants WHERE id = ?", [participant_id])
-            conn.execute("INSERT INTO tombstones (participant_id, token_hash, withdrawn_at) VALUES (?, ?, ?)",
-                         [participant_id, token_hash, ts])
+    def _after_withdrawal(self, participant_id: str) -> None:
         self.checkpoint(reason=f"the withdrawal of participant {participant_id}")
-        return {"participant_id": participant_id, "withdrawn_at": ts}
 
     def checkpoint(self, *, reason: str, wait_ms: int = CHECKPOINT_WAIT_MS) -> bool:
         """Copy the WAL into the database file and empty it (``wal_checkpoint(TRUNCATE)``), so deleted rows live on
@@ -523,12 +317,6 @@ class Storage(Reader):
         ]
         return rows
 
-    def rejections(self) -> list[dict[str, Any]]:
-        """Rejected uploads of enrolled participants: one row per participant, kind and reason, with counts."""
-        return [dict(r) for r in self.conn.execute(
-            "SELECT participant_id, kind, reason, events, first_at, last_at FROM rejections "
-            "ORDER BY participant_id, events DESC, kind, reason")]
-
     def rated_comparisons_by_day(self) -> dict[str, dict[str, int]]:
         """Per participant, rated comparisons counted by the date of ``rated_at`` (as in the export: the latest
         event of each comparison)."""
@@ -565,20 +353,6 @@ class Storage(Reader):
             log.exception("retrying the checkpoint owed for %s after a read failed", self._checkpoint_owed)
         finally:
             self._write_lock.release()
-
-    def log_export(self, *, researcher: str, via: str, fmt: str, record_types: list[str], rows: int,
-                   destination: str | None) -> None:
-        with self.write() as conn:
-            conn.execute(
-                "INSERT INTO export_log (id, researcher, via, format, record_types, rows, destination, exported_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [str(uuid.uuid4()), researcher, via, fmt, dumps(record_types), rows, destination, now()],
-            )
-
-    def export_log(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM export_log ORDER BY exported_at")]
-
-
 class Snapshot(Reader):
     """One read transaction on a connection of its own: every read sees the database as it was at the first one
     (SQLite WAL keeps that version for the transaction however much is written meanwhile).

@@ -83,6 +83,30 @@ def test_a_blank_database_is_migrated_to_the_servers_schema(pg_url: str) -> None
         assert server_pg.applied(conn) == applied
 
 
+def test_servers_starting_together_migrate_once(pg_url: str) -> None:
+    start = threading.Barrier(3)
+    opened: list[PgStorage] = []
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            start.wait()
+            opened.append(PgStorage(pg_url))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for storage in opened:
+        storage.close()
+    assert errors == []
+    with psycopg.connect(pg_url) as conn:
+        assert server_pg.applied(conn) == [name for name, _ in server_pg.STEPS]
+
+
 def test_a_database_of_another_program_is_refused_and_left_alone(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE invoices (id INTEGER)")

@@ -1,11 +1,12 @@
 """A throwaway PostgreSQL cluster for tests, from the Debian ``postgresql`` package's binaries.
 
 ``initdb`` + ``pg_ctl start`` under a temporary directory, listening on 127.0.0.1 (a free port) and on a unix
-socket in that directory, trust authentication (nothing but this process's tests reach it). PostgreSQL refuses to
-run as root, so under root the cluster runs as the ``postgres`` system user. Durability settings are off: the
+socket in that directory, trust authentication (a test cluster holds nothing worth a password). PostgreSQL
+refuses to run as root, so under root the cluster runs as the ``postgres`` system user. Durability settings are off: the
 cluster lives for one test session only.
 
-Import the fixtures into a conftest: ``pg_cluster`` (one per session) and ``pg_url`` (a fresh database per test).
+Without the binaries the tests that use it are skipped (they fail under ``CI=true``). Import the fixtures into a
+conftest: ``pg_cluster`` (one per session) and ``pg_url`` (a fresh database per test).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -41,6 +43,13 @@ def find_bin_dir() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
+def _missing(reason: str) -> NoReturn:
+    # In CI (.ci/run installs the package) a missing PostgreSQL is a broken setup, not a reason to skip.
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def _as_user() -> tuple[Callable[[], None] | None, int | None, int | None]:
     """(preexec_fn, uid, gid) to run the cluster's commands as the system user when we are root."""
     if os.geteuid() != 0:
@@ -48,7 +57,7 @@ def _as_user() -> tuple[Callable[[], None] | None, int | None, int | None]:
     try:
         entry = pwd.getpwnam(SYSTEM_USER)
     except KeyError:
-        pytest.skip(f"PostgreSQL refuses to run as root and there is no {SYSTEM_USER!r} user "
+        _missing(f"PostgreSQL refuses to run as root and there is no {SYSTEM_USER!r} user "
                     "(install the Debian package 'postgresql', which creates it)")
     uid, gid = entry.pw_uid, entry.pw_gid
 
@@ -111,7 +120,7 @@ def start_cluster() -> Cluster:
     """Start a cluster in a new temporary directory (skips the test when the binaries are missing)."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: "
+        _missing("PostgreSQL server binaries (initdb, pg_ctl) are not installed: "
                     "apt-get install postgresql (.ci/run does)")
     preexec, uid, gid = _as_user()
     root = Path(tempfile.mkdtemp(prefix="studyapp-pg-"))
