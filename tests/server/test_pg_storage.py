@@ -3,11 +3,13 @@ tests/support/postgres.py). The same tests run on each; the first ones are about
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -21,6 +23,7 @@ from studyapp.study.protocol import parse_protocol
 from tests.server import live as f
 from tests.support.net import free_port
 
+T = TypeVar("T")
 TABLES = {"study", "researcher_tokens", "enrollment_codes", "participants", "events", "tombstones", "export_log",
           "rejections"}
 
@@ -50,6 +53,20 @@ def enrolled(storage: Storage | PgStorage) -> tuple[str, str]:
     found = storage.enroll(storage.create_codes(1)[0])
     assert found is not None
     return found
+
+
+def together(*calls: Callable[[], T]) -> list[T]:
+    """Run the calls on threads of their own, released at the same moment; their results in order (a call's
+    exception is raised here)."""
+    start = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], T]) -> T:
+        start.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(run, call) for call in calls]
+        return [future.result() for future in futures]
 
 
 # -- PostgreSQL migrations ----------------------------------------------------------------------------------------
@@ -84,25 +101,8 @@ def test_a_blank_database_is_migrated_to_the_servers_schema(pg_url: str) -> None
 
 
 def test_servers_starting_together_migrate_once(pg_url: str) -> None:
-    start = threading.Barrier(3)
-    opened: list[PgStorage] = []
-    errors: list[BaseException] = []
-
-    def open_it() -> None:
-        try:
-            start.wait()
-            opened.append(PgStorage(pg_url))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_it) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for storage in opened:
+    for storage in together(*[lambda: PgStorage(pg_url)] * 3):
         storage.close()
-    assert errors == []
     with psycopg.connect(pg_url) as conn:
         assert server_pg.applied(conn) == [name for name, _ in server_pg.STEPS]
 
@@ -210,23 +210,8 @@ def test_an_event_id_of_another_participant_is_refused(storage: Storage | PgStor
 def test_the_same_batch_from_two_threads_at_once_is_stored_once(storage: Storage | PgStorage) -> None:
     participant_id, _ = enrolled(storage)
     batch = rows([f.consent()] + [f.message() for _ in range(300)])
-    start = threading.Barrier(2)
-    answers: list[list[str]] = []
-    errors: list[BaseException] = []
-
-    def upload() -> None:
-        try:
-            start.wait()
-            answers.append([r.status for r in storage.store_events(participant_id, batch)])
-        except BaseException as exc:  # reported below: a thread's exception would otherwise be lost
-            errors.append(exc)
-
-    threads = [threading.Thread(target=upload) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    answers = [[r.status for r in results]
+               for results in together(*[lambda: storage.store_events(participant_id, batch)] * 2)]
     assert storage.count_events() == len(batch)
     assert storage.event_ids(participant_id) == [event_id for event_id, _, _ in batch]
     # One upload stored each event, the other was told it is a duplicate.
@@ -239,21 +224,10 @@ def test_two_participants_racing_for_the_same_ids_store_each_once(storage: Stora
     for participant_id in participants:
         storage.store_events(participant_id, rows([f.consent()]))
     shared = rows([f.message() for _ in range(300)])
-    start = threading.Barrier(2)
-    answers: dict[str, list[str]] = {}
-
-    def upload(participant_id: str) -> None:
-        start.wait()
-        answers[participant_id] = [r.status for r in storage.store_events(participant_id, shared)]
-
-    threads = [threading.Thread(target=upload, args=[p]) for p in participants]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    a, b = together(*[functools.partial(storage.store_events, p, shared) for p in participants])
     assert storage.count_events() == 2 + len(shared)
-    for i in range(len(shared)):
-        assert sorted(answers[p][i] for p in participants) == ["accepted", "rejected"]
+    for one, other in zip(a, b, strict=True):
+        assert sorted([one.status, other.status]) == ["accepted", "rejected"]
     taken = sum(r["events"] for r in storage.rejections())
     assert taken == len(shared)
 
