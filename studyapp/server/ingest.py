@@ -26,6 +26,10 @@ class NotInitialized(StorageError):
     pass
 
 
+def no_study(where: object) -> NotInitialized:
+    return NotInitialized(f"{where} holds no study yet. Run `studyapp-server init --protocol FILE --db {where}`.")
+
+
 class ParticipantGone(Exception):
     """The participant withdrew while a request was in flight."""
 

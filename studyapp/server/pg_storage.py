@@ -1,5 +1,6 @@
 """The collection server's database on PostgreSQL: the same public interface as the SQLite ``Storage`` (so far the
-study, researchers' tokens, codes and enrollment, ingest, withdrawal and the export log; see docs/ARCHITECTURE.md).
+study, researchers' tokens, codes and enrollment, ingest, withdrawal, the export log and export snapshots; see
+docs/ARCHITECTURE.md).
 
 Connections come from a psycopg_pool pool: each call borrows one for one transaction. Unlike SQLite there is no
 process-wide write lock: PostgreSQL serializes what must be serialized with row locks (a participant's uploads and
@@ -13,18 +14,19 @@ they are recycled (docs/ARCHITECTURE.md, privacy invariant 5).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from studyapp.migrations import server_pg
-from studyapp.server.ingest import StorageError, StudyTerms, dumps, now
+from studyapp.server.ingest import StorageError, StudyTerms, dumps, no_study, now
 from studyapp.server.shared_storage import EventRow, SharedStorage
+from studyapp.server.storage import Reader
 from studyapp.server.validation import check_event
 
 # How long opening the storage waits for a first connection before it says the database cannot be reached.
@@ -50,14 +52,40 @@ def shown(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class _Row(tuple[Any, ...]):
+    """A row read by position or by column name, and turned into a dict by ``dict(row)``, like ``sqlite3.Row``:
+    the shared SQL code reads both backends' rows the same way."""
+
+    _index: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+def _sqlite_like_row(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], _Row]:
+    index = {column.name: i for i, column in enumerate(cursor.description or [])}
+
+    def make(values: Sequence[Any]) -> _Row:
+        row = _Row(values)
+        row._index = index
+        return row
+
+    return make
+
+
 class _Connection:
     """A pooled connection speaking the shared SQL: ``?`` placeholders become psycopg's ``%s`` (no statement of the
     server has a literal ``?`` or ``%``)."""
 
-    def __init__(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+    def __init__(self, conn: psycopg.Connection[_Row]) -> None:
         self.raw = conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[dict[str, Any]]:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[_Row]:
         return self.raw.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]  # our own constant text
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
@@ -75,7 +103,7 @@ class PgStorage(SharedStorage):
         self.path = shown(url)
         self._terms: StudyTerms | None = None
         self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=False,
-                                    kwargs={"autocommit": True, "row_factory": dict_row},
+                                    kwargs={"autocommit": True, "row_factory": _sqlite_like_row},
                                     name="studyapp-server")
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
@@ -136,6 +164,15 @@ class PgStorage(SharedStorage):
         columns = [list(column) for column in zip(*rows, strict=True)]
         return {r["event_id"] for r in conn.execute(_INSERT_EVENTS, columns)}
 
+    def records(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(participant_id, payload) of the records of one kind, in the order they were received."""
+        with self.snapshot() as snapshot:
+            yield from snapshot.records(kind)
+
+    def snapshot(self) -> PgSnapshot:
+        """A REPEATABLE READ transaction on a pooled connection of its own (use it as a context manager)."""
+        return PgSnapshot(self._pool, self.path)
+
     def bulk_insert_events(self, participant_id: str, rows: Iterable[tuple[str, str, dict[str, Any]]],
                            chunk: int = 50_000) -> int:
         """Insert already-checked (event_id, kind, payload) rows fast (benchmarks and imports): one COPY in one
@@ -151,3 +188,60 @@ class PgStorage(SharedStorage):
                                 dumps(checked.payload), received_at))
                 n += 1
         return n
+
+
+class PgSnapshot(Reader):
+    """One ``REPEATABLE READ`` read-only transaction on a pooled connection: every read sees the database as it was
+    at the first one, however much is written meanwhile (the export's one snapshot)."""
+
+    def __init__(self, pool: ConnectionPool[Any], path: str) -> None:
+        self.path = path
+        self._pool = pool
+        self._closed = False
+        self._raw = pool.getconn()
+        try:
+            self._raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self._conn = _Connection(self._raw)
+            row = self._conn.execute("SELECT * FROM study").fetchone()
+            self.study: dict[str, Any] | None = dict(row) if row is not None else None
+            self.last_event: int = int(self._conn.execute("SELECT coalesce(max(n), 0) FROM events").fetchone()[0])
+        except BaseException:
+            self._release()
+            raise
+
+    @property
+    def conn(self) -> Any:
+        return self._conn
+
+    def require_study(self) -> dict[str, Any]:
+        if self.study is None:
+            raise no_study(self.path)
+        return self.study
+
+    def records(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """As ``Reader.records``, through a server-side cursor: the rows come in chunks, not all at once."""
+        sql = self._latest_sql(kind, "participant_id, payload") + " ORDER BY n"
+        with self._raw.cursor(name=f"records_{kind}") as cur:
+            cur.itersize = 5000
+            cur.execute(sql.replace("?", "%s"), [kind])  # type: ignore[arg-type]  # our own constant text
+            for participant_id, payload in cur:
+                yield participant_id, json.loads(payload)
+
+    def _release(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._raw.execute("ROLLBACK")
+        except psycopg.Error:
+            pass
+        self._pool.putconn(self._raw)
+
+    def close(self) -> None:
+        self._release()
+
+    def __enter__(self) -> PgSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

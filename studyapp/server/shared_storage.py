@@ -18,13 +18,13 @@ from typing import Any, Protocol
 from studyapp.server import auth
 from studyapp.server.ingest import (
     EventResult,
-    NotInitialized,
     ParticipantGone,
     StorageError,
     StudyTerms,
     categories_after,
     consented_categories,
     dumps,
+    no_study,
     now,
     sort_batch,
     study_terms,
@@ -92,8 +92,7 @@ class SharedStorage:
     def require_study(self) -> dict[str, Any]:
         study = self.study()
         if study is None:
-            raise NotInitialized(f"{self.path} holds no study yet. "
-                                 f"Run `studyapp-server init --protocol FILE --db {self.path}`.")
+            raise no_study(self.path)
         return study
 
     def init_study(self, *, study_id: str, title: str, version: str, protocol: str,

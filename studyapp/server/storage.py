@@ -20,7 +20,16 @@ from typing import Any
 from sqlite_utils import Database
 
 from studyapp.migrations.server import migrations
-from studyapp.server.ingest import EventResult, NotInitialized, ParticipantGone, StorageError, StudyTerms, dumps, now
+from studyapp.server.ingest import (
+    EventResult,
+    NotInitialized,
+    ParticipantGone,
+    StorageError,
+    StudyTerms,
+    dumps,
+    no_study,
+    now,
+)
 from studyapp.server.shared_storage import EventRow, SharedStorage
 from studyapp.server.validation import RECORD_KEYS, check_event
 
@@ -92,7 +101,9 @@ class Reader:
 
     def count_records(self, kind: str) -> int:
         if kind in RECORD_KEYS:
-            sql = "SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? GROUP BY participant_id, record_key)"
+            # The alias: PostgreSQL (before 16) wants one on every subquery in FROM.
+            sql = ("SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? GROUP BY participant_id, record_key) "
+                   "AS records")
         else:
             sql = "SELECT count(*) FROM events WHERE kind = ?"
         return self.conn.execute(sql, [kind]).fetchone()[0]
@@ -383,8 +394,7 @@ class Snapshot(Reader):
 
     def require_study(self) -> dict[str, Any]:
         if self.study is None:
-            raise NotInitialized(f"{self.path} holds no study yet. "
-                                 f"Run `studyapp-server init --protocol FILE --db {self.path}`.")
+            raise no_study(self.path)
         return self.study
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ tests/support/postgres.py). The same tests run on each; the first ones are about
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 from studyapp.migrations import server_pg
+from studyapp.server import export
 from studyapp.server.backend import open_storage
 from studyapp.server.ingest import ParticipantGone, StorageError
 from studyapp.server.pg_storage import PgStorage
@@ -265,3 +267,34 @@ def test_bulk_insert_stores_checked_rows(storage: Storage | PgStorage) -> None:
     events = [f.message() for _ in range(50)]
     assert storage.bulk_insert_events(participant_id, [(e["event_id"], e["kind"], e["payload"]) for e in events]) == 50
     assert storage.event_ids(participant_id) == [e["event_id"] for e in events]
+
+
+def test_a_snapshot_sees_the_database_as_it_was_at_its_first_read(storage: Storage | PgStorage) -> None:
+    participant_id, _ = enrolled(storage)
+    storage.store_events(participant_id, rows([f.consent(), f.message(), f.message()]))
+    with storage.snapshot() as snapshot:
+        last = snapshot.last_event
+        storage.store_events(participant_id, rows([f.message()]))
+        assert snapshot.count_records("message") == 2
+        assert len(list(snapshot.records("message"))) == 2
+        assert snapshot.data_version()[:2] == (last, 3)
+        assert [r["participant_id"] for r in snapshot.participant_records()] == [participant_id]
+    with storage.snapshot() as snapshot:
+        assert snapshot.count_records("message") == 3
+        assert snapshot.last_event > last
+
+
+def test_an_export_writes_every_record_and_is_logged(storage: Storage | PgStorage, tmp_path: Path) -> None:
+    participant_id, _ = enrolled(storage)
+    storage.store_events(participant_id, rows(f.one_of_each()))
+    edited = f.attribute("a-edited", text="Likes hiking")
+    storage.store_events(participant_id, rows([edited, f.attribute("a-edited", text="Likes climbing")]))
+    leaving, token = enrolled(storage)
+    storage.withdraw(token)
+    counts = export.export(storage, tmp_path / "out", "jsonl", researcher="owner")
+    assert counts["participants"] == 2  # one enrolled, one tombstone
+    assert counts["messages"] == 1
+    attributes = [json.loads(line) for line in (tmp_path / "out" / "attributes.jsonl").read_text().splitlines()]
+    assert sorted(a["text"] for a in attributes) == ["Likes climbing", "Likes hiking"]  # the latest of each record
+    assert leaving not in (tmp_path / "out" / "messages.jsonl").read_text()
+    assert storage.export_log()[-1]["rows"] == sum(counts.values())
