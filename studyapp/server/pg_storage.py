@@ -43,13 +43,15 @@ _INSERT_EVENTS = (
 def shown(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    if "password" in parts.query:  # libpq also takes it as a parameter: ...?password=...
+        parts = parts._replace(query="")
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}@{host}" if parts.username else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
 
 
 class _Row(tuple[Any, ...]):

@@ -19,7 +19,7 @@ from studyapp.migrations import server_pg
 from studyapp.server import export
 from studyapp.server.backend import open_storage
 from studyapp.server.ingest import ParticipantGone, StorageError
-from studyapp.server.pg_storage import PgStorage
+from studyapp.server.pg_storage import PgStorage, shown
 from studyapp.server.storage import Storage
 from studyapp.study.protocol import parse_protocol
 from tests.server import live as f
@@ -125,6 +125,12 @@ def test_an_unreachable_database_is_named_without_its_password() -> None:
         PgStorage(url, connect_timeout=1)
     assert "s3cret" not in str(raised.value)
     assert f"postgresql://someone@127.0.0.1:{url.split(':')[3]}" in str(raised.value)
+
+
+def test_a_password_given_as_a_parameter_is_not_shown_either() -> None:
+    assert shown("postgresql://someone@db.example/study?password=s3cret&sslmode=require") == (
+        "postgresql://someone@db.example/study")
+    assert shown("postgresql://someone@db.example:5433/study") == "postgresql://someone@db.example:5433/study"
 
 
 def test_the_url_chooses_the_backend(tmp_path: Path, pg_url: str) -> None:
