@@ -1,6 +1,5 @@
-"""The collection server's database on PostgreSQL: the same public interface as the SQLite ``Storage`` (so far the
-study, researchers' tokens, codes and enrollment, ingest, withdrawal, the export log and export snapshots; see
-docs/ARCHITECTURE.md).
+"""The collection server's database on PostgreSQL: the public interface of the SQLite ``Storage`` that the app, the
+export and the dashboard use (see docs/ARCHITECTURE.md, "Storage backends"; ``checkpoint`` is SQLite's alone).
 
 Connections come from a psycopg_pool pool: each call borrows one for one transaction. Unlike SQLite there is no
 process-wide write lock: PostgreSQL serializes what must be serialized with row locks (a participant's uploads and
@@ -153,6 +152,12 @@ class PgStorage(SharedStorage):
         with self._pool.connection() as conn:
             return self._table_names(conn)
 
+    @staticmethod
+    def _json_field(name: str) -> str:
+        # json, not jsonb: nothing is converted, only this field read. Both refuse a lone surrogate escape, which
+        # the contract refuses at ingest (text copied from an older SQLite database must be cleaned first).
+        return f"(payload::json ->> '{name}')"
+
     def _lock_study(self, conn: _Connection) -> None:
         conn.execute("LOCK TABLE study IN EXCLUSIVE MODE")
 
@@ -170,6 +175,11 @@ class PgStorage(SharedStorage):
         """(participant_id, payload) of the records of one kind, in the order they were received."""
         with self.snapshot() as snapshot:
             yield from snapshot.records(kind)
+
+    def data_version(self) -> tuple[int, int, int]:
+        """Changes whenever an export would: (last event number, events, tombstones). For caching analyses."""
+        with self.snapshot() as snapshot:
+            return snapshot.data_version()
 
     def snapshot(self) -> PgSnapshot:
         """A REPEATABLE READ transaction on a pooled connection of its own (use it as a context manager)."""

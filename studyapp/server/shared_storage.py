@@ -29,8 +29,18 @@ from studyapp.server.ingest import (
     sort_batch,
     study_terms,
 )
+from studyapp.server.validation import RECORD_KEYS
 
 EventRow = tuple[str, str, str, str, str | None, str, str]
+
+
+def latest_sql(kind: str, what: str) -> str:
+    """A SELECT of ``what`` from the events of ``kind`` (one ``?`` parameter: the kind), only the latest of each
+    record for kinds with records (an edited attribute, a comparison rated after it was shown)."""
+    if kind in RECORD_KEYS:
+        return (f"SELECT {what} FROM events WHERE n IN "
+                "(SELECT max(n) FROM events WHERE kind = ? GROUP BY participant_id, record_key)")
+    return f"SELECT {what} FROM events WHERE kind = ?"
 
 
 class Cursor(Protocol):
@@ -77,6 +87,11 @@ class SharedStorage:
 
     def _insert_events(self, conn: Any, rows: list[EventRow]) -> set[str] | None:
         """Insert an upload's rows; the ids inserted, or None when all were (no other writer can interfere)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _json_field(name: str) -> str:
+        """SQL for the top-level field ``name`` of an event's payload (NULL when missing or JSON null)."""
         raise NotImplementedError
 
     def _after_withdrawal(self, participant_id: str) -> None:
@@ -308,6 +323,56 @@ class SharedStorage:
         return {"participant_id": participant_id, "withdrawn_at": ts}
 
     # -- researchers' views ------------------------------------------------------------------------
+
+    def compliance(self) -> list[dict[str, Any]]:
+        """One row per participant (withdrawn ones from their tombstone): the researchers' overview."""
+        with self._read() as conn:
+            return self._compliance_rows(conn)
+
+    def _compliance_rows(self, conn: Connection) -> list[dict[str, Any]]:
+        rows = [
+            {
+                "participant_id": r["id"],
+                "enrolled_at": r["enrolled_at"],
+                "last_upload_at": r["last_upload_at"],
+                "days_active": r["days_active"],
+                "comparisons_rated": r["rated"],
+                "events": r["events"],
+                "consent_version": r["consent_version"],
+                "withdrawn_at": None,
+            }
+            for r in conn.execute(
+                f"""
+                SELECT p.id, p.enrolled_at, p.last_upload_at, p.consent_version,
+                  (SELECT count(DISTINCT day) FROM events e WHERE e.participant_id = p.id) AS days_active,
+                  (SELECT count(*) FROM events e WHERE e.participant_id = p.id) AS events,
+                  (SELECT count(DISTINCT record_key) FROM events e
+                     WHERE e.participant_id = p.id AND e.kind = 'comparison'
+                       AND {self._json_field('rating')} IS NOT NULL) AS rated
+                FROM participants p ORDER BY p.enrolled_at
+                """
+            )
+        ]
+        rows += [
+            {"participant_id": r["participant_id"], "enrolled_at": None, "last_upload_at": None, "days_active": 0,
+             "comparisons_rated": 0, "events": 0, "consent_version": None, "withdrawn_at": r["withdrawn_at"]}
+            for r in conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at")
+        ]
+        return rows
+
+    def rated_comparisons_by_day(self) -> dict[str, dict[str, int]]:
+        """Per participant, rated comparisons counted by the date of ``rated_at`` (as in the export: the latest
+        event of each comparison)."""
+        sql = latest_sql("comparison", f"participant_id, substr({self._json_field('rated_at')}, 1, 10) AS day, "
+                                       f"{self._json_field('rating')} AS rating")
+        counts: dict[str, dict[str, int]] = {}
+        with self._read() as conn:
+            found = conn.execute(f"SELECT participant_id, day, count(*) AS n FROM ({sql}) AS latest "
+                                 "WHERE rating IS NOT NULL AND day IS NOT NULL GROUP BY participant_id, day",
+                                 ["comparison"]).fetchall()
+        for r in found:
+            counts.setdefault(r["participant_id"], {})[r["day"]] = r["n"]
+        return counts
 
     def rejections(self) -> list[dict[str, Any]]:
         """Rejected uploads of enrolled participants: one row per participant, kind and reason, with counts."""

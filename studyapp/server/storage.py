@@ -30,7 +30,7 @@ from studyapp.server.ingest import (
     no_study,
     now,
 )
-from studyapp.server.shared_storage import EventRow, SharedStorage
+from studyapp.server.shared_storage import EventRow, SharedStorage, latest_sql
 from studyapp.server.validation import RECORD_KEYS, check_event
 
 # Re-exported: the app, the CLI and the export import them from here.
@@ -87,11 +87,7 @@ class Reader:
                 + self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0])
 
     def _latest_sql(self, kind: str, what: str) -> str:
-        if kind in RECORD_KEYS:
-            # The latest event of each record (an edited attribute, a comparison rated after it was shown).
-            return (f"SELECT {what} FROM events WHERE n IN "
-                    "(SELECT max(n) FROM events WHERE kind = ? GROUP BY participant_id, record_key)")
-        return f"SELECT {what} FROM events WHERE kind = ?"
+        return latest_sql(kind, what)
 
     def data_version(self) -> tuple[int, int, int]:
         """Changes whenever an export would: (last event number, events, tombstones). For caching analyses."""
@@ -141,6 +137,10 @@ class Storage(Reader, SharedStorage):
                 migrations.apply(db)
 
     # -- connections -------------------------------------------------------------------------
+
+    @staticmethod
+    def _json_field(name: str) -> str:
+        return f"json_extract(payload, '$.{name}')"
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -295,50 +295,6 @@ class Storage(Reader, SharedStorage):
         return False
 
     # -- researchers' views ------------------------------------------------------------------------
-
-    def compliance(self) -> list[dict[str, Any]]:
-        """One row per participant (withdrawn ones from their tombstone): the researchers' overview."""
-        rows = [
-            {
-                "participant_id": r["id"],
-                "enrolled_at": r["enrolled_at"],
-                "last_upload_at": r["last_upload_at"],
-                "days_active": r["days_active"],
-                "comparisons_rated": r["rated"],
-                "events": r["events"],
-                "consent_version": r["consent_version"],
-                "withdrawn_at": None,
-            }
-            for r in self.conn.execute(
-                """
-                SELECT p.id, p.enrolled_at, p.last_upload_at, p.consent_version,
-                  (SELECT count(DISTINCT day) FROM events e WHERE e.participant_id = p.id) AS days_active,
-                  (SELECT count(*) FROM events e WHERE e.participant_id = p.id) AS events,
-                  (SELECT count(DISTINCT record_key) FROM events e
-                     WHERE e.participant_id = p.id AND e.kind = 'comparison'
-                       AND json_extract(e.payload, '$.rating') IS NOT NULL) AS rated
-                FROM participants p ORDER BY p.enrolled_at
-                """
-            )
-        ]
-        rows += [
-            {"participant_id": r["participant_id"], "enrolled_at": None, "last_upload_at": None, "days_active": 0,
-             "comparisons_rated": 0, "events": 0, "consent_version": None, "withdrawn_at": r["withdrawn_at"]}
-            for r in self.conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at")
-        ]
-        return rows
-
-    def rated_comparisons_by_day(self) -> dict[str, dict[str, int]]:
-        """Per participant, rated comparisons counted by the date of ``rated_at`` (as in the export: the latest
-        event of each comparison)."""
-        sql = self._latest_sql("comparison", "participant_id, substr(json_extract(payload, '$.rated_at'), 1, 10) "
-                                             "AS day, json_extract(payload, '$.rating') AS rating")
-        counts: dict[str, dict[str, int]] = {}
-        for r in self.conn.execute(f"SELECT participant_id, day, count(*) AS n FROM ({sql}) "
-                                   "WHERE rating IS NOT NULL AND day IS NOT NULL GROUP BY participant_id, day",
-                                   ["comparison"]):
-            counts.setdefault(r["participant_id"], {})[r["day"]] = r["n"]
-        return counts
 
     def records(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(participant_id, payload) of the records of one kind, in the order they were received."""

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import psycopg
 import pytest
 
@@ -304,3 +305,42 @@ def test_an_export_writes_every_record_and_is_logged(storage: Storage | PgStorag
     assert sorted(a["text"] for a in attributes) == ["Likes climbing", "Likes hiking"]  # the latest of each record
     assert leaving not in (tmp_path / "out" / "messages.jsonl").read_text()
     assert storage.export_log()[-1]["rows"] == sum(counts.values())
+
+
+def test_the_researchers_overview(storage: Storage | PgStorage) -> None:
+    participant_id, _ = enrolled(storage)
+    gone, token = enrolled(storage)
+    storage.store_events(participant_id, rows([
+        f.consent(), f.message(day="2026-11-20"), f.message(day="2026-11-21"),
+        f.comparison("c1", rating=None, day="2026-11-21"), f.comparison("c2", rating=3, day="2026-11-22")]))
+    # c1 is rated later: the latest event of the record counts.
+    storage.store_events(participant_id, rows([f.comparison("c1", rating=5, day="2026-11-22")]))
+    storage.withdraw(token)
+    overview = {r["participant_id"]: r for r in storage.compliance()}
+    assert overview[participant_id]["events"] == 6
+    assert overview[participant_id]["comparisons_rated"] == 2
+    assert overview[participant_id]["days_active"] == 3
+    assert overview[gone]["withdrawn_at"] is not None
+    assert storage.rated_comparisons_by_day() == {participant_id: {"2026-11-22": 2}}
+    last, events, tombstones = storage.data_version()
+    assert (events, tombstones) == (6, 1) and last >= 6
+
+
+def test_the_server_over_http(storage: Storage | PgStorage) -> None:
+    token = storage.add_researcher("http")
+    with f.serve(storage) as base_url:  # type: ignore[arg-type]  # either backend
+        live = f.LiveServer(base_url, storage, token)  # type: ignore[arg-type]
+        participant_id, participant_token = live.enroll()
+        batch = [f.consent(), f.message()]
+        assert [r["status"] for r in live.upload(participant_token, batch).json()["results"]] == ["accepted"] * 2
+        assert [r["status"] for r in live.upload(participant_token, batch).json()["results"]] == ["duplicate"] * 2
+        overview = httpx.get(f"{base_url}/v1/participants", headers=live.researcher()).json()
+        assert [(p["participant_id"], p["events"]) for p in overview] == [(participant_id, 2)]
+        exported = httpx.get(f"{base_url}/v1/export/messages", headers=live.researcher())
+        assert exported.headers["X-Export-Rows"] == "1"
+        assert [json.loads(line)["message_id"] for line in exported.text.splitlines()] == [
+            batch[1]["payload"]["message_id"]]
+        withdrawn = httpx.post(f"{base_url}/v1/withdraw", headers={"Authorization": f"Bearer {participant_token}"})
+        assert withdrawn.json()["status"] == "confirmed"
+        assert live.upload(participant_token, [f.message()]).status_code == 410
+    assert storage.event_ids() == []
