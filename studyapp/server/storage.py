@@ -1,4 +1,5 @@
-"""The collection server's database: the only module of the server with SQL.
+"""The collection server's database on SQLite (the default backend; pg_storage.py is the PostgreSQL one, and the SQL
+both speak is in shared_storage.py: the server's SQL lives in these three modules and the migrations).
 
 One SQLite file (WAL) migrated by the "studyapp-server" set. Every request thread gets its own
 connection; writes are serialized by a lock and run in one ``BEGIN IMMEDIATE`` transaction each,
