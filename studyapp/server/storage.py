@@ -1,4 +1,5 @@
-"""The collection server's database: the only module of the server with SQL.
+"""The collection server's database on SQLite (the default backend; pg_storage.py is the PostgreSQL one, and the SQL
+both speak is in shared_storage.py: the server's SQL lives in these three modules and the migrations).
 
 One SQLite file (WAL) migrated by the "studyapp-server" set. Every request thread gets its own
 connection; writes are serialized by a lock and run in one ``BEGIN IMMEDIATE`` transaction each,
@@ -12,21 +13,29 @@ import json
 import logging
 import sqlite3
 import threading
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
-from studyapp.events import EVENT_KINDS
 from studyapp.migrations.server import migrations
-from studyapp.server import auth
-from studyapp.server.validation import RECORD_KEYS, Rejected, check_event, show
+from studyapp.server.ingest import (
+    EventResult,
+    NotInitialized,
+    ParticipantGone,
+    StorageError,
+    StudyTerms,
+    dumps,
+    no_study,
+    now,
+)
+from studyapp.server.shared_storage import EventRow, SharedStorage, latest_sql
+from studyapp.server.validation import RECORD_KEYS, check_event
+
+# Re-exported: the app, the CLI and the export import them from here.
+__all__ = ["EventResult", "NotInitialized", "ParticipantGone", "Reader", "Snapshot", "Storage", "StorageError"]
 
 log = logging.getLogger(__name__)
 
@@ -35,39 +44,6 @@ BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_WAIT_MS = 2_000
 # Chunk size for "WHERE event_id IN (...)" lookups (well under SQLite's variable limit).
 LOOKUP_CHUNK = 500
-
-
-class StorageError(RuntimeError):
-    """The server database cannot be used; the message names the file and what to do."""
-
-
-class NotInitialized(StorageError):
-    pass
-
-
-class ParticipantGone(Exception):
-    """The participant withdrew while a request was in flight."""
-
-
-@dataclass(frozen=True)
-class EventResult:
-    event_id: str
-    status: str  # accepted | duplicate | rejected
-    reason: str | None = None
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _dumps(value: Any) -> str:
-    # ensure_ascii: untrusted text (even lone surrogates) always encodes, so storing never fails.
-    return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
-
-
-def _kind_name(kind: str) -> str:
-    # Rejection counts name only the contract's kinds: an unknown kind is untrusted text (its reason quotes it).
-    return kind if kind in EVENT_KINDS else "(unknown)"
 
 
 def _not_sqlite(path: Path) -> str:
@@ -112,11 +88,7 @@ class Reader:
                 + self.conn.execute("SELECT count(*) FROM tombstones").fetchone()[0])
 
     def _latest_sql(self, kind: str, what: str) -> str:
-        if kind in RECORD_KEYS:
-            # The latest event of each record (an edited attribute, a comparison rated after it was shown).
-            return (f"SELECT {what} FROM events WHERE n IN "
-                    "(SELECT max(n) FROM events WHERE kind = ? GROUP BY participant_id, record_key)")
-        return f"SELECT {what} FROM events WHERE kind = ?"
+        return latest_sql(kind, what)
 
     def data_version(self) -> tuple[int, int, int]:
         """Changes whenever an export would: (last event number, events, tombstones). For caching analyses."""
@@ -126,7 +98,9 @@ class Reader:
 
     def count_records(self, kind: str) -> int:
         if kind in RECORD_KEYS:
-            sql = "SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? GROUP BY participant_id, record_key)"
+            # The alias: PostgreSQL (before 16) wants one on every subquery in FROM.
+            sql = ("SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? GROUP BY participant_id, record_key) "
+                   "AS records")
         else:
             sql = "SELECT count(*) FROM events WHERE kind = ?"
         return self.conn.execute(sql, [kind]).fetchone()[0]
@@ -142,7 +116,7 @@ class Reader:
                 yield participant_id, json.loads(payload)
 
 
-class Storage(Reader):
+class Storage(Reader, SharedStorage):
     def __init__(self, path: str | Path, *, migrate: bool = True) -> None:
         self.path = Path(path).expanduser()
         _check_file(self.path)
@@ -151,7 +125,7 @@ class Storage(Reader):
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._terms: tuple[set[str], dict[str, str]] | None = None
+        self._terms: StudyTerms | None = None
         # What the last failed checkpoint was for (a withdrawal), until one succeeds.
         self._checkpoint_owed: str | None = None
         db = Database(self.conn)
@@ -164,6 +138,10 @@ class Storage(Reader):
                 migrations.apply(db)
 
     # -- connections -------------------------------------------------------------------------
+
+    @staticmethod
+    def _json_field(name: str) -> str:
+        return f"json_extract(payload, '$.{name}')"
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -230,240 +208,28 @@ class Storage(Reader):
     def table_names(self) -> list[str]:
         return Database(self.conn).table_names()
 
-    # -- study and researchers -----------------------------------------------------------------
-
-    def study(self) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM study").fetchone()
-        return dict(row) if row else None
-
-    def require_study(self) -> dict[str, Any]:
-        study = self.study()
-        if study is None:
-            raise NotInitialized(f"{self.path} holds no study yet. "
-                                 f"Run `studyapp-server init --protocol FILE --db {self.path}`.")
-        return study
-
-    def init_study(self, *, study_id: str, title: str, version: str, protocol: str,
-                   protocol_data: dict[str, Any], researcher: str = "owner") -> str:
-        """Create the study and its first researcher token; returns the token (shown once)."""
-        with self.write() as conn:
-            if conn.execute("SELECT 1 FROM study").fetchone():
-                raise StorageError(f"{self.path} already holds a study. Use another --db for a new study.")
-            conn.execute("INSERT INTO study (id, title, version, protocol, protocol_json, created_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?)",
-                         [study_id, title, version, protocol, json.dumps(protocol_data, sort_keys=True), now()])
-            return self._add_researcher(conn, researcher)
-
-    def update_protocol(self, *, study_id: str, title: str, version: str, protocol: str,
-                        protocol_data: dict[str, Any]) -> str:
-        """Publish a new version of the study's protocol; returns the version it replaced.
-
-        Participants' apps pick it up at their next sync; a new consent document makes them ask again
-        before anything more is collected. Keep the earlier [[consent]] entries in the file, so records
-        made under them still validate.
-        """
-        study = self.require_study()
-        if study_id != study["id"]:
-            raise StorageError(f"This protocol is for study {study_id!r}, but {self.path} holds study "
-                               f"{study['id']!r}. Use the file of that study.")
-        if version == study["version"]:
-            raise StorageError(f"Study {study_id!r} is already at version {version!r}: raise [study] version "
-                               "in the file to publish a change.")
-        with self.write() as conn:
-            conn.execute("UPDATE study SET title = ?, version = ?, protocol = ?, protocol_json = ?",
-                         [title, version, protocol, json.dumps(protocol_data, sort_keys=True)])
-        return str(study["version"])
-
-    def add_researcher(self, name: str) -> str:
-        with self.write() as conn:
-            return self._add_researcher(conn, name)
-
-    @staticmethod
-    def _add_researcher(conn: sqlite3.Connection, name: str) -> str:
-        token = auth.new_token()
-        conn.execute("INSERT INTO researcher_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
-                     [str(uuid.uuid4()), name, auth.hash_secret(token), now()])
-        return token
-
-    def researcher_for(self, token: str) -> str | None:
-        """The researcher's name for a token, or None."""
-        return self.researcher_for_hash(auth.hash_secret(token))
-
-    def researcher_for_hash(self, wanted: str) -> str | None:
-        """The researcher's name for a token's hash (a dashboard session keeps only the hash), or None if the
-        token is unknown or revoked."""
-        found = None
-        # Few rows: compare every hash in constant time rather than looking one up.
-        for row in self.conn.execute("SELECT name, token_hash FROM researcher_tokens WHERE revoked_at IS NULL"):
-            if auth.same_hash(row["token_hash"], wanted):
-                found = row["name"]
-        return found
-
-    # -- enrollment ------------------------------------------------------------------------------
-
-    def create_codes(self, n: int) -> list[str]:
-        self.require_study()
-        codes = [auth.new_code() for _ in range(n)]
-        ts = now()
-        with self.write() as conn:
-            conn.executemany("INSERT INTO enrollment_codes (code_hash, created_at) VALUES (?, ?)",
-                             [(auth.hash_secret(auth.normalize_code(c)), ts) for c in codes])
-        return codes
-
-    def code_counts(self) -> dict[str, int]:
-        row = self.conn.execute(
-            "SELECT count(*) AS total, count(used_at) AS used FROM enrollment_codes").fetchone()
-        return {"total": row["total"], "used": row["used"], "unused": row["total"] - row["used"]}
-
-    def enroll(self, code: str, claim: str | None = None) -> tuple[str, str] | None:
-        """Exchange a one-time code for (participant_id, token); None if the code is unknown or used.
-
-        ``claim`` is a random value the app makes for one enrollment. If the reply was lost and the app
-        asks again with the same code and claim, before any upload, it gets the same participant id and
-        a fresh token (the first one is replaced): enrollment happens once whatever the network does.
-        """
-        code_hash = auth.hash_secret(auth.normalize_code(code))
-        claim_hash = auth.hash_secret(claim) if claim else None
-        ts = now()
-        token = auth.new_token()
-        with self.write() as conn:
-            cur = conn.execute("UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL",
-                               [ts, code_hash])
-            if cur.rowcount == 1:
-                participant_id = str(uuid.uuid4())
-                conn.execute("INSERT INTO participants (id, token_hash, code_hash, claim_hash, enrolled_at) "
-                             "VALUES (?, ?, ?, ?, ?)",
-                             [participant_id, auth.hash_secret(token), code_hash, claim_hash, ts])
-                return participant_id, token
-            if claim_hash is None:
-                return None
-            row = conn.execute("SELECT id, claim_hash FROM participants WHERE code_hash = ? "
-                               "AND last_upload_at IS NULL", [code_hash]).fetchone()
-            if row is None or row["claim_hash"] is None or not auth.same_hash(row["claim_hash"], claim_hash):
-                return None
-            conn.execute("UPDATE participants SET token_hash = ? WHERE id = ?", [auth.hash_secret(token), row["id"]])
-            return row["id"], token
-
-    def participant_for(self, token: str) -> str | None:
-        wanted = auth.hash_secret(token)
-        row = self.conn.execute("SELECT id, token_hash FROM participants WHERE token_hash = ?", [wanted]).fetchone()
-        if row is None or not auth.same_hash(row["token_hash"], wanted):
-            return None
-        return row["id"]
-
-    def tombstone_for(self, token: str) -> dict[str, Any] | None:
-        wanted = auth.hash_secret(token)
-        row = self.conn.execute("SELECT participant_id, token_hash, withdrawn_at FROM tombstones WHERE token_hash = ?",
-                                [wanted]).fetchone()
-        if row is None or not auth.same_hash(row["token_hash"], wanted):
-            return None
-        return {"participant_id": row["participant_id"], "withdrawn_at": row["withdrawn_at"]}
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        yield self.conn
 
     # -- events ----------------------------------------------------------------------------------
 
-    def store_events(self, participant_id: str, events: list[tuple[str, str, Any]]) -> list[EventResult]:
-        """Store a batch in one transaction; per event: accepted, duplicate or rejected (with the reason)."""
-        received_at = now()
-        results: list[EventResult] = []
-        with self.write() as conn:
-            participant = conn.execute("SELECT categories FROM participants WHERE id = ?", [participant_id]).fetchone()
-            if participant is None:
-                raise ParticipantGone(participant_id)
-            consented: set[str] | None = (set(json.loads(participant["categories"]))
-                                          if participant["categories"] is not None else None)
-            owners: dict[str, str] = {}
-            ids = [e[0] for e in events]
-            for i in range(0, len(ids), LOOKUP_CHUNK):
-                chunk = ids[i : i + LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for row in conn.execute(f"SELECT event_id, participant_id FROM events WHERE event_id IN ({marks})",
-                                        chunk):
-                    owners[row["event_id"]] = row["participant_id"]
-            consent: dict[str, Any] | None = None
-            rows: list[tuple[Any, ...]] = []
-            rejected: Counter[tuple[str, str]] = Counter()
-            for event_id, kind, payload in events:
-                owner = owners.get(event_id)
-                if owner is not None:
-                    if owner == participant_id:
-                        results.append(EventResult(event_id, "duplicate"))
-                    else:
-                        reason = ("this event_id is already used by another record; "
-                                  "the app must give every event a new random id")
-                        results.append(EventResult(event_id, "rejected", reason))
-                        rejected[_kind_name(kind), reason] += 1
-                    continue
-                try:
-                    checked = check_event(event_id, kind, payload)
-                    if kind == "consent":
-                        self._check_consent(checked.payload)
-                    category = EVENT_KINDS[kind][0]
-                    if category is not None and (consented is None or category not in consented):
-                        raise Rejected(f"category '{category}' is not consented by this participant "
-                                       "(no consent record for it has been received)")
-                except Rejected as exc:
-                    results.append(EventResult(event_id, "rejected", str(exc)))
-                    rejected[_kind_name(kind), str(exc)] += 1
-                    continue
-                if kind == "consent":
-                    consent = checked.payload
-                    consented = set() if consent["action"] == "withdraw" else set(consent["categories"] or [])
-                owners[event_id] = participant_id
-                rows.append((event_id, participant_id, kind, checked.record_key,
-                             checked.day, _dumps(checked.payload), received_at))
-                results.append(EventResult(event_id, "accepted"))
-            if rows:
-                conn.executemany(
-                    "INSERT INTO events (event_id, participant_id, kind, record_key, day, payload, received_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                conn.execute("UPDATE participants SET last_upload_at = ? WHERE id = ?", [received_at, participant_id])
-            if consent is not None:
-                categories = [] if consent["action"] == "withdraw" else list(consent["categories"] or [])
-                conn.execute(
-                    "UPDATE participants SET consent_version = ?, consent_sha256 = ?, categories = ? WHERE id = ?",
-                    [consent["consent_version"], consent["consent_sha256"], _dumps(categories), participant_id],
-                )
-            if rejected:
-                self._count_rejections(conn, participant_id, rejected, received_at)
-        return results
+    def _stored_owners(self, conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, str]:
+        owners: dict[str, str] = {}
+        for i in range(0, len(event_ids), LOOKUP_CHUNK):
+            chunk = event_ids[i : i + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT event_id, participant_id FROM events WHERE event_id IN ({marks})", chunk):
+                owners[row["event_id"]] = row["participant_id"]
+        return owners
 
-    @staticmethod
-    def _count_rejections(conn: sqlite3.Connection, participant_id: str, rejected: Counter[tuple[str, str]],
-                          at: str) -> None:
-        """Add a batch's rejected events to the participant's counts by kind and reason (upload health)."""
+    def _insert_events(self, conn: sqlite3.Connection, rows: list[EventRow]) -> None:
+        # The write lock keeps every other writer out between the lookup and here: all rows go in.
         conn.executemany(
-            "INSERT INTO rejections (participant_id, kind, reason, events, first_at, last_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (participant_id, kind, reason) "
-            "DO UPDATE SET events = events + excluded.events, last_at = excluded.last_at",
-            [(participant_id, kind, reason, n, at, at) for (kind, reason), n in rejected.items()],
+            "INSERT INTO events (event_id, participant_id, kind, record_key, day, payload, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
-
-    def _study_terms(self) -> tuple[set[str], dict[str, str]]:
-        """The study's categories and its consent documents (version -> sha256), cached."""
-        terms = self._terms
-        if terms is None:
-            data = json.loads(self.require_study()["protocol_json"])
-            documents = {str(d.get("version")): str(d.get("sha256")) for d in data.get("consent", [])}
-            terms = (set(data.get("categories", {})), documents)
-            self._terms = terms
-        return terms
-
-    def _check_consent(self, consent: dict[str, Any]) -> None:
-        """A consent record must name this study's categories and the exact text of one of its documents."""
-        if consent["action"] == "withdraw":
-            return  # a withdrawal is always accepted, whatever it names
-        categories, documents = self._study_terms()
-        unknown = [c for c in consent["categories"] or [] if c not in categories]
-        if unknown:
-            raise Rejected(f"consent names categories this study does not ask for: {', '.join(unknown)}")
-        version = consent["consent_version"]
-        if version not in documents:
-            raise Rejected(f"consent_version {show(version)} is not a consent document of this study "
-                           f"(versions: {', '.join(documents) or 'none'})")
-        if consent["consent_sha256"] != documents[version]:
-            raise Rejected(f"consent_sha256 does not match the text of consent document version {version}")
 
     def bulk_insert_events(self, participant_id: str, rows: Iterable[tuple[str, str, dict[str, Any]]],
                            chunk: int = 50_000) -> int:
@@ -484,7 +250,7 @@ class Storage(Reader):
         for event_id, kind, payload in rows:
             checked = check_event(event_id, kind, payload)
             batch.append((event_id, participant_id, kind, checked.record_key, checked.day,
-                          _dumps(checked.payload), received_at))
+                          dumps(checked.payload), received_at))
             n += 1
             if len(batch) >= chunk:
                 flush()
@@ -492,39 +258,10 @@ class Storage(Reader):
             flush()
         return n
 
-    def event_ids(self, participant_id: str | None = None) -> list[str]:
-        if participant_id is None:
-            return [r[0] for r in self.conn.execute("SELECT event_id FROM events ORDER BY n")]
-        return [r[0] for r in self.conn.execute("SELECT event_id FROM events WHERE participant_id = ? ORDER BY n",
-                                                [participant_id])]
-
-    def count_events(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
-
     # -- withdrawal ----------------------------------------------------------------------------
 
-    def withdraw(self, token: str) -> dict[str, Any] | None:
-        """Delete every record of the token's participant and keep a tombstone.
-
-        Idempotent: a repeated request (the first reply was lost) finds the tombstone and answers the
-        same. None if the token belongs to no participant, withdrawn or not.
-        """
-        token_hash = auth.hash_secret(token)
-        with self.write() as conn:
-            row = conn.execute("SELECT id FROM participants WHERE token_hash = ?", [token_hash]).fetchone()
-            if row is None:
-                stone = conn.execute("SELECT participant_id, withdrawn_at FROM tombstones WHERE token_hash = ?",
-                                     [token_hash]).fetchone()
-                return dict(stone) if stone else None
-            participant_id = row["id"]
-            ts = now()
-            conn.execute("DELETE FROM events WHERE participant_id = ?", [participant_id])
-            conn.execute("DELETE FROM rejections WHERE participant_id = ?", [participant_id])
-            conn.execute("DELETE FROM participants WHERE id = ?", [participant_id])
-            conn.execute("INSERT INTO tombstones (participant_id, token_hash, withdrawn_at) VALUES (?, ?, ?)",
-                         [participant_id, token_hash, ts])
+    def _after_withdrawal(self, participant_id: str) -> None:
         self.checkpoint(reason=f"the withdrawal of participant {participant_id}")
-        return {"participant_id": participant_id, "withdrawn_at": ts}
 
     def checkpoint(self, *, reason: str, wait_ms: int = CHECKPOINT_WAIT_MS) -> bool:
         """Copy the WAL into the database file and empty it (``wal_checkpoint(TRUNCATE)``), so deleted rows live on
@@ -560,56 +297,6 @@ class Storage(Reader):
 
     # -- researchers' views ------------------------------------------------------------------------
 
-    def compliance(self) -> list[dict[str, Any]]:
-        """One row per participant (withdrawn ones from their tombstone): the researchers' overview."""
-        rows = [
-            {
-                "participant_id": r["id"],
-                "enrolled_at": r["enrolled_at"],
-                "last_upload_at": r["last_upload_at"],
-                "days_active": r["days_active"],
-                "comparisons_rated": r["rated"],
-                "events": r["events"],
-                "consent_version": r["consent_version"],
-                "withdrawn_at": None,
-            }
-            for r in self.conn.execute(
-                """
-                SELECT p.id, p.enrolled_at, p.last_upload_at, p.consent_version,
-                  (SELECT count(DISTINCT day) FROM events e WHERE e.participant_id = p.id) AS days_active,
-                  (SELECT count(*) FROM events e WHERE e.participant_id = p.id) AS events,
-                  (SELECT count(DISTINCT record_key) FROM events e
-                     WHERE e.participant_id = p.id AND e.kind = 'comparison'
-                       AND json_extract(e.payload, '$.rating') IS NOT NULL) AS rated
-                FROM participants p ORDER BY p.enrolled_at
-                """
-            )
-        ]
-        rows += [
-            {"participant_id": r["participant_id"], "enrolled_at": None, "last_upload_at": None, "days_active": 0,
-             "comparisons_rated": 0, "events": 0, "consent_version": None, "withdrawn_at": r["withdrawn_at"]}
-            for r in self.conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at")
-        ]
-        return rows
-
-    def rejections(self) -> list[dict[str, Any]]:
-        """Rejected uploads of enrolled participants: one row per participant, kind and reason, with counts."""
-        return [dict(r) for r in self.conn.execute(
-            "SELECT participant_id, kind, reason, events, first_at, last_at FROM rejections "
-            "ORDER BY participant_id, events DESC, kind, reason")]
-
-    def rated_comparisons_by_day(self) -> dict[str, dict[str, int]]:
-        """Per participant, rated comparisons counted by the date of ``rated_at`` (as in the export: the latest
-        event of each comparison)."""
-        sql = self._latest_sql("comparison", "participant_id, substr(json_extract(payload, '$.rated_at'), 1, 10) "
-                                             "AS day, json_extract(payload, '$.rating') AS rating")
-        counts: dict[str, dict[str, int]] = {}
-        for r in self.conn.execute(f"SELECT participant_id, day, count(*) AS n FROM ({sql}) "
-                                   "WHERE rating IS NOT NULL AND day IS NOT NULL GROUP BY participant_id, day",
-                                   ["comparison"]):
-            counts.setdefault(r["participant_id"], {})[r["day"]] = r["n"]
-        return counts
-
     def records(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(participant_id, payload) of the records of one kind, in the order they were received."""
         # A snapshot of its own: a long read never holds up the request threads' connection. Consume it on the
@@ -634,20 +321,6 @@ class Storage(Reader):
             log.exception("retrying the checkpoint owed for %s after a read failed", self._checkpoint_owed)
         finally:
             self._write_lock.release()
-
-    def log_export(self, *, researcher: str, via: str, fmt: str, record_types: list[str], rows: int,
-                   destination: str | None) -> None:
-        with self.write() as conn:
-            conn.execute(
-                "INSERT INTO export_log (id, researcher, via, format, record_types, rows, destination, exported_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [str(uuid.uuid4()), researcher, via, fmt, _dumps(record_types), rows, destination, now()],
-            )
-
-    def export_log(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM export_log ORDER BY exported_at")]
-
-
 class Snapshot(Reader):
     """One read transaction on a connection of its own: every read sees the database as it was at the first one
     (SQLite WAL keeps that version for the transaction however much is written meanwhile).
@@ -678,8 +351,7 @@ class Snapshot(Reader):
 
     def require_study(self) -> dict[str, Any]:
         if self.study is None:
-            raise NotInitialized(f"{self.path} holds no study yet. "
-                                 f"Run `studyapp-server init --protocol FILE --db {self.path}`.")
+            raise no_study(self.path)
         return self.study
 
     def close(self) -> None:

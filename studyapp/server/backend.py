@@ -1,0 +1,32 @@
+"""Choosing the server's storage backend from ``--db``: a ``postgresql://`` URL is a PostgreSQL database, anything
+else the path of a SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from studyapp.server.ingest import StorageError
+from studyapp.server.storage import Storage
+
+if TYPE_CHECKING:
+    from studyapp.server.pg_storage import PgStorage
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(url_or_path: str | Path) -> bool:
+    return isinstance(url_or_path, str) and url_or_path.startswith(POSTGRES_SCHEMES)
+
+
+def open_storage(url_or_path: str | Path, *, migrate: bool = True) -> Storage | PgStorage:
+    """The storage behind ``url_or_path``, migrated unless ``migrate`` is False."""
+    if is_postgres_url(url_or_path):
+        try:
+            # Imported here: the SQLite backend works without psycopg installed.
+            from studyapp.server.pg_storage import PgStorage
+        except ImportError as exc:
+            raise StorageError(f"A PostgreSQL --db needs psycopg and psycopg-pool ({exc.name} is missing): "
+                               "pip install 'studyapp[server]'.") from exc
+        return PgStorage(str(url_or_path), migrate=migrate)
+    return Storage(url_or_path, migrate=migrate)

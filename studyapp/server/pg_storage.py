@@ -1,0 +1,259 @@
+"""The collection server's database on PostgreSQL: the public interface of the SQLite ``Storage`` that the app, the
+export and the dashboard use (see docs/ARCHITECTURE.md, "Storage backends"; ``checkpoint`` is SQLite's alone).
+
+Connections come from a psycopg_pool pool: each call borrows one for one transaction. Unlike SQLite there is no
+process-wide write lock: PostgreSQL serializes what must be serialized with row locks (a participant's uploads and
+withdrawal take ``FOR UPDATE`` on its row) and the unique key on ``event_id`` with ``ON CONFLICT DO NOTHING`` keeps
+ingest exactly once across transactions, threads and worker processes.
+
+A withdrawal's DELETE leaves dead row versions in the table files until (auto)VACUUM frees their space and later
+rows overwrite it (``VACUUM FULL events`` rewrites the table without them), and in the WAL and base backups until
+they are recycled (docs/ARCHITECTURE.md, privacy invariant 5).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from studyapp.migrations import server_pg
+from studyapp.server.ingest import StorageError, StudyTerms, dumps, no_study, now
+from studyapp.server.shared_storage import EventRow, SharedStorage
+from studyapp.server.storage import Reader
+from studyapp.server.validation import check_event
+
+# How long opening the storage waits for a first connection before it says the database cannot be reached.
+CONNECT_TIMEOUT_S = 10.0
+POOL_MAX = 10
+# The batch's rows go in as one INSERT ... SELECT FROM unnest(arrays): one round trip per upload.
+_INSERT_EVENTS = (
+    "INSERT INTO events (event_id, participant_id, kind, record_key, day, payload, received_at) "
+    "SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if "password" in parts.query:  # libpq also takes it as a parameter: ...?password=...
+        parts = parts._replace(query="")
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}@{host}" if parts.username else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+class _Row(tuple[Any, ...]):
+    """A row read by position or by column name, and turned into a dict by ``dict(row)``, like ``sqlite3.Row``:
+    the shared SQL code reads both backends' rows the same way."""
+
+    _index: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+def _sqlite_like_row(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], _Row]:
+    index = {column.name: i for i, column in enumerate(cursor.description or [])}
+
+    def make(values: Sequence[Any]) -> _Row:
+        row = _Row(values)
+        row._index = index
+        return row
+
+    return make
+
+
+class _Connection:
+    """A pooled connection speaking the shared SQL: ``?`` placeholders become psycopg's ``%s`` (no statement of the
+    server has a literal ``?`` or ``%``)."""
+
+    def __init__(self, conn: psycopg.Connection[_Row]) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[_Row]:
+        return self.raw.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]  # our own constant text
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        with self.raw.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+
+
+class PgStorage(SharedStorage):
+    _for_update = " FOR UPDATE"
+
+    def __init__(self, url: str, *, migrate: bool = True, max_connections: int = POOL_MAX,
+                 connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+        self.url = url
+        # The name messages use for the database (the SQLite backend's is its file path).
+        self.path = shown(url)
+        self._terms: StudyTerms | None = None
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=False,
+                                    kwargs={"autocommit": True, "row_factory": _sqlite_like_row},
+                                    name="studyapp-server")
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise StorageError(f"Cannot connect to the PostgreSQL database {self.path} within "
+                               f"{connect_timeout:g}s: check the host, port, user, password and database name "
+                               "in --db, and that the server is running.") from exc
+        try:
+            with self._pool.connection() as conn:
+                tables = self._table_names(conn)
+                if tables and server_pg.TABLE not in tables:
+                    raise StorageError(f"{self.path} belongs to another program (no studyapp-server schema). "
+                                       "Pass another --db.")
+                if migrate:
+                    server_pg.apply(conn)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[_Connection]:
+        """A pooled connection for reads (autocommit: each statement sees the latest commits)."""
+        with self._pool.connection() as conn:
+            yield _Connection(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[_Connection]:
+        """One write transaction: everything inside commits together or not at all."""
+        with self._pool.connection() as conn, conn.transaction():
+            yield _Connection(conn)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @staticmethod
+    def _table_names(conn: psycopg.Connection[Any]) -> list[str]:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                            "ORDER BY tablename").fetchall()
+        return [r["tablename"] for r in rows]
+
+    def table_names(self) -> list[str]:
+        with self._pool.connection() as conn:
+            return self._table_names(conn)
+
+    @staticmethod
+    def _json_field(name: str) -> str:
+        # json, not jsonb: nothing is converted, only this field read. Both refuse a lone surrogate escape, which
+        # the contract refuses at ingest (text copied from an older SQLite database must be cleaned first).
+        return f"(payload::json ->> '{name}')"
+
+    def _lock_study(self, conn: _Connection) -> None:
+        conn.execute("LOCK TABLE study IN EXCLUSIVE MODE")
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def _stored_owners(self, conn: _Connection, event_ids: list[str]) -> dict[str, str]:
+        rows = conn.execute("SELECT event_id, participant_id FROM events WHERE event_id = ANY(?)", [event_ids])
+        return {r["event_id"]: r["participant_id"] for r in rows}
+
+    def _insert_events(self, conn: _Connection, rows: list[EventRow]) -> set[str]:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        return {r["event_id"] for r in conn.execute(_INSERT_EVENTS, columns)}
+
+    def records(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(participant_id, payload) of the records of one kind, in the order they were received."""
+        with self.snapshot() as snapshot:
+            yield from snapshot.records(kind)
+
+    def data_version(self) -> tuple[int, int, int]:
+        """Changes whenever an export would: (last event number, events, tombstones). For caching analyses."""
+        with self.snapshot() as snapshot:
+            return snapshot.data_version()
+
+    def snapshot(self) -> PgSnapshot:
+        """A REPEATABLE READ transaction on a pooled connection of its own (use it as a context manager)."""
+        return PgSnapshot(self._pool, self.path)
+
+    def bulk_insert_events(self, participant_id: str, rows: Iterable[tuple[str, str, dict[str, Any]]],
+                           chunk: int = 50_000) -> int:
+        """Insert already-checked (event_id, kind, payload) rows fast (benchmarks and imports): one COPY in one
+        transaction (``chunk`` is for the SQLite backend's interface)."""
+        n = 0
+        received_at = now()
+        with self.write() as conn, conn.raw.cursor() as cur, cur.copy(
+                "COPY events (event_id, participant_id, kind, record_key, day, payload, received_at) "
+                "FROM STDIN") as copy:
+            for event_id, kind, payload in rows:
+                checked = check_event(event_id, kind, payload)
+                copy.write_row((event_id, participant_id, kind, checked.record_key, checked.day,
+                                dumps(checked.payload), received_at))
+                n += 1
+        return n
+
+
+class PgSnapshot(Reader):
+    """One ``REPEATABLE READ`` read-only transaction on a pooled connection: every read sees the database as it was
+    at the first one, however much is written meanwhile (the export's one snapshot)."""
+
+    def __init__(self, pool: ConnectionPool[Any], path: str) -> None:
+        self.path = path
+        self._pool = pool
+        self._closed = False
+        self._raw = pool.getconn()
+        try:
+            self._raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self._conn = _Connection(self._raw)
+            row = self._conn.execute("SELECT * FROM study").fetchone()
+            self.study: dict[str, Any] | None = dict(row) if row is not None else None
+            self.last_event: int = int(self._conn.execute("SELECT coalesce(max(n), 0) FROM events").fetchone()[0])
+        except BaseException:
+            self._release()
+            raise
+
+    @property
+    def conn(self) -> Any:
+        return self._conn
+
+    def require_study(self) -> dict[str, Any]:
+        if self.study is None:
+            raise no_study(self.path)
+        return self.study
+
+    def records(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """As ``Reader.records``, through a server-side cursor: the rows come in chunks, not all at once."""
+        sql = self._latest_sql(kind, "participant_id, payload") + " ORDER BY n"
+        with self._raw.cursor(name=f"records_{kind}") as cur:
+            cur.itersize = 5000
+            cur.execute(sql.replace("?", "%s"), [kind])  # type: ignore[arg-type]  # our own constant text
+            for participant_id, payload in cur:
+                yield participant_id, json.loads(payload)
+
+    def _release(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._raw.execute("ROLLBACK")
+        except psycopg.Error:
+            pass
+        self._pool.putconn(self._raw)
+
+    def close(self) -> None:
+        self._release()
+
+    def __enter__(self) -> PgSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
