@@ -102,7 +102,7 @@ class PgStorage(SharedStorage):
         self.url = url
         # The name messages use for the database (the SQLite backend's is its file path).
         self.path = shown(url)
-        self._terms: StudyTerms | None = None
+        self._terms: tuple[str, StudyTerms] | None = None
         self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=False,
                                     kwargs={"autocommit": True, "row_factory": _sqlite_like_row},
                                     name="studyapp-server")

@@ -63,7 +63,7 @@ class Connection(Protocol):
 
 class SharedStorage:
     path: Any
-    _terms: StudyTerms | None
+    _terms: tuple[str, StudyTerms] | None  # (protocol version, its terms)
     # Appended to a SELECT of the row an upload or a withdrawal changes: PostgreSQL locks it (" FOR UPDATE");
     # SQLite needs nothing (one writer at a time).
     _for_update = ""
@@ -276,12 +276,14 @@ class SharedStorage:
         )
 
     def _study_terms(self) -> StudyTerms:
-        """The study's categories and its consent documents (version -> sha256), cached."""
-        terms = self._terms
-        if terms is None:
-            terms = study_terms(self.require_study()["protocol_json"])
-            self._terms = terms
-        return terms
+        """The study's categories and its consent documents (version -> sha256), cached per protocol version: a
+        protocol published from another process (``studyapp-server update-protocol``) or worker while this one
+        runs adds consent documents that its apps already show participants."""
+        study = self.require_study()
+        cached = self._terms
+        if cached is None or cached[0] != study["version"]:
+            cached = self._terms = (study["version"], study_terms(study["protocol_json"]))
+        return cached[1]
 
     def event_ids(self, participant_id: str | None = None) -> list[str]:
         with self._read() as conn:

@@ -125,7 +125,7 @@ class Storage(Reader, SharedStorage):
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._terms: StudyTerms | None = None
+        self._terms: tuple[str, StudyTerms] | None = None
         # What the last failed checkpoint was for (a withdrawal), until one succeeds.
         self._checkpoint_owed: str | None = None
         db = Database(self.conn)

@@ -344,3 +344,21 @@ def test_the_server_over_http(storage: Storage | PgStorage) -> None:
         assert withdrawn.json()["status"] == "confirmed"
         assert live.upload(participant_token, [f.message()]).status_code == 410
     assert storage.event_ids() == []
+
+
+def test_a_consent_document_published_while_the_server_runs_is_accepted(storage: Storage | PgStorage) -> None:
+    participant_id, _ = enrolled(storage)
+    assert [r.status for r in storage.store_events(participant_id, rows([f.consent()]))] == ["accepted"]
+    text = (f.PROTOCOL.replace('version = "1"\nduration', 'version = "2"\nduration')
+            + '\n[[consent]]\nversion = "2"\ntitle = "Consent"\ntext = "You agree to take part, again."\n')
+    protocol = parse_protocol(text, source="test")
+    # Published through another storage object, as `studyapp-server update-protocol` does from its own process.
+    other = open_storage(storage.path if isinstance(storage, Storage) else storage.url)
+    try:
+        other.update_protocol(study_id=protocol.id, title=protocol.title, version="2", protocol=text,
+                              protocol_data=protocol.to_dict())
+    finally:
+        other.close()
+    results = storage.store_events(participant_id, rows([f.consent(version="2",
+                                                                   sha256=protocol.current_consent.sha256)]))
+    assert [(r.status, r.reason) for r in results] == [("accepted", None)]
