@@ -14,7 +14,10 @@ an answer fail to encode; a busy database answers 503 with Retry-After, never 50
 # No "from __future__ import annotations": FastAPI must see the dependency annotations of the
 # endpoints defined inside create_app() as objects, not as strings naming local functions.
 import json
+import os
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -460,3 +463,48 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app
 
+
+
+class WorkerHeader:
+    """Names the worker process that answered (``X-Studyapp-Worker: <pid>``): with several workers, an operator
+    (and the tests) can see that the load is shared."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-studyapp-worker", str(os.getpid()).encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_named)
+
+
+def app_from_env() -> FastAPI:
+    """The app for one of ``studyapp-server serve --workers N``'s processes (uvicorn's ``factory=True``): the
+    database and options come from the environment the command set (STUDYAPP_SERVER_DB,
+    STUDYAPP_SERVER_MAX_BODY_BYTES), so no password appears on a worker's command line. The command has already
+    migrated the database and checked that it holds a study."""
+    from studyapp.server.backend import ENV_DB, ENV_MAX_BODY_BYTES, open_storage
+
+    db = os.environ.get(ENV_DB)
+    if not db:
+        raise RuntimeError(f"{ENV_DB} is not set: start the workers with `studyapp-server serve --workers N`.")
+    storage = open_storage(db, migrate=False)
+    app = create_app(storage, max_body_bytes=int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES))
+    started = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        async with started(app) as state:
+            yield state
+        storage.close()  # the worker's connection pool ends with it
+
+    app.router.lifespan_context = lifespan
+    app.add_middleware(WorkerHeader)
+    return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from studyapp.server.ingest import StorageError
 from studyapp.server.storage import Storage
@@ -13,10 +14,30 @@ if TYPE_CHECKING:
     from studyapp.server.pg_storage import PgStorage
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# The database of `studyapp-server` (--db); `serve --workers N` hands it and the options to the workers this way.
+ENV_DB = "STUDYAPP_SERVER_DB"
+ENV_MAX_BODY_BYTES = "STUDYAPP_SERVER_MAX_BODY_BYTES"
 
 
 def is_postgres_url(url_or_path: str | Path) -> bool:
     return isinstance(url_or_path, str) and url_or_path.startswith(POSTGRES_SCHEMES)
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from studyapp.server.pg_storage import shown as without_password
+
+    return without_password(url)
+
+
+def hide_password(text: str, url: str) -> str:
+    """``text`` (a driver's message) with the password of ``url`` masked, wherever it appears."""
+    parts = urlsplit(url)
+    secrets = [parts.password, *parse_qs(parts.query).get("password", [])]
+    for secret in filter(None, secrets):
+        for form in {secret, unquote(secret)}:
+            text = text.replace(form, "***")
+    return text
 
 
 def open_storage(url_or_path: str | Path, *, migrate: bool = True) -> Storage | PgStorage:

@@ -1,25 +1,51 @@
-"""``studyapp-server``: the research team's command line (init, codes, serve, export, participants, report).
+"""``studyapp-server``: the research team's command line (init, codes, serve, export, participants, report,
+migrate-to-postgres).
 
-Every command takes ``--db PATH`` (or STUDYAPP_SERVER_DB; default: the platformdirs data dir of
-"studyapp-server"). Tokens and codes are printed once and stored only as hashes.
+Every command takes ``--db`` (or STUDYAPP_SERVER_DB; default: server.db in the platformdirs data dir of
+"studyapp-server"): the path of a SQLite file or a ``postgresql://`` URL. Tokens and codes are printed once and
+stored only as hashes.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import platformdirs
 
+from studyapp.server import backend
 from studyapp.server.storage import Storage, StorageError
 
-ENV_DB = "STUDYAPP_SERVER_DB"
+if TYPE_CHECKING:
+    from studyapp.server.pg_storage import PgStorage
+
+ENV_DB = backend.ENV_DB
 F = TypeVar("F", bound=Callable[..., Any])
+Database = Path | str  # a SQLite file's path or a postgresql:// URL
+
+
+class DatabaseParam(click.ParamType):
+    """A SQLite path or a ``postgresql://`` URL, kept as the URL it is (click.Path would turn it into a path)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Database:
+        if isinstance(value, Path):
+            return value
+        text = str(value)
+        if backend.is_postgres_url(text):
+            return text
+        if "://" in text:
+            scheme = text.split("://", 1)[0]
+            self.fail(f"{scheme}:// is not a database this server speaks: give the path of a SQLite file or a "
+                      "postgresql://user@host/dbname URL.", param, ctx)
+        return Path(text)
 
 
 def default_db_path() -> Path:
@@ -28,17 +54,48 @@ def default_db_path() -> Path:
 
 def db_option(func: F) -> F:
     return click.option(
-        "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), envvar=ENV_DB,
-        default=default_db_path, show_default="the user data dir of studyapp-server",
-        help=f"The server's SQLite database [env: {ENV_DB}].",
+        "--db", "db_path", type=DatabaseParam(), envvar=ENV_DB,
+        default=default_db_path, show_default="server.db in the user data dir of studyapp-server",
+        help="The server's database: a SQLite file, or a PostgreSQL URL postgresql://user@host:port/dbname "
+             f"(a password is better in ~/.pgpass or PGPASSWORD than on the command line) [env: {ENV_DB}].",
     )(func)
 
 
-def open_storage(db_path: Path) -> Storage:
+def open_storage(db_path: Database) -> Storage | PgStorage:
+    """The storage behind ``--db``; any failure to open it is a message naming the database (never its
+    password), not a traceback."""
+    if backend.is_postgres_url(db_path):
+        _reach_postgres(str(db_path))
     try:
-        return Storage(db_path)
+        return backend.open_storage(db_path)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        # psycopg's own errors (a refused login, a missing database) arrive here; the URL shown has no password.
+        if backend.is_postgres_url(db_path) and type(exc).__module__.startswith("psycopg"):
+            raise click.ClickException(f"Cannot open the PostgreSQL database {backend.shown(str(db_path))}: "
+                                       f"{backend.hide_password(str(exc), str(db_path))}") from None
+        raise
+
+
+def _reach_postgres(url: str) -> None:
+    """Connect once before the pool does: the pool retries quietly until its timeout and then can only say that it
+    could not connect, while libpq's own answer says why (refused, unknown host, login failed, no such database)."""
+    import logging
+
+    try:
+        import psycopg
+    except ImportError:
+        return  # open_storage says what to install
+    # The pool's retries would print a warning each; the one message below says it all.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+    except psycopg.Error as exc:
+        reason = backend.hide_password(str(exc).strip(), url)
+        raise click.ClickException(f"Cannot connect to the PostgreSQL database {backend.shown(url)}: {reason}\n"
+                                   "Check the host, port, user, password and database name in --db, and that the "
+                                   "server is running.") from None
 
 
 def read_protocol(path: Path) -> tuple[str, str, str, str, dict[str, Any]]:
@@ -63,7 +120,7 @@ def cli() -> None:
 @click.option("--protocol", "protocol_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="The study protocol (TOML) participants will receive.")
 @click.option("--researcher", default="owner", show_default=True, help="Name recorded for this researcher token.")
-def init(db_path: Path, protocol_path: Path, researcher: str) -> None:
+def init(db_path: Database, protocol_path: Path, researcher: str) -> None:
     """Create the study in DB and print a researcher token (shown once)."""
     study_id, title, version, text, data = read_protocol(protocol_path)
     storage = open_storage(db_path)
@@ -72,7 +129,7 @@ def init(db_path: Path, protocol_path: Path, researcher: str) -> None:
                                    protocol_data=data, researcher=researcher)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Study {study_id!r} ({title}, version {version}) created in {db_path}.")
+    click.echo(f"Study {study_id!r} ({title}, version {version}) created in {storage.path}.")
     click.echo("Researcher token (shown only this once; keep it in a password manager):")
     click.echo(token)
 
@@ -81,7 +138,7 @@ def init(db_path: Path, protocol_path: Path, researcher: str) -> None:
 @db_option
 @click.option("--protocol", "protocol_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="The new version of the study protocol (same [study] id, higher version).")
-def update_protocol(db_path: Path, protocol_path: Path) -> None:
+def update_protocol(db_path: Database, protocol_path: Path) -> None:
     """Publish a new protocol version; apps pick it up at their next sync (a new consent asks again)."""
     study_id, title, version, text, data = read_protocol(protocol_path)
     storage = open_storage(db_path)
@@ -102,7 +159,7 @@ def codes() -> None:
 @codes.command("create")
 @db_option
 @click.option("--n", "n", type=click.IntRange(1, 100_000), default=1, show_default=True, help="How many codes.")
-def codes_create(db_path: Path, n: int) -> None:
+def codes_create(db_path: Database, n: int) -> None:
     """Print N new one-time codes, one per line (stored only as hashes)."""
     storage = open_storage(db_path)
     try:
@@ -120,7 +177,7 @@ def researchers() -> None:
 @researchers.command("add")
 @db_option
 @click.option("--name", required=True, help="Who receives the token (recorded in the export log).")
-def researchers_add(db_path: Path, name: str) -> None:
+def researchers_add(db_path: Database, name: str) -> None:
     """Print a new researcher token (shown once)."""
     storage = open_storage(db_path)
     try:
@@ -138,18 +195,39 @@ def researchers_add(db_path: Path, name: str) -> None:
 @click.option("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
               help="Comma-separated addresses of reverse proxies whose X-Forwarded-For names the client (the "
                    "address failed authentications are throttled by), or '*' [default: 127.0.0.1,::1].")
-def serve(db_path: Path, host: str, port: int, max_body_bytes: int | None, forwarded_allow_ips: str | None) -> None:
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes answering requests (PostgreSQL only: a SQLite database takes one).")
+def serve(db_path: Database, host: str, port: int, max_body_bytes: int | None, forwarded_allow_ips: str | None,
+          workers: int) -> None:
     """Serve the API (put a TLS-terminating proxy in front of it on a public network)."""
     import uvicorn
 
     from studyapp.server.app import DEFAULT_MAX_BODY_BYTES, create_app
 
+    if workers > 1 and not backend.is_postgres_url(db_path):
+        # More processes on one SQLite file would only queue behind its single write lock (and each would
+        # checkpoint on its own): the gain needs a database that many processes can write at once.
+        raise click.ClickException(
+            f"--workers {workers} needs a PostgreSQL --db: a SQLite database is one file with one write lock, so "
+            "several worker processes would only wait for each other. Serve SQLite with one worker, or move the "
+            "study to PostgreSQL (studyapp-server migrate-to-postgres).")
     storage = open_storage(db_path)
     try:
         study = storage.require_study()
     except StorageError as exc:
+        storage.close()
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Serving study {study['id']!r} from {db_path} on http://{host}:{port}", err=True)
+    click.echo(f"Serving study {study['id']!r} from {storage.path} on http://{host}:{port}"
+               + (f" with {workers} workers" if workers > 1 else ""), err=True)
+    if workers > 1:
+        storage.close()  # migrated and checked; each worker opens its own pool
+        # The workers are new processes that import the app by name: they find the database in the environment
+        # (inherited, never on a command line another user could read in ps).
+        os.environ[backend.ENV_DB] = str(db_path)
+        os.environ[backend.ENV_MAX_BODY_BYTES] = str(max_body_bytes or DEFAULT_MAX_BODY_BYTES)
+        uvicorn.run("studyapp.server.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                    log_level="warning", forwarded_allow_ips=forwarded_allow_ips)
+        return
     app = create_app(storage, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES)
     # uvicorn reads X-Forwarded-For only from these proxies (None: $FORWARDED_ALLOW_IPS or loopback).
     uvicorn.run(app, host=host, port=port, log_level="warning", forwarded_allow_ips=forwarded_allow_ips)
@@ -161,7 +239,7 @@ def serve(db_path: Path, host: str, port: int, max_body_bytes: int | None, forwa
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the files (one per record type, and schema.json); never written through a symlink.")
 @click.option("--researcher", default=None, help="Name recorded in the export log [default: the login name].")
-def export(db_path: Path, fmt: str, out_dir: Path, researcher: str | None) -> None:
+def export(db_path: Database, fmt: str, out_dir: Path, researcher: str | None) -> None:
     """Write the export contract's files (participants, messages, ...) and schema.json to OUT, from one snapshot.
 
     The files appear only when all are complete; a failed export leaves OUT as it was."""
@@ -170,7 +248,8 @@ def export(db_path: Path, fmt: str, out_dir: Path, researcher: str | None) -> No
     storage = open_storage(db_path)
     try:
         storage.require_study()
-        total = export_mod.total_rows(storage)
+        with storage.snapshot() as snapshot:  # either backend's snapshot reads the counts (for the progress bar)
+            total = export_mod.total_rows(snapshot)
         with click.progressbar(length=total, label=f"Exporting {fmt}", file=sys.stderr) as bar:
             counts = export_mod.export(storage, out_dir, fmt, researcher=researcher or getpass.getuser(),
                                        via="cli", tick=bar.update)
@@ -184,7 +263,7 @@ def export(db_path: Path, fmt: str, out_dir: Path, researcher: str | None) -> No
 @cli.command()
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def participants(db_path: Path, as_json: bool) -> None:
+def participants(db_path: Database, as_json: bool) -> None:
     """Compliance table: enrolled, last upload, days active, comparisons rated, withdrawn."""
     storage = open_storage(db_path)
     rows = storage.compliance()
@@ -201,6 +280,41 @@ def participants(db_path: Path, as_json: bool) -> None:
         )
     counts = storage.code_counts()
     click.echo(f"{len(rows)} participants; codes: {counts['used']} used, {counts['unused']} unused")
+
+
+@cli.command("migrate-to-postgres")
+@click.option("--from", "source", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="The pilot's SQLite server database (stop its server first: later uploads would not be moved).")
+@click.option("--to", "target", type=DatabaseParam(), required=True,
+              help="An empty PostgreSQL database: postgresql://user@host:port/dbname (put a password in "
+                   "~/.pgpass or PGPASSWORD rather than here).")
+def migrate_to_postgres(source: Path, target: Database) -> None:
+    """Copy every table of a SQLite server database into an empty PostgreSQL one, then check each table's row
+    count and checksum on both sides.
+
+    Payload text PostgreSQL's json type refuses (a lone surrogate escape or NUL, stored before the contract
+    refused them) is written as U+FFFD and counted."""
+    from studyapp.server import move_to_postgres
+
+    if not backend.is_postgres_url(target):
+        raise click.BadParameter("give a postgresql://user@host/dbname URL.", param_hint="--to")
+    _reach_postgres(str(target))
+    try:
+        total = move_to_postgres.count_rows(source)
+        with click.progressbar(length=total, label="Copying rows", file=sys.stderr) as bar:
+            report = move_to_postgres.move(source, str(target), progress=bar.update)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{'table':<18} {'SQLite rows':>11} {'PostgreSQL':>11}  sha256 (rows in primary-key order)")
+    for t in report.tables:
+        mark = "" if t.ok else f"  MISMATCH: PostgreSQL has {t.postgres_sha256}"
+        click.echo(f"{t.table:<18} {t.sqlite_rows:>11} {t.postgres_rows:>11}  {t.sqlite_sha256}{mark}")
+    click.echo(f"Payloads repaired (lone surrogate or NUL written as U+FFFD): {report.repaired_payloads}")
+    if not report.ok:
+        raise click.ClickException("The copy differs from the source: " + "; ".join(report.differences())
+                                   + ". Do not serve from the PostgreSQL database; drop it and migrate again.")
+    click.echo(f"Moved {source} to {backend.shown(str(target))}: every table's rows and checksum agree. "
+               f"Serve it with: studyapp-server serve --db {backend.shown(str(target))}")
 
 
 @cli.command()
