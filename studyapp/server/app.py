@@ -14,6 +14,7 @@ an answer fail to encode; a busy database answers 503 with Retry-After, never 50
 # No "from __future__ import annotations": FastAPI must see the dependency annotations of the
 # endpoints defined inside create_app() as objects, not as strings naming local functions.
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -41,6 +42,8 @@ EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 # make within the window before it gets 429. An app with a stale token fails once per sync, far below this.
 MAX_AUTH_FAILURES = 20
 AUTH_FAILURE_WINDOW_S = 300.0
+
+log = logging.getLogger(__name__)
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -307,6 +310,20 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
         # "database is locked" and friends: nothing was stored, the client retries with backoff.
         return AsciiJSONResponse({"detail": "The server's database is busy; retry shortly."}, status_code=503,
                                  headers={"Retry-After": "1"})
+
+    try:
+        import psycopg
+    except ImportError:  # the SQLite backend works without psycopg installed
+        psycopg = None  # type: ignore[assignment]
+    if psycopg is not None:
+        @app.exception_handler(psycopg.OperationalError)
+        async def on_unavailable(request: Request, exc: Exception) -> AsciiJSONResponse:
+            # PostgreSQL unreachable, a failover, the pool exhausted (PoolTimeout), a serialization failure:
+            # nothing was stored, the client retries with backoff. The reason goes to the log, never the client.
+            log.warning("database unavailable for %s %s: %s", request.method, request.url.path,
+                        type(exc).__name__)
+            return AsciiJSONResponse({"detail": "The server's database is unavailable; retry shortly."},
+                                     status_code=503, headers={"Retry-After": "1"})
 
     def allowed_client(request: Request) -> str:
         """The client's address, unless it failed to authenticate too often lately (then 429 with Retry-After)."""

@@ -362,3 +362,24 @@ def test_a_consent_document_published_while_the_server_runs_is_accepted(storage:
     results = storage.store_events(participant_id, rows([f.consent(version="2",
                                                                    sha256=protocol.current_consent.sha256)]))
     assert [(r.status, r.reason) for r in results] == [("accepted", None)]
+
+
+def test_postgresql_unavailable_answers_503_with_retry_after(pg_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    storage = open_storage(pg_url)
+    init(storage)
+    try:
+        _, token = enrolled(storage)
+
+        def unavailable(*args: Any, **kwargs: Any) -> Any:  # the injected fault: a failover mid-request
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(PgStorage, "store_events", unavailable)
+        with f.serve(storage) as base_url:  # type: ignore[arg-type]
+            response = f.LiveServer(base_url, storage, "").upload(token, [f.consent()])  # type: ignore[arg-type]
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "unexpectedly" not in response.text  # the reason goes to the log, not to the client
+        assert any("database unavailable" in r.getMessage() for r in caplog.records)
+    finally:
+        storage.close()
