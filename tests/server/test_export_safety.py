@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from studyapp.contract import ContractError, check_fields
 from studyapp.events import CONTRACT_VERSION
 from studyapp.server import export
 from studyapp.server.cli import cli
+from studyapp.server.pg_storage import PgSnapshot
 from studyapp.server.storage import Snapshot
 from tests.server import live as f
 from tests.server.export_check import check_folder, parse_body, read_rows
@@ -66,6 +68,7 @@ def test_the_server_rejects_a_lone_surrogate_and_keeps_the_rest_of_the_batch(liv
     assert [p["attribute_id"] for _, p in live.storage.records("attribute")] == ["a-fine"]
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_a_stored_lone_surrogate_does_not_stop_the_parquet_export(live: LiveServer, tmp_path: Path) -> None:
     participant_id, token = live.enroll()
     live.upload(token, [f.consent(), f.attribute("a-before"), f.message()])
@@ -86,6 +89,7 @@ def test_a_stored_lone_surrogate_does_not_stop_the_parquet_export(live: LiveServ
         assert len(read_rows(out / f"messages.{fmt}", fmt)) == 1
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_an_export_that_fails_midway_leaves_nothing_that_looks_complete(live: LiveServer, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch,
                                                                          caplog: pytest.LogCaptureFixture) -> None:
@@ -122,6 +126,7 @@ FORMULAS = ["=HYPERLINK(\"http://x.example\",\"click\")", "+1+2", "-2+3", "@SUM(
             "\rreturn", "plain text", "nul\x00inside"]
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_csv_text_cells_never_open_as_formulas_but_numbers_stay_numbers(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     messages = [f.message(content=text) for text in FORMULAS]
@@ -147,6 +152,7 @@ def test_csv_text_cells_never_open_as_formulas_but_numbers_stay_numbers(live: Li
 
 
 @pytest.mark.parametrize("fmt", export.FORMATS)
+@f.CLI_DB_SQLITE_ONLY
 def test_every_export_describes_its_files_in_schema_json(live: LiveServer, tmp_path: Path, fmt: str) -> None:
     _, token = live.enroll()
     live.upload(token, [f.consent(), f.message(), f.message()])
@@ -171,6 +177,7 @@ def test_every_export_describes_its_files_in_schema_json(live: LiveServer, tmp_p
         ["schema.json", *(f"{name}.{fmt}" for name in export.RECORD_TYPE_NAMES)])
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_export_refuses_to_write_through_a_symlink(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     live.upload(token, [f.consent(), f.message()])
@@ -226,13 +233,12 @@ def test_an_http_export_that_fails_midway_breaks_the_connection_and_is_not_logge
 def snapshot_closed(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """An event set when an export's snapshot is closed."""
     released = threading.Event()
-    real_close = Snapshot.close
+    for snapshot_class in (Snapshot, PgSnapshot):  # one per backend
+        def close(self: Snapshot | PgSnapshot, real_close: Any = snapshot_class.close) -> None:
+            real_close(self)
+            released.set()
 
-    def close(self: Snapshot) -> None:
-        real_close(self)
-        released.set()
-
-    monkeypatch.setattr(Snapshot, "close", close)
+        monkeypatch.setattr(snapshot_class, "close", close)
     return released
 
 
@@ -254,13 +260,13 @@ def test_a_client_that_goes_away_midway_releases_the_snapshot(live: LiveServer,
     assert len(live.storage.export_log()) == logged
 
 
-async def test_a_client_gone_before_the_first_byte_still_releases_the_snapshot(tmp_path: Path,
+async def test_a_client_gone_before_the_first_byte_still_releases_the_snapshot(server_db: Path | str,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # The body generator never starts when sending the headers already fails, so its own clean-up cannot be
     # what closes the snapshot. The ASGI app is called directly: the failing send is the injected fault.
     from studyapp.server.app import create_app
 
-    storage, token = f.new_storage(tmp_path / "server.db")
+    storage, token = f.new_storage(server_db)
     released = snapshot_closed(monkeypatch)
     messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
 
