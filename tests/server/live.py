@@ -115,6 +115,11 @@ class LiveServer:
     def backend(self) -> str:
         return "sqlite" if isinstance(self.storage, Storage) else "postgresql"
 
+    @property
+    def db_arg(self) -> str:
+        """The server database as the CLI's ``--db`` names it: the SQLite file's path or the PostgreSQL URL."""
+        return str(self.storage.path) if isinstance(self.storage, Storage) else self.storage.url
+
     def sql(self, query: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read straight from the server's database, on either backend (``?`` placeholders, table
         names quoted with double quotes)."""

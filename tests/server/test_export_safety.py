@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -33,7 +34,7 @@ LONE_SURROGATE = "lone \ud800 surrogate"
 
 
 def run_export(live: LiveServer, fmt: str, out: Path) -> object:
-    return CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", str(live.storage.path),
+    return CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", live.db_arg,
                                     "--researcher", "dr-test"])
 
 
@@ -210,11 +211,14 @@ def test_an_http_export_that_fails_midway_breaks_the_connection_and_is_not_logge
     _, token = live.enroll()
     live.upload(token, [f.consent(), *(f.message(content="x" * 2000) for _ in range(60))])
     real_rows = export.rows
+    # The backend's own error for a failing read.
+    error = (sqlite3.OperationalError("disk I/O error") if live.backend == "sqlite"
+             else psycopg.OperationalError("could not read block 0 in file \"base/1/2\": I/O error"))
 
     def failing(reader, rt, study_id):  # type: ignore[no-untyped-def]
         for i, row in enumerate(real_rows(reader, rt, study_id)):
             if i == 50:  # past the first chunk: the client has had a 200 and part of the body
-                raise sqlite3.OperationalError("disk I/O error")
+                raise error
             yield row
 
     monkeypatch.setattr(export, "rows", failing)

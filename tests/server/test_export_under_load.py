@@ -118,7 +118,7 @@ def test_exports_while_participants_upload_are_complete_snapshots(live: LiveServ
                 for fmt in export.FORMATS if live.backend == "sqlite" else ():
                     out = tmp_path / f"out-{round_}-{fmt}"
                     result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out),
-                                                      "--db", str(live.storage.path), "--researcher", "dr-load"])
+                                                      "--db", live.db_arg, "--researcher", "dr-load"])
                     assert result.exit_code == 0, result.output
                     folders.append((out, fmt))
     finally:

@@ -76,7 +76,7 @@ def test_publishing_checks_the_study_and_the_version(live: LiveServer, tmp_path:
     path = tmp_path / "v2.toml"
     path.write_text(VERSION_2)
     result = CliRunner().invoke(server_cli, ["update-protocol", "--protocol", str(path), "--db",
-                                             str(live.storage.path)])
+                                             live.db_arg])
     assert result.exit_code == 0, result.output
     assert "version 1 -> 2" in result.output
     assert live.storage.study()["version"] == "2"  # type: ignore[index]
