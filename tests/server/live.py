@@ -251,6 +251,13 @@ def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
     return url
 
 
+@pytest.fixture(name="server_db")
+def sqlite_server_db(tmp_path: Path) -> Path:
+    """``server_db`` on SQLite alone, for tests of the participant's app that need a server but test nothing of its
+    storage (import it with ``live``: running them on PostgreSQL too would test the same app twice)."""
+    return tmp_path / "server.db"
+
+
 @pytest.fixture
 def live(server_db: Path | str) -> Iterator[LiveServer]:
     """A real uvicorn server on 127.0.0.1 with a fresh study database, on each backend (import it and
