@@ -4,7 +4,8 @@ export and the dashboard use (see docs/ARCHITECTURE.md, "Storage backends"; ``ch
 Connections come from a psycopg_pool pool: each call borrows one for one transaction. Unlike SQLite there is no
 process-wide write lock: PostgreSQL serializes what must be serialized with row locks (a participant's uploads and
 withdrawal take ``FOR UPDATE`` on its row) and the unique key on ``event_id`` with ``ON CONFLICT DO NOTHING`` keeps
-ingest exactly once across transactions, threads and worker processes.
+ingest exactly once across transactions, threads and worker processes. Only the insert of events (to its commit)
+is serialized, by an advisory lock, so that event numbers commit in order (``EVENTS_ORDER_LOCK``).
 
 A withdrawal's DELETE leaves dead row versions in the table files until (auto)VACUUM frees their space and later
 rows overwrite it (``VACUUM FULL events`` rewrites the table without them), and in the WAL and base backups until
@@ -31,6 +32,10 @@ from studyapp.server.validation import check_event
 # How long opening the storage waits for a first connection before it says the database cannot be reached.
 CONNECT_TIMEOUT_S = 10.0
 POOL_MAX = 10
+# Taken (until commit) by every transaction that inserts events, so that event numbers commit in their order: an
+# export names its snapshot by its last event number, and the snapshot must hold exactly the events numbered up to
+# it. Without it, two uploads' transactions could commit out of order and a snapshot see event n+1 but not n.
+EVENTS_ORDER_LOCK = 0x5354_5544_5945_5654  # distinct from the migrations' server_pg.LOCK_KEY
 # The batch's rows go in as one INSERT ... SELECT FROM unnest(arrays): one round trip per upload.
 _INSERT_EVENTS = (
     "INSERT INTO events (event_id, participant_id, kind, record_key, day, payload, received_at) "
@@ -168,6 +173,7 @@ class PgStorage(SharedStorage):
         return {r["event_id"]: r["participant_id"] for r in rows}
 
     def _insert_events(self, conn: _Connection, rows: list[EventRow]) -> set[str]:
+        conn.execute("SELECT pg_advisory_xact_lock(?)", [EVENTS_ORDER_LOCK])
         columns = [list(column) for column in zip(*rows, strict=True)]
         return {r["event_id"] for r in conn.execute(_INSERT_EVENTS, columns)}
 
@@ -191,14 +197,15 @@ class PgStorage(SharedStorage):
         transaction (``chunk`` is for the SQLite backend's interface)."""
         n = 0
         received_at = now()
-        with self.write() as conn, conn.raw.cursor() as cur, cur.copy(
-                "COPY events (event_id, participant_id, kind, record_key, day, payload, received_at) "
-                "FROM STDIN") as copy:
-            for event_id, kind, payload in rows:
-                checked = check_event(event_id, kind, payload)
-                copy.write_row((event_id, participant_id, kind, checked.record_key, checked.day,
-                                dumps(checked.payload), received_at))
-                n += 1
+        with self.write() as conn, conn.raw.cursor() as cur:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", [EVENTS_ORDER_LOCK])
+            with cur.copy("COPY events (event_id, participant_id, kind, record_key, day, payload, received_at) "
+                          "FROM STDIN") as copy:
+                for event_id, kind, payload in rows:
+                    checked = check_event(event_id, kind, payload)
+                    copy.write_row((event_id, participant_id, kind, checked.record_key, checked.day,
+                                    dumps(checked.payload), received_at))
+                    n += 1
         return n
 
 

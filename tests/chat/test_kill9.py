@@ -12,7 +12,7 @@ from pathlib import Path
 
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.db import open_database
-from tests.server.live import LiveServer, live  # noqa: F401
+from tests.server.live import LiveServer, live, sqlite_server_db  # noqa: F401
 from tests.support.scripted_llm import ScriptedLLM
 
 ROOT = Path(__file__).resolve().parents[2]

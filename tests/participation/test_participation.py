@@ -100,6 +100,6 @@ async def test_a_withdrawal_the_server_did_not_confirm_is_pending_until_sync_sen
 
     await participation.run_sync(stop_after_first)
     assert participation.state is ParticipationState.NOT_ENROLLED
-    tombstones = live.storage.conn.execute("SELECT participant_id FROM tombstones").fetchall()
+    tombstones = live.sql("SELECT participant_id FROM tombstones")
     assert [t[0] for t in tombstones] == [enrollment.participant_id]
     await participation.aclose()

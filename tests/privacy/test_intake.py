@@ -22,7 +22,7 @@ from studyapp.store.outbox import OutboxStore
 from studyapp.store.studies import StudyStore
 from studyapp.study.current import current_study
 from studyapp.sync.client import run_sync
-from tests.server.live import LiveServer, live  # noqa: F401
+from tests.server.live import LiveServer, live, sqlite_server_db  # noqa: F401
 from tests.support.fixtures import scripted_llm  # noqa: F401
 from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
 from tests.support.scripted_llm import ScriptedLLM

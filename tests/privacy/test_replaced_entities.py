@@ -22,7 +22,7 @@ from studyapp.store.util import new_id, now
 from tests.privacy.conftest import make_protocol
 from tests.privacy.test_collect import message
 from tests.privacy.test_intake import pump_and_sync
-from tests.server.live import LiveServer, live  # noqa: F401
+from tests.server.live import LiveServer, live, sqlite_server_db  # noqa: F401
 from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
 from tests.sync.helpers import enroll_and_consent
 

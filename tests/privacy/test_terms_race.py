@@ -28,7 +28,7 @@ from studyapp.study.protocol import Protocol
 from studyapp.sync.client import run_sync
 from studyapp.sync.enroll import enroll
 from tests.server import live as f
-from tests.server.live import LiveServer, live  # noqa: F401
+from tests.server.live import LiveServer, live, sqlite_server_db  # noqa: F401
 from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
 from tests.sync.helpers import enroll_and_consent, queue
 

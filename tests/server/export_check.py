@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from studyapp.server import export
+from studyapp.server.pg_storage import PgStorage
 from studyapp.server.storage import Storage
 from studyapp.server.validation import RECORD_KEYS
 
@@ -37,19 +38,20 @@ def parse_body(body: bytes, fmt: str) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
-def rows_as_of(storage: Storage, rt: export.RecordType, last_event: int) -> int:
+def rows_as_of(storage: Storage | PgStorage, rt: export.RecordType, last_event: int) -> int:
     """How many rows of ``rt`` an export of the snapshot whose last event is ``last_event`` must hold."""
-    if rt.kind is None:
-        return storage.count_participant_records()  # no one enrolls or withdraws while the checks run
-    n = 0
-    for kind in rt.kinds:
-        if kind in RECORD_KEYS:
-            sql = ("SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? AND n <= ? "
-                   "GROUP BY participant_id, record_key)")
-        else:
-            sql = "SELECT count(*) FROM events WHERE kind = ? AND n <= ?"
-        n += storage.conn.execute(sql, [kind, last_event]).fetchone()[0]
-    return n
+    with storage.snapshot() as snapshot:
+        if rt.kind is None:
+            return snapshot.count_participant_records()  # no one enrolls or withdraws while the checks run
+        n = 0
+        for kind in rt.kinds:
+            if kind in RECORD_KEYS:
+                sql = ("SELECT count(*) FROM (SELECT 1 FROM events WHERE kind = ? AND n <= ? "
+                       "GROUP BY participant_id, record_key) AS latest")
+            else:
+                sql = "SELECT count(*) FROM events WHERE kind = ? AND n <= ?"
+            n += snapshot.conn.execute(sql, [kind, last_event]).fetchone()[0]
+        return n
 
 
 def labels_have_their_attributes(attributes: list[dict[str, Any]], labels: list[dict[str, Any]]) -> list[str]:
@@ -58,7 +60,7 @@ def labels_have_their_attributes(attributes: list[dict[str, Any]], labels: list[
     return sorted({lab["attribute_id"] for lab in labels if (lab["participant_id"], lab["attribute_id"]) not in known})
 
 
-def check_folder(out: Path, fmt: str, storage: Storage) -> dict[str, int]:
+def check_folder(out: Path, fmt: str, storage: Storage | PgStorage) -> dict[str, int]:
     """Assert the export folder ``out`` is complete and one snapshot; returns rows per file."""
     schema = json.loads((out / "schema.json").read_text(encoding="utf-8"))
     assert schema["format"] == fmt
@@ -79,7 +81,7 @@ def check_folder(out: Path, fmt: str, storage: Storage) -> dict[str, int]:
     return counts
 
 
-def check_http(headers: Any, body: bytes, fmt: str, rt: export.RecordType, storage: Storage) -> int:
+def check_http(headers: Any, body: bytes, fmt: str, rt: export.RecordType, storage: Storage | PgStorage) -> int:
     """Assert one HTTP export is complete and the rows of the snapshot it names; returns its rows."""
     rows = parse_body(body, fmt)
     assert len(rows) == int(headers["x-export-rows"]), f"{rt.name}: the body and X-Export-Rows differ"

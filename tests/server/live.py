@@ -10,16 +10,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import uvicorn
 
 from studyapp.server.app import create_app
+from studyapp.server.backend import open_storage
 from studyapp.server.storage import Storage
 from studyapp.study.protocol import parse_protocol
 from tests.support.net import bound_socket, wait_until_http_ok
+
+if TYPE_CHECKING:
+    from studyapp.server.pg_storage import PgStorage
+
+# The server's storage backends every HTTP-level test runs on (see the ``server_db`` fixture).
+BACKENDS = ("sqlite", "postgresql")
+# For tests that run the studyapp-server CLI on the live server's database.
+CLI_DB_SQLITE_ONLY = pytest.mark.sqlite_only("runs the CLI, whose --db takes only a SQLite path so far")
 
 STUDY_ID = "sync-test-2026"
 PROTOCOL = """
@@ -67,18 +76,18 @@ min_attributes = 1
 ALL_CATEGORIES = ["attribute_labels", "attributes", "conversation_text", "ratings", "relevance_labels", "selections"]
 
 
-def new_storage(path: Path, protocol_text: str = PROTOCOL) -> tuple[Storage, str]:
-    """A migrated server database holding a study (the test study by default); returns it with the
-    researcher token."""
-    storage = Storage(path)
-    protocol = parse_protocol(protocol_text, source=str(path))
+def new_storage(target: Path | str, protocol_text: str = PROTOCOL) -> tuple[Storage | PgStorage, str]:
+    """A migrated server database (a SQLite path or a PostgreSQL URL) holding a study (the test study by default);
+    returns it with the researcher token."""
+    storage = open_storage(target)
+    protocol = parse_protocol(protocol_text, source=str(target))
     token = storage.init_study(study_id=protocol.id, title=protocol.title, version=protocol.version,
                                protocol=protocol_text, protocol_data=protocol.to_dict())
     return storage, token
 
 
 @contextmanager
-def serve(storage: Storage, **options: Any) -> Iterator[str]:
+def serve(storage: Storage | PgStorage, **options: Any) -> Iterator[str]:
     """Run the app under uvicorn on 127.0.0.1 (free port) in a thread; yields the base URL."""
     sock = bound_socket()
     port = sock.getsockname()[1]
@@ -99,8 +108,35 @@ def serve(storage: Storage, **options: Any) -> Iterator[str]:
 @dataclass
 class LiveServer:
     base_url: str
-    storage: Storage
+    storage: Storage | PgStorage
     researcher_token: str
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if isinstance(self.storage, Storage) else "postgresql"
+
+    @property
+    def db_arg(self) -> str:
+        """The server database as the CLI's ``--db`` names it: the SQLite file's path or the PostgreSQL URL."""
+        return str(self.storage.path) if isinstance(self.storage, Storage) else self.storage.url
+
+    def sql(self, query: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read straight from the server's database, on either backend (``?`` placeholders, table
+        names quoted with double quotes)."""
+        with self.storage._read() as conn:
+            return [tuple(row) for row in conn.execute(query, params).fetchall()]
+
+    def table_rows(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table of the server's database, per table."""
+        return {t: self.sql(f'SELECT * FROM "{t}"') for t in self.storage.table_names()}
+
+    def dump(self) -> str:
+        """Every row of the server's database as text (to look for what must never be stored)."""
+        return "\n".join(str(row) for rows in self.table_rows().values() for row in rows)
+
+    def count_records(self, kind: str) -> int:
+        with self.storage.snapshot() as snapshot:
+            return snapshot.count_records(kind)
 
     def code(self) -> str:
         return self.storage.create_codes(1)[0]
@@ -201,10 +237,32 @@ def json_payload(e: dict[str, Any]) -> str:
     return json.dumps(e["payload"], ensure_ascii=False, sort_keys=True)
 
 
+@pytest.fixture(params=BACKENDS)
+def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's server database lives, once per backend: a SQLite file, or a fresh database of the session's
+    throwaway PostgreSQL cluster (import ``pg_cluster`` and ``pg_url`` from tests/support/postgres.py into the
+    conftest too). A test marked ``sqlite_only(reason)`` runs on SQLite alone."""
+    if request.param == "sqlite":
+        return tmp_path / "server.db"
+    marker = request.node.get_closest_marker("sqlite_only")
+    if marker is not None:
+        pytest.skip(f"SQLite only: {marker.args[0] if marker.args else 'the SQLite file itself'}")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture(name="server_db")
+def sqlite_server_db(tmp_path: Path) -> Path:
+    """``server_db`` on SQLite alone, for tests of the participant's app that need a server but test nothing of its
+    storage (import it with ``live``: running them on PostgreSQL too would test the same app twice)."""
+    return tmp_path / "server.db"
+
+
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
-    """A real uvicorn server on 127.0.0.1 with a fresh study database (import it into a conftest)."""
-    storage, token = new_storage(tmp_path / "server.db")
+def live(server_db: Path | str) -> Iterator[LiveServer]:
+    """A real uvicorn server on 127.0.0.1 with a fresh study database, on each backend (import it and
+    ``server_db`` into a conftest)."""
+    storage, token = new_storage(server_db)
     with serve(storage) as base_url:
         yield LiveServer(base_url, storage, token)
     storage.close()

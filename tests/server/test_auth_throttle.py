@@ -32,9 +32,9 @@ class Clock:
 
 
 @pytest.fixture
-def throttled(tmp_path: Path) -> Iterator[tuple[LiveServer, Clock]]:
+def throttled(server_db: Path | str) -> Iterator[tuple[LiveServer, Clock]]:
     clock = Clock()
-    storage, token = f.new_storage(tmp_path / "server.db")
+    storage, token = f.new_storage(server_db)
     throttle = FailureThrottle(max_failures=LIMIT, window_s=WINDOW_S, clock=clock)
     with f.serve(storage, auth_throttle=throttle) as base_url:
         yield LiveServer(base_url, storage, token), clock

@@ -11,6 +11,8 @@ import pytest
 from studyapp.server.storage import Storage, StorageError
 from tests.support.second_open_child import crash_after_a_second_open
 
+pytestmark = pytest.mark.sqlite_only("POSIX file locks of a SQLite file opened twice in one process")
+
 
 def test_server_commits_survive_kill_9_after_a_second_open_and_another_process_closing(tmp_path: Path) -> None:
     path = tmp_path / "server.db"

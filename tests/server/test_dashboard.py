@@ -8,6 +8,7 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -80,8 +81,7 @@ def test_the_right_token_buys_an_http_only_strict_session_cookie(live: LiveServe
         assert live.researcher_token not in cookie
         session = http.cookies[dashboard.SESSION_COOKIE]
         # The server keeps only a hash of the session id, never the id or the token.
-        dump = "\n".join(str(tuple(r)) for t in live.storage.table_names()
-                         for r in live.storage.conn.execute(f"SELECT * FROM [{t}]"))
+        dump = live.dump()
         assert session not in dump
 
         page = http.get("/dashboard")
@@ -164,8 +164,7 @@ def test_the_page_shows_compliance_upload_health_and_withdrawals(live: LiveServe
 
     assert [r["participant_id"] for r in found["withdrawals"]] == [known.withdrawn]
     assert page.count(known.withdrawn) == 1
-    assert live.storage.conn.execute("SELECT count(*) FROM rejections WHERE participant_id = ?",
-                                     [known.withdrawn]).fetchone()[0] == 0
+    assert live.sql("SELECT count(*) FROM rejections WHERE participant_id = ?", [known.withdrawn]) == [(0,)]
     assert re.search(r'<b id="enrolled-count">2</b>taking part', page)
     assert re.search(r'<b id="stopped-count">1</b>stopped', page)
     assert re.search(r'<b id="withdrawn-count">1</b>withdrawn', page)
@@ -275,11 +274,11 @@ def test_a_session_ends_after_its_lifetime() -> None:
     assert sessions.token_hash(session) is None
 
 
-def test_too_many_wrong_tokens_get_429_with_retry_after(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_many_wrong_tokens_get_429_with_retry_after(server_db: Path | str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The limiter's clock stands still, so the test does not depend on how fast the requests go.
     limiter = dashboard.LoginLimiter
     monkeypatch.setattr(dashboard, "LoginLimiter", lambda: limiter(clock=lambda: 0.0))
-    storage, token = f.new_storage(tmp_path / "server.db")
+    storage, token = f.new_storage(server_db)
     with f.serve(storage) as base_url, httpx.Client(base_url=base_url) as http:
         for _ in range(dashboard.MAX_FAILED_LOGINS):
             assert log_in(http, "wrong").status_code == 401

@@ -42,10 +42,11 @@ def filled(live: LiveServer) -> tuple[LiveServer, str, str]:
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+@f.CLI_DB_SQLITE_ONLY
 def test_export_writes_the_contract(filled: tuple[LiveServer, str, str], tmp_path: Path, fmt: str) -> None:
     live, a_id, b_id = filled
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", str(live.storage.path),
+    result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", live.db_arg,
                                       "--researcher", "dr-test"])
     assert result.exit_code == 0, result.output
     # Every file of the export contract (docs/ARCHITECTURE.md section 8; tests/project/test_export_docs.py keeps the
@@ -85,6 +86,7 @@ def test_export_writes_the_contract(filled: tuple[LiveServer, str, str], tmp_pat
     assert log[-1]["via"] == "cli"
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_an_older_apps_labels_export_with_the_new_columns_empty(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     new = f.event("attribute_label", {"attribute_id": "a2", "label": "maybe", "labeled_at": "2026-11-22T10:00:00+00:00",
@@ -94,7 +96,7 @@ def test_an_older_apps_labels_export_with_the_new_columns_empty(live: LiveServer
     assert [a["status"] for a in answers] == ["accepted"] * 3
     out = tmp_path / "out"
     for fmt in ("csv", "parquet"):
-        result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", str(live.storage.path)])
+        result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", live.db_arg])
         assert result.exit_code == 0, result.output
         rows = {r["attribute_id"]: r for r in read(out / f"attribute_labels.{fmt}", fmt)}
         empty = "" if fmt == "csv" else None
@@ -111,6 +113,7 @@ COMPARISON_CONTEXT = {"prompt_message_id": "m1", "shown_at": "2026-11-22T11:00:3
                       "utc_offset_min": -300}
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_an_older_apps_comparison_exports_with_the_new_columns_empty(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     answers = live.upload(token, [f.consent(), f.comparison("cmp-old"),
@@ -118,7 +121,7 @@ def test_an_older_apps_comparison_exports_with_the_new_columns_empty(live: LiveS
     assert [a["status"] for a in answers] == ["accepted"] * 3
     out = tmp_path / "out"
     for fmt in ("csv", "parquet"):
-        result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", str(live.storage.path)])
+        result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", live.db_arg])
         assert result.exit_code == 0, result.output
         names = columns(out / f"comparisons.{fmt}", fmt)
         start = names.index("prompt_message_id")
@@ -151,10 +154,11 @@ def test_the_server_refuses_comparison_context_outside_the_contract() -> None:
             check_event("e1", "comparison", bad)
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_empty_parquet_files_still_carry_the_columns(live: LiveServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["export", "--format", "parquet", "--out", str(out),
-                                      "--db", str(live.storage.path)])
+                                      "--db", live.db_arg])
     assert result.exit_code == 0, result.output
     for rt in export.RECORD_TYPES:
         schema = pq.read_schema(out / f"{rt.name}.parquet")

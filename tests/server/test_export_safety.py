@@ -13,8 +13,10 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -22,6 +24,7 @@ from studyapp.contract import ContractError, check_fields
 from studyapp.events import CONTRACT_VERSION
 from studyapp.server import export
 from studyapp.server.cli import cli
+from studyapp.server.pg_storage import PgSnapshot
 from studyapp.server.storage import Snapshot
 from tests.server import live as f
 from tests.server.export_check import check_folder, parse_body, read_rows
@@ -31,7 +34,7 @@ LONE_SURROGATE = "lone \ud800 surrogate"
 
 
 def run_export(live: LiveServer, fmt: str, out: Path) -> object:
-    return CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", str(live.storage.path),
+    return CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out), "--db", live.db_arg,
                                     "--researcher", "dr-test"])
 
 
@@ -66,6 +69,7 @@ def test_the_server_rejects_a_lone_surrogate_and_keeps_the_rest_of_the_batch(liv
     assert [p["attribute_id"] for _, p in live.storage.records("attribute")] == ["a-fine"]
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_a_stored_lone_surrogate_does_not_stop_the_parquet_export(live: LiveServer, tmp_path: Path) -> None:
     participant_id, token = live.enroll()
     live.upload(token, [f.consent(), f.attribute("a-before"), f.message()])
@@ -86,6 +90,7 @@ def test_a_stored_lone_surrogate_does_not_stop_the_parquet_export(live: LiveServ
         assert len(read_rows(out / f"messages.{fmt}", fmt)) == 1
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_an_export_that_fails_midway_leaves_nothing_that_looks_complete(live: LiveServer, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch,
                                                                          caplog: pytest.LogCaptureFixture) -> None:
@@ -122,6 +127,7 @@ FORMULAS = ["=HYPERLINK(\"http://x.example\",\"click\")", "+1+2", "-2+3", "@SUM(
             "\rreturn", "plain text", "nul\x00inside"]
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_csv_text_cells_never_open_as_formulas_but_numbers_stay_numbers(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     messages = [f.message(content=text) for text in FORMULAS]
@@ -147,6 +153,7 @@ def test_csv_text_cells_never_open_as_formulas_but_numbers_stay_numbers(live: Li
 
 
 @pytest.mark.parametrize("fmt", export.FORMATS)
+@f.CLI_DB_SQLITE_ONLY
 def test_every_export_describes_its_files_in_schema_json(live: LiveServer, tmp_path: Path, fmt: str) -> None:
     _, token = live.enroll()
     live.upload(token, [f.consent(), f.message(), f.message()])
@@ -171,6 +178,7 @@ def test_every_export_describes_its_files_in_schema_json(live: LiveServer, tmp_p
         ["schema.json", *(f"{name}.{fmt}" for name in export.RECORD_TYPE_NAMES)])
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_export_refuses_to_write_through_a_symlink(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     live.upload(token, [f.consent(), f.message()])
@@ -203,11 +211,14 @@ def test_an_http_export_that_fails_midway_breaks_the_connection_and_is_not_logge
     _, token = live.enroll()
     live.upload(token, [f.consent(), *(f.message(content="x" * 2000) for _ in range(60))])
     real_rows = export.rows
+    # The backend's own error for a failing read.
+    error = (sqlite3.OperationalError("disk I/O error") if live.backend == "sqlite"
+             else psycopg.OperationalError("could not read block 0 in file \"base/1/2\": I/O error"))
 
     def failing(reader, rt, study_id):  # type: ignore[no-untyped-def]
         for i, row in enumerate(real_rows(reader, rt, study_id)):
             if i == 50:  # past the first chunk: the client has had a 200 and part of the body
-                raise sqlite3.OperationalError("disk I/O error")
+                raise error
             yield row
 
     monkeypatch.setattr(export, "rows", failing)
@@ -226,13 +237,12 @@ def test_an_http_export_that_fails_midway_breaks_the_connection_and_is_not_logge
 def snapshot_closed(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """An event set when an export's snapshot is closed."""
     released = threading.Event()
-    real_close = Snapshot.close
+    for snapshot_class in (Snapshot, PgSnapshot):  # one per backend
+        def close(self: Snapshot | PgSnapshot, real_close: Any = snapshot_class.close) -> None:
+            real_close(self)
+            released.set()
 
-    def close(self: Snapshot) -> None:
-        real_close(self)
-        released.set()
-
-    monkeypatch.setattr(Snapshot, "close", close)
+        monkeypatch.setattr(snapshot_class, "close", close)
     return released
 
 
@@ -254,13 +264,13 @@ def test_a_client_that_goes_away_midway_releases_the_snapshot(live: LiveServer,
     assert len(live.storage.export_log()) == logged
 
 
-async def test_a_client_gone_before_the_first_byte_still_releases_the_snapshot(tmp_path: Path,
+async def test_a_client_gone_before_the_first_byte_still_releases_the_snapshot(server_db: Path | str,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # The body generator never starts when sending the headers already fails, so its own clean-up cannot be
     # what closes the snapshot. The ASGI app is called directly: the failing send is the injected fault.
     from studyapp.server.app import create_app
 
-    storage, token = f.new_storage(tmp_path / "server.db")
+    storage, token = f.new_storage(server_db)
     released = snapshot_closed(monkeypatch)
     messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
 

@@ -114,10 +114,11 @@ def test_exports_while_participants_upload_are_complete_snapshots(live: LiveServ
                                           live.storage)
                         assert rows >= PREFILLED_PAIRS
                         http_exports.append((name, rows))
-                for fmt in export.FORMATS:
+                # The CLI's --db takes a SQLite path only so far: on PostgreSQL the HTTP exports alone run.
+                for fmt in export.FORMATS if live.backend == "sqlite" else ():
                     out = tmp_path / f"out-{round_}-{fmt}"
                     result = CliRunner().invoke(cli, ["export", "--format", fmt, "--out", str(out),
-                                                      "--db", str(live.storage.path), "--researcher", "dr-load"])
+                                                      "--db", live.db_arg, "--researcher", "dr-load"])
                     assert result.exit_code == 0, result.output
                     folders.append((out, fmt))
     finally:

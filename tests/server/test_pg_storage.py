@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -289,6 +290,51 @@ def test_a_snapshot_sees_the_database_as_it_was_at_its_first_read(storage: Stora
     with storage.snapshot() as snapshot:
         assert snapshot.count_records("message") == 3
         assert snapshot.last_event > last
+
+
+def test_a_snapshot_holds_exactly_the_events_up_to_its_last_event(storage: Storage | PgStorage,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export names its snapshot by its last event number: the events numbered up to it must all be in it. An
+    upload that took its event numbers first but commits last must not leave a gap below a later upload's events
+    (PostgreSQL has no process-wide write lock; event inserts take an advisory lock until commit)."""
+    a_id, _ = enrolled(storage)
+    b_id, _ = enrolled(storage)
+    storage.store_events(a_id, rows([f.consent()]))
+    storage.store_events(b_id, rows([f.consent()]))
+    inserted, release = threading.Event(), threading.Event()
+    real_insert = type(storage)._insert_events
+
+    def insert_then_pause(self: Any, conn: Any, batch: list[Any]) -> Any:  # the fault: A's commit is held back
+        result = real_insert(self, conn, batch)
+        if batch[0][1] == a_id:
+            inserted.set()
+            assert release.wait(30)
+        return result
+
+    monkeypatch.setattr(type(storage), "_insert_events", insert_then_pause)
+
+    def b_waits() -> bool:
+        if not isinstance(storage, PgStorage):
+            return True  # SQLite: A holds the process's write lock, B cannot write before A commits
+        with psycopg.connect(storage.url) as conn:
+            return conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                ).fetchone()[0] > 0
+
+    with ThreadPoolExecutor(2) as pool:
+        a_upload = pool.submit(storage.store_events, a_id, rows([f.message()]))
+        assert inserted.wait(30)
+        b_upload = pool.submit(storage.store_events, b_id, rows([f.message()]))
+        deadline = time.monotonic() + 30
+        while not (b_upload.done() or b_waits()):  # B has committed, or waits for A
+            assert time.monotonic() < deadline, "the second upload neither finished nor waited"
+        with storage.snapshot() as snapshot:
+            last = snapshot.last_event
+            seen = snapshot.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        release.set()
+        assert [r.status for r in a_upload.result() + b_upload.result()] == ["accepted", "accepted"]
+    with storage.snapshot() as snapshot:
+        assert snapshot.conn.execute("SELECT count(*) FROM events WHERE n <= ?", [last]).fetchone()[0] == seen
+        assert snapshot.count_records("message") == 2
 
 
 def test_an_export_writes_every_record_and_is_logged(storage: Storage | PgStorage, tmp_path: Path) -> None:

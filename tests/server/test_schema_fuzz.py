@@ -40,8 +40,8 @@ class FuzzServer:
 
 
 @pytest.fixture
-def fuzz_server(tmp_path: Path) -> Iterator[FuzzServer]:
-    storage, researcher_token = f.new_storage(tmp_path / "server.db")
+def fuzz_server(server_db: Path | str) -> Iterator[FuzzServer]:
+    storage, researcher_token = f.new_storage(server_db)
     yield FuzzServer(storage, researcher_token)
     storage.close()
 

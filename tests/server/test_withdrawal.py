@@ -10,29 +10,27 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.server import live as f
 from tests.server.live import LiveServer
 from tests.support.net import free_port, wait_until_http_ok
+from tests.support.postgres import Cluster
 
 
 def rows_mentioning(live: LiveServer, needle: str) -> dict[str, int]:
     """Per table, how many rows hold ``needle`` in any column (checked table by table, column by column)."""
     found: dict[str, int] = {}
-    conn = live.storage.conn
-    for table in live.storage.table_names():
-        cols = [r[1] for r in conn.execute(f"PRAGMA table_info([{table}])")]
-        where = " OR ".join(f"instr(CAST([{c}] AS TEXT), ?) > 0" for c in cols)
-        n = conn.execute(f"SELECT count(*) FROM [{table}] WHERE {where}", [needle] * len(cols)).fetchone()[0]
+    for table, rows in live.table_rows().items():
+        n = sum(1 for row in rows if any(needle in str(value) for value in row))
         if n:
             found[table] = n
     return found
 
 
 def table_counts(live: LiveServer) -> dict[str, int]:
-    return {t: live.storage.conn.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0]
-            for t in live.storage.table_names()}
+    return {t: len(rows) for t, rows in live.table_rows().items()}
 
 
 def test_withdrawal_deletes_every_row_and_keeps_a_tombstone(live: LiveServer) -> None:
@@ -74,6 +72,7 @@ def test_withdrawal_is_idempotent_and_the_token_writes_nothing_more(live: LiveSe
     assert live.storage.count_events() == 0
 
 
+@pytest.mark.sqlite_only("the bytes of the SQLite file and its WAL")
 def test_withdrawal_leaves_no_trace_in_the_database_files_while_the_server_runs(tmp_path: Path) -> None:
     """The bytes of the database file and its WAL, not only what SQL shows: deleted rows must not linger in free
     pages or in WAL frames. The server runs in its own process, so this one holds no connection to the file and
@@ -117,6 +116,37 @@ def test_withdrawal_leaves_no_trace_in_the_database_files_while_the_server_runs(
 
 
 
+def test_on_postgresql_vacuum_full_leaves_no_trace_in_the_table_files(pg_cluster: Cluster, pg_url: str) -> None:
+    """PostgreSQL's equivalent of the file test above: a DELETE leaves dead row versions in the table files until
+    VACUUM (privacy invariant 5 says so); after ``VACUUM FULL`` the files of the study's database hold none of the
+    withdrawn participant's text, and the other participant's still (the right files were read)."""
+    storage, researcher_token = f.new_storage(pg_url)
+    marker = f"withdrawn-participant-text-{uuid.uuid4().hex}"
+    try:
+        with f.serve(storage) as base:
+            server = LiveServer(base, storage, researcher_token)
+            a_id, a_token = server.enroll()
+            _, b_token = server.enroll()
+            assert server.upload(a_token, [f.consent(), f.message(content=marker), f.attribute(text=marker),
+                                           f.message(role=marker)]).json()["accepted"] == 3
+            assert server.upload(b_token, [f.consent(), f.message(content="B stays")]).json()["accepted"] == 2
+            assert httpx.post(f"{base}/v1/withdraw", headers={"Authorization": f"Bearer {a_token}"}).is_success
+            assert rows_mentioning(server, marker) == {}
+            assert rows_mentioning(server, a_id) == {"tombstones": 1}
+    finally:
+        storage.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("VACUUM FULL")
+        conn.execute("CHECKPOINT")  # the rewritten tables reach their files, the old files are removed
+        oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+    # Read after the storage's connections are closed; the cluster's files are read through the file system only.
+    raw = b"".join(path.read_bytes() for path in (pg_cluster.data_dir / "base" / str(oid)).iterdir()
+                   if path.is_file())
+    assert marker.encode() not in raw
+    assert b"B stays" in raw
+
+
+@pytest.mark.sqlite_only("SQLite's WAL checkpoint")
 def test_a_reader_in_the_way_of_the_checkpoint_is_reported_and_the_checkpoint_retried(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A reader that keeps an old snapshot (here another connection in a read transaction) stops the WAL from being
@@ -146,6 +176,7 @@ def test_a_reader_in_the_way_of_the_checkpoint_is_reported_and_the_checkpoint_re
     storage.close()
 
 
+@pytest.mark.sqlite_only("SQLite's WAL checkpoint")
 def test_the_checkpoint_owed_is_done_when_the_export_in_the_way_ends(tmp_path: Path) -> None:
     """An export (a snapshot) running during a withdrawal keeps the WAL from being emptied; when it ends, the owed
     checkpoint runs then, without waiting for a write that may never come (the study's last withdrawal)."""

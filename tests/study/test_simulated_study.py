@@ -36,7 +36,7 @@ from studyapp.study.comparison import RatingResult, RelevanceAnswer, relevance_s
 from studyapp.study.judge import Judge
 from studyapp.turns import ComparisonOffered, TurnController
 from tests.privacy.test_intake import pump_and_sync
-from tests.server.live import LiveServer, live  # noqa: F401
+from tests.server.live import LiveServer, live, sqlite_server_db  # noqa: F401
 from tests.support.fixtures import scripted_llm  # noqa: F401
 from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
 from tests.support.scripted_llm import ScriptedLLM

@@ -7,8 +7,9 @@ import pytest
 from sqlite_utils import Database
 
 from studyapp.store.db import open_database
-from tests.server.live import live  # noqa: F401
+from tests.server.live import live, server_db  # noqa: F401
 from tests.support.keyring import MemoryKeyring, memory_keyring  # noqa: F401
+from tests.support.postgres import pg_cluster, pg_url  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

@@ -196,7 +196,7 @@ async def test_sync_resumes_after_a_crash_without_storing_twice(live: LiveServer
 
 
 def report_consent_ids(live: LiveServer) -> list[str]:
-    return [r[0] for r in live.storage.conn.execute("SELECT event_id FROM events WHERE kind = 'consent'")]
+    return [r[0] for r in live.sql("SELECT event_id FROM events WHERE kind = 'consent'")]
 
 
 async def test_withdraw_deletes_on_the_server_and_retries_until_confirmed(live: LiveServer,

@@ -55,7 +55,7 @@ async def test_ten_thousand_events_arrive_exactly_once_through_faults(live: Live
     stored = live.storage.event_ids()
     assert len(stored) == N_EVENTS
     assert set(stored) == sent_ids
-    assert live.storage.conn.execute("SELECT count(DISTINCT event_id) FROM events").fetchone()[0] == N_EVENTS
+    assert live.sql("SELECT count(DISTINCT event_id) FROM events") == [(N_EVENTS,)]
     assert OutboxStore(client_db).counts(enrollment.study_id) == {"pending": 0, "approved": 0, "withheld": 0,
                                                                   "rejected": 0}
     assert report.accepted + report.duplicate == N_EVENTS

@@ -67,6 +67,7 @@ async def test_the_background_sync_reports_a_new_version(live: LiveServer, clien
     assert round_.protocol_changed and round_.error is None
 
 
+@f.CLI_DB_SQLITE_ONLY
 def test_publishing_checks_the_study_and_the_version(live: LiveServer, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="already at version"):
         publish(live, f.PROTOCOL)
@@ -75,7 +76,7 @@ def test_publishing_checks_the_study_and_the_version(live: LiveServer, tmp_path:
     path = tmp_path / "v2.toml"
     path.write_text(VERSION_2)
     result = CliRunner().invoke(server_cli, ["update-protocol", "--protocol", str(path), "--db",
-                                             str(live.storage.path)])
+                                             live.db_arg])
     assert result.exit_code == 0, result.output
     assert "version 1 -> 2" in result.output
     assert live.storage.study()["version"] == "2"  # type: ignore[index]

@@ -15,8 +15,9 @@ from studyapp.tui.screens.enroll import EnrollScreen
 from studyapp.tui.screens.review import ReviewScreen
 from studyapp.tui.widgets.message_view import MessageView
 from tests.privacy.scan import scan_for_secrets
-from tests.server.live import LiveServer, live  # noqa: F401
+from tests.server.live import LiveServer, live, server_db  # noqa: F401
 from tests.support.keyring import MemoryKeyring
+from tests.support.postgres import pg_cluster, pg_url  # noqa: F401
 from tests.support.scripted_llm import ScriptedLLM
 from tests.tui.helpers import wait_for
 
@@ -66,7 +67,7 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
         await pilot.press("A")  # approve everything shown
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="back to the chat")
-        await wait_for(pilot, lambda: live.storage.count_records("message") >= 2, what="the upload", timeout=30)
+        await wait_for(pilot, lambda: live.count_records("message") >= 2, what="the upload", timeout=30)
         contents = [payload["content"] for _, payload in live.storage.records("message")]
 
         # The study publishes a new consent text: the app takes it on at its next sync and asks again.
@@ -85,7 +86,7 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the withdrawal question")
         await pilot.press("y")
         await wait_for(pilot, lambda: not app.services.enrolled, what="the withdrawal", timeout=30)
-        assert live.storage.count_records("message") == 0
+        assert live.count_records("message") == 0
         assert app.services.app_ctx.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
 
     assert any("Nice to meet you." in c for c in contents)

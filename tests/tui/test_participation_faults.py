@@ -14,7 +14,7 @@ from studyapp.store.studies import StudyStore
 from studyapp.sync.withdraw import begin_withdrawal
 from studyapp.tui.app import StudyApp
 from studyapp.tui.services import Services
-from tests.server.live import LiveServer, live  # noqa: F401
+from tests.server.live import LiveServer, live, sqlite_server_db  # noqa: F401
 from tests.support.keyring import MemoryKeyring
 from tests.sync.helpers import enroll_and_consent
 from tests.tui.helpers import wait_for
