@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # The server's storage backends every HTTP-level test runs on (see the ``server_db`` fixture).
 BACKENDS = ("sqlite", "postgresql")
 # For tests that run the studyapp-server CLI on the live server's database.
-CLI_DB_SQLITE_ONLY = pytest.mark.sqlite_only("runs the CLI, whose --db takes only a SQLite path so far")
 
 STUDY_ID = "sync-test-2026"
 PROTOCOL = """

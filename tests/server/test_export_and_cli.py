@@ -42,7 +42,6 @@ def filled(live: LiveServer) -> tuple[LiveServer, str, str]:
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
-@f.CLI_DB_SQLITE_ONLY
 def test_export_writes_the_contract(filled: tuple[LiveServer, str, str], tmp_path: Path, fmt: str) -> None:
     live, a_id, b_id = filled
     out = tmp_path / "out"
@@ -86,7 +85,6 @@ def test_export_writes_the_contract(filled: tuple[LiveServer, str, str], tmp_pat
     assert log[-1]["via"] == "cli"
 
 
-@f.CLI_DB_SQLITE_ONLY
 def test_an_older_apps_labels_export_with_the_new_columns_empty(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     new = f.event("attribute_label", {"attribute_id": "a2", "label": "maybe", "labeled_at": "2026-11-22T10:00:00+00:00",
@@ -113,7 +111,6 @@ COMPARISON_CONTEXT = {"prompt_message_id": "m1", "shown_at": "2026-11-22T11:00:3
                       "utc_offset_min": -300}
 
 
-@f.CLI_DB_SQLITE_ONLY
 def test_an_older_apps_comparison_exports_with_the_new_columns_empty(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     answers = live.upload(token, [f.consent(), f.comparison("cmp-old"),
@@ -154,7 +151,6 @@ def test_the_server_refuses_comparison_context_outside_the_contract() -> None:
             check_event("e1", "comparison", bad)
 
 
-@f.CLI_DB_SQLITE_ONLY
 def test_empty_parquet_files_still_carry_the_columns(live: LiveServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["export", "--format", "parquet", "--out", str(out),

@@ -69,7 +69,6 @@ def test_the_server_rejects_a_lone_surrogate_and_keeps_the_rest_of_the_batch(liv
     assert [p["attribute_id"] for _, p in live.storage.records("attribute")] == ["a-fine"]
 
 
-@f.CLI_DB_SQLITE_ONLY
 def test_a_stored_lone_surrogate_does_not_stop_the_parquet_export(live: LiveServer, tmp_path: Path) -> None:
     participant_id, token = live.enroll()
     live.upload(token, [f.consent(), f.attribute("a-before"), f.message()])
@@ -90,7 +89,6 @@ def test_a_stored_lone_surrogate_does_not_stop_the_parquet_export(live: LiveServ
         assert len(read_rows(out / f"messages.{fmt}", fmt)) == 1
 
 
-@f.CLI_DB_SQLITE_ONLY
 def test_an_export_that_fails_midway_leaves_nothing_that_looks_complete(live: LiveServer, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch,
                                                                          caplog: pytest.LogCaptureFixture) -> None:
@@ -127,7 +125,6 @@ FORMULAS = ["=HYPERLINK(\"http://x.example\",\"click\")", "+1+2", "-2+3", "@SUM(
             "\rreturn", "plain text", "nul\x00inside"]
 
 
-@f.CLI_DB_SQLITE_ONLY
 def test_csv_text_cells_never_open_as_formulas_but_numbers_stay_numbers(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     messages = [f.message(content=text) for text in FORMULAS]
@@ -153,7 +150,6 @@ def test_csv_text_cells_never_open_as_formulas_but_numbers_stay_numbers(live: Li
 
 
 @pytest.mark.parametrize("fmt", export.FORMATS)
-@f.CLI_DB_SQLITE_ONLY
 def test_every_export_describes_its_files_in_schema_json(live: LiveServer, tmp_path: Path, fmt: str) -> None:
     _, token = live.enroll()
     live.upload(token, [f.consent(), f.message(), f.message()])
@@ -178,7 +174,6 @@ def test_every_export_describes_its_files_in_schema_json(live: LiveServer, tmp_p
         ["schema.json", *(f"{name}.{fmt}" for name in export.RECORD_TYPE_NAMES)])
 
 
-@f.CLI_DB_SQLITE_ONLY
 def test_export_refuses_to_write_through_a_symlink(live: LiveServer, tmp_path: Path) -> None:
     _, token = live.enroll()
     live.upload(token, [f.consent(), f.message()])

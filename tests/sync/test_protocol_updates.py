@@ -67,7 +67,6 @@ async def test_the_background_sync_reports_a_new_version(live: LiveServer, clien
     assert round_.protocol_changed and round_.error is None
 
 
-@f.CLI_DB_SQLITE_ONLY
 def test_publishing_checks_the_study_and_the_version(live: LiveServer, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="already at version"):
         publish(live, f.PROTOCOL)
