@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from click.testing import CliRunner
 
 from studyapp.server import export
@@ -207,6 +208,7 @@ def export_files(storage: Storage | PgStorage, out: Path) -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in sorted(out.iterdir()) if p.name != export.SCHEMA_FILE}
 
 
+@pytest.mark.sqlite_only("the pilot to move is a SQLite database")
 def test_a_pilot_moves_to_postgres_and_exports_the_same_rows(live: LiveServer, pg_url: str, tmp_path: Path) -> None:
     filled_pilot(live)
     assert live.storage.rejections()
@@ -249,6 +251,7 @@ def test_a_pilot_moves_to_postgres_and_exports_the_same_rows(live: LiveServer, p
     assert "is not empty" in again.output and "createdb" in again.output
 
 
+@pytest.mark.sqlite_only("the pilot to move is a SQLite database")
 def test_a_copy_that_differs_fails_and_names_the_table(live: LiveServer, pg_url: str) -> None:
     filled_pilot(live)
     # A fault inside the target database: a trigger alters every copied export log row.
