@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 
+from studyapp.server.export import utf8_text
 from studyapp.server.ingest import StorageError, dumps
 from studyapp.server.pg_storage import PgStorage
 from studyapp.server.storage import Storage
@@ -31,7 +32,6 @@ from studyapp.server.storage import Storage
 # sqlite-utils' record of applied migrations and PostgreSQL's counterpart: each side keeps its own.
 _BOOKKEEPING = {"_sqlite_migrations", "schema_migrations"}
 _NEEDS_REPAIR = re.compile(r"\\u(?:d[89a-f][0-9a-f]{2}|0000)", re.IGNORECASE)
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -64,7 +64,7 @@ class MoveReport:
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+        return utf8_text(value.replace("\x00", "\ufffd"))
     if isinstance(value, list):
         return [_clean(v) for v in value]
     if isinstance(value, dict):
