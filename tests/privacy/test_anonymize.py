@@ -217,3 +217,11 @@ def test_a_date_and_a_price_stay_when_only_cards_and_phones_are_removed(db: Data
 def test_order_numbers_without_card_context_stay_also_next_to_a_phone_word(anonymizer: Anonymizer) -> None:
     text = "order number 12345678 is late, call me"
     assert anonymizer.anonymize(text) == text
+
+
+def test_load_also_builds_presidios_anonymizer_so_the_upload_path_never_pays_its_import() -> None:
+    from studyapp.privacy.anonymize import anonymizer_engine
+
+    anonymizer_engine.cache_clear()
+    Anonymizer().load()
+    assert anonymizer_engine.cache_info().currsize == 1
