@@ -19,6 +19,7 @@ from studyapp.store.db import UnusableDatabase, integrity_problem
 # Commands of the other parts, imported only when used: the chat app starts without loading them
 # (the "lazily loading subcommands" pattern from click's documentation). Add a part's command here.
 LAZY_COMMANDS = {
+    "ask": "studyapp.ask:ask",
     "study": "studyapp.study.commands:study",
     "judge": "studyapp.study.commands:judge",
     "privacy": "studyapp.privacy.commands:privacy",
