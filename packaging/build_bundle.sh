@@ -4,8 +4,8 @@
 #   packaging/build_bundle.sh [OUT_DIR]       # default OUT_DIR: dist/
 #
 # Builds the wheel (build_wheel.sh), installs it with [local] and PyInstaller into a fresh virtualenv,
-# freezes packaging/pyinstaller/studyapp.spec, checks that the bundle opens a database and that the
-# embedded model answers, and writes OUT_DIR/studyapp-<version>-<platform>.tar.gz.
+# freezes packaging/pyinstaller/studyapp.spec, smoke-tests the bundle (smoke_test_bundle.sh: --version, doctor
+# on a fresh data dir, one chat turn on the embedded model), and writes OUT_DIR/studyapp-<version>-<platform>.tar.gz.
 # Uses $PYTHON (default python3, 3.11 or newer). For a bundle that runs on other CPUs than this one,
 # install a llama-cpp-python built with CMAKE_ARGS="-DGGML_NATIVE=OFF" first, or point PIP_FIND_LINKS
 # at a wheelhouse that has one (README, 4).
@@ -25,10 +25,8 @@ WHEEL="$(ls "$WORK"/wheel/studyapp-*.whl)"
 "$WORK/env/bin/pyinstaller" --noconfirm --log-level WARN --distpath "$WORK/dist" --workpath "$WORK/build" \
     "$ROOT/packaging/pyinstaller/studyapp.spec"
 
-# The bundle must migrate a new database and run the embedded model without any site-packages.
-env -u PYTHONPATH "$WORK/dist/studyapp/studyapp" doctor --data-dir "$WORK/data" | tee "$WORK/doctor.txt"
-grep -q "^schema version:  m" "$WORK/doctor.txt"
-grep -q "^model answers:   yes" "$WORK/doctor.txt"
+# The bundle must start, migrate a new database and answer a chat turn on the embedded model by itself.
+"$ROOT/packaging/smoke_test_bundle.sh" "$WORK/dist/studyapp"
 
 VERSION="$("$WORK/env/bin/python" -c 'from importlib.metadata import version; print(version("studyapp"))')"
 PLATFORM="$("$WORK/env/bin/python" -c 'import sysconfig; print(sysconfig.get_platform())')"
