@@ -9,7 +9,7 @@ from studyapp.context import AppContext
 from studyapp.llm.base import LLMError
 from studyapp.llm.factory import make_model
 from studyapp.private_files import loose_paths, supported
-from studyapp.secrets import keyring_status
+from studyapp.secrets import SecretLocation, api_key_location, keyring_status, participant_token_location
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.db import UnusableDatabase, pending_migrations, schema_version
 
@@ -54,6 +54,8 @@ def run_doctor(app_ctx: AppContext, *, check_model: bool, echo: Callable[[str], 
     echo(f"keyring:         {status.backend}" + ("" if status.available else " (unavailable)"))
     if not status.available:
         echo(f"                 {status.hint}")
+    for line in _secret_lines(app_ctx, settings.key_profile if not settings.is_local else None):
+        echo(line)
     for line in _extra_sections(app_ctx):
         echo(line)
     if check_model:
@@ -64,6 +66,31 @@ def run_doctor(app_ctx: AppContext, *, check_model: bool, echo: Callable[[str], 
             ok = False
             echo(f"model answers:   no: {exc}")
     return ok
+
+
+def _where(location: SecretLocation, chosen_at: str) -> str:
+    if location.where == "file":
+        where = f"stored in a file (you chose this {chosen_at}): {location.path}"
+        return f"{where}\n{' ' * 19}NOT USABLE: {location.problem}" if location.problem else where
+    return {"keyring": "in the keyring", "environment": "from STUDYAPP_API_KEY (this run only)",
+            "nowhere": "none stored"}[location.where]
+
+
+def _secret_lines(app_ctx: AppContext, key_profile: str | None) -> list[str]:
+    """Where the participant token and the API key are kept (never the secrets themselves)."""
+    from studyapp.store.studies import StudyStore
+
+    lines: list[str] = []
+    study = StudyStore(app_ctx.db).current()
+    if study is not None and study.server_url:
+        location = participant_token_location(study.id)
+        text = _where(location, "at enrollment")
+        if location.where == "nowhere":
+            text += ": sync cannot work; enroll again with a new code from the research team"
+        lines.append(f"participant token: {text}")
+    if key_profile is not None:
+        lines.append(f"API key:         {_where(api_key_location(key_profile), 'in the settings')}")
+    return lines
 
 
 def _permission_lines(app_ctx: AppContext) -> list[str]:

@@ -15,7 +15,6 @@ here, in ``Uploader``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,6 @@ from sqlite_utils import Database
 
 from studyapp.privacy.anonymize import Anonymizer
 from studyapp.privacy.collect import apply_terms
-from studyapp.secrets import get_participant_token
 from studyapp.store.outbox import OutboxEvent, OutboxStore
 from studyapp.store.settings import SettingsStore
 from studyapp.store.studies import StudyStore
@@ -41,6 +39,7 @@ from studyapp.sync.server_client import (
     connect,
     error_detail,
 )
+from studyapp.sync.token import read_participant_token
 from studyapp.sync.withdraw import WITHDRAWAL_PENDING_KEY, finish_withdrawal
 
 # The errors and the policy are re-exported: the TUI, the commands and tests import them from here.
@@ -229,9 +228,10 @@ async def run_sync(db: Database, *, server: StudyServerClient | None = None, tok
             raise NotEnrolled("This install is not enrolled in a study with a collection server: "
                               "run `studyapp enroll URL CODE` with the code from the research team.")
         # The keyring may be a D-Bus round trip or a file to decrypt: not on the event loop.
-        token = token or await asyncio.to_thread(get_participant_token, target.study_id)
+        token = token or await read_participant_token(target.study_id)
         if not token:
-            raise TokenRefused(f"No participant token for study {target.study_id!r} in the keyring: "
+            raise TokenRefused(f"No participant token for study {target.study_id!r} on this computer "
+                               "(neither in the keyring nor in a secrets file): "
                                "enroll again with a new code (`studyapp enroll URL CODE`).")
         async with connect(target.server_url, server=server, transport=transport, policy=policy) as client:
             uploader = Uploader(OutboxStore(db), client, token, target.study_id, batch_size=batch_size)
