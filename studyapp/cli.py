@@ -110,13 +110,16 @@ def cli(ctx: click.Context, data_dir: Path | None, model: str | None, base_url: 
 @cli.command()
 @data_dir_option
 @click.option("--no-model-check", is_flag=True, help="Do not ask the model for an answer.")
+@click.option("--full", is_flag=True,
+              help="Also load the anonymizer (Presidio, spaCy) and run the embedded model, and give a server "
+                   "model its configured timeout instead of a few seconds (slower).")
 @click.pass_context
-def doctor(ctx: click.Context, data_dir: Path | None, no_model_check: bool) -> None:
+def doctor(ctx: click.Context, data_dir: Path | None, no_model_check: bool, full: bool) -> None:
     """Print where data lives, the schema version, model settings and whether the model answers."""
     from studyapp.diagnostics import run_doctor
 
     app_ctx = make_context(ctx, data_dir)
-    ok = run_doctor(app_ctx, check_model=not no_model_check, echo=click.echo)
+    ok = run_doctor(app_ctx, check_model=not no_model_check, echo=click.echo, full=full)
     sys.exit(0 if ok else 1)
 
 

@@ -131,7 +131,7 @@ class ChatScreen(Screen[None]):
 
     def action_sync_status(self) -> None:
         """What waits to be sent, what the server refused and why (as `studyapp doctor` prints it)."""
-        from studyapp.sync.client import sync_status
+        from studyapp.sync.status import sync_status
 
         self.notify(str(sync_status(self.services.app_ctx.db)), title="Uploads", timeout=20, markup=False)
         self.nudge_sync()
