@@ -108,3 +108,24 @@ def test_the_secrets_file_lives_outside_the_data_dir(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("STUDYAPP_DATA_DIR", str(tmp_path / "data"))
     assert secrets.secrets_file().parent == Path(platformdirs.user_config_dir("studyapp", appauthor=False))
     assert not secrets.secrets_file().is_relative_to(tmp_path / "data")
+
+
+def test_an_api_key_in_a_file_others_can_read_reaches_the_participant_as_a_model_error(no_keyring: None) -> None:
+    import asyncio
+
+    from studyapp.llm.base import ChatModel, ModelAuthError
+    from studyapp.llm.config import ModelSettings
+    from studyapp.llm.factory import make_model
+
+    secrets.set_api_key("default", "sk-exposed", in_file=True)
+    secrets.secrets_file().chmod(0o644)
+    model = make_model(ModelSettings(model="m", base_url="http://127.0.0.1:9/v1"))
+    assert isinstance(model, ChatModel)
+
+    async def first_delta() -> None:
+        async for _ in model.stream([{"role": "user", "content": "hi"}]):
+            pass
+
+    with pytest.raises(ModelAuthError, match="chmod 600") as refused:
+        asyncio.run(first_delta())
+    assert "sk-exposed" not in str(refused.value)
