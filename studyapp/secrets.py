@@ -121,7 +121,8 @@ def _read_file() -> tuple[dict[str, str], str]:
 def ensure_file_store() -> Path:
     """Create the private config dir (0700; tightened if it is looser) and return the secrets file's path.
 
-    Called before an enrollment code is spent, so a dir that cannot be written stops enrollment early.
+    Called before an enrollment code is spent, so a dir that cannot be written, or a secrets file that cannot be
+    read, stops enrollment early.
     """
     path = secrets_file()
     try:
@@ -133,6 +134,7 @@ def ensure_file_store() -> Path:
     except OSError as exc:
         raise SecretStoreUnavailable(f"Cannot create the private folder {path.parent} for the secrets file "
                                      f"({exc}). Set {paths.ENV_CONFIG_DIR} to a folder you can write.") from None
+    _read_file()  # a damaged file says so now, not after the code is spent
     return path
 
 
@@ -181,7 +183,14 @@ def get_secret(kind: str, name: str) -> str | None:
     Raises SecretFileExposed when it is in a file others can read, SecretStoreUnavailable when the file is damaged.
     """
     account = _account(kind, name)
-    data, problem = _read_file()
+    try:
+        data, problem = _read_file()
+    except SecretStoreUnavailable:
+        # A damaged file cannot hide a secret the keyring holds; without one, the damage is the answer.
+        found = _from_keyring(account)
+        if found is not None:
+            return found
+        raise
     if account in data:
         if problem:
             raise SecretFileExposed(problem)
@@ -211,7 +220,10 @@ def set_secret(kind: str, name: str, value: str, *, in_file: bool = False) -> No
         keyring.set_password(SERVICE, account, value)
     except keyring.errors.KeyringError as exc:
         raise SecretStoreUnavailable(f"The keyring refused to store the secret: {exc}") from exc
-    _remove_from_file(account)
+    try:
+        _remove_from_file(account)
+    except SecretStoreUnavailable:
+        pass  # a damaged file: the keyring holds the secret now and is asked when the file cannot be read
 
 
 def delete_secret(kind: str, name: str) -> None:

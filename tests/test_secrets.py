@@ -90,6 +90,17 @@ def test_a_damaged_secrets_file_says_how_to_recover(no_keyring: None) -> None:
     path.chmod(0o600)
     with pytest.raises(secrets.SecretStoreUnavailable, match=r"damaged.*Delete it"):
         secrets.get_participant_token("study-1")
+    # Found before an enrollment code is spent.
+    with pytest.raises(secrets.SecretStoreUnavailable, match="damaged"):
+        secrets.ensure_file_store()
+
+
+def test_a_damaged_secrets_file_does_not_hide_what_the_keyring_holds(memory_keyring: MemoryKeyring) -> None:
+    secrets.set_participant_token("study-1", "in-keyring")
+    secrets.ensure_file_store().write_text("{not json", encoding="utf-8")
+    assert secrets.get_participant_token("study-1") == "in-keyring"
+    secrets.set_participant_token("study-1", "again")
+    assert secrets.get_participant_token("study-1") == "again"
 
 
 def test_storing_in_one_place_removes_the_other(memory_keyring: MemoryKeyring) -> None:
