@@ -23,8 +23,8 @@ step "--version"
 run --version | tee "$WORK/version.txt"
 grep -Eq "^studyapp, version [0-9]" "$WORK/version.txt" || { step "FAILED: --version"; exit 1; }
 
-step "doctor on a fresh data dir"
-run doctor --data-dir "$WORK/data" | tee "$WORK/doctor.txt" || true
+step "doctor --full on a fresh data dir"
+run doctor --full --data-dir "$WORK/data" | tee "$WORK/doctor.txt" || true
 grep -q "^schema version:  m" "$WORK/doctor.txt" || { step "FAILED: doctor did not migrate a new database"; exit 1; }
 grep -q "^model answers:   yes" "$WORK/doctor.txt" || { step "FAILED: doctor: the embedded model did not answer"; exit 1; }
 

@@ -111,14 +111,66 @@ def cli(ctx: click.Context, data_dir: Path | None, model: str | None, base_url: 
 @cli.command()
 @data_dir_option
 @click.option("--no-model-check", is_flag=True, help="Do not ask the model for an answer.")
+@click.option("--full", is_flag=True,
+              help="Also load the anonymizer (Presidio, spaCy) and run the embedded model, and give a server "
+                   "model its configured timeout instead of a few seconds (slower).")
 @click.pass_context
-def doctor(ctx: click.Context, data_dir: Path | None, no_model_check: bool) -> None:
+def doctor(ctx: click.Context, data_dir: Path | None, no_model_check: bool, full: bool) -> None:
     """Print where data lives, the schema version, model settings and whether the model answers."""
     from studyapp.diagnostics import run_doctor
 
     app_ctx = make_context(ctx, data_dir)
-    ok = run_doctor(app_ctx, check_model=not no_model_check, echo=click.echo)
+    ok = run_doctor(app_ctx, check_model=not no_model_check, echo=click.echo, full=full)
     sys.exit(0 if ok else 1)
+
+
+@cli.command()
+@data_dir_option
+@click.option("--install", "install_timer", is_flag=True,
+              help="Run this reminder every day (a systemd user timer, cron, or launchd on macOS).")
+@click.option("--at", "at", metavar="HH:MM", default=None,
+              help="With --install: the time of day for the reminder [default: 18:00].")
+@click.option("--uninstall", "uninstall_timer", is_flag=True, help="Remove the daily reminder.")
+@click.option("-v", "--verbose", is_flag=True, help="Say so when nothing is open, and how the reminder was shown.")
+@click.pass_context
+def remind(ctx: click.Context, data_dir: Path | None, install_timer: bool, at: str | None, uninstall_timer: bool,
+           verbose: bool) -> None:
+    """Show a desktop notification when today's study tasks are still open (quiet when nothing is)."""
+    from studyapp import remind as reminders
+
+    if install_timer and uninstall_timer:
+        raise click.UsageError("Give --install or --uninstall, not both.")
+    if at is not None and not install_timer:
+        raise click.UsageError("--at sets the time for --install: give both, e.g. --install --at 18:30.")
+    try:
+        hour, minute = reminders.parse_at(at or reminders.DEFAULT_AT)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--at") from None
+    try:
+        if install_timer:
+            choice = resolve_data_dir(ctx, data_dir)
+            # The timer checks the same data dir as this command when one was chosen explicitly.
+            target = choice.path.expanduser().resolve() if choice.explicit and choice.path else None
+            report = reminders.install(reminders.remind_command(target), hour, minute)
+            click.echo(f"Installed the daily reminder at {hour:02d}:{minute:02d} ({report.scheduler}):")
+        elif uninstall_timer:
+            report = reminders.uninstall()
+            click.echo("Removed the daily reminder:" if report.lines() else "No daily reminder was installed.")
+        else:
+            app_ctx = open_or_exit(make_context(ctx, data_dir))
+            tasks = reminders.open_tasks(app_ctx.db)
+            if not tasks.any:
+                if verbose:
+                    click.echo(f"Nothing to remind you of: {tasks.why_none}.")
+                return
+            shown = reminders.notify(tasks.message(), echo=click.echo)
+            if verbose and shown == "desktop":
+                click.echo(f"Shown as a desktop notification: {tasks.message()}")
+            return
+    except reminders.RemindError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in report.lines():
+        click.echo(f"  {line}")
 
 
 def _is_database_file(out: Path, database: Path) -> bool:

@@ -149,10 +149,11 @@ class Participation:
 
     # Enrolling, withdrawing, syncing -------------------------------------------------------------
 
-    async def enroll(self, url: str, code: str) -> Enrollment:
+    async def enroll(self, url: str, code: str, *, store_token_in_file: bool = False) -> Enrollment:
+        """``store_token_in_file``: the participant chose a private file over the keyring (studyapp.secrets)."""
         from studyapp.sync.enroll import enroll
 
-        enrollment = await enroll(self.db, url, code, policy=self.policy)
+        enrollment = await enroll(self.db, url, code, store_in_file=store_token_in_file, policy=self.policy)
         self.reload()
         return enrollment
 

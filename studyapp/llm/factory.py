@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from studyapp.llm.base import ChatModel
+from collections.abc import AsyncIterator
+from typing import Any
+
+from studyapp.llm.base import ChatMessage, ChatModel, ChatParams, JSONResult, ModelAuthError
 from studyapp.llm.config import ModelSettings
 
 
@@ -14,12 +17,35 @@ def make_model(settings: ModelSettings, *, api_key: str | None = None) -> ChatMo
     from studyapp.llm.openai_compat import OpenAICompatModel
 
     if api_key is None:
-        from studyapp.secrets import get_api_key
+        from studyapp.secrets import SecretStoreUnavailable, get_api_key
 
-        api_key = get_api_key(settings.key_profile)
+        try:
+            api_key = get_api_key(settings.key_profile)
+        except SecretStoreUnavailable as exc:  # e.g. a secrets file others can read: said at every call
+            return KeyUnusable(settings.model, str(exc))
     return OpenAICompatModel(
         base_url=settings.base_url or "http://127.0.0.1:8080/v1",
         model=settings.model,
         api_key=api_key,
         timeout_s=settings.timeout_s,
     )
+
+
+class KeyUnusable:
+    """A server model whose stored API key must not be used: every call raises ModelAuthError saying why and what
+    to do, the way any model problem reaches the participant (never a crash when the app starts)."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+
+    async def stream(self, messages: list[ChatMessage], params: ChatParams | None = None) -> AsyncIterator[str]:
+        raise ModelAuthError(f"The API key cannot be used: {self.problem}")
+        yield ""  # an async generator, like every model's stream
+
+    async def complete_json(self, messages: list[ChatMessage], schema: dict[str, Any],
+                            params: ChatParams | None = None) -> JSONResult:
+        raise ModelAuthError(f"The API key cannot be used: {self.problem}")
+
+    async def aclose(self) -> None:
+        pass

@@ -492,6 +492,21 @@ class Finding:
     score: float
 
 
+def installed_problem(model_name: str = MODEL_NAME) -> str | None:
+    """What is missing for the anonymizer (Presidio, spaCy, the spaCy model), or None; imports none of them.
+
+    ``studyapp doctor`` reports this without paying the seconds that loading the engines takes.
+    """
+    import importlib.util
+
+    missing = [name for name in ("presidio_analyzer", "presidio_anonymizer", "spacy", model_name)
+               if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (f"not installed completely (missing: {', '.join(missing)}). Reinstall studyapp "
+            "(e.g. `pipx reinstall studyapp`).")
+
+
 class Anonymizer:
     """Anonymizes a participant's text with their mapping and terms (both in their database).
 

@@ -158,8 +158,11 @@ class Collector:
         self.outbox = OutboxStore(db)
         self.last_skip: str | None = None
 
-    def status(self) -> CollectorStatus:
-        """Whether anything can be queued now, and if not, what the participant can do about it."""
+    def status(self, *, check_ner: bool = True) -> CollectorStatus:
+        """Whether anything can be queued now, and if not, what the participant can do about it.
+
+        ``check_ner=False`` skips the one check that loads the anonymizer (``studyapp doctor`` without --full).
+        """
         study = self.protocol.id
         if self.consent.withdrawn(study):
             return CollectorStatus(False, f"You withdrew from study {study!r}: nothing is collected.")
@@ -170,7 +173,7 @@ class Collector:
             return CollectorStatus(False, f"Study {study!r} has a new consent document "
                                           f"(version {self.protocol.current_consent.version}): nothing more is "
                                           "collected until you read and agree to it.")
-        if self.protocol.require_ner and not self.anonymizer.ner_available:
+        if check_ner and self.protocol.require_ner and not self.anonymizer.ner_available:
             return CollectorStatus(False, "Nothing is queued: this study requires name recognition (NER) and it "
                                           f"is not available. {self.anonymizer.status_message}")
         return CollectorStatus(True, f"Collecting {', '.join(sorted(current.categories)) or 'only consent records'}"

@@ -271,6 +271,10 @@ class ComparisonStore:
         """Comparisons generated or shown but neither rated nor skipped (e.g. the app closed meanwhile)."""
         return self.list(status="generating") + self.list(status="shown")
 
+    def count_waiting_for_rating(self) -> int:
+        """Comparisons on screen that the participant has neither rated nor skipped yet (reminders)."""
+        return self.db.execute(f"SELECT count(*) FROM comparisons WHERE status = 'shown' AND {_OPEN}").fetchone()[0]
+
     # Schedule facts -----------------------------------------------------------------------------
 
     def count_since(self, since: str) -> int:

@@ -193,6 +193,12 @@ class ConversationStore:
         found = {m.id: m for m in map(_message, rows)}
         return [found[i] for i in message_ids if i in found]
 
+    def count_user_messages_since(self, since: str) -> int:
+        """The participant's own messages written at or after ``since`` (UTC ISO): "chatted today?"."""
+        return self.db.execute(
+            "SELECT count(*) FROM messages WHERE role = 'user' AND created_at >= ?", [since]
+        ).fetchone()[0]
+
     def count_messages(self, conversation_id: str) -> int:
         return self.db.execute(
             "SELECT count(*) FROM messages WHERE conversation_id = ?", [conversation_id]

@@ -20,7 +20,6 @@ from types import TracebackType
 import httpx
 from sqlite_utils import Database
 
-from studyapp.secrets import get_participant_token
 from studyapp.sync.client import (
     DEFAULT_BATCH_SIZE,
     NotEnrolled,
@@ -34,6 +33,7 @@ from studyapp.sync.client import (
 )
 from studyapp.sync.protocol import refresh_protocol
 from studyapp.sync.server_client import StudyServerClient
+from studyapp.sync.token import read_participant_token
 
 DEFAULT_INTERVAL = 300.0
 
@@ -106,8 +106,11 @@ class BackgroundSync:
         token: str | None = None
         if target is not None and target.server_url:
             server = await self._server_for(target.server_url)
-            token = await asyncio.to_thread(get_participant_token, target.study_id)
-        if status.study_id is not None or status.withdrawal_pending:
+            try:
+                token = await read_participant_token(target.study_id)
+            except SyncError as exc:  # e.g. a secrets file others can read: said in the status, asked again next round
+                error = str(exc)
+        if error is None and (status.study_id is not None or status.withdrawal_pending):
             try:
                 report = await run_sync(self.db, server=server, token=token, batch_size=self.batch_size)
             except NotEnrolled:

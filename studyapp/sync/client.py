@@ -8,14 +8,13 @@ Retry-After) and 5xx are retried with exponential backoff and full jitter; since
 each ``event_id`` once, a retry after a lost reply only produces *duplicate* answers.
 
 ``run_sync(db)`` is the entry point for ``studyapp sync`` and the TUI's background worker;
-``sync_status(db)`` feeds the TUI footer and ``studyapp doctor``. The requests (and their retries)
-go through ``StudyServerClient`` (server_client.py); what the answers mean for the outbox is decided
-here, in ``Uploader``.
+``sync_status(db)`` (sync/status.py, re-exported here) feeds the TUI footer and ``studyapp doctor``. The
+requests (and their retries) go through ``StudyServerClient`` (server_client.py); what the answers mean for
+the outbox is decided here, in ``Uploader``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,10 +24,8 @@ from sqlite_utils import Database
 
 from studyapp.privacy.anonymize import Anonymizer
 from studyapp.privacy.collect import apply_terms
-from studyapp.secrets import get_participant_token
 from studyapp.store.outbox import OutboxEvent, OutboxStore
 from studyapp.store.settings import SettingsStore
-from studyapp.store.studies import StudyStore
 from studyapp.store.util import now
 from studyapp.sync.server_client import (
     NotEnrolled,
@@ -41,20 +38,42 @@ from studyapp.sync.server_client import (
     connect,
     error_detail,
 )
+from studyapp.sync.status import (
+    DETAIL_INDENT,
+    LAST_ERROR_KEY,
+    LAST_SYNC_KEY,
+    SyncStatus,
+    SyncTarget,
+    sync_status,
+    sync_target,
+)
+from studyapp.sync.token import read_participant_token
 from studyapp.sync.withdraw import WITHDRAWAL_PENDING_KEY, finish_withdrawal
 
 # The errors and the policy are re-exported: the TUI, the commands and tests import them from here.
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "LAST_ERROR_KEY", "LAST_SYNC_KEY", "WITHDRAWAL_PENDING_KEY", "NotEnrolled",
-    "ParticipantWithdrawn", "RetryPolicy", "ServerUnreachable", "SyncError", "SyncReport", "SyncStatus",
-    "SyncTarget", "TokenRefused", "Uploader", "run_sync", "sync_status", "sync_target",
+    "DEFAULT_BATCH_SIZE",
+    "DETAIL_INDENT",
+    "LAST_ERROR_KEY",
+    "LAST_SYNC_KEY",
+    "WITHDRAWAL_PENDING_KEY",
+    "NotEnrolled",
+    "ParticipantWithdrawn",
+    "RetryPolicy",
+    "ServerUnreachable",
+    "SyncError",
+    "SyncReport",
+    "SyncStatus",
+    "SyncTarget",
+    "TokenRefused",
+    "Uploader",
+    "run_sync",
+    "sync_status",
+    "sync_target",
 ]
 
-LAST_SYNC_KEY = "sync.last_sync_at"
-LAST_ERROR_KEY = "sync.last_error"
 
 DEFAULT_BATCH_SIZE = 200
-DETAIL_INDENT = " " * 17  # aligns with the values of `studyapp doctor`
 
 Progress = Callable[[int, int], None]
 
@@ -192,24 +211,6 @@ class Uploader:
 # -- the app's entry points ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SyncTarget:
-    """The study the next sync talks to the server about."""
-
-    study_id: str
-    server_url: str | None
-    withdrawal: bool  # a withdrawal waits for the server's confirmation (then nothing is uploaded)
-
-
-def sync_target(db: Database) -> SyncTarget | None:
-    """The study whose withdrawal is owed, else the current study; None when neither exists."""
-    pending = SettingsStore(db).get(WITHDRAWAL_PENDING_KEY)
-    if pending:
-        return SyncTarget(pending["study_id"], pending.get("server_url"), withdrawal=True)
-    study = StudyStore(db).current()
-    return SyncTarget(study.id, study.server_url, withdrawal=False) if study is not None else None
-
-
 async def run_sync(db: Database, *, server: StudyServerClient | None = None, token: str | None = None,
                    transport: httpx.AsyncBaseTransport | None = None, policy: RetryPolicy | None = None,
                    progress: Progress | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> SyncReport:
@@ -229,9 +230,10 @@ async def run_sync(db: Database, *, server: StudyServerClient | None = None, tok
             raise NotEnrolled("This install is not enrolled in a study with a collection server: "
                               "run `studyapp enroll URL CODE` with the code from the research team.")
         # The keyring may be a D-Bus round trip or a file to decrypt: not on the event loop.
-        token = token or await asyncio.to_thread(get_participant_token, target.study_id)
+        token = token or await read_participant_token(target.study_id)
         if not token:
-            raise TokenRefused(f"No participant token for study {target.study_id!r} in the keyring: "
+            raise TokenRefused(f"No participant token for study {target.study_id!r} on this computer "
+                               "(neither in the keyring nor in a secrets file): "
                                "enroll again with a new code (`studyapp enroll URL CODE`).")
         async with connect(target.server_url, server=server, transport=transport, policy=policy) as client:
             uploader = Uploader(OutboxStore(db), client, token, target.study_id, batch_size=batch_size)
@@ -242,75 +244,3 @@ async def run_sync(db: Database, *, server: StudyServerClient | None = None, tok
     settings.set(LAST_SYNC_KEY, now())
     settings.delete(LAST_ERROR_KEY)
     return report
-
-
-@dataclass
-class SyncStatus:
-    study_id: str | None
-    waiting_review: int
-    ready: int
-    withheld: int
-    rejected: list[tuple[str, str, str]]  # (event_id, kind, reason)
-    last_sync_at: str | None
-    last_error: str | None
-    withdrawal_pending: bool
-
-    @property
-    def pending(self) -> int:
-        return self.ready + self.waiting_review
-
-    def __str__(self) -> str:
-        if self.study_id is None and not self.withdrawal_pending:
-            return "not enrolled in a study"
-        parts = [f"{self.ready} ready to send", f"{self.waiting_review} waiting for your review",
-                 f"{len(self.rejected)} rejected", f"last sync {self.last_sync_at or 'never'}"]
-        if self.withdrawal_pending:
-            parts.append("withdrawal waiting for the server's confirmation")
-        if self.last_error:
-            parts.append(f"last error: {self.last_error}")
-        text = "; ".join(parts)
-        # Rejected events with their reasons, indented under the summary (as `studyapp doctor` prints it).
-        shown = [f"\n{DETAIL_INDENT}rejected {kind} {event_id}: {reason}"
-                 for event_id, kind, reason in self.rejected[:5]]
-        more = len(self.rejected) - len(shown)
-        return text + "".join(shown) + (f"\n{DETAIL_INDENT}... and {more} more" if more > 0 else "")
-
-    def short(self) -> str:
-        """One line for the TUI footer."""
-        if self.study_id is None and not self.withdrawal_pending:
-            return "not in a study"
-        if self.withdrawal_pending:
-            return "withdrawal: waiting for the server"
-        text = f"{self.pending} to send"
-        if self.rejected:
-            text += f" · {len(self.rejected)} rejected"
-        text += f" · synced {self.last_sync_at[11:16] + ' UTC' if self.last_sync_at else 'never'}"
-        if self.last_error:
-            text += " · sync failed"
-        return text
-
-    def lines(self) -> list[str]:
-        """Every rejected event with its reason (the summary shows the first five)."""
-        return [f"rejected {kind} {event_id}: {reason}" for event_id, kind, reason in self.rejected]
-
-
-def sync_status(db: Database) -> SyncStatus:
-    """Pending, rejected (with reasons), last sync and last error of the enrolled study."""
-    settings = SettingsStore(db)
-    study = StudyStore(db).current()
-    study_id = study.id if study else None
-    outbox = OutboxStore(db)
-    counts = outbox.counts(study_id) if study_id else {"pending": 0, "approved": 0, "withheld": 0}
-    rejected = ([(e.event_id, e.kind, e.reason or "") for e in outbox.list(status="rejected", study_id=study_id)]
-                if study_id else [])
-    error = settings.get(LAST_ERROR_KEY)
-    return SyncStatus(
-        study_id=study_id,
-        waiting_review=counts["pending"],
-        ready=counts["approved"],
-        withheld=counts["withheld"],
-        rejected=rejected,
-        last_sync_at=settings.get(LAST_SYNC_KEY),
-        last_error=error.get("message") if isinstance(error, dict) else None,
-        withdrawal_pending=bool(settings.get(WITHDRAWAL_PENDING_KEY)),
-    )

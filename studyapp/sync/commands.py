@@ -28,18 +28,23 @@ def _context(ctx: click.Context, data_dir: Path | None) -> Any:
 @data_dir_option
 @click.argument("url")
 @click.argument("code")
+@click.option("--store-token-in-file", is_flag=True,
+              help="Keep the participant token in a file only you can read (in your user config folder) instead "
+                   "of the system keyring: for computers without a keyring (headless Linux, WSL, containers).")
 @click.pass_context
-def enroll(ctx: click.Context, data_dir: Path | None, url: str, code: str) -> None:
+def enroll(ctx: click.Context, data_dir: Path | None, url: str, code: str, store_token_in_file: bool) -> None:
     """Join the study served at URL with the one-time CODE from the research team."""
     from studyapp.sync.enroll import enroll as do_enroll
 
     app_ctx = _context(ctx, data_dir)
     try:
-        result = asyncio.run(do_enroll(app_ctx.db, url, code))
+        result = asyncio.run(do_enroll(app_ctx.db, url, code, store_in_file=store_token_in_file))
     except SyncError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Enrolled in {result.title!r} ({result.study_id}) as participant {result.participant_id}.")
-    click.echo("Your token is in the system keyring. Next: agree to the consent document (`studyapp consent`).")
+    where = (f"in a file only you can read ({result.token_file}); `studyapp withdraw` deletes it"
+             if result.token_file else "in the system keyring")
+    click.echo(f"Your token is {where}. Next: agree to the consent document (`studyapp consent`).")
 
 
 @click.command()

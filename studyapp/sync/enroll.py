@@ -1,9 +1,10 @@
 """Enrollment: exchange a one-time code for a participant id, a token and the study protocol.
 
-The token goes to the keyring only (studyapp.secrets); the protocol (validated again by the study
-layer) and the participant id go to the ``studies`` table, which makes the study the current one.
-The keyring is checked *before* the code is sent: a code is one-time, so it must not be spent when
-the token could not be kept.
+The token goes to the keyring, or to a file only the participant can read when they chose that
+(``store_in_file``, for machines without a keyring; studyapp.secrets); the protocol (validated again by the
+study layer) and the participant id go to the ``studies`` table, which makes the study the current one.
+The place for the token is checked *before* the code is sent: a code is one-time, so it must not be spent
+when the token could not be kept.
 """
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 from sqlite_utils import Database
 
-from studyapp.secrets import SecretStoreUnavailable, keyring_status, set_participant_token
+from studyapp.secrets import (
+    TOKEN_FILE_FLAG,
+    SecretStoreUnavailable,
+    ensure_file_store,
+    keyring_status,
+    secrets_file,
+    set_participant_token,
+)
 from studyapp.store.studies import StudyStore
 from studyapp.sync.server_client import (
     RetryPolicy,
@@ -41,6 +51,7 @@ class Enrollment:
     title: str
     participant_id: str
     server_url: str
+    token_file: Path | None = None  # where the token is kept when the participant chose a file (else the keyring)
 
 
 def normalize_server_url(url: str) -> str:
@@ -54,10 +65,12 @@ def normalize_server_url(url: str) -> str:
     return url
 
 
-async def enroll(db: Database, url: str, code: str, *, server: StudyServerClient | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None, policy: RetryPolicy | None = None) -> Enrollment:
+async def enroll(db: Database, url: str, code: str, *, store_in_file: bool = False,
+                 server: StudyServerClient | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                 policy: RetryPolicy | None = None) -> Enrollment:
     """Enroll this install in the study served at ``url`` with a one-time ``code``.
 
+    ``store_in_file``: the participant chose to keep the token in a private file instead of the keyring.
     ``server`` is an open client for ``url`` (kept open), else one is opened with ``transport`` and ``policy``.
     """
     from studyapp.study.protocol import ProtocolError, protocol_from_dict
@@ -66,13 +79,22 @@ async def enroll(db: Database, url: str, code: str, *, server: StudyServerClient
     code = code.strip()
     if not code:
         raise EnrollError("The enrollment code is empty: type the code the research team gave you.")
-    # Keyring backends may talk to a desktop service (D-Bus): never on the event loop.
-    status = await asyncio.to_thread(keyring_status)
-    if not status.available:
-        raise EnrollError(f"No keyring is available on this machine ({status.backend}), so the participant "
-                          "token could not be kept safely. Install a keyring backend (e.g. gnome-keyring, or "
-                          "`pip install keyrings.alt`) and run the command again. Enrollment stopped before "
-                          "using your code, so the code is still valid.")
+    if store_in_file:
+        try:
+            token_file: Path | None = await asyncio.to_thread(ensure_file_store)
+        except SecretStoreUnavailable as exc:
+            raise EnrollError(f"{exc} Enrollment stopped before using your code, so the code is still valid.") from None
+    else:
+        # Keyring backends may talk to a desktop service (D-Bus): never on the event loop.
+        status = await asyncio.to_thread(keyring_status)
+        if not status.available:
+            path = await asyncio.to_thread(secrets_file)
+            raise EnrollError(
+                f"No keyring is available on this computer ({status.backend}), so the participant token cannot be "
+                f"kept in it. To keep the token in a file only you can read ({path}), run "
+                f"`studyapp enroll {TOKEN_FILE_FLAG} URL CODE` (in the app: tick \"Keep the token in a file\"). "
+                "Enrollment stopped before using your code, so the code is still valid.")
+        token_file = None
     # The claim makes a retried request (first reply lost) return the same enrollment, not "code used".
     claim = secrets.token_urlsafe(32)
     async with connect(base_url, server=server, transport=transport, policy=policy) as client:
@@ -98,8 +120,9 @@ async def enroll(db: Database, url: str, code: str, *, server: StudyServerClient
     except ProtocolError as exc:
         raise EnrollError(f"The server sent a protocol this app cannot use: {exc}") from None
     try:
-        await asyncio.to_thread(set_participant_token, protocol.id, token)
+        await asyncio.to_thread(partial(set_participant_token, protocol.id, token, in_file=store_in_file))
     except SecretStoreUnavailable as exc:
         raise EnrollError(f"{exc} Your code has been used: ask the research team for a new one.") from None
     StudyStore(db).enroll(protocol.id, protocol_data, server_url=base_url, participant_id=participant_id)
-    return Enrollment(study_id=protocol.id, title=protocol.title, participant_id=participant_id, server_url=base_url)
+    return Enrollment(study_id=protocol.id, title=protocol.title, participant_id=participant_id, server_url=base_url,
+                      token_file=token_file)

@@ -7,12 +7,9 @@ the app asks them at once.
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 from sqlite_utils import Database
 
-from studyapp.secrets import get_participant_token
 from studyapp.store.studies import StudyStore
 from studyapp.study.protocol import Protocol, ProtocolError, protocol_from_dict
 from studyapp.sync.server_client import (
@@ -23,6 +20,7 @@ from studyapp.sync.server_client import (
     TokenRefused,
     connect,
 )
+from studyapp.sync.token import read_participant_token
 
 
 def _usable(stored: dict) -> bool:
@@ -45,7 +43,7 @@ async def refresh_protocol(db: Database, *, server: StudyServerClient | None = N
     if study is None or not study.server_url:
         return None
     # The keyring may block (D-Bus, a file to decrypt): not on the event loop.
-    token = token or await asyncio.to_thread(get_participant_token, study.id)
+    token = token or await read_participant_token(study.id)
     if not token:
         return None
     try:

@@ -16,13 +16,14 @@ from typing import Any
 import httpx
 from sqlite_utils import Database
 
-from studyapp.secrets import delete_participant_token, get_participant_token
+from studyapp.secrets import delete_participant_token
 from studyapp.store.collect_queue import CollectQueue
 from studyapp.store.outbox import OutboxStore
 from studyapp.store.settings import SettingsStore
 from studyapp.store.studies import StudyStore
 from studyapp.sync import WITHDRAWAL_PENDING_KEY
 from studyapp.sync.server_client import NotEnrolled, RetryPolicy, StudyServerClient, SyncError, connect
+from studyapp.sync.token import read_participant_token
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ async def finish_withdrawal(db: Database, *, server: StudyServerClient | None = 
     study_id, server_url, participant_id = pending["study_id"], pending.get("server_url"), pending.get("participant_id")
     who = f"participant id {participant_id}" if participant_id else "your participant id"
     # The keyring may block (D-Bus, a file to decrypt): not on the event loop.
-    token = token or await asyncio.to_thread(get_participant_token, study_id)
+    token = token or await read_participant_token(study_id)
     if not server_url or not token:
         raise SyncError(f"The withdrawal is recorded here, but the server cannot be told: no "
                         f"{'server address' if not server_url else 'participant token'} is left. "

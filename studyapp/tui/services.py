@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from studyapp.chat import ChatService
@@ -207,14 +208,18 @@ class Services:
 
         return keyring_status()
 
-    async def apply_settings(self, settings: ModelSettings, api_key: str | None) -> str:
-        """Save model settings (and the API key, in the keyring). Returns what to tell the participant."""
-        from studyapp.secrets import SecretStoreUnavailable, set_api_key
+    async def apply_settings(self, settings: ModelSettings, api_key: str | None, *, in_file: bool = False) -> str:
+        """Save model settings (and the API key: in the keyring, or in the private file when ``in_file``, the
+        participant's choice). Returns what to tell the participant."""
+        from studyapp.secrets import SecretStoreUnavailable, secrets_file, set_api_key
 
         message = f"Now chatting with {settings.describe()}."
         if api_key:
             try:
-                await asyncio.to_thread(set_api_key, settings.key_profile, api_key)  # never on the event loop
+                # never on the event loop
+                await asyncio.to_thread(partial(set_api_key, settings.key_profile, api_key, in_file=in_file))
+                if in_file:
+                    message += f" The API key is in a file only you can read: {secrets_file()}."
             except SecretStoreUnavailable as exc:
                 message += f" The API key was NOT saved: {exc}"
         self.app_ctx.save_model_settings(replace(settings))

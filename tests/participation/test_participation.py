@@ -103,3 +103,31 @@ async def test_a_withdrawal_the_server_did_not_confirm_is_pending_until_sync_sen
     tombstones = live.sql("SELECT participant_id FROM tombstones")
     assert [t[0] for t in tombstones] == [enrollment.participant_id]
     await participation.aclose()
+
+
+async def test_enrolling_with_the_token_in_a_file_where_no_keyring_exists(db: Database, tmp_path: Path,
+                                                                         live: LiveServer) -> None:
+    import keyring
+    import pytest
+    from keyring.backends import fail
+
+    from studyapp.secrets import get_participant_token, secrets_file
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        participation = Participation(db, tmp_path / PATH, policy=fast_policy()[0])
+        code = live.code()
+        with pytest.raises(SyncError, match="--store-token-in-file"):
+            await participation.enroll(live.base_url, code)
+        assert participation.state is ParticipationState.NOT_ENROLLED
+        enrollment = await participation.enroll(live.base_url, code, store_token_in_file=True)
+        assert enrollment.token_file == secrets_file()
+        assert participation.state is ParticipationState.CONSENT_NEEDED
+        token = get_participant_token(enrollment.study_id)
+        assert token and live.storage.participant_for(token) == enrollment.participant_id
+        await participation.withdraw()
+        assert not secrets_file().exists()
+        await participation.aclose()
+    finally:
+        keyring.set_keyring(previous)

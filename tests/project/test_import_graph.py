@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     # the entry points and the terminal app
     "entry": 6, "__main__": 6, "cli": 5, "cli_options": 4, "diagnostics": 4, "tui": 4,
     # taking part and a turn
-    "participation": 3, "turns": 3,
+    "participation": 3, "turns": 3, "remind": 3,
     # the stages, the study, privacy and sync
     "personalize": 2, "study": 2, "privacy": 2, "sync": 2, "chat": 2, "context": 2,
     # storage, models and shared definitions (domain: the plain objects the stores return and the screens show)

@@ -16,7 +16,6 @@ from studyapp.secrets import get_participant_token
 from studyapp.store.outbox import OutboxStore
 from studyapp.store.studies import StudyStore
 from studyapp.study.protocol import protocol_from_dict
-from studyapp.sync import background as background_module
 from studyapp.sync.background import BackgroundSync, SyncRound
 from studyapp.sync.client import Uploader, run_sync
 from studyapp.sync.enroll import EnrollError, enroll
@@ -170,12 +169,9 @@ async def test_background_sync_reads_the_token_once_per_round_off_the_event_loop
         reads.append(threading.current_thread())
         return get_participant_token(study_id)
 
-    def not_here(study_id: str) -> str | None:
-        raise AssertionError("the round's token is passed on, not read again")
-
-    monkeypatch.setattr(background_module, "get_participant_token", recorded)
-    monkeypatch.setattr("studyapp.sync.client.get_participant_token", not_here)
-    monkeypatch.setattr("studyapp.sync.protocol.get_participant_token", not_here)
+    # Every sync path reads the token through studyapp.sync.token: one read per round means the round's token
+    # is passed on to the upload and the protocol check, not read again.
+    monkeypatch.setattr("studyapp.sync.token.get_participant_token", recorded)
     async with BackgroundSync(client_db, policy=fast_policy()[0]) as background:
         first = await background.sync_once()  # uploads the consent record, then asks for the protocol
         queue(client_db, enrollment.study_id, [f.message()])

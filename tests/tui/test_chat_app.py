@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import Checkbox, Input, Static
 from textual.worker import Worker, WorkerState
 
 from studyapp.store.conversations import ConversationStore
@@ -570,3 +570,37 @@ async def test_upload_status_names_rejected_events_and_their_reasons(make_app: M
         app.screen.action_sync_status()
         note = await wait_for_toast(pilot, lambda t: t.startswith("Uploads\n"), what="the upload status")
         assert "1 rejected" in note and "field 'content' is missing" in note
+
+
+async def test_without_a_keyring_the_api_key_goes_to_a_private_file_when_the_participant_ticks_it(
+        make_app: MakeApp, tmp_path: Path) -> None:
+    import keyring
+    from keyring.backends import fail
+
+    from studyapp.secrets import get_api_key, secrets_file
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        app = make_app()
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), what="the settings")
+            screen = app.screen
+            await pilot.click("#remote")
+            await pilot.pause()
+            screen.query_one("#base_url", Input).value = "http://127.0.0.1:9/v1"
+            screen.query_one("#model", Input).value = "llama3"
+            screen.query_one("#api_key", Input).value = "sk-IN-FILE-888"
+            screen.query_one("#api-key-in-file", Checkbox).value = True
+            await press_button(pilot, "#save")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the settings to close")
+            await wait_for_toast(pilot, lambda t: str(secrets_file()) in t, what="where the key is kept")
+            assert get_api_key("default") == "sk-IN-FILE-888"
+            assert secrets_file().stat().st_mode & 0o077 == 0
+        app.services.app_ctx.close()
+    finally:
+        keyring.set_keyring(previous)
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            assert b"IN-FILE-888" not in path.read_bytes()

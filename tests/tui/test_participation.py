@@ -96,3 +96,41 @@ async def test_join_consent_chat_review_and_upload(make_app: Callable[[], StudyA
     # After the whole session, the participant token is nowhere under the data dir (any encoding).
     app.services.app_ctx.close()
     assert scan_for_secrets(app.services.app_ctx.data_dir, {"participant token": token}) == []
+
+
+async def test_without_a_keyring_the_participant_can_choose_to_keep_the_token_in_a_file(
+        make_app: Callable[[], StudyApp], live: LiveServer) -> None:
+    import keyring
+    from keyring.backends import fail
+
+    from studyapp.secrets import get_participant_token, secrets_file
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            code = live.code()
+            app.screen.action_enroll()
+            await wait_for(pilot, lambda: isinstance(app.screen, EnrollScreen), what="the enrollment dialog")
+            dialog = app.screen
+            dialog.query_one("#url", Input).value = live.base_url
+            dialog.query_one("#code", Input).value = code
+            dialog.query_one("#code", Input).focus()
+            await pilot.press("enter")
+            # Not ticked: refused before the code is spent, and the dialog says what to tick.
+            await wait_for(pilot, lambda: "Keep the token in a file" in str(dialog.query_one("#enroll-error")
+                                                                              .render()), what="the refusal")
+            assert live.storage.code_counts()["used"] == 0 and not secrets_file().exists()
+            dialog.query_one("#token-in-file", Checkbox).value = True
+            dialog.query_one("#code", Input).focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: consent_shown(app), what="the consent document", timeout=20)
+            assert app.services.enrolled
+            study_id = app.services.study.protocol.id
+            token = get_participant_token(study_id)
+            assert token and live.storage.participant_for(token) is not None
+            assert secrets_file().stat().st_mode & 0o077 == 0
+        app.services.app_ctx.close()
+    finally:
+        keyring.set_keyring(previous)

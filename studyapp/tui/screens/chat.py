@@ -131,7 +131,7 @@ class ChatScreen(Screen[None]):
 
     def action_sync_status(self) -> None:
         """What waits to be sent, what the server refused and why (as `studyapp doctor` prints it)."""
-        from studyapp.sync.client import sync_status
+        from studyapp.sync.status import sync_status
 
         self.notify(str(sync_status(self.services.app_ctx.db)), title="Uploads", timeout=20, markup=False)
         self.nudge_sync()
@@ -172,7 +172,8 @@ class ChatScreen(Screen[None]):
         if enrollment is None:
             return
         await self.services.study_changed()
-        self.notify(f"Joined {enrollment.title}. Please read the consent document.", markup=False)
+        kept = f" Your token is in a file only you can read: {enrollment.token_file}." if enrollment.token_file else ""
+        self.notify(f"Joined {enrollment.title}.{kept} Please read the consent document.", markup=False)
         self.update_status()
         self.start_participation()
 
@@ -335,7 +336,7 @@ class ChatScreen(Screen[None]):
         )
         if result is None:
             return
-        message = await self.services.apply_settings(result.settings, result.api_key)
+        message = await self.services.apply_settings(result.settings, result.api_key, in_file=result.api_key_in_file)
         self.notify(message, severity="warning" if "keyring" in message.lower() else "information", markup=False)
         self.update_status()
 

@@ -1,4 +1,8 @@
-"""Joining a study: the server address and the one-time code the research team gave the participant."""
+"""Joining a study: the server address and the one-time code the research team gave the participant.
+
+On a computer without a keyring the participant may tick "Keep the token in a file" (studyapp.secrets): an
+explicit choice, never made for them.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Checkbox, Input, Label
 
-Enroll = Callable[[str, str], Awaitable[Any]]
+# Called as enroll(url, code, store_token_in_file=...), like Participation.enroll.
+Enroll = Callable[..., Awaitable[Any]]
 
 
 class EnrollScreen(ModalScreen[Any]):
@@ -31,6 +36,8 @@ class EnrollScreen(ModalScreen[Any]):
             yield Input(placeholder="https://study.example.org", id="url")
             yield Label("Enrollment code", markup=False)
             yield Input(placeholder="one-time code", id="code")
+            yield Checkbox("Keep the token in a file only I can read (for computers without a keyring)",
+                           id="token-in-file")
             yield Label("", id="enroll-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Join", variant="primary", id="join")
@@ -50,12 +57,12 @@ class EnrollScreen(ModalScreen[Any]):
             return
         self.query_one("#join", Button).disabled = True
         self.query_one("#enroll-error", Label).update("Joining…")
-        self.run_enroll(url, code)
+        self.run_enroll(url, code, self.query_one("#token-in-file", Checkbox).value)
 
     @work(exclusive=True)
-    async def run_enroll(self, url: str, code: str) -> None:
+    async def run_enroll(self, url: str, code: str, store_token_in_file: bool) -> None:
         try:
-            result = await self._enroll(url, code)
+            result = await self._enroll(url, code, store_token_in_file=store_token_in_file)
         except Exception as exc:  # every failure is shown in the dialog; the code may be tried again
             self.query_one("#enroll-error", Label).update(str(exc))
             self.query_one("#join", Button).disabled = False

@@ -1,6 +1,7 @@
 """Choose the model: the embedded offline model or an OpenAI-compatible endpoint.
 
-The API key typed here goes to the OS keyring (studyapp.secrets), never to the database or a file.
+The API key typed here goes to the OS keyring (studyapp.secrets), never to the database. Where there is no
+keyring, the participant may tick "Keep the API key in a file" (a private file outside the data dir).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet
 
 from studyapp.llm.base import ChatParams
 from studyapp.llm.config import LOCAL, ModelSettings
@@ -22,6 +23,7 @@ from studyapp.llm.config import LOCAL, ModelSettings
 class SettingsResult:
     settings: ModelSettings
     api_key: str | None
+    api_key_in_file: bool = False  # the participant chose the private file (no keyring on this computer)
 
 
 class SettingsScreen(ModalScreen[SettingsResult | None]):
@@ -47,6 +49,9 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
             yield Input("", password=True, id="api_key", disabled=not remote)
             if self.keyring_hint:
                 yield Label(self.keyring_hint, classes="warning", markup=False)
+                # Offered only without a keyring: a file is the participant's explicit choice, never a fallback.
+                yield Checkbox("Keep the API key in a file only I can read", id="api-key-in-file",
+                               disabled=not remote)
             yield Label("Temperature (0-2)")
             yield Input(str(self.current.params.temperature), id="temperature")
             yield Label("Maximum reply tokens")
@@ -61,6 +66,8 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
         remote = event.pressed.id == "remote"
         for field in ("#base_url", "#model", "#api_key"):
             self.query_one(field, Input).disabled = not remote
+        for checkbox in self.query("#api-key-in-file").results(Checkbox):
+            checkbox.disabled = not remote
 
     def _error(self, text: str) -> None:
         self.query_one("#settings-error", Label).update(text)
@@ -91,8 +98,9 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
             self._error("Enter the model name the server offers (for example llama3.1:8b or gpt-4o-mini).")
             return None
         api_key = self.query_one("#api_key", Input).value.strip() or None
+        in_file = any(c.value for c in self.query("#api-key-in-file").results(Checkbox))
         return SettingsResult(
-            replace(self.current, model=model, base_url=base_url.rstrip("/"), params=params), api_key
+            replace(self.current, model=model, base_url=base_url.rstrip("/"), params=params), api_key, in_file
         )
 
     @on(Button.Pressed, "#save")
