@@ -18,7 +18,7 @@ PACKAGE = ROOT / "studyapp"
 # Part -> layer. A part is the first component under studyapp/ (a subpackage, or a top-level module).
 LAYERS: dict[str, int] = {
     # the entry points and the terminal app
-    "entry": 6, "__main__": 6, "cli": 5, "cli_options": 4, "diagnostics": 4, "tui": 4,
+    "entry": 6, "__main__": 6, "cli": 5, "ask": 5, "cli_options": 4, "diagnostics": 4, "tui": 4,
     # taking part and a turn
     "participation": 3, "turns": 3, "remind": 3,
     # the stages, the study, privacy and sync
