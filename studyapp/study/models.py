@@ -14,6 +14,10 @@ from studyapp.llm.config import ModelSettings, gateway_url
 from studyapp.study.current import CurrentStudy
 from studyapp.study.protocol import ModelSpec
 
+# Which enrolled protocol's assistant the chat last took on (settings table): an assistant the study's server
+# provides is taken on once, also when the study was joined elsewhere (`studyapp enroll`).
+ADOPTED_KEY = "models.study_assistant"
+
 
 def study_server(study: CurrentStudy) -> str | None:
     """The study's server: the enrolled one wins over the protocol's, since the token is valid there."""
@@ -42,6 +46,30 @@ def role_settings(study: CurrentStudy, role: str, spec: ModelSpec,
     if spec.base_url:
         return replace(base, model=spec.model, base_url=spec.base_url, via_study=None, role=header_role(role))
     return replace(base, model=spec.model, role=header_role(role))
+
+
+def adopted_marker(study: CurrentStudy) -> str:
+    """Which protocol's assistant the chat took on, as kept in the settings table ("<study id>@<version>")."""
+    return f"{study.protocol.id}@{study.protocol.version}"
+
+
+def study_assistant(study: CurrentStudy, current: ModelSettings, adopted: str | None, *,
+                    only_via_study: bool) -> ModelSettings | None:
+    """The chat settings that take on the enrolled study's assistant, or None to keep ``current``.
+
+    Joining a study (or a new protocol version) switches the chat to the study's assistant. ``only_via_study``
+    (at start, after `studyapp enroll` on the command line): only an assistant the study's server provides, and
+    only if this protocol's (``adopted``) was not taken on before, so a model the participant chose afterwards in
+    Settings stays theirs.
+    """
+    assistant = study.protocol.models.get("assistant") if study.enrolled and study.usable else None
+    if assistant is None:
+        return None
+    if only_via_study and (not assistant.via_study or adopted == adopted_marker(study)):
+        return None
+    if assistant.via_study:
+        return role_settings(study, "assistant", assistant, current)
+    return replace(current, model=assistant.model, base_url=assistant.base_url, via_study=None)
 
 
 def study_routes(study: CurrentStudy) -> list[str]:

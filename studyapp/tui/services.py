@@ -27,7 +27,7 @@ from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import ComparisonRunner
 from studyapp.study.labeling import LabelingPlan
-from studyapp.study.models import header_role, role_settings
+from studyapp.study.models import ADOPTED_KEY, adopted_marker, header_role, role_settings, study_assistant
 from studyapp.study.protocol import ModelSpec
 from studyapp.study.roles import note_outcome, role_problems
 from studyapp.study.service import StudyService
@@ -38,10 +38,6 @@ if TYPE_CHECKING:
 
 # The keyring loads only when used (the settings screen): not at start.
 
-# Which enrolled protocol's assistant the chat last took on ("<study id>@<version>"): an assistant provided through
-# the study's server is taken on at start when the study was joined elsewhere (`studyapp enroll`), once, so a
-# model the participant chooses afterwards in Settings stays theirs.
-ADOPTED_KEY = "models.study_assistant"
 
 
 class Services:
@@ -96,24 +92,14 @@ class Services:
             await self.chat.replace_model(self._fixed_factory or self._make_model)
 
     def _adopt_study_assistant(self, *, only_via_study: bool) -> bool:
-        """Switch the chat to the enrolled study's assistant model (the settings screen shows it); True if saved.
-
-        ``only_via_study``: at start, and only for a model through the study's server not taken on before.
-        """
+        """Switch the chat to the enrolled study's assistant model (the settings screen shows it); True if saved."""
         study = self.participation.study
-        assistant = study.protocol.models.get("assistant") if study.enrolled and study.usable else None
-        if assistant is None:
+        chosen = study_assistant(study, self.model_settings(), self.app_ctx.settings.get(ADOPTED_KEY),
+                                 only_via_study=only_via_study)
+        if chosen is None:
             return False
-        adopted = f"{study.protocol.id}@{study.protocol.version}"
-        if only_via_study and (not assistant.via_study or self.app_ctx.settings.get(ADOPTED_KEY) == adopted):
-            return False
-        current = self.model_settings()
-        if assistant.via_study:
-            chosen = role_settings(study, "assistant", assistant, current)
-        else:
-            chosen = replace(current, model=assistant.model, base_url=assistant.base_url, via_study=None)
         self.app_ctx.save_model_settings(chosen)
-        self.app_ctx.settings.set(ADOPTED_KEY, adopted)
+        self.app_ctx.settings.set(ADOPTED_KEY, adopted_marker(study))
         return True
 
     def records_written(self) -> None:
