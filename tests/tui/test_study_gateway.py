@@ -192,3 +192,61 @@ async def test_the_status_line_names_the_study_route(tmp_path: Path, gateway: Sc
         await wait_for(pilot, lambda: gateway.requests != [], what="the chat request")
     assert gateway.request_headers[0]["x-studyapp-role"] == "assistant"
     assert gateway.request_headers[0]["authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_settings_keep_the_study_route_only_for_the_studys_server(tmp_path: Path, gateway: ScriptedLLM) -> None:
+    from textual.widgets import Input, Label
+
+    from studyapp.tui.screens.chat import ChatScreen
+    from studyapp.tui.screens.settings import SettingsScreen
+    from tests.tui.test_chat_app import press_button
+
+    enroll(tmp_path / "data", gateway.server_url)
+    app = StudyApp(AppContext.create(tmp_path / "data"))
+    async with app.run_test(size=SIZE) as pilot:
+        for temperature, base_url, via_study in (("0.2", None, STUDY), ("0.2", "http://127.0.0.1:9/v1", None)):
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), what="the settings")
+            screen = app.screen
+            if via_study:
+                assert any("no API key is needed" in str(label.render()) for label in screen.query(Label))
+            screen.query_one("#temperature", Input).value = temperature
+            if base_url:
+                screen.query_one("#base_url", Input).value = base_url
+            await press_button(pilot, "#save")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the settings to close")
+            settings = app.services.model_settings()
+            assert (settings.params.temperature, settings.via_study) == (0.2, via_study)
+        # Pointed elsewhere, the chat is a direct model: the study's token is not sent there.
+        assert settings.describe() == "gpt-4o-mini at http://127.0.0.1:9/v1"
+
+
+async def test_a_failing_judge_through_the_study_is_noted_until_it_works_again(
+        tmp_path: Path, gateway: ScriptedLLM) -> None:
+    from studyapp.store.comparisons import ComparisonStore
+    from studyapp.store.conversations import ConversationStore
+    from tests.study.test_judge import rated_comparison
+
+    one_judge = PROTOCOL.replace('\n[[models.judge]]\nmodel = "local"\n', "")
+    assert one_judge != PROTOCOL
+    app_ctx = AppContext.create(tmp_path)
+    protocol = parse_protocol(one_judge)
+    save_enrollment(app_ctx.db, protocol, participant_id="p1", server_url=gateway.server_url)
+    set_participant_token(STUDY, TOKEN)
+    services = Services(app_ctx)
+    rated_comparison(ConversationStore(app_ctx.db), ComparisonStore(app_ctx.db))
+    budget = {"detail": "Used up.", "limit": "daily_tokens", "reset_at": "2099-01-01T00:00:00Z"}
+    gateway.add_error(429, budget, headers={"Retry-After": "3600"})
+    gateway.add_error(429, budget, headers={"Retry-After": "3600"})
+    assert await services.judge_pending() == 0
+    [problem] = role_problems(app_ctx.db)
+    assert (problem.role, problem.model) == ("judge", "gpt-4o")
+    assert problem.error.startswith("Today's model budget from the study is used up; it resets at ")
+    assert any(p.startswith("Model problem: judge (gpt-4o) failing since") for p in services.status_parts())
+    gateway.add_json({"rating": 3})
+    gateway.add_json({"rating": 3})
+    assert await services.judge_pending() == 2
+    assert role_problems(app_ctx.db) == []
+    assert {h["x-studyapp-role"] for h in gateway.request_headers} == {"judge"}
+    await services.aclose()
+    app_ctx.close()
