@@ -195,11 +195,12 @@ class OpenAICompatModel:
 
     def _study_transport_error(self, exc: Exception, detail: str, *, during_stream: bool) -> LLMError:
         where = f"the study's server at {self.study_server}"
+        where_ = where[0].upper() + where[1:]  # to start a sentence
         if isinstance(exc, httpx.TimeoutException):
             if isinstance(exc, httpx.ConnectTimeout):
                 return ModelTimeout(f"Connecting to {where} timed out. Check your internet connection; the study's "
                                     "models are reached through it. Try again later.", detail=detail)
-            return ModelTimeout(f"{where[0].upper()}{where[1:]} did not answer within {self.timeout_s:g} s. "
+            return ModelTimeout(f"{where_} did not answer within {self.timeout_s:g} s. "
                                 "Try again; if it keeps happening, tell the research team.", detail=detail)
         if isinstance(exc, (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL)):
             return ModelUnreachable(f"Could not reach {where}. Check your internet connection; the study's models "
@@ -208,23 +209,23 @@ class OpenAICompatModel:
             if during_stream:
                 return MalformedResponse(f"The connection to {where} broke before the reply was complete. The text "
                                          "received so far is kept; try again.", detail=detail)
-            return MalformedResponse(f"{where[0].upper()}{where[1:]} closed the connection without answering. "
+            return MalformedResponse(f"{where_} closed the connection without answering. "
                                      "Try again; if it keeps happening, tell the research team.", detail=detail)
         return LLMError(f"The request to {where} failed ({type(exc).__name__}). Try again.", detail=detail)
 
     def _study_http_error(self, response: httpx.Response, server_says: str, detail: str) -> LLMError:
         """The gateway's answers (docs/ARCHITECTURE.md, "Model roles"): its ``detail`` is written for people."""
         status = response.status_code
-        where = f"the study's server at {self.study_server}"
+        where_ = f"The study's server at {self.study_server}"  # starts each sentence
         said = f" (the server said: {_short(server_says, 300)})" if server_says else ""
         if status == 401:
             return ModelAuthError(
-                f"{where[0].upper()}{where[1:]} did not accept this install's participant token (HTTP 401), so the "
+                f"{where_} did not accept this install's participant token (HTTP 401), so the "
                 "study's models cannot be used. If the research team re-enrolled you, enroll again with "
                 "`studyapp enroll URL CODE`.", detail=detail)
         if status == 403:
             # E.g. "You have withdrawn from this study, so its models are no longer available to you."
-            return ModelAuthError(server_says or f"{where[0].upper()}{where[1:]} refused to serve its models to "
+            return ModelAuthError(server_says or f"{where_} refused to serve its models to "
                                   "this install (HTTP 403).", detail=detail)
         if status == 404:
             return ModelNotFound(server_says or f"The study's server has no model {self.model!r}. Ask the "
@@ -237,15 +238,15 @@ class OpenAICompatModel:
                 detail=detail, retry_after=retry_after)
         if status == 502:
             return ModelServerError(
-                f"{where[0].upper()}{where[1:]} could not get an answer from the model {self.model!r} (HTTP 502)"
+                f"{where_} could not get an answer from the model {self.model!r} (HTTP 502)"
                 f"{said}. Try again later; if it keeps happening, tell the research team.", detail=detail)
         if status == 504:
             return ModelTimeout(
-                f"{where[0].upper()}{where[1:]} waited too long for the model {self.model!r} (HTTP 504){said}. "
+                f"{where_} waited too long for the model {self.model!r} (HTTP 504){said}. "
                 "Try again later; if it keeps happening, tell the research team.", detail=detail)
         if status >= 500:
             return ModelServerError(
-                f"{where[0].upper()}{where[1:]} failed on its side (HTTP {status}){said}. Try again later; if it "
+                f"{where_} failed on its side (HTTP {status}){said}. Try again later; if it "
                 "keeps happening, tell the research team.", detail=detail)
         return LLMError(
             f"The study's model {self.model!r} rejected the request (HTTP {status}){said}. If it keeps happening, "

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 # The keyring loads only when used (the settings screen): not at start.
 
 
-
 class Services:
     def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None) -> None:
         self.app_ctx = app_ctx
