@@ -169,6 +169,10 @@ def _extra_sections(app_ctx: AppContext, full: bool) -> list[str]:
     except Exception as exc:
         lines.append(f"study:           unavailable ({exc})")
     try:
+        lines += _route_lines(app_ctx)
+    except Exception as exc:
+        lines.append(f"role models:     unavailable ({exc})")
+    try:
         from studyapp.study.roles import role_problems
 
         problems = role_problems(app_ctx.db)
@@ -180,4 +184,26 @@ def _extra_sections(app_ctx: AppContext, full: bool) -> list[str]:
         lines.append(f"sync:            {sync_status(app_ctx.db)}")
     except Exception as exc:
         lines.append(f"sync:            unavailable ({exc})")
+    return lines
+
+
+def _route_lines(app_ctx: AppContext) -> list[str]:
+    """Which model each of the enrolled study's roles uses and how it is reached; for the study's server, whether
+    this install holds the participant token that server asks for."""
+    from studyapp.secrets import get_participant_token
+    from studyapp.study.current import current_study
+    from studyapp.study.models import study_routes, study_server, uses_study_server
+
+    study = current_study(app_ctx.db)
+    routes = study_routes(study)
+    if not routes:
+        return []
+    lines = ["role models:     " + f"\n{' ' * 17}".join(routes)]
+    if uses_study_server(study):
+        if study_server(study) is None:
+            lines.append(" " * 17 + "the study's server is unknown: its models come once you enroll with "
+                         "`studyapp enroll URL CODE`")
+        elif not get_participant_token(study.protocol.id):
+            lines.append(" " * 17 + "no participant token in the keyring: the study's models are available once "
+                         "you are enrolled (`studyapp enroll URL CODE` with the code from the research team)")
     return lines

@@ -3,6 +3,11 @@
 Resolution order, later wins: embedded defaults, the settings table, environment
 (``STUDYAPP_MODEL``, ``STUDYAPP_BASE_URL``), then the ``--model`` flag. ``model = "local"`` (the default)
 means the embedded SmolLM2 model; anything else is a model name on an OpenAI-compatible endpoint.
+
+``via_study`` marks a model the study's researchers provide through their collection server (protocol
+``via = "study"``): ``base_url`` is then ``{server}/llm/v1`` and the participant's token for that study is the
+key, never an API key. Another base URL (a flag, the environment, the settings screen) drops it, so the token
+only ever goes to the study's own server.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any
 from studyapp.llm.base import ChatParams
 
 LOCAL = "local"
+# Where the collection server serves the study's models (the OpenAI-compatible gateway), under its base URL.
+GATEWAY_PATH = "/llm/v1"
 ENV_MODEL = "STUDYAPP_MODEL"
 ENV_BASE_URL = "STUDYAPP_BASE_URL"
 SETTINGS_KEY = "model"
@@ -28,6 +35,10 @@ class ModelSettings:
     params: ChatParams = field(default_factory=ChatParams)
     timeout_s: float = 60.0
     context_messages: int = 20
+    # The study id whose server provides this model (protocol via = "study"); None: a direct endpoint.
+    via_study: str | None = None
+    # The study role the calls are made for; the study's server counts use by role (X-Studyapp-Role).
+    role: str = "assistant"
 
     @property
     def is_local(self) -> bool:
@@ -48,7 +59,14 @@ class ModelSettings:
     def describe(self) -> str:
         if self.is_local:
             return "embedded SmolLM2-135M-Instruct (offline)"
+        if self.via_study:
+            return f"{self.model} via the study's server"
         return f"{self.model} at {self.base_url}"
+
+
+def gateway_url(server_url: str) -> str:
+    """The OpenAI-compatible base URL of a study server's model gateway."""
+    return server_url.rstrip("/") + GATEWAY_PATH
 
 
 def resolve(stored: dict[str, Any] | None = None, *, model: str | None = None,
@@ -58,9 +76,9 @@ def resolve(stored: dict[str, Any] | None = None, *, model: str | None = None,
     if env_model:
         settings = replace(settings, model=env_model)
     if env_url:
-        settings = replace(settings, base_url=env_url)
+        settings = replace(settings, base_url=env_url, via_study=None)
     if model:
         settings = replace(settings, model=model)
     if base_url:
-        settings = replace(settings, base_url=base_url)
+        settings = replace(settings, base_url=base_url, via_study=None)
     return settings

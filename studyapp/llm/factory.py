@@ -10,12 +10,27 @@ from studyapp.llm.config import ModelSettings
 
 
 def make_model(settings: ModelSettings, *, api_key: str | None = None) -> ChatModel:
+    """The model ``settings`` name. A model through the study's server (``via_study``) authenticates with the
+    participant's token for that study and says its role; no API key is read for it. Without a token the model
+    is still built, and each call says the study's models come with enrollment (never a traceback)."""
     if settings.is_local:
         from studyapp.llm.local import LocalModel
 
         return LocalModel()
     from studyapp.llm.openai_compat import OpenAICompatModel
 
+    if settings.via_study:
+        if api_key is None:
+            from studyapp.secrets import get_participant_token
+
+            api_key = get_participant_token(settings.via_study)
+        return OpenAICompatModel(
+            base_url=settings.base_url or "",
+            model=settings.model,
+            api_key=api_key,
+            timeout_s=settings.timeout_s,
+            study_role=settings.role,
+        )
     if api_key is None:
         from studyapp.secrets import SecretStoreUnavailable, get_api_key
 

@@ -5,6 +5,11 @@ server accepts: ``response_format`` json_schema, then json_object, then a plain 
 mode that worked is remembered for the next call. Every failure becomes an ``LLMError`` subclass whose message
 says what went wrong and what to do; the API key is sent only in the Authorization header and never appears in
 messages, details or logs.
+
+A model the study provides through its collection server (``study_role`` set) is the same client pointed at the
+server's gateway (``{server}/llm/v1``) with the participant's token as the key and an ``X-Studyapp-Role`` header;
+only its messages differ, in the study's words: a used-up budget says when it resets in the participant's local
+time, a withdrawal or an unknown model shows the server's own sentence.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import re
 import ssl
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -32,6 +38,7 @@ from studyapp.llm.base import (
     ModelRateLimited,
     ModelServerError,
     ModelTimeout,
+    ModelUnavailable,
     ModelUnreachable,
     parse_json_text,
 )
@@ -43,6 +50,9 @@ _RESPONSE_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "stru
 _DETAIL_LIMIT = 500
 # What httpx raises for network and URL problems (InvalidURL is not an HTTPError).
 _HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL)
+# The study's server counts model use per role (assistant, extractor, selector, judge) from this header.
+ROLE_HEADER = "X-Studyapp-Role"
+_GATEWAY_SUFFIX = "/llm/v1"
 
 
 class OpenAICompatModel:
@@ -59,6 +69,8 @@ class OpenAICompatModel:
         api_key: str | None = None,
         timeout_s: float = 60,
         transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        study_role: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -66,6 +78,8 @@ class OpenAICompatModel:
         self.timeout_s = timeout_s
         self._api_key = api_key or None
         self._transport = transport
+        # Set for a model the study provides through its server (the key is then the participant's token).
+        self.study_role = study_role
         # httpx clients belong to one event loop; tests and workers may use the model from another.
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -73,16 +87,43 @@ class OpenAICompatModel:
 
     def __repr__(self) -> str:
         # Never the key.
-        return f"OpenAICompatModel(base_url={self.base_url!r}, model={self.model!r})"
+        via = f", study_role={self.study_role!r}" if self.via_study else ""
+        return f"OpenAICompatModel(base_url={self.base_url!r}, model={self.model!r}{via})"
+
+    @property
+    def via_study(self) -> bool:
+        return self.study_role is not None
+
+    @property
+    def study_server(self) -> str:
+        """The study server's address (the gateway's base URL without /llm/v1), for messages."""
+        return self.base_url.removesuffix(_GATEWAY_SUFFIX)
 
     # -- plumbing --------------------------------------------------------------------------------
 
+    def _check_study_route(self) -> None:
+        """Before any request through the study's server: is there a server, and a token to show it?"""
+        if not self.base_url:
+            raise ModelUnavailable(
+                f"The study's model {self.model!r} comes through the study's server, and this install knows no "
+                "server for the study. Enroll with `studyapp enroll URL CODE` (the address and code from the "
+                "research team), or choose another model in Settings.")
+        if not self._api_key:
+            raise ModelAuthError(
+                f"The study's model {self.model!r} comes through the study's server and is available once you are "
+                "enrolled: run `studyapp enroll URL CODE` with the code from the research team (or choose another "
+                "model in Settings).")
+
     def _get_client(self) -> httpx.AsyncClient:
+        if self.via_study:
+            self._check_study_route()
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop or self._client.is_closed:
             headers = {"Accept": "application/json"}
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
+            if self.study_role is not None:
+                headers[ROLE_HEADER] = self.study_role
             self._client = httpx.AsyncClient(
                 base_url=self.base_url + "/",
                 headers=headers,
@@ -122,6 +163,8 @@ class OpenAICompatModel:
 
     def _transport_error(self, exc: Exception, *, during_stream: bool = False) -> LLMError:
         detail = self._redact(f"{type(exc).__name__}: {exc}")
+        if self.via_study:
+            return self._study_transport_error(exc, detail, during_stream=during_stream)
         url = self.base_url
         if isinstance(exc, httpx.TimeoutException):
             if isinstance(exc, httpx.ConnectTimeout):
@@ -150,10 +193,71 @@ class OpenAICompatModel:
         return LLMError(f"The request to the model server at {url} failed ({type(exc).__name__}). Try again.",
                         detail=detail)
 
+    def _study_transport_error(self, exc: Exception, detail: str, *, during_stream: bool) -> LLMError:
+        where = f"the study's server at {self.study_server}"
+        where_ = where[0].upper() + where[1:]  # to start a sentence
+        if isinstance(exc, httpx.TimeoutException):
+            if isinstance(exc, httpx.ConnectTimeout):
+                return ModelTimeout(f"Connecting to {where} timed out. Check your internet connection; the study's "
+                                    "models are reached through it. Try again later.", detail=detail)
+            return ModelTimeout(f"{where_} did not answer within {self.timeout_s:g} s. "
+                                "Try again; if it keeps happening, tell the research team.", detail=detail)
+        if isinstance(exc, (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL)):
+            return ModelUnreachable(f"Could not reach {where}. Check your internet connection; the study's models "
+                                    "are reached through it. Try again later.", detail=detail)
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+            if during_stream:
+                return MalformedResponse(f"The connection to {where} broke before the reply was complete. The text "
+                                         "received so far is kept; try again.", detail=detail)
+            return MalformedResponse(f"{where_} closed the connection without answering. "
+                                     "Try again; if it keeps happening, tell the research team.", detail=detail)
+        return LLMError(f"The request to {where} failed ({type(exc).__name__}). Try again.", detail=detail)
+
+    def _study_http_error(self, response: httpx.Response, server_says: str, detail: str) -> LLMError:
+        """The gateway's answers (docs/ARCHITECTURE.md, "Model roles"): its ``detail`` is written for people."""
+        status = response.status_code
+        where_ = f"The study's server at {self.study_server}"  # starts each sentence
+        said = f" (the server said: {_short(server_says, 300)})" if server_says else ""
+        if status == 401:
+            return ModelAuthError(
+                f"{where_} did not accept this install's participant token (HTTP 401), so the "
+                "study's models cannot be used. If the research team re-enrolled you, enroll again with "
+                "`studyapp enroll URL CODE`.", detail=detail)
+        if status == 403:
+            # E.g. "You have withdrawn from this study, so its models are no longer available to you."
+            return ModelAuthError(server_says or f"{where_} refused to serve its models to "
+                                  "this install (HTTP 403).", detail=detail)
+        if status == 404:
+            return ModelNotFound(server_says or f"The study's server has no model {self.model!r}. Ask the "
+                                 "research team.", detail=detail)
+        if status == 429:
+            body = _json_of(response)
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            return ModelRateLimited(
+                study_limit_message(str(body.get("limit") or ""), _reset_time(body.get("reset_at")), retry_after),
+                detail=detail, retry_after=retry_after)
+        if status == 502:
+            return ModelServerError(
+                f"{where_} could not get an answer from the model {self.model!r} (HTTP 502)"
+                f"{said}. Try again later; if it keeps happening, tell the research team.", detail=detail)
+        if status == 504:
+            return ModelTimeout(
+                f"{where_} waited too long for the model {self.model!r} (HTTP 504){said}. "
+                "Try again later; if it keeps happening, tell the research team.", detail=detail)
+        if status >= 500:
+            return ModelServerError(
+                f"{where_} failed on its side (HTTP {status}){said}. Try again later; if it "
+                "keeps happening, tell the research team.", detail=detail)
+        return LLMError(
+            f"The study's model {self.model!r} rejected the request (HTTP {status}){said}. If it keeps happening, "
+            "tell the research team.", detail=detail)
+
     def _http_error(self, response: httpx.Response) -> LLMError:
         status = response.status_code
         server_says = self._redact(_error_message(response))
         detail = f"HTTP {status}: {server_says}" if server_says else f"HTTP {status}"
+        if self.via_study:
+            return self._study_http_error(response, server_says, detail)
         url = self.base_url
         said = f" (the server said: {_short(server_says)})" if server_says else ""
         if status in (401, 403):
@@ -421,6 +525,57 @@ def _error_message(response: httpx.Response) -> str:
     if not message:
         message = response.text.strip()
     return _short(message, _DETAIL_LIMIT)
+
+
+def _json_of(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _reset_time(value: Any) -> datetime | None:
+    """The gateway's ``reset_at`` (ISO 8601, UTC), or None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _duration(seconds: float) -> str:
+    """E.g. "3 h 12 min", "12 min", "40 s": how long until a limit resets."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(seconds // 60, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def study_limit_message(limit: str, reset_at: datetime | None, retry_after: float | None = None, *,
+                        now: datetime | None = None) -> str:
+    """The study's server said a limit is reached: which one, and when it lifts in the participant's local time.
+
+    E.g. "Today's model budget from the study is used up; it resets at 01:00 (in 3 h 12 min)."
+    """
+    now = now or datetime.now(UTC)
+    if reset_at is None and retry_after is not None:
+        reset_at = now + timedelta(seconds=retry_after)
+    if limit == "daily_tokens":
+        head = "Today's model budget from the study is used up"
+    elif limit == "requests_per_minute":
+        head = "The study's server allows only so many model requests a minute, and they are used up"
+    else:
+        head = "The study's server is limiting model requests for now"
+    if reset_at is None:
+        return f"{head}; try again later."
+    local = reset_at.astimezone()  # the participant's time zone
+    return f"{head}; it resets at {local:%H:%M} (in {_duration((reset_at - now).total_seconds())})."
 
 
 def _retry_after(value: str | None) -> float | None:

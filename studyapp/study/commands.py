@@ -118,18 +118,22 @@ def judge(ctx: click.Context, data_dir: Path | None, rerun: bool, models: tuple[
     from studyapp.store.comparisons import ComparisonRecord, ComparisonStore
     from studyapp.study.current import current_study
     from studyapp.study.judge import Judge, Verdict
+    from studyapp.study.models import role_settings
 
     app_ctx = open_or_exit(make_context(ctx, data_dir))
     base = app_ctx.model_settings()
     if models:
-        specs = [(name, base_url) for name in models]
+        settings = [replace(base, model=name, base_url=base_url or base.base_url,
+                            via_study=None if base_url else base.via_study, role="judge") for name in models]
     else:
-        specs = [(spec.model, spec.base_url) for spec in current_study(app_ctx.db).protocol.judges]
-        if not specs:
+        # The study's judges, each reached the way the protocol says (through the study's server, or directly).
+        study = current_study(app_ctx.db)
+        settings = [role_settings(study, "judge", spec, base) for spec in study.protocol.judges]
+        if not settings:
             click.echo("The study has no judge models (models.judge = []); give one with --model.")
             return
     try:
-        chat_models = [make_model(replace(base, model=name, base_url=url or base.base_url)) for name, url in specs]
+        chat_models = [make_model(s) for s in settings]
     except LLMError as exc:
         raise click.ClickException(str(exc)) from exc
     store = ComparisonStore(app_ctx.db)

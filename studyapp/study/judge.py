@@ -84,6 +84,8 @@ class Judge:
         self.params = params
         # Why judge calls failed (model unreachable, ...): nothing was recorded for those; the CLI reports them.
         self.failures: list[str] = []
+        # Per judge model, how its last call went (None: it answered), for the study models' problem record.
+        self.outcomes: dict[str, str | None] = {}
 
     def context(self, comparison: ComparisonRecord) -> str:
         """The transcript of the conversation the pair was written with, as it reads now (messages deleted
@@ -106,7 +108,9 @@ class Judge:
             result = await model.complete_json(self.messages(comparison, side, context), SCHEMA, self.params)
         except LLMError as exc:
             self.failures.append(f"{model.name}: {exc}")
+            self.outcomes[model.name] = str(exc)
             return None
+        self.outcomes[model.name] = None
         shown = read_rating(result.value)
         rating = to_personalized_scale(shown, side) if shown is not None else None
         return Verdict(model.name, side, rating, shown, result.raw)
@@ -143,6 +147,7 @@ class Judge:
             for comparison in pending:
                 verdicts = await single.judge(comparison)
                 self.failures += single.failures
+                self.outcomes |= single.outcomes
                 single.failures = []
                 count += len(verdicts)
                 if on_done is not None:

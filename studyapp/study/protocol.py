@@ -14,8 +14,14 @@ Layout (see examples/study.toml for a complete, commented file)::
     [rating_scale]     points (5), labels (5 strings, Response 1 much better .. Response 2 much better)
     [attribute_review] every_new_attributes, batch_size, max_per_day
     [display]          show_memory_use (optional, default true)
-    [models.ROLE]      model ("local" or a model name), base_url; ROLE is assistant, extractor, selector,
-                       judge; the judge may be an array of tables ([[models.judge]]) for several judges
+    [models.ROLE]      model ("local" or a model name), base_url, via ("direct", the default, or "study");
+                       ROLE is assistant, extractor, selector, judge; the judge may be an array of tables
+                       ([[models.judge]]) for several judges
+
+A role with ``via = "study"`` names a model the researchers provide through the study's collection server
+(its model gateway, ``{server}/llm/v1``): the app authenticates with the participant's token, so participants
+need no API key. Such a role gives no base_url and is never "local"; the server is the one the participant
+enrolled with (where the token is valid), else ``[study] server_url``.
 
 ``Protocol.to_dict()`` gives the same shape with consent texts inline (plus their sha256), and
 ``protocol_from_dict`` validates such a dict again: this is how a protocol travels from the collection
@@ -40,6 +46,10 @@ from studyapp.events import CATEGORIES
 
 LOCAL = "local"
 ROLES = ("assistant", "extractor", "selector", "judge")
+# How a role's model is reached: "direct" (its own base_url, or the embedded model) or "study" (through the
+# study's collection server, which holds the researchers' model and key).
+DIRECT, VIA_STUDY = "direct", "study"
+ROUTES = (DIRECT, VIA_STUDY)
 RATING_POINTS = 5
 # A consent document is text a participant reads; the limit keeps the published protocol well under the size the
 # app accepts from the server (studyapp.sync.server_client.MAX_ANSWER_BYTES).
@@ -134,13 +144,27 @@ class DisplayOptions:
 class ModelSpec:
     model: str
     base_url: str | None = None
+    via: str = DIRECT
 
     @property
     def is_local(self) -> bool:
         return self.model == LOCAL
 
+    @property
+    def via_study(self) -> bool:
+        """The researchers provide this model through the study's server (no API key on the participant's side)."""
+        return self.via == VIA_STUDY
+
+    def describe(self) -> str:
+        """E.g. "gpt-4o-mini via the study's server", "local", "llama3 at http://127.0.0.1:8080/v1"."""
+        if self.via_study:
+            return f"{self.model} via the study's server"
+        return f"{self.model} at {self.base_url}" if self.base_url else self.model
+
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model} | ({"base_url": self.base_url} if self.base_url else {})
+        # "via" only when it is not the default: a protocol without it publishes exactly as before.
+        return ({"model": self.model} | ({"base_url": self.base_url} if self.base_url else {})
+                | ({"via": self.via} if self.via != DIRECT else {}))
 
 
 @dataclass(frozen=True)
@@ -227,7 +251,8 @@ class Protocol:
         c = self.comparisons
         r = self.attribute_review
         cats = ", ".join(f"{n}{' (required)' if s.required else ''}" for n, s in self.categories.items())
-        models = ", ".join(f"{role}={spec.model}" for role, spec in self.models.items())
+        models = ", ".join(f"{role}={spec.model}" + (" (via the study's server)" if spec.via_study else "")
+                           for role, spec in self.models.items())
         lines = [
             f"Study {self.id!r} version {self.version}: {self.title}",
             f"  duration: {self.duration_days} days; server: {self.server_url or '(none: local only)'}",
@@ -245,6 +270,10 @@ class Protocol:
             f"  display: 'Shaped by your memory' under replies {'shown' if self.display.show_memory_use else 'hidden'}",
             f"  models: {models}",
         ]
+        if any(spec.via_study for spec in self.models.values()):
+            server = self.server_url or "the server participants enroll with"
+            lines.append(f"  model gateway: {server}/llm/v1 (`studyapp-server models add NAME ...` must serve "
+                         f"{', '.join(sorted({s.model for s in self.models.values() if s.via_study}))})")
         return "\n".join(lines)
 
 
@@ -612,16 +641,36 @@ def _model_spec(entry: Any, path: str, v: _Validator) -> ModelSpec | None:
         v.error(f"{path} = {_show(entry)} is {_a(_type_name(entry))}: it must be a table with model = "
                 "\"local\" or a model name, and base_url for an OpenAI-compatible endpoint")
         return None
-    v.unknown_keys(entry, ("model", "base_url"), path)
+    v.unknown_keys(entry, ("model", "base_url", "via"), path)
     model = v.get(entry, "model", path, "string", required=True)
     base_url = v.get(entry, "base_url", path, "string", check=_check_model_url)
+    via = v.get(entry, "via", path, "string", default=DIRECT,
+                check=lambda x: None if x in ROUTES else
+                "is not a route: it must be \"direct\" (the model's own base_url, or \"local\") or \"study\" "
+                "(through the study's server)")
+    if via is None:
+        return None
+    if via == VIA_STUDY:
+        problem = False
+        if base_url:
+            v.error(f"{path}.base_url = {base_url!r} is set with via = \"study\": the study's models are reached "
+                    "through the study's server (<server>/llm/v1, the server participants enroll with); remove "
+                    "base_url, or set via = \"direct\" to name another endpoint")
+            problem = True
+        if model == LOCAL:
+            v.error(f"{path}.model = \"local\" with via = \"study\": the embedded model runs on the participant's "
+                    "computer, not on the study's server; name a model the server provides "
+                    "(`studyapp-server models add NAME ...`), or remove via")
+            problem = True
+        if problem:
+            return None
     if model == LOCAL and base_url:
         v.error(f"{path}.base_url = {base_url!r} is set for model = \"local\": the embedded model needs no "
                 "endpoint; remove base_url or name a served model")
         return None
     if model is None:
         return None
-    return ModelSpec(model=model, base_url=base_url)
+    return ModelSpec(model=model, base_url=base_url, via=via)
 
 
 def _models(data: Mapping[str, Any], v: _Validator) -> dict[str, ModelSpec]:

@@ -33,6 +33,7 @@ from studyapp.study.current import CurrentStudy, current_study
 from studyapp.study.judge import Judge
 from studyapp.study.labeling import LabelingPlan, plan_labeling
 from studyapp.study.protocol import Protocol
+from studyapp.study.roles import note_outcome
 from studyapp.study.schedule import ComparisonScheduler, ScheduleDecision, TurnFacts, start_of_day
 
 
@@ -87,4 +88,13 @@ class StudyService:
     async def judge_pending(self, models: Sequence[ChatModel]) -> int:
         """Background judging of rated and skipped comparisons not yet judged by each model; returns verdicts
         stored."""
-        return await Judge(models, self.comparisons).judge_pending()
+        judge = Judge(models, self.comparisons)
+        count = await judge.judge_pending()
+        # A failing judge never shows as a failed reply: note it for the status line and `studyapp doctor` (one
+        # record for the role: a failing judge stays noted until every judge answered again).
+        failing = [(model, error) for model, error in judge.outcomes.items() if error is not None]
+        if failing:
+            note_outcome(self.db, "judge", *failing[0])
+        elif judge.outcomes:
+            note_outcome(self.db, "judge", next(iter(judge.outcomes)), None)
+        return count

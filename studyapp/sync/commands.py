@@ -45,6 +45,20 @@ def enroll(ctx: click.Context, data_dir: Path | None, url: str, code: str, store
     where = (f"in a file only you can read ({result.token_file}); `studyapp withdraw` deletes it"
              if result.token_file else "in the system keyring")
     click.echo(f"Your token is {where}. Next: agree to the consent document (`studyapp consent`).")
+    _adopt_study_assistant(app_ctx)
+
+
+def _adopt_study_assistant(app_ctx: Any) -> None:
+    """A study whose server provides the assistant: the chat uses it from now on (as joining in the app does)."""
+    from studyapp.study.current import current_study
+    from studyapp.study.models import ADOPTED_KEY, adopted_marker, study_assistant
+
+    study = current_study(app_ctx.db)
+    chosen = study_assistant(study, app_ctx.model_settings(), app_ctx.settings.get(ADOPTED_KEY), only_via_study=True)
+    if chosen is not None:
+        app_ctx.save_model_settings(chosen)
+        app_ctx.settings.set(ADOPTED_KEY, adopted_marker(study))
+        click.echo(f"The chat now uses {chosen.describe()}: no API key is needed for it.")
 
 
 @click.command()

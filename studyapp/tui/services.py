@@ -28,6 +28,7 @@ from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
 from studyapp.study.comparison import ComparisonRunner
 from studyapp.study.labeling import LabelingPlan
+from studyapp.study.models import ADOPTED_KEY, adopted_marker, header_role, role_settings, study_assistant
 from studyapp.study.protocol import ModelSpec
 from studyapp.study.roles import note_outcome, role_problems
 from studyapp.study.service import StudyService
@@ -50,6 +51,8 @@ class Services:
         # record's state prefers the rating, and the server keeps a comparison's latest event).
         self.abandoned = ComparisonStore(app_ctx.db).mark_abandoned()
         self._fixed_factory = model_factory
+        self.participation = Participation(app_ctx.db, app_ctx.database_path)
+        self._adopt_study_assistant(only_via_study=True)
         settings = self.model_settings()
         self.chat = ChatService(
             self.conversations,
@@ -59,9 +62,9 @@ class Services:
         )
         self._personalization: Personalization | None = None
         self._personalization_model: ChatModel | None = None
-        # Models an enrolled study names for its other roles (extractor, selector, judges), by (model, url).
-        self._role_models: dict[tuple[str, str | None], ChatModel] = {}
-        self.participation = Participation(app_ctx.db, app_ctx.database_path)
+        # Models an enrolled study names for its other roles (extractor, selector, judges), by what builds them.
+        self._role_models: dict[tuple[str, str | None, str | None, str], ChatModel] = {}
+        self._retired_models: list[ChatModel] = []
         self.memory = MemoryService(MemoryStore(app_ctx.db), on_change=self.records_written)
         self.study = StudyService(app_ctx.db, study=self.participation.study)
         self.turns = TurnController(self)
@@ -81,13 +84,23 @@ class Services:
         """Take on the study ``participation`` now holds (also after background sync brought a new protocol)."""
         self.study = StudyService(self.app_ctx.db, study=self.participation.study)
         self._personalization = None
-        usable = self.enrolled and self.participation.study.usable
-        assistant = self.study.protocol.models.get("assistant") if usable else None
-        if assistant is not None:
-            # Joining a study switches the chat to the study's assistant model (the settings screen shows it).
-            current = self.model_settings()
-            self.app_ctx.save_model_settings(replace(current, model=assistant.model, base_url=assistant.base_url))
+        # Role models were built for the previous study (and its token, if any): build them anew when asked. A
+        # background task may still hold one, so they are closed only with the app.
+        self._retired_models += self._role_models.values()
+        self._role_models = {}
+        if self._adopt_study_assistant(only_via_study=False):
             await self.chat.replace_model(self._fixed_factory or self._make_model)
+
+    def _adopt_study_assistant(self, *, only_via_study: bool) -> bool:
+        """Switch the chat to the enrolled study's assistant model (the settings screen shows it); True if saved."""
+        study = self.participation.study
+        chosen = study_assistant(study, self.model_settings(), self.app_ctx.settings.get(ADOPTED_KEY),
+                                 only_via_study=only_via_study)
+        if chosen is None:
+            return False
+        self.app_ctx.save_model_settings(chosen)
+        self.app_ctx.settings.set(ADOPTED_KEY, adopted_marker(study))
+        return True
 
     def records_written(self) -> None:
         """Study records were committed: wake the outbox gate (the database noted them for it already)."""
@@ -123,21 +136,32 @@ class Services:
         with", so someone who configured a server keeps using it. The embedded model is loaded only once.
         """
         spec = self.study.protocol.models.get(role) if self.enrolled else None
-        return self._model_for(spec)
+        return self._model_for(role, spec)
 
     def judge_models(self) -> list[ChatModel]:
         if not self.enrolled:
             return [self.chat.model]
-        return [self._model_for(spec) for spec in self.study.protocol.judges]
+        return [self._model_for("judge", spec) for spec in self.study.protocol.judges]
 
-    def _model_for(self, spec: ModelSpec | None) -> ChatModel:
+    def _model_for(self, role: str, spec: ModelSpec | None) -> ChatModel:
         chat_settings = self.model_settings()
-        if spec is None or (spec.model == chat_settings.model and (spec.is_local or spec.base_url ==
-                                                                   chat_settings.base_url)):
+        if spec is None:
             return self.chat.model
-        key = (spec.model, spec.base_url)
+        if spec.via_study:
+            # Through the study's server, each role says who it is (the server counts use per role): only the
+            # assistant role may share the chat's model.
+            settings = role_settings(self.participation.study, role, spec)
+            if role == "assistant" and (chat_settings.model, chat_settings.base_url, chat_settings.via_study) == (
+                    settings.model, settings.base_url, settings.via_study):
+                return self.chat.model
+        elif spec.model == chat_settings.model and not chat_settings.via_study and (
+                spec.is_local or spec.base_url == chat_settings.base_url):
+            return self.chat.model
+        else:
+            settings = ModelSettings(model=spec.model, base_url=spec.base_url)
+        key = (settings.model, settings.base_url, settings.via_study, settings.role)
         if key not in self._role_models:
-            self._role_models[key] = make_model(ModelSettings(model=spec.model, base_url=spec.base_url))
+            self._role_models[key] = make_model(settings)
         return self._role_models[key]
 
 
@@ -232,10 +256,21 @@ class Services:
         if (taking_part := self.participation.status_line()) is not None:
             parts.append(taking_part)
         parts += [f"Model problem: {p.describe(100)}" for p in role_problems(self.app_ctx.db)]
+        if (routed := self.study_routed_roles()):
+            parts.append(f"{', '.join(routed)} via the study's server")
         return parts
 
+    def study_routed_roles(self) -> list[str]:
+        """The background roles (not the chat: its own part says so) whose model the study's server provides."""
+        study = self.participation.study
+        if not (study.enrolled and study.usable):
+            return []
+        roles = [header_role(role) for role, spec in study.protocol.models.items()
+                 if spec.via_study and role != "assistant"]
+        return list(dict.fromkeys(roles))
+
     async def aclose(self) -> None:
-        for model in self._role_models.values():
+        for model in [*self._role_models.values(), *self._retired_models]:
             await model.aclose()
         await self.participation.aclose()
         await self.chat.aclose()

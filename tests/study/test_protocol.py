@@ -13,6 +13,7 @@ from studyapp.cli import cli
 from studyapp.server.cli import cli as server_cli
 from studyapp.study.protocol import (
     MAX_PUBLISHED_BYTES,
+    ModelSpec,
     ProtocolError,
     builtin_protocol,
     load_protocol,
@@ -77,7 +78,11 @@ def test_example_file_is_valid_and_complete() -> None:
     assert p.review_uploads and p.require_ner
     assert p.comparisons.min_turns_between == 5 and p.comparisons.seed is None
     assert [j.model for j in p.judges] == ["gpt-4o", "local"]
-    assert p.models["assistant"].base_url == "https://api.openai.com/v1"
+    # The researchers provide the models through the study's server; the second judge runs on the device.
+    assert {role: (spec.model, spec.via) for role, spec in p.models.items()} == {
+        "assistant": ("gpt-4o-mini", "study"), "extractor": ("gpt-4o-mini", "study"),
+        "selector": ("gpt-4o-mini", "study"), "judge": ("gpt-4o", "study"), "judge.2": ("local", "direct")}
+    assert all(spec.base_url is None for spec in p.models.values())
     assert p.raw_text == EXAMPLE.read_text(encoding="utf-8")
 
 
@@ -276,6 +281,76 @@ def test_bad_urls_and_models() -> None:
     assert "models.selector.model = 3 is an integer: it must be a string" in errors
     assert any(e.startswith("models.critic is not a known key") and "assistant, extractor, selector, judge" in e
                for e in errors)
+
+
+# Models through the study's server (via = "study") -------------------------------------------------------
+
+
+def test_a_role_may_use_the_studys_server_and_the_protocol_round_trips() -> None:
+    text = MINIMAL + ('\n[models.assistant]\nmodel = "gpt-4o-mini"\nvia = "study"\n'
+                      '[models.extractor]\nmodel = "llama3"\nbase_url = "http://127.0.0.1:8080/v1"\nvia = "direct"\n'
+                      '[[models.judge]]\nmodel = "judge-model"\nvia = "study"\n'
+                      '[[models.judge]]\nmodel = "local"\n')
+    p = parse_protocol(text)
+    assert p.models["assistant"] == ModelSpec("gpt-4o-mini", None, "study")
+    assert p.models["assistant"].via_study and not p.models["extractor"].via_study
+    assert p.models["extractor"] == ModelSpec("llama3", "http://127.0.0.1:8080/v1")
+    assert [j.via for j in p.judges] == ["study", "direct"]
+    data = p.to_dict()
+    assert data["models"]["assistant"] == {"model": "gpt-4o-mini", "via": "study"}
+    # The default is not written out, so a protocol without via publishes exactly as before.
+    assert data["models"]["extractor"] == {"model": "llama3", "base_url": "http://127.0.0.1:8080/v1"}
+    assert data["models"]["judge"] == [{"model": "judge-model", "via": "study"}, {"model": "local"}]
+    assert protocol_from_json(p.to_json()) == p
+    assert "assistant=gpt-4o-mini (via the study's server)" in p.summary()
+    assert "model gateway: the server participants enroll with/llm/v1" in p.summary()
+
+
+def test_a_protocol_without_via_is_read_and_published_as_before() -> None:
+    text = MINIMAL + '\n[models.assistant]\nmodel = "llama3"\nbase_url = "http://127.0.0.1:8080/v1"\n'
+    p = parse_protocol(text)
+    assert p.models["assistant"] == ModelSpec("llama3", "http://127.0.0.1:8080/v1", "direct")
+    assert p.to_dict()["models"] == {"assistant": {"model": "llama3", "base_url": "http://127.0.0.1:8080/v1"},
+                                     "extractor": {"model": "local"}, "selector": {"model": "local"},
+                                     "judge": [{"model": "local"}]}
+    assert "via" not in p.to_json() and "model gateway" not in p.summary()
+
+
+def test_via_study_errors_name_the_key_and_what_to_do() -> None:
+    text = MINIMAL + ('\n[models.assistant]\nmodel = "gpt-4o-mini"\nvia = "study"\n'
+                      'base_url = "https://api.openai.com/v1"\n'
+                      '[models.extractor]\nmodel = "local"\nvia = "study"\n'
+                      '[models.selector]\nmodel = "m"\nvia = "server"\n'
+                      '[models.judge]\nmodel = "m"\nvia = true\n')
+    errors = errors_of(text)
+    assert any(e.startswith("models.assistant.base_url = 'https://api.openai.com/v1' is set with via = \"study\": "
+                            "the study's models are reached through the study's server") and "remove base_url" in e
+               for e in errors), errors
+    assert any(e.startswith('models.extractor.model = "local" with via = "study"') and "name a model the server" in e
+               for e in errors), errors
+    assert any(e.startswith("models.selector.via = 'server' is not a route: it must be \"direct\"")
+               for e in errors), errors
+    assert "models.judge.via = True is a boolean: it must be a string" in errors
+    assert len(errors) == 4
+
+
+def test_via_study_errors_also_reach_study_check(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL + '\n[models.assistant]\nmodel = "m"\nvia = "study"\nbase_url = "https://x.org/v1"\n',
+                   encoding="utf-8")
+    result = CliRunner().invoke(cli, ["study", "check", str(bad)])
+    assert result.exit_code == 1
+    assert "models.assistant.base_url = 'https://x.org/v1' is set with via = \"study\"" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_protocol_from_the_server_with_a_bad_route_is_refused() -> None:
+    data = parse_protocol(MINIMAL).to_dict()
+    data["models"]["assistant"] = {"model": "m", "via": "study", "base_url": "https://elsewhere.org/v1"}
+    with pytest.raises(ProtocolError) as info:
+        protocol_from_dict(data)
+    assert any(e.startswith("models.assistant.base_url = 'https://elsewhere.org/v1' is set with via")
+               for e in info.value.errors)
 
 
 def test_bad_study_id() -> None:

@@ -27,7 +27,8 @@ any other JSON value (a JSON reply).
 
 Options: ``tokens_per_s`` paces streamed chunks (for benchmarks; concurrent requests stream concurrently),
 ``api_key`` makes the server answer 401 unless ``Authorization: Bearer <api_key>`` is sent,
-``known_models`` makes unknown model names answer 404 ``model_not_found``, and
+``known_models`` makes unknown model names answer 404 ``model_not_found``, ``prefix`` serves the API under
+that path (``prefix="/llm"``: ``{server_url}/llm/v1``, where a study server's model gateway answers), and
 ``supported_response_formats`` makes other ``response_format`` types answer 400 (as servers without
 structured output do). ``response_format`` itself is otherwise only recorded: the queued content is echoed.
 """
@@ -134,13 +135,16 @@ class ScriptedLLM:
         api_key: str | None = None,
         known_models: Iterable[str] | None = None,
         supported_response_formats: Iterable[str] = ALL_RESPONSE_FORMATS,
+        prefix: str = "",
     ) -> None:
         self.model = model
+        self.prefix = prefix.rstrip("/")
         self.tokens_per_s = tokens_per_s
         self.api_key = api_key
         self.known_models = None if known_models is None else set(known_models)
         self.supported_response_formats = set(supported_response_formats)
-        # Request bodies of every chat-completions call received, in arrival order (also the rejected ones).
+        # Request bodies of every chat-completions call received, in arrival order (also the rejected ones), and
+        # their headers (names lower-cased), index for index.
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.default: Rule | None = None
@@ -151,18 +155,23 @@ class ScriptedLLM:
         self._thread: threading.Thread | None = None
         self.port: int | None = None
         self.app = Starlette(routes=[
-            Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
-            Route("/v1/models", self._models, methods=["GET"]),
+            Route(f"{self.prefix}/v1/chat/completions", self._chat_completions, methods=["POST"]),
+            Route(f"{self.prefix}/v1/models", self._models, methods=["GET"]),
         ])
 
     # -- scripting -------------------------------------------------------------------------------
 
     @property
-    def base_url(self) -> str:
-        """The OpenAI-style base URL, ending in /v1 (what a model's settings hold)."""
+    def server_url(self) -> str:
+        """The server's root, without the prefix or /v1."""
         if self.port is None:
             raise RuntimeError("ScriptedLLM is not running; use run_scripted_llm().")
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, ending in /v1 (what a model's settings hold)."""
+        return f"{self.server_url}{self.prefix}/v1"
 
     def add(self, reply: ScriptedReply) -> ScriptedReply:
         with self._lock:

@@ -45,6 +45,8 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
             yield Input(self.current.base_url or "", id="base_url", disabled=not remote)
             yield Label("Model name")
             yield Input("" if self.current.is_local else self.current.model, id="model", disabled=not remote)
+            if self.current.via_study:
+                yield Label("The study's server provides this model: no API key is needed.", markup=False)
             yield Label("API key (kept in the OS keyring; leave empty to keep the saved one)")
             yield Input("", password=True, id="api_key", disabled=not remote)
             if self.keyring_hint:
@@ -99,8 +101,12 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
             return None
         api_key = self.query_one("#api_key", Input).value.strip() or None
         in_file = any(c.value for c in self.query("#api-key-in-file").results(Checkbox))
+        base_url = base_url.rstrip("/")
+        # The study's participant token goes only to the study's own server: another address is a direct endpoint.
+        via_study = self.current.via_study if base_url == self.current.base_url and not api_key else None
         return SettingsResult(
-            replace(self.current, model=model, base_url=base_url.rstrip("/"), params=params), api_key, in_file
+            replace(self.current, model=model, base_url=base_url, params=params, via_study=via_study), api_key,
+            in_file
         )
 
     @on(Button.Pressed, "#save")
