@@ -140,3 +140,25 @@ def test_an_api_key_in_a_file_others_can_read_reaches_the_participant_as_a_model
     with pytest.raises(ModelAuthError, match="chmod 600") as refused:
         asyncio.run(first_delta())
     assert "sk-exposed" not in str(refused.value)
+
+
+def test_a_participant_token_in_a_file_others_can_read_reaches_the_participant_as_a_model_error(
+        no_keyring: None) -> None:
+    """A role through the study's server authenticates with the token: a loose token file is said at each call."""
+    import asyncio
+
+    from studyapp.llm.base import ModelAuthError
+    from studyapp.llm.config import ModelSettings
+    from studyapp.llm.factory import make_model
+
+    secrets.set_participant_token("study-1", "tok-exposed", in_file=True)
+    secrets.secrets_file().chmod(0o644)
+    model = make_model(ModelSettings(model="m", base_url="http://127.0.0.1:9/llm/v1", via_study="study-1"))
+
+    async def first_delta() -> None:
+        async for _ in model.stream([{"role": "user", "content": "hi"}]):
+            pass
+
+    with pytest.raises(ModelAuthError, match=r"participant token cannot be used.*chmod 600") as refused:
+        asyncio.run(first_delta())
+    assert "tok-exposed" not in str(refused.value)

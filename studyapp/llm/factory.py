@@ -21,9 +21,12 @@ def make_model(settings: ModelSettings, *, api_key: str | None = None) -> ChatMo
 
     if settings.via_study:
         if api_key is None:
-            from studyapp.secrets import get_participant_token
+            from studyapp.secrets import SecretStoreUnavailable, get_participant_token
 
-            api_key = get_participant_token(settings.via_study)
+            try:
+                api_key = get_participant_token(settings.via_study)
+            except SecretStoreUnavailable as exc:  # e.g. a token file others can read: said at every call
+                return KeyUnusable(settings.model, str(exc), what="participant token")
         return OpenAICompatModel(
             base_url=settings.base_url or "",
             model=settings.model,
@@ -50,17 +53,18 @@ class KeyUnusable:
     """A server model whose stored API key must not be used: every call raises ModelAuthError saying why and what
     to do, the way any model problem reaches the participant (never a crash when the app starts)."""
 
-    def __init__(self, name: str, problem: str) -> None:
+    def __init__(self, name: str, problem: str, *, what: str = "API key") -> None:
         self.name = name
         self.problem = problem
+        self.what = what
 
     async def stream(self, messages: list[ChatMessage], params: ChatParams | None = None) -> AsyncIterator[str]:
-        raise ModelAuthError(f"The API key cannot be used: {self.problem}")
+        raise ModelAuthError(f"The {self.what} cannot be used: {self.problem}")
         yield ""  # an async generator, like every model's stream
 
     async def complete_json(self, messages: list[ChatMessage], schema: dict[str, Any],
                             params: ChatParams | None = None) -> JSONResult:
-        raise ModelAuthError(f"The API key cannot be used: {self.problem}")
+        raise ModelAuthError(f"The {self.what} cannot be used: {self.problem}")
 
     async def aclose(self) -> None:
         pass
