@@ -55,11 +55,15 @@ def fill_study(url: str) -> tuple[str, list[str], int]:
         storage.close()  # the test's own pool: PostgreSQL's count below is the workers' alone
 
 
+# The clients' connections to the test database but the test's own (not autovacuum's, which come and go).
+CLIENTS = ("FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' "
+           "AND pid <> pg_backend_pid()")
+
+
 def connections(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    """(connections to this database but this one, of them those holding an open export of messages)."""
-    row = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE state <> 'idle' AND query LIKE '%records_message%') "
-        "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
+    """(the servers' connections to the database, of them those holding an open export of messages)."""
+    row = conn.execute("SELECT count(*), count(*) FILTER (WHERE state <> 'idle' AND query LIKE '%records_message%') "
+                       + CLIENTS).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
@@ -130,8 +134,7 @@ def test_exports_beyond_the_pool_get_503_while_uploads_go_on(pg_url: str) -> Non
         # Each export gave its connection back before its answer ended: none is left in a transaction, and an
         # export now gets a snapshot on whichever worker it lands.
         assert connections(watch)[1] == 0
-        assert watch.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                             "AND state <> 'idle' AND pid <> pg_backend_pid()").fetchone() == (0,)
+        assert watch.execute("SELECT count(*) " + CLIENTS + " AND state <> 'idle'").fetchone() == (0,)
         again = httpx.get(f"{server.base_url}/v1/export/messages", headers=auth, timeout=60)
         assert again.status_code == 200
         assert len(again.content.splitlines()) == n_messages + PARTICIPANTS * 100
