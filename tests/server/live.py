@@ -9,7 +9,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,23 @@ class WorkersServer:
         return int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid
 
 
+def wait_for_workers(base_url: str, workers: int, *, alive: Callable[[], bool], timeout: float = 120.0) -> set[str]:
+    """Ask ``/health`` on new connections until ``workers`` different worker processes have answered (each starts
+    on its own, and the first answer comes from whichever was ready first); returns their pids."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if not alive():
+            raise RuntimeError(f"The server at {base_url} exited with {len(seen)} of {workers} workers ready.")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"Only workers {sorted(seen)} of {workers} answered at {base_url} within "
+                               f"{timeout:.0f}s.")
+        seen.add(httpx.get(f"{base_url}/health", timeout=10).headers["X-Studyapp-Worker"])
+        # A readiness poll, not synchronisation of test logic: the bounded loop above ends it.
+        time.sleep(0.02)
+    return seen
+
+
 @contextmanager
 def serve_workers(url: str, workers: int = 2) -> Iterator[WorkersServer]:
     """``studyapp-server serve --workers N --db URL`` in a subprocess on 127.0.0.1, as an operator starts it (the URL
@@ -133,6 +151,7 @@ def serve_workers(url: str, workers: int = 2) -> Iterator[WorkersServer]:
     stderr = b""
     try:
         wait_until_http_ok(f"{base_url}/health", timeout=60, alive=lambda: process.poll() is None)
+        wait_for_workers(base_url, workers, alive=lambda: process.poll() is None)
         yield WorkersServer(process, base_url)
     finally:
         process.terminate()
