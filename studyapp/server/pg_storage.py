@@ -5,11 +5,13 @@ Connections come from a psycopg_pool pool of POOL_MAX per process: each call bor
 waits at most POOL_WAIT_S for it (then psycopg_pool's PoolTimeout, which the app answers with 503 and Retry-After).
 A snapshot (an export, the export listing, the dashboard) keeps its connection until it ends, so at most
 MAX_SNAPSHOTS of them are open at once; one more is refused at once with ``StorageBusy``, and the rest of the pool
-stays free for enrollment, uploads and withdrawals however many exports researchers hold open. Unlike SQLite there is no
-process-wide write lock: PostgreSQL serializes what must be serialized with row locks (a participant's uploads and
-withdrawal take ``FOR UPDATE`` on its row) and the unique key on ``event_id`` with ``ON CONFLICT DO NOTHING`` keeps
-ingest exactly once across transactions, threads and worker processes. Only the insert of events (to its commit)
-is serialized, by an advisory lock, so that event numbers commit in order (``EVENTS_ORDER_LOCK``).
+stays free for enrollment, uploads and withdrawals however many exports researchers hold open.
+
+Unlike SQLite there is no process-wide write lock: PostgreSQL serializes what must be serialized with row locks (a
+participant's uploads and withdrawal take ``FOR UPDATE`` on its row) and the unique key on ``event_id`` with
+``ON CONFLICT DO NOTHING`` keeps ingest exactly once across transactions, threads and worker processes. Only the
+insert of events (to its commit) is serialized, by an advisory lock, so that event numbers commit in order
+(``EVENTS_ORDER_LOCK``).
 
 A withdrawal's DELETE leaves dead row versions in the table files until (auto)VACUUM frees their space and later
 rows overwrite it (``VACUUM FULL events`` rewrites the table without them), and in the WAL and base backups until
