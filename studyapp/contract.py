@@ -81,6 +81,9 @@ KIND_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 # How far ahead of the checker's clock a time may lie: a participant's clock set a few hours wrong is not an
 # error, a record dated next week is (it would count as days active that never were).
 FUTURE_SKEW = timedelta(days=1)
+# No study record is older than this: a time before it is a device clock that was reset (a flat clock battery
+# starts at 1970) or a made-up value (year 0001), and it would count as a day active that never was.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # A time starts with its calendar date (what every app writes): fromisoformat also reads week dates (2026-W48-1)
 # and compact forms, whose first ten characters are no date, and the server counts days active by them.
@@ -119,6 +122,9 @@ def _time(name: str, value: Any, require_offset: bool) -> str:
             aware = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
             if aware > datetime.now(UTC) + FUTURE_SKEW:
                 raise ContractError(f"field '{name}' lies in the future ({show(value)}): check the device's clock")
+            if aware < EARLIEST_TIME:
+                raise ContractError(f"field '{name}' lies before 2000-01-01 ({show(value)}): check the device's "
+                                    "clock and date")
             return value
     wanted = "an ISO-8601 time with its UTC offset" if require_offset else "an ISO-8601 time"
     raise ContractError(f"field '{name}' must be {wanted} (e.g. 2026-11-29T15:20:00+00:00), got {show(value)}")

@@ -8,7 +8,8 @@ log in to the read-only page at /dashboard (dashboard.py) with the same token.
 
 Robustness: bodies above the size limit get 413 before they are parsed; a body that is not JSON gets 400; every
 body is validated (422 with a message per field); all JSON answers are ASCII-encoded, so no untrusted input can make
-an answer fail to encode; a busy database answers 503 with Retry-After, never 500.
+an answer fail to encode; a busy database answers 503 with Retry-After, never 500 (on PostgreSQL also an export
+beyond the open snapshots a worker allows, at once, and a request that found no pooled connection in time).
 """
 
 # No "from __future__ import annotations": FastAPI must see the dependency annotations of the
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from studyapp import __version__
 from studyapp.server import auth, dashboard
 from studyapp.server import export as export_mod
+from studyapp.server.ingest import StorageBusy
 from studyapp.server.storage import NotInitialized, ParticipantGone, Storage
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -304,6 +306,12 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     async def on_not_initialized(request: Request, exc: NotInitialized) -> AsciiJSONResponse:
         return AsciiJSONResponse({"detail": "The server holds no study yet; the research team must run init."},
                                  status_code=503)
+
+    @app.exception_handler(StorageBusy)
+    async def on_too_many_snapshots(request: Request, exc: StorageBusy) -> AsciiJSONResponse:
+        # PostgreSQL: as many exports are open as this process allows; they keep the rest of the pool for uploads.
+        return AsciiJSONResponse({"detail": str(exc)}, status_code=503,
+                                 headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(sqlite3.OperationalError)
     async def on_busy(request: Request, exc: sqlite3.OperationalError) -> AsciiJSONResponse:

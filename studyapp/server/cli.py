@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 ENV_DB = backend.ENV_DB
 F = TypeVar("F", bound=Callable[..., Any])
 Database = Path | str  # a SQLite file's path or a postgresql:// URL
+# How long a worker of `serve --workers N` may leave uvicorn's health check (a ping over a pipe) unanswered before
+# uvicorn kills and replaces it. A new worker answers only once its interpreter has imported the server, which
+# takes seconds on a busy machine, close to uvicorn's default of 5 s: a worker killed before it answered is
+# replaced by one that starts as slowly, and the other worker serves alone meanwhile.
+WORKER_HEALTHCHECK_S = 60
 
 
 class DatabaseParam(click.ParamType):
@@ -226,7 +231,8 @@ def serve(db_path: Database, host: str, port: int, max_body_bytes: int | None, f
         os.environ[backend.ENV_DB] = str(db_path)
         os.environ[backend.ENV_MAX_BODY_BYTES] = str(max_body_bytes or DEFAULT_MAX_BODY_BYTES)
         uvicorn.run("studyapp.server.app:app_from_env", factory=True, workers=workers, host=host, port=port,
-                    log_level="warning", forwarded_allow_ips=forwarded_allow_ips)
+                    log_level="warning", forwarded_allow_ips=forwarded_allow_ips,
+                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
         return
     app = create_app(storage, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES)
     # uvicorn reads X-Forwarded-For only from these proxies (None: $FORWARDED_ALLOW_IPS or loopback).

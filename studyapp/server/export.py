@@ -464,10 +464,12 @@ class HttpExport:
         return next(self._chunks, None)
 
     def _close(self) -> None:
-        if self._chunks is not None:
-            self._chunks.close()
-        if self._snapshot is not None:
-            self._snapshot.close()
+        chunks, snapshot = self._chunks, self._snapshot
+        self._chunks = self._snapshot = None
+        if chunks is not None:
+            chunks.close()
+        if snapshot is not None:
+            snapshot.close()
 
     def _release(self) -> None:
         # Runs after whatever step is in progress, on the same thread; nothing here awaits, so it also runs
@@ -501,6 +503,9 @@ class HttpExport:
                 self.sent += n
             if self.sent != self.rows:
                 raise ExportError(f"sent {self.sent} rows of {self.rt.name}, but the snapshot holds {self.rows}")
+            # The snapshot ends before the answer does: once a client has read the whole file, the connection is
+            # free for the next export (PostgreSQL allows a server process only so many snapshots at once).
+            await loop.run_in_executor(self._thread, self._close)
         except Exception as exc:
             log.error("export of %s (%s) over HTTP failed after %d rows: %s", self.rt.name, self.fmt, self.sent, exc)
             raise

@@ -26,6 +26,14 @@ class NotInitialized(StorageError):
     pass
 
 
+class StorageBusy(StorageError):
+    """The server takes no more snapshots (exports) now; nothing was read or changed: retry after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 def no_study(where: object) -> NotInitialized:
     return NotInitialized(f"{where} holds no study yet. Run `studyapp-server init --protocol FILE --db {where}`.")
 

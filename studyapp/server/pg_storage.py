@@ -1,11 +1,17 @@
 """The collection server's database on PostgreSQL: the public interface of the SQLite ``Storage`` that the app, the
 export and the dashboard use (see docs/ARCHITECTURE.md, "Storage backends"; ``checkpoint`` is SQLite's alone).
 
-Connections come from a psycopg_pool pool: each call borrows one for one transaction. Unlike SQLite there is no
-process-wide write lock: PostgreSQL serializes what must be serialized with row locks (a participant's uploads and
-withdrawal take ``FOR UPDATE`` on its row) and the unique key on ``event_id`` with ``ON CONFLICT DO NOTHING`` keeps
-ingest exactly once across transactions, threads and worker processes. Only the insert of events (to its commit)
-is serialized, by an advisory lock, so that event numbers commit in order (``EVENTS_ORDER_LOCK``).
+Connections come from a psycopg_pool pool of POOL_MAX per process: each call borrows one for one transaction and
+waits at most POOL_WAIT_S for it (then psycopg_pool's PoolTimeout, which the app answers with 503 and Retry-After).
+A snapshot (an export, the export listing, the dashboard) keeps its connection until it ends, so at most
+MAX_SNAPSHOTS of them are open at once; one more is refused at once with ``StorageBusy``, and the rest of the pool
+stays free for enrollment, uploads and withdrawals however many exports researchers hold open.
+
+Unlike SQLite there is no process-wide write lock: PostgreSQL serializes what must be serialized with row locks (a
+participant's uploads and withdrawal take ``FOR UPDATE`` on its row) and the unique key on ``event_id`` with
+``ON CONFLICT DO NOTHING`` keeps ingest exactly once across transactions, threads and worker processes. Only the
+insert of events (to its commit) is serialized, by an advisory lock, so that event numbers commit in order
+(``EVENTS_ORDER_LOCK``).
 
 A withdrawal's DELETE leaves dead row versions in the table files until (auto)VACUUM frees their space and later
 rows overwrite it (``VACUUM FULL events`` rewrites the table without them), and in the WAL and base backups until
@@ -15,6 +21,7 @@ they are recycled (docs/ARCHITECTURE.md, privacy invariant 5).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +31,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from studyapp.migrations import server_pg
-from studyapp.server.ingest import StorageError, StudyTerms, dumps, no_study, now
+from studyapp.server.ingest import StorageBusy, StorageError, StudyTerms, dumps, no_study, now
 from studyapp.server.shared_storage import EventRow, SharedStorage
 from studyapp.server.storage import Reader
 from studyapp.server.validation import check_event
@@ -32,6 +39,12 @@ from studyapp.server.validation import check_event
 # How long opening the storage waits for a first connection before it says the database cannot be reached.
 CONNECT_TIMEOUT_S = 10.0
 POOL_MAX = 10
+# The longest a request waits for a pooled connection before it is answered 503 (well within the app's 30 s).
+POOL_WAIT_S = 10.0
+# Open snapshots per process: half the pool, the other half is for everything else.
+MAX_SNAPSHOTS = POOL_MAX // 2
+# What a refused snapshot's answer asks the client to wait (an export takes seconds, not milliseconds).
+SNAPSHOT_RETRY_AFTER_S = 5
 # Taken (until commit) by every transaction that inserts events, so that event numbers commit in their order: an
 # export names its snapshot by its last event number, and the snapshot must hold exactly the events numbered up to
 # it. Without it, two uploads' transactions could commit out of order and a snapshot see event n+1 but not n.
@@ -108,7 +121,9 @@ class PgStorage(SharedStorage):
         # The name messages use for the database (the SQLite backend's is its file path).
         self.path = shown(url)
         self._terms: tuple[str, StudyTerms] | None = None
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=False,
+        self.max_snapshots = max(1, max_connections // 2)
+        self._snapshots = threading.BoundedSemaphore(self.max_snapshots)
+        self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=False, timeout=POOL_WAIT_S,
                                     kwargs={"autocommit": True, "row_factory": _sqlite_like_row},
                                     name="studyapp-server")
         try:
@@ -188,8 +203,13 @@ class PgStorage(SharedStorage):
             return snapshot.data_version()
 
     def snapshot(self) -> PgSnapshot:
-        """A REPEATABLE READ transaction on a pooled connection of its own (use it as a context manager)."""
-        return PgSnapshot(self._pool, self.path)
+        """A REPEATABLE READ transaction on a pooled connection of its own (use it as a context manager); raises
+        StorageBusy when ``max_snapshots`` are open already (they would take the connections uploads need)."""
+        if not self._snapshots.acquire(blocking=False):
+            raise StorageBusy(f"The server is busy with other exports (at most {self.max_snapshots} at once per "
+                              "server process, so that participants' uploads keep their database connections); "
+                              f"retry in {SNAPSHOT_RETRY_AFTER_S} seconds.", SNAPSHOT_RETRY_AFTER_S)
+        return PgSnapshot(self._pool, self.path, on_release=self._snapshots.release)
 
     def bulk_insert_events(self, participant_id: str, rows: Iterable[tuple[str, str, dict[str, Any]]],
                            chunk: int = 50_000) -> int:
@@ -213,11 +233,19 @@ class PgSnapshot(Reader):
     """One ``REPEATABLE READ`` read-only transaction on a pooled connection: every read sees the database as it was
     at the first one, however much is written meanwhile (the export's one snapshot)."""
 
-    def __init__(self, pool: ConnectionPool[Any], path: str) -> None:
+    def __init__(self, pool: ConnectionPool[Any], path: str, on_release: Callable[[], None] | None = None) -> None:
         self.path = path
         self._pool = pool
+        # Called exactly once: when the connection is back in the pool, or when none could be had.
+        self._on_release = on_release
         self._closed = False
-        self._raw = pool.getconn()
+        try:
+            self._raw = pool.getconn()
+        except BaseException:
+            self._closed = True
+            if on_release is not None:
+                on_release()
+            raise
         try:
             self._raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             self._conn = _Connection(self._raw)
@@ -254,7 +282,11 @@ class PgSnapshot(Reader):
             self._raw.execute("ROLLBACK")
         except psycopg.Error:
             pass
-        self._pool.putconn(self._raw)
+        try:
+            self._pool.putconn(self._raw)
+        finally:
+            if self._on_release is not None:
+                self._on_release()
 
     def close(self) -> None:
         self._release()

@@ -246,7 +246,7 @@ class SharedStorage:
                 raise ParticipantGone(participant_id)
             batch = sort_batch(participant_id, events, owners=self._stored_owners(conn, [e[0] for e in events]),
                                consented=consented_categories(participant["categories"]),
-                               terms=self._study_terms, received_at=received_at)
+                               terms=lambda: self._study_terms(conn), received_at=received_at)
             if batch.rows:
                 inserted = self._insert_events(conn, batch.rows)
                 if inserted is not None and len(inserted) < len(batch.rows):
@@ -275,11 +275,16 @@ class SharedStorage:
             [(participant_id, kind, reason, n, at, at) for (kind, reason), n in rejected.items()],
         )
 
-    def _study_terms(self) -> StudyTerms:
+    def _study_terms(self, conn: Connection) -> StudyTerms:
         """The study's categories and its consent documents (version -> sha256), cached per protocol version: a
         protocol published from another process (``studyapp-server update-protocol``) or worker while this one
-        runs adds consent documents that its apps already show participants."""
-        study = self.require_study()
+        runs adds consent documents that its apps already show participants.
+
+        Read on the upload's own connection: on PostgreSQL a second pooled connection, taken while the upload holds
+        its first, waits until the pool gives up when every connection is held by an upload waiting the same way."""
+        study = conn.execute("SELECT version, protocol_json FROM study").fetchone()
+        if study is None:
+            raise no_study(self.path)
         cached = self._terms
         if cached is None or cached[0] != study["version"]:
             cached = self._terms = (study["version"], study_terms(study["protocol_json"]))

@@ -5,8 +5,12 @@ Used by tests/server and tests/sync (and the benchmarks' smoke runs).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,7 @@ from studyapp.server.app import create_app
 from studyapp.server.backend import open_storage
 from studyapp.server.storage import Storage
 from studyapp.study.protocol import parse_protocol
-from tests.support.net import bound_socket, wait_until_http_ok
+from tests.support.net import bound_socket, free_port, wait_until_http_ok
 
 if TYPE_CHECKING:
     from studyapp.server.pg_storage import PgStorage
@@ -102,6 +106,57 @@ def serve(storage: Storage | PgStorage, **options: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@dataclass
+class WorkersServer:
+    """A real ``studyapp-server serve --workers N`` process (see ``serve_workers``)."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def is_worker(self, pid: int | str) -> bool:
+        """Whether ``pid`` (an X-Studyapp-Worker header) is a child process of this server."""
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid
+
+
+def wait_for_workers(base_url: str, workers: int, *, alive: Callable[[], bool], timeout: float = 120.0) -> set[str]:
+    """Ask ``/health`` on new connections until ``workers`` different worker processes have answered (each starts
+    on its own, and the first answer comes from whichever was ready first); returns their pids."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if not alive():
+            raise RuntimeError(f"The server at {base_url} exited with {len(seen)} of {workers} workers ready.")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"Only workers {sorted(seen)} of {workers} answered at {base_url} within "
+                               f"{timeout:.0f}s.")
+        seen.add(httpx.get(f"{base_url}/health", timeout=10).headers["X-Studyapp-Worker"])
+        # A readiness poll, not synchronisation of test logic: the bounded loop above ends it.
+        time.sleep(0.02)
+    return seen
+
+
+@contextmanager
+def serve_workers(url: str, workers: int = 2) -> Iterator[WorkersServer]:
+    """``studyapp-server serve --workers N --db URL`` in a subprocess on 127.0.0.1, as an operator starts it (the URL
+    in STUDYAPP_SERVER_DB); the database must hold a study. Stopped with SIGTERM; its stderr must show no
+    traceback."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "studyapp.server.cli", "serve", "--workers", str(workers),
+                                "--host", "127.0.0.1", "--port", str(port)],
+                               env={**os.environ, "STUDYAPP_SERVER_DB": url}, stderr=subprocess.PIPE)
+    stderr = b""
+    try:
+        wait_until_http_ok(f"{base_url}/health", timeout=60, alive=lambda: process.poll() is None)
+        wait_for_workers(base_url, workers, alive=lambda: process.poll() is None)
+        yield WorkersServer(process, base_url)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    assert b"Traceback" not in stderr, stderr.decode(errors="replace")[-4000:]
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Hostile values in uploaded fields: times that are not times (or lie in the future), values outside the contract's
-closed sets, and bodies that are not JSON at all. Each is refused with a reason naming the field."""
+"""Hostile values in uploaded fields: times that are not times (or lie in the future or before 2000), values outside
+the contract's closed sets, and bodies that are not JSON at all. Each is refused with a reason naming the field."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from studyapp.contract import ContractError, check_fields
+from studyapp.privacy.collect import CollectError, check_payload
 from tests.server import live as f
 from tests.server.live import LiveServer
 
@@ -30,6 +31,11 @@ HOSTILE = [
     ("created_at", f.message(), "2026-W48-1T10:00:00+00:00"),
     ("created_at", f.message(), "2026-333T10:00:00+00:00"),
     ("labeled_at", f.attribute_label(), "20261121T100000+0000"),
+    # Before 2000-01-01: a reset device clock or a made-up time, with and without an offset.
+    ("created_at", f.message(), "0001-01-01T00:00:00+00:00"),
+    ("created_at", f.attribute(), "0001-01-01T00:00:00-14:00"),
+    ("labeled_at", f.attribute_label(), "1970-01-01T00:00:00"),
+    ("created_at", f.message(), "2000-01-01T00:30:00+01:00"),  # 1999-12-31T23:30 UTC
 ]
 
 
@@ -55,6 +61,27 @@ def test_times_without_offset_from_older_apps_still_pass_but_must_parse() -> Non
     # SQLite's own format, and a date alone, as older apps may have written them.
     for old in ("2026-11-21 10:00:00", "2026-11-21"):
         assert check_fields("attribute_label", {**payload, "labeled_at": old})["labeled_at"] == old
+
+
+def test_a_time_before_2000_is_refused_the_same_by_the_server_and_the_app(live: LiveServer) -> None:
+    payload = f.message()["payload"]
+    for old in ("0001-01-01T00:00:00+00:00", "1999-12-31T23:59:59+00:00", "1970-01-01"):
+        with pytest.raises(ContractError, match=r"'created_at' lies before 2000-01-01 .*check the device's clock"):
+            check_fields("message", {**payload, "created_at": old})
+    # The first instant of 2000 (UTC) is a time like any other.
+    for first in ("2000-01-01T00:00:00+00:00", "2000-01-01T01:00:00+01:00"):
+        assert check_fields("message", {**payload, "created_at": first}, require_offset=True)["created_at"] == first
+    # The participant's app runs the same check before queueing: such a record never leaves the machine.
+    with pytest.raises(CollectError, match="'created_at' lies before 2000-01-01"):
+        check_payload("message", {**payload, "created_at": "0001-01-01T00:00:00+00:00"})
+    # The server refuses it with that reason, stores nothing of it and counts it among the rejections.
+    _, token = live.enroll()
+    data = live.upload(token, [f.consent(), f.message(day="0001-01-01"), f.message(day="2000-01-01")]).json()
+    assert [r["status"] for r in data["results"]] == ["accepted", "rejected", "accepted"], data
+    assert data["results"][1]["reason"] == ("field 'created_at' lies before 2000-01-01 "
+                                            '("0001-01-01T10:00:00+00:00"): check the device\'s clock and date')
+    assert live.sql("SELECT min(day) FROM events WHERE kind = 'message'") == [("2000-01-01",)]
+    assert live.storage.count_events() == 2
 
 
 def test_the_valid_closed_set_values_pass() -> None:
