@@ -23,7 +23,8 @@ from tests.server.live import LiveServer
 
 
 def client(live: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=live.base_url, follow_redirects=False)
+    # A generous timeout: the first dashboard page imports pandas, which takes seconds on a loaded machine.
+    return httpx.Client(base_url=live.base_url, follow_redirects=False, timeout=120)
 
 
 def log_in(http: httpx.Client, token: str) -> httpx.Response:
