@@ -7,13 +7,14 @@ from pathlib import Path
 from textual.widgets import Input, RadioSet
 
 from studyapp.context import AppContext
+from studyapp.domain import AttributeChange, NewAttribute
 from studyapp.tui.app import StudyApp
 from studyapp.tui.screens.chat import ChatScreen
 from studyapp.tui.screens.settings import SettingsScreen
 from studyapp.tui.widgets.message_view import MessageView
 from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import ScriptedLLM
-from tests.tui.helpers import wait_for, wait_for_toast
+from tests.tui.helpers import screen_lines, text_in, wait_for, wait_for_toast
 
 SIZE = (110, 36)
 SMALL = (80, 24)
@@ -56,3 +57,87 @@ async def test_settings_choice_overrides_the_command_line_for_this_run(
         await pilot.pause()
         replies = [v.message for v in app.screen.query(MessageView) if v.message.role == "assistant"]
         assert [(m.content, m.status) for m in replies] == [("Hello from the chosen model.", "complete")]
+
+
+# Nothing is cut off at 80×24 -------------------------------------------------------------------------------------
+
+LONG_ATTRIBUTE = "The user is vegetarian and cooks for a family of four every evening"
+
+
+def footer_missing(app: StudyApp) -> list[str]:
+    """The footer's bindings (key and description) that do not fit on its row."""
+    footer = " ".join(screen_lines(app)[-1].split())
+    shown = [b for _, b, enabled, _ in app.screen.active_bindings.values() if b.show and enabled]
+    return [f"{b.key} {b.description}" for b in shown
+            if f"{app.get_key_display(b)} {b.description}" not in footer]
+
+
+async def test_dialogs_help_and_footers_are_whole_at_80_by_24(tmp_path: Path, make_app, memory_keyring) -> None:  # type: ignore[no-untyped-def]
+    from studyapp.study.current import save_enrollment
+    from studyapp.study.protocol import load_protocol
+    from studyapp.tui.screens.dialogs import ConfirmScreen
+    from studyapp.tui.screens.labeling import LabelingScreen
+    from studyapp.tui.screens.memory import HELP as MEMORY_HELP
+    from studyapp.tui.screens.memory import MemoryScreen
+    from studyapp.tui.screens.review import HELP as REVIEW_HELP
+    from studyapp.tui.screens.review import ReviewScreen
+
+    app = make_app()
+    app.services.memory.store.apply_changes(
+        [AttributeChange("add", "extracted", new=NewAttribute(text, "You said so while asking for recipes", 0.8, []))
+         for text in (LONG_ATTRIBUTE, "The user has a dog", "The user lives in a flat")], actor="model")
+    async with app.run_test(size=SMALL) as pilot:
+        chat = app.screen
+        await pilot.pause()
+        assert text_in(app, "#empty-hint") == ("Chatting with embedded SmolLM2-135M-Instruct (offline). "
+                                               "Type a message and press Enter.")
+        assert footer_missing(app) == []
+
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, LabelingScreen), what="the label prompt")
+        await pilot.pause()
+        shown = text_in(app, ".dialog")
+        for button in ("1 Makes sense", "2 Maybe", "3 Doesn't make sense", "Later (Esc)"):
+            assert button in shown, (button, shown)
+        app.pop_screen()
+
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, MemoryScreen), what="the memory screen")
+        await pilot.pause()
+        assert text_in(app, "#memory-help") == MEMORY_HELP
+        assert footer_missing(app) == []
+        app.screen.query_one("#memory-table").move_cursor(row=0)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the forget question")
+        await pilot.pause()
+        assert text_in(app, ".dialog .question") == (f"Forget “{LONG_ATTRIBUTE}”? The assistant will no longer "
+                                                     "use it.")
+        await pilot.press("escape", "escape")
+        await wait_for(pilot, lambda: app.screen is chat, what="back to the chat")
+
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), what="the settings")
+        await pilot.pause()
+        assert "API key (kept in the OS keyring; leave empty to keep the saved one)" in text_in(app, ".dialog")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is chat, what="back to the chat")
+
+        protocol = load_protocol(Path(__file__).parents[2] / "examples" / "study.toml")
+        save_enrollment(app.services.app_ctx.db, protocol, participant_id="p-1", server_url="http://127.0.0.1:9")
+        app.services.participation.reload()
+        await app.services.study_changed()
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen), what="the upload review")
+        await pilot.pause()
+        assert text_in(app, "#review-help") == REVIEW_HELP
+        assert footer_missing(app) == []
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is chat, what="back to the chat")
+
+        chat.action_withdraw()
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the withdrawal question")
+        await pilot.pause()
+        assert text_in(app, ".dialog .question") == (
+            f"Withdraw from {protocol.title}? Nothing more is sent, the waiting uploads are deleted, and the "
+            "research team is asked to delete everything of yours on their server.")
+        assert "Withdraw Cancel" in text_in(app, ".dialog .buttons")

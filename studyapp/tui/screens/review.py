@@ -76,9 +76,10 @@ class ReviewScreen(Screen[dict[str, int]]):
         Binding("a", "approve", "Approve"),
         Binding("A", "approve_all", "Approve all"),
         Binding("w", "withhold", "Withhold"),
-        Binding("c", "withhold_conversation", "Withhold conversation"),
+        # In the help line, not the footer: with them the footer is cut off at 80 columns.
+        Binding("c", "withhold_conversation", "Withhold conversation", show=False),
         Binding("t", "add_term", "Add term"),
-        Binding("r", "rescrub", "Re-scrub"),
+        Binding("r", "rescrub", "Re-scrub", show=False),
     ]
 
     def __init__(self, review: ReviewService) -> None:
