@@ -141,3 +141,43 @@ async def test_dialogs_help_and_footers_are_whole_at_80_by_24(tmp_path: Path, ma
             f"Withdraw from {protocol.title}? Nothing more is sent, the waiting uploads are deleted, and the "
             "research team is asked to delete everything of yours on their server.")
         assert "Withdraw Cancel" in text_in(app, ".dialog .buttons")
+
+
+# Search: ↓ then Enter opens a hit, as the hint says ------------------------------------------------------------
+
+async def test_down_then_enter_opens_the_chosen_search_hit(make_app) -> None:  # type: ignore[no-untyped-def]
+    from studyapp.tui.screens.search import SearchScreen
+
+    app = make_app()
+    store = app.services.conversations
+    first = store.create("Ferry")
+    first_hit = store.add_message(first.id, "user", "the ferry to Tangier leaves at nine")
+    second = store.create("Hotel")
+    second_hit = store.add_message(second.id, "user", "a hotel in Tangier near the port")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+f")
+        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen), what="the search")
+        screen = app.screen
+        await pilot.press(*"tangier")
+        await wait_for(pilot, lambda: len(screen._hits) == 2, what="both hits listed")
+        hits = list(screen._hits)
+        assert "↓ to choose" in str(screen.query_one("#search-status").render())
+        await pilot.press("down")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the first hit to open")
+        await pilot.pause()
+        assert app.screen.conversation_id == hits[0].message.conversation_id
+        marked = [v.message.id for v in app.screen.query(MessageView) if v.has_class("-hit")]
+        assert marked == [hits[0].message.id]
+
+        # ↓ twice chooses the second.
+        await pilot.press("ctrl+f")
+        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen), what="the search again")
+        screen = app.screen
+        await pilot.press(*"tangier")
+        await wait_for(pilot, lambda: len(screen._hits) == 2, what="both hits listed again")
+        await pilot.press("down", "down", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the second hit to open")
+        await pilot.pause()
+        assert app.screen.conversation_id == hits[1].message.conversation_id
+    assert {h.message.id for h in hits} == {first_hit.id, second_hit.id}
