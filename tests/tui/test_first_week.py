@@ -181,3 +181,41 @@ async def test_down_then_enter_opens_the_chosen_search_hit(make_app) -> None:  #
         await pilot.pause()
         assert app.screen.conversation_id == hits[1].message.conversation_id
     assert {h.message.id for h in hits} == {first_hit.id, second_hit.id}
+
+
+# Consent: categories in words, choices on this screen, ticked boxes that look ticked --------------------------
+
+async def test_consent_screen_names_categories_in_words_and_marks_ticked_boxes(tmp_path: Path) -> None:
+    from textual.widgets import Checkbox
+
+    from studyapp.privacy.consent import ConsentService
+    from studyapp.store.db import open_database
+    from studyapp.study.protocol import load_protocol
+    from studyapp.tui.screens.consent import ConsentScreen
+    from tests.privacy.test_screens import Host
+
+    protocol = load_protocol(Path(__file__).parents[2] / "examples" / "study.toml")
+    # The choices are on the same screen as the document.
+    assert "next screen" not in protocol.current_consent.text
+    db = open_database(tmp_path / "studyapp.db")
+    app = Host(ConsentScreen(protocol, ConsentService(db)))
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = app.screen
+        await pilot.pause()
+        choices = text_in(app, "#consent-choices")
+        for name in protocol.categories:
+            assert f"{name} (required)" not in choices and ("_" not in name or name not in choices), name
+        for spec in protocol.categories.values():
+            assert spec.description in choices
+        assert "Whether an answer should have used what the assistant knows about you (required)" in choices
+
+        screen.query_one("#cat-ratings", Checkbox).value = True
+        await pilot.pause()
+
+        def row_of(selector: str) -> str:
+            region = screen.query_one(selector).region
+            return screen_lines(app)[region.y + 1][region.x:region.right]  # the row between the borders
+
+        ticked, unticked = row_of("#cat-ratings"), row_of("#cat-attributes")
+        assert "✔" in ticked and "✔" not in unticked, (ticked, unticked)
+    db.close()
