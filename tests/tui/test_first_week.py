@@ -219,3 +219,64 @@ async def test_consent_screen_names_categories_in_words_and_marks_ticked_boxes(t
         ticked, unticked = row_of("#cat-ratings"), row_of("#cat-attributes")
         assert "✔" in ticked and "✔" not in unticked, (ticked, unticked)
     db.close()
+
+
+# Upload review: relevance answers and comparisons as the participant saw them ----------------------------------
+
+async def test_review_shows_relevance_answers_and_comparisons_as_the_participant_saw_them(tmp_path: Path) -> None:
+    from textual.widgets import DataTable
+
+    from studyapp.privacy.anonymize import Anonymizer
+    from studyapp.privacy.collect import Collector
+    from studyapp.privacy.consent import ConsentService
+    from studyapp.privacy.review import ReviewService
+    from studyapp.store.db import open_database
+    from studyapp.store.memory import MemoryStore
+    from studyapp.tui.screens.review import ReviewScreen
+    from tests.privacy.conftest import make_protocol
+    from tests.privacy.test_screens import Host
+
+    db = open_database(tmp_path / "studyapp.db")
+    protocol = make_protocol(required=("ratings", "relevance_labels"), optional=("attributes",),
+                             review_uploads=True)
+    consent, anonymizer = ConsentService(db), Anonymizer(db)
+    consent.grant(protocol, ["ratings", "relevance_labels"], include_earlier=True)  # the records carry a fixed day
+    # In the participant's memory only: the attributes category is not shared, so its text is never queued.
+    attribute = MemoryStore(db).add_participant_attribute("The user is vegetarian")
+    collector = Collector(db, protocol, anonymizer, consent)
+    day = "2026-03-02T09:30:00+00:00"
+    comparison_id = collector.collect("comparison", {
+        "comparison_id": "c1", "conversation_id": "conv1", "personalized_side": "right", "model": "m",
+        "created_at": day, "skipped": False, "prompt": "What should I cook tonight?",
+        "generic_response": "Roast chicken tonight.", "personalized_response": "Lentil curry tonight.",
+        "rating": 5, "rating_shown": 5, "chosen": "personalized", "state": "rated", "rated_at": day})
+    relevance_id = collector.collect("relevance_label", {
+        "comparison_id": "c1", "attribute_id": attribute.id, "selected_by_model": True, "model_relevant": True,
+        "human_relevant": True, "relevance_status": "yes", "asked_when": "after_rating", "ask_probability": 1.0,
+        "labeled_at": day})
+    assert comparison_id and relevance_id
+    app = Host(ReviewScreen(ReviewService(db, protocol, anonymizer)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#review-table", DataTable)
+
+        async def preview_of(event_id: str) -> str:
+            table.move_cursor(row=table.get_row_index(event_id))
+            await pilot.pause()
+            return str(app.screen.query_one("#review-preview").render())
+
+        shown = await preview_of(relevance_id)
+        assert "“The user is vegetarian”" in shown
+        assert "Should this have shaped the answer? Your answer: Yes" in shown
+        assert "What should I cook tonight?" in shown  # the request the question was about
+        assert '"attribute_id"' in shown  # and below, exactly what is sent
+
+        shown = await preview_of(comparison_id)
+        request, first, second = (shown.index(s) for s in ("Your request", "Response 1", "Response 2"))
+        assert request < first < second
+        # The personalized answer was on the right: Response 2.
+        assert shown.index("Roast chicken tonight.") < second < shown.index("Lentil curry tonight.")
+        assert "Your rating: Response 2 much better" in shown
+        assert "Response 2 continued the conversation" in shown
+        assert '"personalized_side": "right"' in shown
+    db.close()
