@@ -280,3 +280,32 @@ async def test_review_shows_relevance_answers_and_comparisons_as_the_participant
         assert "Response 2 continued the conversation" in shown
         assert '"personalized_side": "right"' in shown
     db.close()
+
+
+# Memory-off conversations stay marked when reopened ------------------------------------------------------------
+
+async def test_a_memory_off_conversation_is_marked_when_reopened(make_app) -> None:  # type: ignore[no-untyped-def]
+    from studyapp.tui.widgets.conversation_list import ConversationList
+
+    app = make_app()
+    store = app.services.conversations
+    private = store.create("Gift ideas for Sam", memory_enabled=False)
+    store.add_message(private.id, "user", "what should I give Sam?")
+    usual = store.create("Sourdough starter")
+    store.add_message(usual.id, "user", "my starter smells of acetone")
+    store.touch(usual.id)  # the usual one opens first
+    async with app.run_test(size=SIZE) as pilot:
+        chat = app.screen
+        await pilot.pause()
+        assert chat.conversation_id == usual.id
+        screen = "\n".join(screen_lines(app))
+        sidebar = text_in(app, "#conversations")
+        assert "Gift ideas for Sam · memory off" in sidebar and "Sourdough starter · memory off" not in sidebar
+        assert "memory off" not in screen_lines(app)[0] and "Memory off" not in text_in(app, "#status")
+
+        chat.query_one(ConversationList).post_message(ConversationList.Chosen(private.id))
+        await wait_for(pilot, lambda: chat.conversation_id == private.id, what="the private conversation")
+        await pilot.pause()
+        assert "Gift ideas for Sam · memory off" in screen_lines(app)[0]  # the header
+        assert "Memory off in this conversation" in text_in(app, "#status")
+        assert "memory off" not in screen.split("\n")[0]
