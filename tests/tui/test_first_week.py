@@ -309,3 +309,27 @@ async def test_a_memory_off_conversation_is_marked_when_reopened(make_app) -> No
         assert "Gift ideas for Sam · memory off" in screen_lines(app)[0]  # the header
         assert "Memory off in this conversation" in text_in(app, "#status")
         assert "memory off" not in screen.split("\n")[0]
+
+
+# Small text ----------------------------------------------------------------------------------------------------
+
+async def test_the_attributes_that_shaped_a_reply_read_as_a_list() -> None:
+    from textual.app import App, ComposeResult
+
+    from studyapp.domain import Message
+
+    reply = Message(n=2, id="m2", conversation_id="c1", role="assistant", content="Try the lentil curry.",
+                    status="complete", created_at="2026-03-02T09:30:00+00:00")
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield MessageView(reply)
+
+    app = Host()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(MessageView)
+        view.set_used(["The user is vegetarian.", "I am allergic to peanuts.", "Cooks for two"])
+        await pilot.pause()
+        line = text_in(app, ".used")
+        assert ".;" not in line
+        assert line == "Shaped by your memory: The user is vegetarian. · I am allergic to peanuts. · Cooks for two"

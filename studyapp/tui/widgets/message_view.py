@@ -51,7 +51,8 @@ class MessageView(Vertical):
         if not attributes and not self.query(".used"):
             return
         used = self._line("used")
-        used.update("Shaped by your memory: " + "; ".join(attributes) if attributes else "")
+        # Attributes are sentences, most ending in a full stop: a middle dot reads well after one ("; " did not).
+        used.update("Shaped by your memory: " + " · ".join(attributes) if attributes else "")
         used.display = bool(attributes)
 
     @property
