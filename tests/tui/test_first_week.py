@@ -333,3 +333,20 @@ async def test_the_attributes_that_shaped_a_reply_read_as_a_list() -> None:
         line = text_in(app, ".used")
         assert ".;" not in line
         assert line == "Shaped by your memory: The user is vegetarian. · I am allergic to peanuts. · Cooks for two"
+
+
+async def test_stopping_before_any_text_says_nothing_arrived(make_app, scripted_llm: ScriptedLLM) -> None:  # type: ignore[no-untyped-def]
+    reply = scripted_llm.add_text("never shown", hold_after=0)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"count", "enter")
+        await reply.wait_held_async()
+        await wait_for(pilot, lambda: len(list(app.screen.query(MessageView))) == 2, what="the empty reply")
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        reply.release()
+        assistant = list(app.screen.query(MessageView))[1]
+        assert (assistant.message.content, assistant.message.status) == ("", "interrupted")
+        note = str(assistant.query_one(".note").render())
+        assert note == "Stopped before any text arrived."
