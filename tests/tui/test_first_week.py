@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.pilot import Pilot
 from textual.widgets import Input, RadioSet
 
 from studyapp.context import AppContext
@@ -14,13 +15,13 @@ from studyapp.tui.screens.settings import SettingsScreen
 from studyapp.tui.widgets.message_view import MessageView
 from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import ScriptedLLM
-from tests.tui.helpers import screen_lines, text_in, wait_for, wait_for_toast
+from tests.tui.helpers import MakeApp, screen_lines, text_in, wait_for, wait_for_toast
 
 SIZE = (110, 36)
 SMALL = (80, 24)
 
 
-async def press_button(pilot, selector: str) -> None:  # type: ignore[no-untyped-def]
+async def press_button(pilot: Pilot[None], selector: str) -> None:
     button = pilot.app.screen.query_one(selector)
     await wait_for(pilot, lambda: not button.has_class("-active"), what=f"{selector} to be ready")
     button.focus()
@@ -72,7 +73,7 @@ def footer_missing(app: StudyApp) -> list[str]:
             if f"{app.get_key_display(b)} {b.description}" not in footer]
 
 
-async def test_dialogs_help_and_footers_are_whole_at_80_by_24(tmp_path: Path, make_app, memory_keyring) -> None:  # type: ignore[no-untyped-def]
+async def test_dialogs_help_and_footers_are_whole_at_80_by_24(make_app: MakeApp) -> None:
     from studyapp.study.current import save_enrollment
     from studyapp.study.protocol import load_protocol
     from studyapp.tui.screens.dialogs import ConfirmScreen
@@ -127,7 +128,8 @@ async def test_dialogs_help_and_footers_are_whole_at_80_by_24(tmp_path: Path, ma
         app.services.participation.reload()
         await app.services.study_changed()
         await pilot.press("f3")
-        await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen), what="the upload review")
+        # Opening it waits for the record pump, whose anonymizer loads spaCy on first use: slow on a busy machine.
+        await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen), what="the upload review", timeout=60)
         await pilot.pause()
         assert text_in(app, "#review-help") == REVIEW_HELP
         assert footer_missing(app) == []
@@ -145,7 +147,7 @@ async def test_dialogs_help_and_footers_are_whole_at_80_by_24(tmp_path: Path, ma
 
 # Search: ↓ then Enter opens a hit, as the hint says ------------------------------------------------------------
 
-async def test_down_then_enter_opens_the_chosen_search_hit(make_app) -> None:  # type: ignore[no-untyped-def]
+async def test_down_then_enter_opens_the_chosen_search_hit(make_app: MakeApp) -> None:
     from studyapp.tui.screens.search import SearchScreen
 
     app = make_app()
@@ -284,7 +286,7 @@ async def test_review_shows_relevance_answers_and_comparisons_as_the_participant
 
 # Memory-off conversations stay marked when reopened ------------------------------------------------------------
 
-async def test_a_memory_off_conversation_is_marked_when_reopened(make_app) -> None:  # type: ignore[no-untyped-def]
+async def test_a_memory_off_conversation_is_marked_when_reopened(make_app: MakeApp) -> None:
     from studyapp.tui.widgets.conversation_list import ConversationList
 
     app = make_app()
@@ -335,7 +337,7 @@ async def test_the_attributes_that_shaped_a_reply_read_as_a_list() -> None:
         assert line == "Shaped by your memory: The user is vegetarian. · I am allergic to peanuts. · Cooks for two"
 
 
-async def test_stopping_before_any_text_says_nothing_arrived(make_app, scripted_llm: ScriptedLLM) -> None:  # type: ignore[no-untyped-def]
+async def test_stopping_before_any_text_says_nothing_arrived(make_app: MakeApp, scripted_llm: ScriptedLLM) -> None:
     reply = scripted_llm.add_text("never shown", hold_after=0)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
