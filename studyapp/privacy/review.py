@@ -100,6 +100,9 @@ def summary(event: OutboxEvent, width: int = 60) -> str:
             return line if len(line) <= width else line[: width - 1] + "…"
     if event.kind == "consent":
         return f"consent {event.payload.get('action')}: {', '.join(event.payload.get('categories', []))}"
+    if event.kind == "relevance_label":
+        answer = RELEVANCE_ANSWERS.get(str(event.payload.get("relevance_status")), "–")
+        return f"Should it have shaped the answer? {answer}"
     for key in ("label", "rating", "human_relevant"):
         if key in event.payload:
             return f"{key}: {event.payload[key]}"

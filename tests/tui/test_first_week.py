@@ -268,6 +268,7 @@ async def test_review_shows_relevance_answers_and_comparisons_as_the_participant
             return str(app.screen.query_one("#review-preview").render())
 
         shown = await preview_of(relevance_id)
+        assert str(table.get_row(relevance_id)[3]) == "Should it have shaped the answer? Yes"
         assert "“The user is vegetarian”" in shown
         assert "Should this have shaped the answer? Your answer: Yes" in shown
         assert "What should I cook tonight?" in shown  # the request the question was about
