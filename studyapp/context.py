@@ -24,6 +24,9 @@ class AppContext:
     base_url_override: str | None = None
     # The chat app turns this off and checks integrity in the background after its first frame.
     check_integrity: bool = True
+    # The participant saved a model in the settings screen: their choice wins over the flags and the
+    # environment for the rest of the run (choose_model_settings).
+    model_chosen: bool = False
     _db: Database | None = field(default=None, repr=False)
 
     @classmethod
@@ -64,10 +67,25 @@ class AppContext:
             self.settings.get(llm_config.SETTINGS_KEY),
             model=self.model_override,
             base_url=self.base_url_override,
+            environment=not self.model_chosen,
         )
+
+    def model_overridden_by(self) -> list[str]:
+        """What wins over the saved model settings in this run (flags, environment variables), if anything."""
+        return llm_config.overriding_sources(model=self.model_override, base_url=self.base_url_override,
+                                             environment=not self.model_chosen)
 
     def save_model_settings(self, settings: llm_config.ModelSettings) -> None:
         self.settings.set(llm_config.SETTINGS_KEY, settings.to_dict())
+
+    def choose_model_settings(self, settings: llm_config.ModelSettings) -> list[str]:
+        """Save the participant's explicit choice and use it for the rest of the run, over the flags and the
+        environment (which win again at the next start). Returns the sources it now wins over."""
+        overridden = self.model_overridden_by()
+        self.save_model_settings(settings)
+        self.model_override = self.base_url_override = None
+        self.model_chosen = True
+        return overridden
 
     def close(self) -> None:
         """Close the database and forget everything built on it: a later ``db`` or ``settings`` reopens."""

@@ -10,6 +10,15 @@ from __future__ import annotations
 
 # Data categories a study can ask for (protocol [categories]); the participant consents per category.
 CATEGORIES = ("ratings", "attribute_labels", "relevance_labels", "attributes", "conversation_text", "selections")
+# How the consent screen names each category to the participant (the protocol's description follows it).
+CATEGORY_TITLES = {
+    "ratings": "Your ratings of answers",
+    "attribute_labels": "Your judgements of what the assistant believes about you",
+    "relevance_labels": "Whether an answer should have used what the assistant knows about you",
+    "attributes": "What the assistant believes about you",
+    "conversation_text": "Your conversations",
+    "selections": "What the assistant chose to use for each request",
+}
 
 # The version of this contract an app writes its records under: every record carries it as contract_version,
 # so an export tells the rows of older apps (empty contract_version) that lack the fields added since.

@@ -1,8 +1,11 @@
 """Model settings: which model answers, and how to reach it.
 
 Resolution order, later wins: embedded defaults, the settings table, environment
-(``STUDYAPP_MODEL``, ``STUDYAPP_BASE_URL``), then the ``--model`` flag. ``model = "local"`` (the default)
-means the embedded SmolLM2 model; anything else is a model name on an OpenAI-compatible endpoint.
+(``STUDYAPP_MODEL``, ``STUDYAPP_BASE_URL``), then the ``--model`` / ``--base-url`` flags. Once the participant
+saves a choice in the settings screen, that choice wins over the environment and the flags for the rest of the
+run (``resolve(..., environment=False)`` with no flags: studyapp.context.AppContext.choose_model_settings).
+``model = "local"`` (the default) means the embedded SmolLM2 model; anything else is a model
+name on an OpenAI-compatible endpoint.
 
 ``via_study`` marks a model the study's researchers provide through their collection server (protocol
 ``via = "study"``): ``base_url`` is then ``{server}/llm/v1`` and the participant's token for that study is the
@@ -70,9 +73,9 @@ def gateway_url(server_url: str) -> str:
 
 
 def resolve(stored: dict[str, Any] | None = None, *, model: str | None = None,
-            base_url: str | None = None) -> ModelSettings:
+            base_url: str | None = None, environment: bool = True) -> ModelSettings:
     settings = ModelSettings.from_dict(stored) if stored else ModelSettings()
-    env_model, env_url = os.environ.get(ENV_MODEL), os.environ.get(ENV_BASE_URL)
+    env_model, env_url = (os.environ.get(ENV_MODEL), os.environ.get(ENV_BASE_URL)) if environment else (None, None)
     if env_model:
         settings = replace(settings, model=env_model)
     if env_url:
@@ -82,3 +85,14 @@ def resolve(stored: dict[str, Any] | None = None, *, model: str | None = None,
     if base_url:
         settings = replace(settings, base_url=base_url, via_study=None)
     return settings
+
+
+def overriding_sources(*, model: str | None = None, base_url: str | None = None,
+                       environment: bool = True) -> list[str]:
+    """Where a model or URL comes from that wins over the saved settings: the flags, the environment."""
+    sources = []
+    if model or base_url:
+        sources.append("--model/--base-url")
+    if environment:
+        sources += [name for name in (ENV_MODEL, ENV_BASE_URL) if os.environ.get(name)]
+    return sources

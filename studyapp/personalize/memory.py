@@ -323,6 +323,8 @@ class AttributeRow:
     updated_at: str
     label: str | None
     evidence_count: int
+    # The participant changed its text (the memory screen then says so next to its origin).
+    edited: bool = False
 
     def age(self, now: datetime | None = None) -> str:
         """'just now', '5 min', '3 h', '2 d': how long ago the attribute was created."""
@@ -356,10 +358,11 @@ class MemoryService:
         self.on_change = on_change
 
     def attributes(self) -> list[AttributeRow]:
+        edited = self.store.edited_by_participant()
         return [
             AttributeRow(id=a.id, text=a.text, reason=a.reason, confidence=a.confidence, origin=a.origin,
                          created_at=a.created_at, updated_at=a.updated_at, label=a.label,
-                         evidence_count=len(a.evidence))
+                         evidence_count=len(a.evidence), edited=a.id in edited)
             for a in self.store.list_attributes()
         ]
 

@@ -83,6 +83,14 @@ def preview(event: OutboxEvent) -> str:
     return json.dumps(event.payload, ensure_ascii=False, indent=2, sort_keys=True)
 
 
+# The participant's answer to "should this have shaped the answer?" (relevance_status), in their words.
+RELEVANCE_ANSWERS = {"yes": "Yes", "no": "No", "not_sure": "Not sure", "not_asked": "not asked"}
+
+
+def _quoted(text: object) -> str:
+    return f"“{' '.join(str(text).split())}”"
+
+
 def summary(event: OutboxEvent, width: int = 60) -> str:
     """One line for a list: the first text field, else the kind's key fields."""
     for name in TEXT_FIELDS.get(event.kind, ()):
@@ -92,6 +100,9 @@ def summary(event: OutboxEvent, width: int = 60) -> str:
             return line if len(line) <= width else line[: width - 1] + "…"
     if event.kind == "consent":
         return f"consent {event.payload.get('action')}: {', '.join(event.payload.get('categories', []))}"
+    if event.kind == "relevance_label":
+        answer = RELEVANCE_ANSWERS.get(str(event.payload.get("relevance_status")), "–")
+        return f"Should it have shaped the answer? {answer}"
     for key in ("label", "rating", "human_relevant"):
         if key in event.payload:
             return f"{key}: {event.payload[key]}"
@@ -224,6 +235,75 @@ class ReviewService:
             if placeholder in counts:
                 values.setdefault(placeholder, []).append(value)
         return [Found(p, placeholder_type(p) or "", n, tuple(values.get(p, ()))) for p, n in counts.items()]
+
+    def as_seen(self, event: OutboxEvent) -> str | None:
+        """The item as the participant met it on screen, for the kinds whose payload is ids and codes (None for
+        the others). Built from payloads (anonymized, as sent); only a relevance answer's attribute may come from
+        the local memory when its text is not queued, and the text says it is not part of the item."""
+        if event.kind == "comparison":
+            return self._comparison_as_seen(event.payload)
+        if event.kind == "relevance_label":
+            return self._relevance_as_seen(event.payload)
+        return None
+
+    def _comparison_as_seen(self, payload: dict[str, Any]) -> str:
+        right_personal = payload.get("personalized_side") == "right"
+        generic, personal = payload.get("generic_response"), payload.get("personalized_response")
+        lines = []
+        if payload.get("prompt"):
+            lines += ["Your request:", str(payload["prompt"]), ""]
+        for number, text in ((1, personal if not right_personal else generic),
+                             (2, generic if not right_personal else personal)):
+            if text:
+                lines += [f"Response {number}:", str(text), ""]
+        labels = self.protocol.rating_scale.labels
+        shown = payload.get("rating_shown")
+        if isinstance(shown, int) and 1 <= shown <= len(labels):
+            lines.append(f"Your rating: {labels[shown - 1]}")
+        elif payload.get("skipped"):
+            lines.append("You skipped the rating.")
+        elif payload.get("state"):
+            lines.append(f"Not rated ({payload['state']}).")
+        if payload.get("comment"):
+            lines.append(f"Your comment: {payload['comment']}")
+        chosen = payload.get("chosen")
+        if chosen in ("generic", "personalized"):
+            number = 2 if (chosen == "personalized") == right_personal else 1
+            lines.append(f"Response {number} continued the conversation.")
+        return "\n".join(lines)
+
+    def _relevance_as_seen(self, payload: dict[str, Any]) -> str:
+        attribute_id = str(payload.get("attribute_id", ""))
+        text, where = self._attribute_text(attribute_id)
+        answer = RELEVANCE_ANSWERS.get(str(payload.get("relevance_status")),
+                                       {True: "Yes", False: "No"}.get(payload.get("human_relevant"), "none"))
+        lines = [f"About {_quoted(text)}" if text else "About an attribute no longer in your memory",
+                 f"Should this have shaped the answer? Your answer: {answer}"]
+        if payload.get("selected_by_model") is not None:
+            lines.append(f"The assistant {'used' if payload['selected_by_model'] else 'did not use'} it for its "
+                         "answer.")
+        comparison = self.outbox.latest_with(self.protocol.id, "comparison", "comparison_id",
+                                             str(payload.get("comparison_id", "")))
+        if comparison is not None and comparison.payload.get("prompt"):
+            lines.append(f"Your request: {_quoted(comparison.payload['prompt'])}")
+        if where:
+            lines.append(where)
+        return "\n".join(lines)
+
+    def _attribute_text(self, attribute_id: str) -> tuple[str | None, str]:
+        """An attribute's text as queued for this study (anonymized), else from the local memory; and a note
+        saying this item carries only the attribute's id."""
+        for kind, field_name in (("attribute", "text"), ("attribute_label", "attribute_text")):
+            queued = self.outbox.latest_with(self.protocol.id, kind, "attribute_id", attribute_id)
+            if queued is not None and queued.payload.get(field_name):
+                return str(queued.payload[field_name]), "(This item sends the attribute's id, not its text.)"
+        from studyapp.store.memory import MemoryStore
+
+        attribute = MemoryStore(self.db).get(attribute_id)
+        if attribute is None:
+            return None, ""
+        return attribute.text, ("(The attribute's text is from your memory on this computer, shown only here: "
+                                "this item sends its id, not its text.)")
 
     def in_flight(self) -> int:
         """Items an upload is sending right now: too late to change."""

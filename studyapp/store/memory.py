@@ -117,6 +117,13 @@ class MemoryStore:
     def count_active(self) -> int:
         return self.db.execute("SELECT count(*) FROM attributes WHERE status = 'active'").fetchone()[0]
 
+    def edited_by_participant(self) -> set[str]:
+        """Ids of the attributes whose text the participant changed (their origin alone no longer says who wrote it)."""
+        rows = self.db.execute(
+            "SELECT DISTINCT attribute_id FROM attribute_events WHERE action = 'update' AND actor = 'participant'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
     def forgotten_texts(self) -> list[str]:
         """Texts of attributes the participant forgot: the extractor must not bring them back."""
         rows = self.db.execute(

@@ -100,6 +100,13 @@ class OutboxStore:
             sql += f" LIMIT {int(limit)}"
         return [_event(r) for r in self.db.query(sql, params)]
 
+    def latest_with(self, study_id: str, kind: str, field: str, value: str) -> OutboxEvent | None:
+        """The newest ``kind`` event of the study whose payload has ``field`` = ``value`` (any status)."""
+        rows = list(self.db.query(
+            "SELECT * FROM outbox WHERE study_id = ? AND kind = ? AND json_extract(payload, ?) = ? "
+            "ORDER BY created_at DESC, event_id DESC LIMIT 1", [study_id, kind, f"$.{field}", value]))
+        return _event(rows[0]) if rows else None
+
     def ready(self, study_id: str, limit: int) -> list[OutboxEvent]:
         """Events that may be uploaded now: approved ones (review done or not required)."""
         return self.list(status="approved", study_id=study_id, limit=limit)

@@ -246,7 +246,12 @@ class Services:
                     message += f" The API key is in a file only you can read: {secrets_file()}."
             except SecretStoreUnavailable as exc:
                 message += f" The API key was NOT saved: {exc}"
-        self.app_ctx.save_model_settings(replace(settings))
+        # The participant's explicit choice wins for this run: a flag that kept winning would make the next
+        # reply fail the way the one that sent them here did.
+        overridden = self.app_ctx.choose_model_settings(replace(settings))
+        if overridden:
+            message += (f" Your choice wins over {' and '.join(overridden)} for the rest of this run; "
+                        "the next start uses them again unless you leave them out.")
         await self.chat.replace_model(self._fixed_factory or self._make_model, settings.params)
         return message
 

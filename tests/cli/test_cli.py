@@ -154,3 +154,23 @@ def test_every_lazy_command_loads() -> None:
             command = cli.get_command(ctx, name)
             assert isinstance(command, click.Command), name
         assert set(LAZY_COMMANDS) <= set(cli.list_commands(ctx))
+
+
+def test_progress_lines_end_their_line(tmp_path: Path, memory_keyring: object) -> None:
+    """The progress label is a whole line (what follows starts on the next), also where no bar is drawn."""
+    from studyapp.store.outbox import OutboxStore
+    from studyapp.study.current import save_enrollment
+    from studyapp.study.protocol import load_protocol
+
+    db = open_database(tmp_path / "studyapp.db")
+    protocol = load_protocol(Path(__file__).parents[2] / "examples" / "study.toml")
+    save_enrollment(db, protocol, participant_id="p-1", server_url=f"http://127.0.0.1:{free_port()}")
+    OutboxStore(db).add(study_id=protocol.id, kind="memory_view", category="ratings", approved=True,
+                        payload={"view_id": "v1", "opened_at": "2026-03-02T09:30:00+00:00", "duration_s": 1.0},
+                        consent_version=protocol.current_consent.version)
+    db.close()
+    result = CliRunner().invoke(cli, ["sync", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.stderr.split("\n")
+    assert lines[0] == "Uploading" and lines[1].startswith("Error: "), result.stderr
+    assert result.stderr.endswith("\n")

@@ -128,3 +128,24 @@ async def test_edit_and_add(memory, seeded):
     texts = {a.text: a.origin for a in memory.list_attributes()}
     assert texts["I prefer short answers."] == "participant"
     assert [e.action for e in memory.events(model_id)] == ["add", "update"]
+
+
+async def test_an_attribute_the_participant_edited_says_so_as_its_origin(memory, seeded):
+    model_id, own_id = seeded
+    async with Host(MemoryService(memory)).run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = pilot.app.screen.query_one(MemoryTable)
+        assert _cells(table, model_id)[3] == "assistant"
+        table.move_cursor(row=table.get_row_index(model_id))
+        await pilot.press("e")
+        await pilot.pause()
+        pilot.app.screen.query_one(Input).value = "The user works night shifts at a hospital."
+        await pilot.press("enter")
+        await pilot.pause()
+        assert _cells(table, model_id)[3] == "assistant, edited by you"
+        assert _cells(table, own_id)[3] == "you"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, AttributeDetailScreen)
+        meta = str(pilot.app.screen.query_one(".attribute-meta", Static).render())
+        assert "from assistant, edited by you" in meta

@@ -44,7 +44,7 @@ async def test_consent_screen_shows_text_marks_required_and_records_choices(cons
         screen = app.screen
         assert isinstance(screen, ConsentScreen)
         assert screen.query_one(Markdown).source == CONSENT_TEXT
-        assert str(screen.query_one("#cat-ratings", Checkbox).label) == "ratings (required)"
+        assert str(screen.query_one("#cat-ratings", Checkbox).label) == "Your ratings of answers (required)"
         assert screen.query_one("#cat-ratings", Checkbox).has_class("required")
         # Accepting without the required category explains and stays.
         await pilot.click("#accept")

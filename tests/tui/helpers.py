@@ -40,3 +40,24 @@ async def wait_for_toast(pilot: Pilot[Any], condition: Callable[[str], bool], *,
     """The first toast on screen whose text meets ``condition``, once one is shown."""
     await wait_for(pilot, lambda: any(condition(t) for t in toasts(pilot.app)), what=what)
     return next(t for t in toasts(pilot.app) if condition(t))
+
+
+def screen_lines(app: App[Any]) -> list[str]:
+    """The screen as the participant sees it, one string per terminal row (what export_screenshot draws)."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system="truecolor",
+                      record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text().splitlines()[:height]
+
+
+def text_in(app: App[Any], selector: str) -> str:
+    """The text drawn inside the widget ``selector`` (its content area, without border or padding), its rows
+    joined with spaces: a sentence wrapped over several rows reads as one."""
+    region = app.screen.query_one(selector).content_region
+    rows = screen_lines(app)[region.y:region.bottom]
+    return " ".join(" ".join(row[region.x:region.right].split()) for row in rows).strip()

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, Static
 
 from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
-from studyapp.domain import SearchHit
+from studyapp.domain import Conversation, SearchHit
 from studyapp.participation import ParticipationState
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.screens.search import SearchScreen
@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 
 # The study's screens (comparison, consent, upload review, labeling, memory ...) are imported where they open: the chat
 # screen comes up without loading them.
+
+# How a conversation without memory is marked wherever it is named (list, header, status line).
+MEMORY_OFF = "memory off"
+
+
+def heading(conversation: Conversation) -> str:
+    """A conversation's title as the header and the list show it: marked when memory is off in it."""
+    return conversation.title if conversation.memory_enabled else f"{conversation.title} · {MEMORY_OFF}"
+
 
 # Messages mounted per page: more than a screenful, few enough that opening stays quick (Markdown
 # widgets are not cheap to mount).
@@ -67,6 +76,8 @@ class ChatScreen(Screen[None]):
         self.conversation_id: str | None = None
         # For a new conversation (not saved until its first message): use memory or not.
         self.new_memory_enabled = True
+        # Whether the open (or new) conversation is one without memory: the status line says so.
+        self.memory_off = False
         self.extract_debounce_s = extract_debounce_s
         # Attributes whose labeling was already announced (the notification comes once, not after every reply).
         self.announced_labeling: set[str] = set()
@@ -90,7 +101,6 @@ class ChatScreen(Screen[None]):
         conversations = self.services.conversations.list(limit=1)
         await self.open_conversation(conversations[0].id if conversations else None)
         self.query_one(Composer).focus()
-        self.update_status()
         self.announce_labeling()
         self.start_participation()
 
@@ -224,13 +234,15 @@ class ChatScreen(Screen[None]):
         self.conversation_id = conversation_id
         hint = self.query_one("#empty-hint", Label)
         if conversation_id is None:
-            self.sub_title = "New conversation"
+            self.sub_title = "New conversation" if self.new_memory_enabled else f"New conversation · {MEMORY_OFF}"
+            self.memory_off = not self.new_memory_enabled
             await view.show([], has_earlier=False)
             hint.update(f"Chatting with {self.services.model_settings().describe()}. Type a message and press Enter.")
             hint.display = True
         else:
             conversation = store.get(conversation_id)
-            self.sub_title = conversation.title if conversation else ""
+            self.sub_title = heading(conversation) if conversation else ""
+            self.memory_off = conversation is not None and not conversation.memory_enabled
             hint.display = False
             if around is not None:
                 messages = store.messages_around(conversation_id, around.message.n, before=PAGE_SIZE // 2,
@@ -247,6 +259,7 @@ class ChatScreen(Screen[None]):
             else:
                 view.call_after_refresh(view.scroll_end, animate=False)
         self.refresh_list()
+        self.update_status()  # memory may be off in this one
 
     def _show_used_attributes(self) -> None:
         previous: MessageView | None = None
@@ -304,7 +317,7 @@ class ChatScreen(Screen[None]):
                                                              else ""))
         if title is not None and self.conversation_id is not None:
             self.services.conversations.rename(self.conversation_id, title)
-            self.sub_title = self.services.conversations.get(self.conversation_id).title  # type: ignore[union-attr]
+            self.sub_title = heading(self.services.conversations.get(self.conversation_id))  # type: ignore[arg-type]
             self.refresh_list()
 
     @work(group="dialogs")
@@ -371,7 +384,7 @@ class ChatScreen(Screen[None]):
                     if isinstance(event, UserSaved):
                         if conversation_id is None:
                             self.conversation_id = event.conversation.id
-                            self.sub_title = event.conversation.title
+                            self.sub_title = heading(event.conversation)
                             self.query_one("#empty-hint", Label).display = False
                         await view.add(event.message)
                         self.refresh_list()
@@ -479,6 +492,8 @@ class ChatScreen(Screen[None]):
 
     def update_status(self, activity: str = "") -> None:
         parts = [f"Model: {self.services.model_settings().describe()}"]
+        if self.memory_off:
+            parts.append("Memory off in this conversation")
         parts += self.services.status_parts()
         if self.services.labeling_plan().due:
             parts.append("press F4")  # next to the study's "N attributes to label"

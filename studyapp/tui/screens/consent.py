@@ -23,6 +23,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Markdown, Static
 
+from studyapp.events import CATEGORY_TITLES
 from studyapp.privacy.consent import ConsentError, ConsentRecord, ConsentService
 from studyapp.privacy.review import ReviewService, split_terms
 from studyapp.study.protocol import Protocol
@@ -34,7 +35,15 @@ TERMS_HELP = ("Names, places and employers to remove from everything you share, 
 TERMS_NOTE = "Untick a term to stop removing it (text already scrubbed stays scrubbed)."
 
 
-class TermBox(Checkbox):
+class ChoiceBox(Checkbox):
+    """A checkbox whose mark says its state, not only its colour: ✔ when ticked, blank when not."""
+
+    @property  # type: ignore[override]
+    def BUTTON_INNER(self) -> str:  # Textual's name for the mark
+        return "✔" if self.value else " "
+
+
+class TermBox(ChoiceBox):
     """One always-remove term: ticked, it is removed from everything shared."""
 
     def __init__(self, term: str, *, saved: bool) -> None:
@@ -79,16 +88,17 @@ class ConsentScreen(Screen[ConsentRecord | None]):
         with VerticalScroll(id="consent-text"):
             yield Markdown(doc.text)
         with Vertical(id="consent-choices"):
-            yield Label("What you agree to share (anonymized on this computer first):", classes="heading")
+            yield Label("Tick what you agree to share (anonymized on this computer first):", classes="heading")
             for name, spec in self.protocol.categories.items():
-                label = f"{name} (required)" if spec.required else name
-                box = Checkbox(label, value=name in self.granted, id=f"cat-{name}", classes="category")
+                title = CATEGORY_TITLES.get(name, name.replace("_", " ").capitalize())
+                label = f"{title} (required)" if spec.required else title
+                box = ChoiceBox(label, value=name in self.granted, id=f"cat-{name}", classes="category")
                 if spec.required:
                     box.add_class("required")
                 yield box
                 yield Static(spec.description, classes="description", markup=False)
             if self.changing:
-                yield Checkbox("Also share records made before today in newly chosen categories",
+                yield ChoiceBox("Also share records made before today in newly chosen categories",
                                value=False, id="include-earlier")
             if self.review is not None:
                 yield Label(TERMS_HEADING, classes="heading")

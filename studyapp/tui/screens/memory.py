@@ -52,9 +52,10 @@ class MemoryScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "close", "Close"),
         Binding("enter", "open", "Open", show=False),
-        Binding("1", "label('makes_sense')", "Makes sense"),
-        Binding("2", "label('maybe')", "Maybe"),
-        Binding("3", "label('doesnt_make_sense')", "Doesn't make sense"),
+        # The labels are in the help line above the table: with them the footer is cut off at 80 columns.
+        Binding("1", "label('makes_sense')", "Makes sense", show=False),
+        Binding("2", "label('maybe')", "Maybe", show=False),
+        Binding("3", "label('doesnt_make_sense')", "Doesn't make sense", show=False),
         Binding("e", "edit", "Edit"),
         Binding("f", "forget", "Forget"),
         Binding("a", "add", "Add"),

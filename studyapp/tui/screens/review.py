@@ -2,7 +2,8 @@
 
 A standalone screen: it gets a ``ReviewService`` (studyapp.privacy.review) and dismisses with the
 outbox counts when closed. Items are listed by day and kind; the highlighted item's payload is shown
-in full, exactly as it will be uploaded, with its placeholders highlighted, and below it what was
+in full, exactly as it will be uploaded, with its placeholders highlighted (a comparison or a relevance
+answer first as the participant saw it: ``ReviewService.as_seen``), and below it what was
 replaced: each placeholder, its type and count, and the value it stands for, read from the local
 mapping (the participant's own text; shown here only, never sent or logged), so a name the scrubber
 missed is plain to see and can be fixed with t before upload.
@@ -76,9 +77,10 @@ class ReviewScreen(Screen[dict[str, int]]):
         Binding("a", "approve", "Approve"),
         Binding("A", "approve_all", "Approve all"),
         Binding("w", "withhold", "Withhold"),
-        Binding("c", "withhold_conversation", "Withhold conversation"),
+        # In the help line, not the footer: with them the footer is cut off at 80 columns.
+        Binding("c", "withhold_conversation", "Withhold conversation", show=False),
         Binding("t", "add_term", "Add term"),
-        Binding("r", "rescrub", "Re-scrub"),
+        Binding("r", "rescrub", "Re-scrub", show=False),
     ]
 
     def __init__(self, review: ReviewService) -> None:
@@ -137,8 +139,17 @@ class ReviewScreen(Screen[dict[str, int]]):
     def _show_preview(self) -> None:
         event_id = self.current_id
         event = self.review.outbox.get(event_id) if event_id else None
-        self.query_one("#review-preview", Static).update(highlighted(preview(event)) if event else EMPTY)
+        self.query_one("#review-preview", Static).update(self._preview(event) if event else EMPTY)
         self.query_one("#review-found", Static).update(found_text(event, self.review.found(event)) if event else "")
+
+    def _preview(self, event: OutboxEvent) -> Content:
+        """The item as the participant saw it (a comparison, a relevance answer), then exactly what is sent."""
+        exact = highlighted(preview(event))
+        seen = self.review.as_seen(event)
+        if seen is None:
+            return exact
+        return Content.assemble(highlighted(seen), "\n\n", Content.styled("Exactly as it will be sent:", "bold"),
+                                "\n", exact)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

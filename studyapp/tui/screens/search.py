@@ -76,8 +76,12 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         self.dismiss(self._hits[int(event.option.id or 0)])
 
     def action_focus_results(self) -> None:
+        """↓ from the query goes to the first hit, highlighted, so Enter opens it (the hint says "↓ to choose")."""
         if self._hits:
-            self.query_one(OptionList).focus()
+            results = self.query_one(OptionList)
+            if results.highlighted is None:
+                results.highlighted = 0
+            results.focus()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

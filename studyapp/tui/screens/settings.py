@@ -63,6 +63,10 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
 
+    def on_mount(self) -> None:
+        # The first thing to decide is which model: start there rather than on the scrolling container.
+        self.query_one("#kind", RadioSet).focus()
+
     @on(RadioSet.Changed, "#kind")
     def _kind_changed(self, event: RadioSet.Changed) -> None:
         remote = event.pressed.id == "remote"

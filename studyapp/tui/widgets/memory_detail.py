@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 
 from studyapp.domain import Attribute, AttributeEvent, Message
-from studyapp.tui.widgets.memory_table import LABEL_TEXT, ORIGIN_TEXT
+from studyapp.tui.widgets.memory_table import LABEL_TEXT, origin_text
 
 ACTOR_TEXT = {"model": "assistant", "participant": "you"}
 
@@ -24,10 +24,11 @@ class AttributeDetail(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         a = self.attribute
+        edited = any(e.action == "update" and e.actor == "participant" for e in self.history)
         yield Static(a.text, classes="attribute-text", markup=False)
         yield Static(f"Why: {a.reason or '–'}", classes="attribute-reason", markup=False)
         yield Static(
-            f"Confidence {a.confidence:.2f} · from {ORIGIN_TEXT.get(a.origin, a.origin)} · "
+            f"Confidence {a.confidence:.2f} · from {origin_text(a.origin, edited=edited)} · "
             f"added {a.created_at[:16].replace('T', ' ')} UTC · your label: {LABEL_TEXT.get(a.label, '–')}",
             classes="attribute-meta", markup=False,
         )

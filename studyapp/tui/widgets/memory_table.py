@@ -19,6 +19,12 @@ LABEL_TEXT = {
 ORIGIN_TEXT = {"model": "assistant", "participant": "you"}
 
 
+def origin_text(origin: str, *, edited: bool) -> str:
+    """Who wrote the attribute: the assistant's wording the participant changed is theirs too."""
+    text = ORIGIN_TEXT.get(origin, origin)
+    return f"{text}, edited by you" if edited and origin != "participant" else text
+
+
 class MemoryTable(DataTable[str | Text]):
     """One row per attribute, keyed by its id, so the cursor stays on the same attribute across refreshes."""
 
@@ -43,7 +49,7 @@ class MemoryTable(DataTable[str | Text]):
                 Text(row.text, overflow="ellipsis", no_wrap=True),
                 Text(row.reason, overflow="ellipsis", no_wrap=True),
                 f"{row.confidence:.2f}",
-                ORIGIN_TEXT.get(row.origin, row.origin),
+                origin_text(row.origin, edited=row.edited),
                 row.age(now),
                 LABEL_TEXT.get(row.label, row.label or "–"),
                 key=row.id,

@@ -44,6 +44,8 @@ class MessageView(Vertical):
     def _note(self) -> str:
         if self.message.status == "error":
             return f"Error: {self.message.error or 'the reply failed'}"
+        if self.message.status == "interrupted" and not self.message.content.strip():
+            return "Stopped before any text arrived."  # there is no "text above" to point at
         return STATUS_NOTES.get(self.message.status, "")
 
     def set_used(self, attributes: list[str]) -> None:
@@ -51,7 +53,8 @@ class MessageView(Vertical):
         if not attributes and not self.query(".used"):
             return
         used = self._line("used")
-        used.update("Shaped by your memory: " + "; ".join(attributes) if attributes else "")
+        # Attributes are sentences, most ending in a full stop: a middle dot reads well after one ("; " did not).
+        used.update("Shaped by your memory: " + " · ".join(attributes) if attributes else "")
         used.display = bool(attributes)
 
     @property
