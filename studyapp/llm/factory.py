@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from studyapp.llm.base import ChatModel
-from studyapp.llm.config import ModelSettings
+from studyapp.llm.config import LOCAL_SYSTEM_PROMPT, ModelSettings
 
 
 def make_model(settings: ModelSettings, *, api_key: str | None = None) -> ChatModel:
     if settings.is_local:
         from studyapp.llm.local import LocalModel
 
-        return LocalModel()
+        return LocalModel(system_prompt=LOCAL_SYSTEM_PROMPT)
     from studyapp.llm.openai_compat import OpenAICompatModel
 
     if api_key is None:

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 # The keyring loads only when used (the settings screen): not at start.
 
+# Set once the app has started on this database (the first start welcomes and offers a local model server).
+STARTED_KEY = "app.started"
+
 
 class Services:
     def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None) -> None:
@@ -48,6 +51,8 @@ class Services:
         # ends 'abandoned' and becomes a study record. Were a rating recorded later after all, it wins (the
         # record's state prefers the rating, and the server keeps a comparison's latest event).
         self.abandoned = ComparisonStore(app_ctx.db).mark_abandoned()
+        # A database that holds conversations from before STARTED_KEY existed has started before, too.
+        self.first_start = app_ctx.settings.get(STARTED_KEY) is None and not self.conversations.list(limit=1)
         self._fixed_factory = model_factory
         settings = self.model_settings()
         self.chat = ChatService(
@@ -85,7 +90,7 @@ class Services:
         if assistant is not None:
             # Joining a study switches the chat to the study's assistant model (the settings screen shows it).
             current = self.model_settings()
-            self.app_ctx.save_model_settings(replace(current, model=assistant.model, base_url=assistant.base_url))
+            self.app_ctx.save_model_settings(current.with_model(assistant.model, assistant.base_url))
             await self.chat.replace_model(self._fixed_factory or self._make_model)
 
     def records_written(self) -> None:
@@ -198,6 +203,14 @@ class Services:
 
     def model_settings(self) -> ModelSettings:
         return self.app_ctx.model_settings()
+
+    def mark_started(self) -> None:
+        """Remember that the app has started on this database: the first start's welcome comes once."""
+        self.app_ctx.settings.set(STARTED_KEY, True)
+
+    async def use_local_server(self, model: str, base_url: str) -> str:
+        """Chat with ``model`` on a server found on this computer, saved as the Settings screen saves."""
+        return await self.apply_settings(self.model_settings().with_model(model, base_url), None)
 
     def _make_model(self) -> ChatModel:
         return make_model(self.model_settings())
