@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from studyapp.llm.base import ChatMessage, ChatModel, ChatParams, JSONResult, ModelAuthError
-from studyapp.llm.config import ModelSettings
+from studyapp.llm.config import LOCAL_SYSTEM_PROMPT, ModelSettings
 
 
 def make_model(settings: ModelSettings, *, api_key: str | None = None) -> ChatModel:
@@ -16,7 +16,7 @@ def make_model(settings: ModelSettings, *, api_key: str | None = None) -> ChatMo
     if settings.is_local:
         from studyapp.llm.local import LocalModel
 
-        return LocalModel()
+        return LocalModel(system_prompt=LOCAL_SYSTEM_PROMPT)
     from studyapp.llm.openai_compat import OpenAICompatModel
 
     if settings.via_study:

@@ -81,10 +81,14 @@ class LocalModel:
 
     name = "smollm2-135m-instruct (local)"
 
-    def __init__(self, model_path: Path | None = None, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+    def __init__(self, model_path: Path | None = None, n_ctx: int = 2048, n_threads: int | None = None, *,
+                 system_prompt: str | None = None) -> None:
+        """``system_prompt``: put before every chat (``stream``) turn, ahead of the turn's own system message if
+        it has one, so both arms of a comparison get it (studyapp.llm.config.LOCAL_SYSTEM_PROMPT in the app)."""
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        self.system_prompt = system_prompt
         if model_path is not None and model_path.name != GGUF_NAME:
             self.name = f"{model_path.stem} (local)"
         self._llama: Any = None
@@ -96,6 +100,8 @@ class LocalModel:
         self.last_stopped_early = False
         # How many old turns the last generation left out to fit the context window.
         self.last_dropped_turns = 0
+        # Why the last generation ended as llama.cpp said it ("stop", "length"), None if stopped early (benchmarks).
+        self.last_finish_reason: str | None = None
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -146,6 +152,7 @@ class LocalModel:
                 chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(
                     messages=fitted, stream=True, **kwargs)
                 self.last_stopped_early = False
+                self.last_finish_reason = None
                 try:
                     for chunk in chunks:
                         if stop.is_set():
@@ -155,6 +162,8 @@ class LocalModel:
                             content = (choice.get("delta") or {}).get("content")
                             if content:
                                 emit(content)
+                            if choice.get("finish_reason"):
+                                self.last_finish_reason = choice["finish_reason"]
                 finally:
                     close = getattr(chunks, "close", None)
                     if close is not None:
@@ -236,7 +245,17 @@ class LocalModel:
             stop.set()
 
     def stream(self, messages: list[ChatMessage], params: ChatParams | None = None) -> AsyncIterator[str]:
-        return self._generate(messages, params)
+        return self._generate(self._with_system_prompt(messages), params)
+
+    def _with_system_prompt(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        # A 135M model drifts into other languages and loops without a short instruction (bench/README.md,
+        # issue 17); a turn's own system message (a personalized arm's) follows it in the same message.
+        if not self.system_prompt:
+            return messages
+        if messages and messages[0].get("role") == "system":
+            return [{"role": "system", "content": f"{self.system_prompt}\n\n{messages[0]['content']}"},
+                    *messages[1:]]
+        return [{"role": "system", "content": self.system_prompt}, *messages]
 
     async def complete_json(
         self,

@@ -38,14 +38,15 @@ def role_settings(study: CurrentStudy, role: str, spec: ModelSpec,
     before routes existed.
     """
     base = base or ModelSettings()
+    # with_model: a move between the embedded model and an endpoint starts from the new kind's sampling defaults.
     if spec.via_study:
         server = study_server(study)
         # No server known: the settings say so with base_url None, and the model says what to do when asked.
-        return replace(base, model=spec.model, base_url=gateway_url(server) if server else None,
+        return replace(base.with_model(spec.model, gateway_url(server) if server else None),
                        via_study=study.protocol.id, role=header_role(role))
     if spec.base_url:
-        return replace(base, model=spec.model, base_url=spec.base_url, via_study=None, role=header_role(role))
-    return replace(base, model=spec.model, role=header_role(role))
+        return replace(base.with_model(spec.model, spec.base_url), via_study=None, role=header_role(role))
+    return replace(base.with_model(spec.model, base.base_url), role=header_role(role))
 
 
 def adopted_marker(study: CurrentStudy) -> str:
@@ -69,7 +70,7 @@ def study_assistant(study: CurrentStudy, current: ModelSettings, adopted: str | 
         return None
     if assistant.via_study:
         return role_settings(study, "assistant", assistant, current)
-    return replace(current, model=assistant.model, base_url=assistant.base_url, via_study=None)
+    return replace(current.with_model(assistant.model, assistant.base_url), via_study=None)
 
 
 def study_routes(study: CurrentStudy) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -18,17 +18,24 @@ from studyapp.tui.services import Services
 
 IMPORTED_AT = time.perf_counter()
 
+FIRST_START_NOTICE = ("The embedded model (SmolLM2-135M) is here so you can try the app; it is too small to judge "
+                      "answers by. For real conversations choose a model in Settings (Ctrl+O).")
+
 
 class StudyApp(App[None]):
     CSS_PATH = ["styles/app.tcss"]
     TITLE = "studyapp"
 
     def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None,
-                 extract_debounce_s: float | None = EXTRACT_DEBOUNCE_S) -> None:
+                 extract_debounce_s: float | None = EXTRACT_DEBOUNCE_S,
+                 local_servers: Sequence[tuple[str, str]] | None = None) -> None:
         """``extract_debounce_s``: the pause after a reply before memory extraction runs (a new message
-        cancels it); 0 runs it at once, None never starts it after a reply (tests and benchmarks)."""
+        cancels it); 0 runs it at once, None never starts it after a reply (tests and benchmarks).
+        ``local_servers``: the (name, base URL) pairs the first start asks for a running model server
+        (default: studyapp.llm.discover.candidate_servers(); empty: ask none)."""
         super().__init__()
         self.services = Services(app_ctx, model_factory=model_factory)
+        self.local_servers = local_servers
         self.extract_debounce_s = extract_debounce_s
         self.started_ms: float | None = None
 
@@ -46,6 +53,35 @@ class StudyApp(App[None]):
             self.notify(notice, title="Your files are private now", timeout=15)
         if self.services.recovered:
             self.notify(f"{self.services.recovered} reply(ies) cut off last time were kept and marked interrupted.")
+        if self.services.first_start:
+            self.welcome()
+
+    def welcome(self) -> None:
+        """The first start on this database: say what the embedded model is for, and offer a model server that
+        already runs on this computer (the participant chose no other model yet)."""
+        self.services.mark_started()
+        if not self.services.model_settings().is_local:
+            return
+        self.notify(FIRST_START_NOTICE, title="Welcome", timeout=20, markup=False)
+        self.offer_local_server()
+
+    @work(exclusive=True, group="first-start", exit_on_error=False)
+    async def offer_local_server(self) -> None:
+        """Ask the usual local servers (async, short timeout: the app stays responsive) and offer what answers."""
+        # Loaded here, not at start: httpx is not needed for the first frame.
+        from studyapp.llm import discover
+        from studyapp.tui.screens.local_server import LocalServerScreen
+
+        servers = await discover.find_local_servers(self.local_servers)
+        if not servers or not self.services.model_settings().is_local:
+            return
+        choice = await self.push_screen_wait(LocalServerScreen(servers))
+        if choice is None:
+            return
+        message = await self.services.use_local_server(*choice)
+        self.notify(message, markup=False)
+        if isinstance(self.screen, ChatScreen):
+            self.screen.model_changed()
 
     @work(thread=True, exit_on_error=False)
     def check_integrity(self) -> None:

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 # The keyring loads only when used (the settings screen): not at start.
 
+# Set once the app has started on this database (the first start welcomes and offers a local model server).
+STARTED_KEY = "app.started"
+
 
 class Services:
     def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None) -> None:
@@ -50,6 +53,8 @@ class Services:
         # ends 'abandoned' and becomes a study record. Were a rating recorded later after all, it wins (the
         # record's state prefers the rating, and the server keeps a comparison's latest event).
         self.abandoned = ComparisonStore(app_ctx.db).mark_abandoned()
+        # A database that holds conversations from before STARTED_KEY existed has started before, too.
+        self.first_start = app_ctx.settings.get(STARTED_KEY) is None and not self.conversations.list(limit=1)
         self._fixed_factory = model_factory
         self.participation = Participation(app_ctx.db, app_ctx.database_path)
         self._adopt_study_assistant(only_via_study=True)
@@ -223,6 +228,14 @@ class Services:
 
     def model_settings(self) -> ModelSettings:
         return self.app_ctx.model_settings()
+
+    def mark_started(self) -> None:
+        """Remember that the app has started on this database: the first start's welcome comes once."""
+        self.app_ctx.settings.set(STARTED_KEY, True)
+
+    async def use_local_server(self, model: str, base_url: str) -> str:
+        """Chat with ``model`` on a server found on this computer, saved as the Settings screen saves."""
+        return await self.apply_settings(self.model_settings().with_model(model, base_url), None)
 
     def _make_model(self) -> ChatModel:
         return make_model(self.model_settings())

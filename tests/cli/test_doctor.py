@@ -59,8 +59,8 @@ def test_doctor_reports_everything_without_loading_the_anonymizer_or_the_embedde
     assert code == 0, report
     labels = [line.split(":")[0] for line in report.splitlines() if line and not line.startswith(" ")]
     assert labels == ["data dir", "database", "permissions", "schema version", "history", "model", "parameters",
-                      "keyring", "participant token", "study", "collection", "anonymizer", "study models", "sync",
-                      "model answers"]
+                      "keyring", "participant token", "study", "collection", "anonymizer", "role models",
+                      "study models", "sync", "model answers"]
     assert "anonymizer:      installed (not loaded; `studyapp doctor --full` checks it)" in report
     assert "collection:      Nothing is collected until you agree" in report
     assert "model answers:   installed (not loaded; `studyapp doctor --full` runs it)" in report

@@ -237,7 +237,7 @@ class ChatScreen(Screen[None]):
             self.sub_title = "New conversation" if self.new_memory_enabled else f"New conversation · {MEMORY_OFF}"
             self.memory_off = not self.new_memory_enabled
             await view.show([], has_earlier=False)
-            hint.update(f"Chatting with {self.services.model_settings().describe()}. Type a message and press Enter.")
+            self._show_model_hint()
             hint.display = True
         else:
             conversation = store.get(conversation_id)
@@ -260,6 +260,16 @@ class ChatScreen(Screen[None]):
                 view.call_after_refresh(view.scroll_end, animate=False)
         self.refresh_list()
         self.update_status()  # memory may be off in this one
+
+    def _show_model_hint(self) -> None:
+        self.query_one("#empty-hint", Label).update(
+            f"Chatting with {self.services.model_settings().describe()}. Type a message and press Enter.")
+
+    def model_changed(self) -> None:
+        """Another model answers now: say so where the model is named."""
+        if self.conversation_id is None and self.new_memory_enabled:
+            self._show_model_hint()
+        self.update_status()
 
     def _show_used_attributes(self) -> None:
         previous: MessageView | None = None
@@ -351,7 +361,7 @@ class ChatScreen(Screen[None]):
             return
         message = await self.services.apply_settings(result.settings, result.api_key, in_file=result.api_key_in_file)
         self.notify(message, severity="warning" if "keyring" in message.lower() else "information", markup=False)
-        self.update_status()
+        self.model_changed()
 
     def action_focus_conversations(self) -> None:
         self.query_one(ConversationList).focus()

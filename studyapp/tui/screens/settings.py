@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet
 
 from studyapp.llm.base import ChatParams
-from studyapp.llm.config import LOCAL, ModelSettings
+from studyapp.llm.config import LOCAL, ModelSettings, default_params
 
 
 @dataclass
@@ -67,6 +67,13 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
         # The first thing to decide is which model: start there rather than on the scrolling container.
         self.query_one("#kind", RadioSet).focus()
 
+    def _base_params(self, remote: bool) -> ChatParams:
+        """The parameters the chosen kind starts from: the current ones, or on a change of kind that kind's
+        defaults (the embedded model's are for it only)."""
+        if remote != (not self.current.is_local):
+            return default_params("" if remote else LOCAL)
+        return self.current.params
+
     @on(RadioSet.Changed, "#kind")
     def _kind_changed(self, event: RadioSet.Changed) -> None:
         remote = event.pressed.id == "remote"
@@ -74,6 +81,9 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
             self.query_one(field, Input).disabled = not remote
         for checkbox in self.query("#api-key-in-file").results(Checkbox):
             checkbox.disabled = not remote
+        params = self._base_params(remote)
+        self.query_one("#temperature", Input).value = str(params.temperature)
+        self.query_one("#max_tokens", Input).value = str(params.max_tokens or "")
 
     def _error(self, text: str) -> None:
         self.query_one("#settings-error", Label).update(text)
@@ -92,7 +102,8 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
         if raw_max and (not raw_max.isdigit() or int(raw_max) < 1):
             self._error("Maximum reply tokens must be a whole number of at least 1 (or empty for no limit).")
             return None
-        params = replace(self.current.params, temperature=temperature, max_tokens=int(raw_max) if raw_max else None)
+        params = replace(self._base_params(remote), temperature=temperature,
+                         max_tokens=int(raw_max) if raw_max else None)
         if not remote:
             return SettingsResult(replace(self.current, model=LOCAL, params=params), None)
         base_url = self.query_one("#base_url", Input).value.strip()
