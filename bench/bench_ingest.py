@@ -20,7 +20,8 @@ PostgreSQL runs as a throwaway cluster (tests/support/postgres.py: fsync and syn
 cluster for ingest and raw, so the ratio compares like with like.
 
 ``--stored`` measures ingest on one growing database instead: before each measurement, events are added
-(``bulk_insert_events``: checked, then one COPY on PostgreSQL, executemany on SQLite) up to that many stored.
+(``bulk_insert_events``: checked, then one COPY on PostgreSQL, executemany on SQLite) up to that many stored;
+after it, the raw insert of as many rows into the same database.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -275,8 +278,15 @@ def raw_insert(db: str, batches: list[list[tuple[Any, ...]]]) -> float:
 # -- the runs --------------------------------------------------------------------------------------------------
 
 
-def compare(dbs: Databases, workers: int, batch: int, n: int, clients: int, log: Path) -> tuple[float, float]:
-    """(ingest events/s, raw rows/s) for ``n`` fresh events on fresh databases."""
+def compare(dbs: Databases, workers: int, batch: int, n: int, clients: int, log: Path,
+            rounds: int) -> tuple[float, float]:
+    """Median (ingest events/s, raw rows/s) of ``rounds`` alternating measurements (others share the machine: its
+    load changes from minute to minute), each of ``n`` fresh events on fresh databases."""
+    results = [_compare(dbs, workers, batch, n, clients, log) for _ in range(rounds)]
+    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+
+
+def _compare(dbs: Databases, workers: int, batch: int, n: int, clients: int, log: Path) -> tuple[float, float]:
     all_events = list(events(n))
     per_client = split(all_events, clients, batch)
     study = new_study(dbs.new(), clients)
@@ -317,10 +327,13 @@ def grow(dbs: Databases, stops: list[int], workers: int, batch: int, n: int, cli
                 consent_all(url, study)
                 study_consented = True
             rate = ingest(url, study, per_client)
-        stored += n
+        # The raw insert of as many rows into the same database at the same size, right after: the ratio holds
+        # still however the machine's load changes between the sizes.
+        raw = raw_insert(study.db, stored_rows(split(list(events(n)), 1, batch)[0], history))
+        stored += 2 * n
         print(f"{dbs.backend:<10} workers {workers}  stored before {stop:>11,}  ingest {n:,} in batches of "
-              f"{batch}: {rate:8,.0f} events/s   (preload {preload_s:,.0f} s; database now "
-              f"{size_bytes(study.db) / 2**30:.2f} GiB)", flush=True)
+              f"{batch}: {rate:8,.0f} events/s   raw insert {raw:9,.0f} rows/s   ratio {rate / raw:.3f}   "
+              f"(preload {preload_s:,.0f} s; database now {size_bytes(study.db) / 2**30:.2f} GiB)", flush=True)
     dbs.drop(study.db)
 
 
@@ -333,9 +346,12 @@ def main() -> None:
                              f"{app_mod.MAX_BATCH})")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-workers", default="1,4", help="uvicorn workers on PostgreSQL, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each, the median reported")
     parser.add_argument("--stored", default=None,
                         help="comma-separated stored-event counts: measure ingest on one growing database instead")
     args = parser.parse_args()
+    # Stopped with SIGTERM, still stop the PostgreSQL cluster and delete the databases (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     batches = [int(b) for b in args.batches.split(",")]
     print(machine())
     with tempfile.TemporaryDirectory(prefix="studyapp-bench-ingest-") as tmp:
@@ -351,10 +367,10 @@ def main() -> None:
                     continue
                 for batch in batches:
                     for workers in worker_counts:
-                        rate, raw = compare(dbs, workers, batch, args.events, args.clients, log)
+                        rate, raw = compare(dbs, workers, batch, args.events, args.clients, log, args.rounds)
                         print(f"{backend:<10} workers {workers}  batch {batch:>4}  {args.clients} clients  "
                               f"ingest {rate:8,.0f} events/s   raw insert {raw:9,.0f} rows/s   "
-                              f"ratio {rate / raw:.3f}", flush=True)
+                              f"ratio {rate / raw:.3f}   (median of {args.rounds})", flush=True)
             finally:
                 dbs.close()
         errors = [line for line in log.read_text(errors="replace").splitlines()
