@@ -1,7 +1,11 @@
-"""Export time for 1,000,000 stored events, per format (jsonl, csv, parquet).
+"""Export time for 1,000,000 stored events, per format (jsonl, csv, parquet), on either server backend.
 
-    .venv/bin/python bench/bench_export.py                  # 1,000,000 events
+    .venv/bin/python bench/bench_export.py                  # 1,000,000 events, SQLite
+    .venv/bin/python bench/bench_export.py --backend postgresql   # the same on PostgreSQL
     .venv/bin/python bench/bench_export.py --events 50000   # a quick run
+
+PostgreSQL runs as a throwaway cluster (tests/support/postgres.py); the export goes through the same code path as
+``studyapp-server export`` (export.export over the storage's snapshot).
 
 The events are a mix like a real study's: 70% messages, 15% attributes (each edited once, so the
 export keeps the latest version), 5% attribute labels, 5% comparisons, 5% relevance labels,
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from studyapp.server import export as export_mod
+from studyapp.server.backend import open_storage
 from studyapp.server.storage import Storage
 from studyapp.study.protocol import parse_protocol
 
@@ -64,44 +71,84 @@ def events(n: int) -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 def protocol_text() -> str:
     """The benchmark study of bench_sync.py (same folder)."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_sync import PROTOCOL as text  # type: ignore[import-not-found]
 
     return text
 
 
+def relation_sizes(storage: Any) -> dict[str, int]:
+    """Bytes of the events table and each of its indexes (where the space per event goes)."""
+    with storage._read() as conn:
+        if isinstance(storage, Storage):
+            rows = conn.execute("SELECT d.name, sum(d.pgsize) FROM dbstat d JOIN sqlite_schema s ON s.name = d.name "
+                                "WHERE s.tbl_name = 'events' GROUP BY d.name ORDER BY d.name").fetchall()
+        else:
+            rows = conn.execute("SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c "
+                                "WHERE c.oid = 'events'::regclass OR c.oid IN "
+                                "(SELECT indexrelid FROM pg_index WHERE indrelid = 'events'::regclass) "
+                                "ORDER BY c.relname").fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--participants", type=int, default=100)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="studyapp-bench-export-") as tmp:
         tmp_path = Path(tmp)
-        storage = Storage(tmp_path / "server.db")
-        text = protocol_text()
-        protocol = parse_protocol(text, source="bench")
-        storage.init_study(study_id=protocol.id, title=protocol.title, version=protocol.version, protocol=text,
-                           protocol_data=protocol.to_dict())
-        codes = storage.create_codes(args.participants)
-        participants = [storage.enroll(c)[0] for c in codes]  # type: ignore[index]
-        per = args.events // len(participants)
-        start = time.perf_counter()
-        for p in participants:
-            storage.bulk_insert_events(p, events(per))
-        print(f"stored {storage.count_events():,} events for {len(participants)} participants "
-              f"in {time.perf_counter() - start:.1f} s")
-        for fmt in export_mod.FORMATS:
-            out = tmp_path / f"out-{fmt}"
+        cluster = None
+        if args.backend == "postgresql":
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support
+            from tests.support.postgres import start_cluster
+
+            cluster = start_cluster()
+            storage: Any = open_storage(cluster.create_database())
+        else:
+            storage = Storage(tmp_path / "server.db")
+        try:
+            text = protocol_text()
+            protocol = parse_protocol(text, source="bench")
+            storage.init_study(study_id=protocol.id, title=protocol.title, version=protocol.version, protocol=text,
+                               protocol_data=protocol.to_dict())
+            codes = storage.create_codes(args.participants)
+            participants = [storage.enroll(c)[0] for c in codes]  # type: ignore[index]
+            per = args.events // len(participants)
             start = time.perf_counter()
-            counts = export_mod.export(storage, out, fmt, researcher="bench")
-            elapsed = time.perf_counter() - start
-            size = sum(f.stat().st_size for f in out.iterdir())
-            rows = sum(counts.values())
-            print(f"export {fmt:<8} {rows:>9,} rows in {elapsed:6.1f} s ({rows / elapsed:,.0f} rows/s), "
-                  f"{size / 2**20:,.0f} MiB")
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+            for p in participants:
+                storage.bulk_insert_events(p, events(per))
+            print(f"stored {storage.count_events():,} events for {len(participants)} participants "
+                  f"in {time.perf_counter() - start:.1f} s")
+            for fmt in export_mod.FORMATS:
+                out = tmp_path / f"out-{fmt}"
+                start = time.perf_counter()
+                counts = export_mod.export(storage, out, fmt, researcher="bench")
+                elapsed = time.perf_counter() - start
+                size = sum(f.stat().st_size for f in out.iterdir())
+                rows = sum(counts.values())
+                print(f"export {fmt:<8} {rows:>9,} rows in {elapsed:6.1f} s ({rows / elapsed:,.0f} rows/s), "
+                      f"{size / 2**20:,.0f} MiB")
+            sizes = relation_sizes(storage)
+            print("on disk: " + ", ".join(f"{name} {size / 2**20:,.0f} MiB" for name, size in sizes.items()))
+            if cluster is not None:
+                # What a withdrawal's clean-up costs at this size (docs/ARCHITECTURE.md: VACUUM after withdrawal).
+                import psycopg
+
+                with psycopg.connect(storage.url, autocommit=True) as conn:
+                    size = conn.execute("SELECT pg_total_relation_size('events')").fetchone()[0]  # type: ignore[index]
+                    start = time.perf_counter()
+                    conn.execute("VACUUM FULL events")
+                    print(f"VACUUM FULL events ({size / 2**20:,.0f} MiB with indexes): "
+                          f"{time.perf_counter() - start:.1f} s")
+        finally:
+            storage.close()
+            if cluster is not None:
+                cluster.stop()
+                shutil.rmtree(cluster.root, ignore_errors=True)
+        print(f"backend {args.backend}; machine: {os.cpu_count()} cores, load average "
+              + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -243,24 +243,66 @@ def check_field(name: str, value: Any, *, require_offset: bool = False, optional
     return value
 
 
+# How check_field treats each field of the contract, decided once: the common values (ASCII text in an id, text or
+# time field) are then checked without walking check_field's chain of tests, which dominates ingest on the server.
+_ID, _TEXT, _TIME, _OTHER = range(4)
+# check_field's tests, in its order: the typed fields it tests before times, and those after.
+_TYPED_BEFORE_TIME = (BOOL_FIELDS | NULLABLE_BOOL_FIELDS | NUMBER_FIELDS | COUNT_FIELDS | RATING_FIELDS
+                      | {"utc_offset_min"})
+_TYPED_AFTER_TIME = SHA256_FIELDS | JSON_FIELDS | {REPLACED_FIELD, "categories"}
+
+
+def _field_class(name: str) -> int:
+    if name in ID_FIELDS:
+        return _ID
+    if name in _TYPED_BEFORE_TIME:
+        return _OTHER
+    if name in TIME_FIELDS:
+        return _TIME
+    return _OTHER if name in _TYPED_AFTER_TIME else _TEXT
+
+
+_FIELD_CLASS = {name: _field_class(name) for _, required, optional in EVENT_KINDS.values()
+                for name in (*required, *optional)}
+_KIND_FIELDS = {kind: frozenset((*required, *optional)) for kind, (_, required, optional) in EVENT_KINDS.items()}
+_KIND_CHOICES = {kind: [(name, allowed) for (of, name), allowed in KIND_CHOICES.items() if of == kind]
+                 for kind in EVENT_KINDS}
+
+
 def check_fields(kind: str, payload: Any, *, require_offset: bool = False) -> dict[str, Any]:
     """The payload of a ``kind`` record with every value checked; raises ContractError."""
     if kind not in EVENT_KINDS:
         raise ContractError(f"unknown kind {show(kind)}; known kinds: {', '.join(sorted(EVENT_KINDS))}")
     if not isinstance(payload, dict):
         raise ContractError("payload must be a JSON object")
-    _, required, optional = EVENT_KINDS[kind]
+    _, required, _ = EVENT_KINDS[kind]
     missing = [f for f in required if f not in payload]
     if missing:
         raise ContractError(f"kind '{kind}' is missing required field(s): {', '.join(missing)}")
-    unknown = [f for f in payload if f not in required and f not in optional]
+    fields = _KIND_FIELDS[kind]
+    unknown = [f for f in payload if f not in fields]
     if unknown:
         names = ", ".join(show(f, 40) for f in unknown[:5])
         raise ContractError(f"kind '{kind}' does not allow field(s) {names}; only the contract's fields are stored")
-    checked = {name: check_field(name, value, require_offset=require_offset, optional=name not in required)
-               for name, value in payload.items()}
-    for (choice_kind, name), allowed in KIND_CHOICES.items():
-        if choice_kind == kind and checked.get(name) is not None and checked[name] not in allowed:
+    checked: dict[str, Any] = {}
+    for name, value in payload.items():
+        # check_field's answer, found quicker for ASCII text in id, text and time fields.
+        if type(value) is str and value.isascii():
+            cls = _FIELD_CLASS[name]
+            if cls == _TEXT:
+                if len(value) <= MAX_TEXT_LENGTH and (name not in CHOICES or value in CHOICES[name]):
+                    checked[name] = value
+                    continue
+            elif cls == _ID:
+                if value and len(value) <= MAX_KEY_LENGTH:
+                    checked[name] = value
+                    continue
+            elif cls == _TIME:
+                checked[name] = _time(name, value, require_offset)
+                continue
+        checked[name] = check_field(name, value, require_offset=require_offset, optional=name not in required)
+    for name, allowed in _KIND_CHOICES[kind]:
+        if checked.get(name) is not None and checked[name] not in allowed:
             raise ContractError(f"field '{name}' of a {kind} must be one of {', '.join(allowed)}; "
                                 f"got {show(checked[name])}")
     return checked

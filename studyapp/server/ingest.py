@@ -57,9 +57,14 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+# ensure_ascii: untrusted text (even lone surrogates) always encodes, so storing never fails. One encoder for every
+# call (json.dumps builds a new one for each): it encodes every stored payload. check_circular off: what it encodes
+# comes from parsed JSON or the server's own lists, never a structure that holds itself.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, sort_keys=True, separators=(",", ":"), check_circular=False)
+
+
 def dumps(value: Any) -> str:
-    # ensure_ascii: untrusted text (even lone surrogates) always encodes, so storing never fails.
-    return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def kind_name(kind: str) -> str:
