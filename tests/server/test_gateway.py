@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -484,3 +485,46 @@ def test_usage_with_no_use_yet(live: LiveServer) -> None:
     result = CliRunner().invoke(cli, ["usage", "--db", live.db_arg])
     assert result.exit_code == 0 and "No use of the study's models yet." in result.output
 
+
+
+def test_the_dashboard_shows_the_usage_without_content(gw: Gateway) -> None:
+    gw.llm.add_text(ANSWER)
+    assert gw.chat(role="extractor").status_code == 200
+    with httpx.Client(base_url=gw.live.base_url, timeout=60) as http:
+        assert http.post("/dashboard/login", data={"token": gw.live.researcher_token}).status_code == 303
+        page = http.get("/dashboard").text
+    [row] = re.findall(r'<table id="usage">.*?<tbody>\s*(<tr>.*?</tr>)', page, re.S)
+    cells = dict(re.findall(r'<td data-col="(\w+)" class="[^"]*">([^<]*)</td>', row))
+    assert (cells["day"], cells["role"], cells["model"], cells["requests"], cells["errors"]) == (
+        today(), "extractor", MODEL, "1", "0")
+    assert "200000 tokens per UTC day, 30 requests per minute" in page
+    assert "Gwendolyn" not in page
+
+
+# -- budgets across processes --------------------------------------------------------------------------------
+
+
+def test_the_rate_is_counted_in_the_database_across_processes(live: LiveServer, server_db: Path | str) -> None:
+    # Two storages on one database stand for two worker processes (each has its own connections): the requests of
+    # one minute are counted once, whichever admits them, and concurrent admissions never exceed the limit.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from studyapp.server.backend import open_storage
+
+    _, token = live.enroll()
+    live.storage.set_gateway_limits(requests_per_minute=5)
+    other = open_storage(server_db, migrate=False)
+    try:
+        storages = [live.storage, other]
+        with ThreadPoolExecutor(8) as pool:
+            admitted = list(pool.map(lambda i: storages[i % 2].gateway_admit(token, day="2026-11-29",
+                                                                             minute="2026-11-29T10:00"),
+                                     range(20)))
+        assert [a.refused for a in admitted].count(None) == 5
+        assert {a.refused for a in admitted} == {None, "requests_per_minute"}
+        # The next minute starts a new count, on either storage.
+        assert other.gateway_admit(token, day="2026-11-29", minute="2026-11-29T10:01").refused is None
+        assert live.storage.gateway_admit("no-such-token", day="2026-11-29", minute="2026-11-29T10:01").refused \
+            == "unknown"
+    finally:
+        other.close()
