@@ -424,14 +424,28 @@ def install(app: FastAPI, storage: Any, *, allowed_client: Callable[..., str], f
                                      "study's models (GET /llm/v1/models).")
         name = body["model"]
 
-        def look_up() -> tuple[Admission, datetime, dict[str, Any] | None, list[str]]:
-            admission, moment = admit(token)
-            if admission.refused is not None and admission.refused not in ("daily_tokens", "requests_per_minute"):
-                return admission, moment, None, []
+        def look_up() -> tuple[Admission, datetime, dict[str, Any] | None, list[str], str | None, str | None]:
+            # One trip to a worker thread for everything the request needs before the upstream is called (each
+            # trip adds to the first token): the model, the participant's admission and the upstream's key.
             model = storage.gateway_model(name)
-            return admission, moment, model, [] if model else [m["name"] for m in storage.gateway_models()]
+            if model is None:
+                # Still 401 or 403 before 404; a request for no model uses none of the participant's budget.
+                moment = _utc_now()
+                if storage.participant_for(token) is not None:
+                    found = Admission(None)
+                else:
+                    found = Admission("withdrawn" if storage.tombstone_for(token) is not None else "unknown")
+                return found, moment, None, [m["name"] for m in storage.gateway_models()], None, None
+            admission, moment = admit(token)
+            key = key_problem = None
+            if admission.refused is None:
+                try:
+                    key = read_api_key(model)
+                except KeyUnavailable as exc:
+                    key_problem = str(exc)
+            return admission, moment, model, [], key, key_problem
 
-        admission, moment, model, served = await run_in_threadpool(look_up)
+        admission, moment, model, served, key, key_problem = await run_in_threadpool(look_up)
         if admission.refused in ("unknown", "withdrawn"):
             refuse(admission, moment, client)
         if model is None:
@@ -461,14 +475,12 @@ def install(app: FastAPI, storage: Any, *, allowed_client: Callable[..., str], f
                                     model=name, prompt_tokens=prompt, completion_tokens=completion,
                                     error=outcome.error, estimated=estimated, latency_ms=latency_ms)
 
-        try:
-            key = await run_in_threadpool(read_api_key, model)
-        except KeyUnavailable as exc:
-            log.error("gateway: model %r cannot be used: %s", name, exc)
+        if key_problem is not None:
+            log.error("gateway: model %r cannot be used: %s", name, key_problem)
             await done(Outcome(error=True))
             raise HTTPException(502, f"The study's model server could not reach model '{name}' (its settings): "
                                      "the server cannot read its API key. Try again later; the researchers have "
-                                     "been told in the server's log.") from None
+                                     "been told in the server's log.")
         body["model"] = model["upstream_model"]
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if streaming:
