@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,11 +20,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from studyapp.server.backend import open_storage
 from studyapp.server.cli import cli
 from studyapp.server.gateway import WITHDRAWN
 from studyapp.server.storage import Storage
 from tests.server.live import LiveServer, new_storage, serve
-from tests.support.net import bound_socket, free_port
+from tests.support.net import bound_socket, free_port, wait_until_http_ok
 from tests.support.scripted_llm import ScriptedLLM, run_scripted_llm
 
 KEY = "sk-upstream-Zq8vN3kT5wLm2pR7xY4c"
@@ -507,9 +511,6 @@ def test_the_dashboard_shows_the_usage_without_content(gw: Gateway) -> None:
 def test_the_rate_is_counted_in_the_database_across_processes(live: LiveServer, server_db: Path | str) -> None:
     # Two storages on one database stand for two worker processes (each has its own connections): the requests of
     # one minute are counted once, whichever admits them, and concurrent admissions never exceed the limit.
-    from concurrent.futures import ThreadPoolExecutor
-
-    from studyapp.server.backend import open_storage
 
     _, token = live.enroll()
     live.storage.set_gateway_limits(requests_per_minute=5)
@@ -528,3 +529,51 @@ def test_the_rate_is_counted_in_the_database_across_processes(live: LiveServer, 
             == "unknown"
     finally:
         other.close()
+
+
+def test_budgets_and_withdrawal_hold_on_every_worker(pg_url: str, llm: ScriptedLLM) -> None:
+    """`serve --workers 2` on PostgreSQL: a budget used up through one worker and a withdrawal are seen by both."""
+    storage, _ = new_storage(pg_url)
+    storage.add_gateway_model(name=MODEL, base_url=llm.base_url, upstream_model=llm.model, api_key_env=KEY_ENV,
+                              api_key_file=None)
+    storage.set_gateway_limits(daily_tokens=5)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "studyapp.server.cli", "serve", "--workers", "2", "--port",
+                             str(port)], env={**os.environ, "STUDYAPP_SERVER_DB": pg_url, KEY_ENV: KEY},
+                            stderr=subprocess.PIPE)
+    try:
+        wait_until_http_ok(f"{base}/health", timeout=60, alive=lambda: proc.poll() is None)
+        live = LiveServer(base, storage, "")
+        _, spender = live.enroll()
+        _, leaver = live.enroll()
+
+        def chat(token: str) -> httpx.Response:
+            return httpx.post(f"{base}/llm/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                              json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+
+        llm.add_text("a b c d e f")  # 1 + 6 tokens: over the budget of 5 after one request
+        assert chat(spender).status_code == 200
+        assert httpx.post(f"{base}/v1/withdraw", headers={"Authorization": f"Bearer {leaver}"}).status_code == 200
+
+        def answers_from_both_workers(token: str) -> dict[str, set[int]]:
+            """Statuses per worker, asking until both workers answered (the kernel picks one per connection)."""
+            seen: dict[str, set[int]] = {}
+            with ThreadPoolExecutor(8) as pool:
+                for _ in range(50):
+                    for response in pool.map(lambda _: chat(token), range(8)):
+                        seen.setdefault(response.headers["X-Studyapp-Worker"], set()).add(response.status_code)
+                    if len(seen) >= 2:
+                        break
+            return seen
+
+        over = answers_from_both_workers(spender)
+        gone = answers_from_both_workers(leaver)
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+        storage.close()
+    assert len(over) == 2 and all(statuses == {429} for statuses in over.values()), over
+    assert len(gone) == 2 and all(statuses == {403} for statuses in gone.values()), gone
+    assert len(llm.requests) == 1
+    assert b"Traceback" not in stderr and KEY.encode() not in stderr
