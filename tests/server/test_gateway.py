@@ -577,3 +577,28 @@ def test_budgets_and_withdrawal_hold_on_every_worker(pg_url: str, llm: ScriptedL
     assert len(gone) == 2 and all(statuses == {403} for statuses in gone.values()), gone
     assert len(llm.requests) == 1
     assert b"Traceback" not in stderr and KEY.encode() not in stderr
+
+
+@pytest.mark.sqlite_only("a pilot's SQLite database is the source of the move")
+def test_migrate_to_postgres_moves_the_gateway_settings_and_counts(live: LiveServer, pg_url: str) -> None:
+    participant_id, token = live.enroll()
+    live.storage.add_gateway_model(name=MODEL, base_url="http://127.0.0.1:9/v1", upstream_model="m",
+                                   api_key_env=KEY_ENV, api_key_file=None)
+    live.storage.set_gateway_limits(daily_tokens=1234, requests_per_minute=9)
+    assert live.storage.gateway_admit(token, day=today(), minute="2026-11-29T10:00").refused is None
+    live.storage.record_gateway_usage(participant_id, day=today(), role="judge", model=MODEL, prompt_tokens=3,
+                                      completion_tokens=4, error=False, estimated=True, latency_ms=12)
+    result = CliRunner().invoke(cli, ["migrate-to-postgres", "--from", live.db_arg, "--to", pg_url])
+    assert result.exit_code == 0, result.output
+    for table in ("gateway_models", "gateway_limits", "gateway_usage", "gateway_rate"):
+        assert table in result.output
+    moved = open_storage(pg_url)
+    try:
+        assert moved.gateway_models() == live.storage.gateway_models()
+        assert moved.gateway_limits() == live.storage.gateway_limits()
+        assert moved.gateway_usage() == live.storage.gateway_usage()
+        # The rate window moved too: this minute's one request is counted on PostgreSQL.
+        moved.set_gateway_limits(requests_per_minute=1)
+        assert moved.gateway_admit(token, day=today(), minute="2026-11-29T10:00").refused == "requests_per_minute"
+    finally:
+        moved.close()
