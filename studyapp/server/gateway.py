@@ -236,7 +236,6 @@ class Relay(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = Outcome()
         self._recorded = False
-        cut = False
         try:
             async with anyio.create_task_group() as group:
                 async def watch() -> None:
@@ -247,14 +246,10 @@ class Relay(Response):
                     group.cancel_scope.cancel()
 
                 group.start_soon(watch)
-                cut = not await self._relay(send, outcome)
+                await self._relay(send, outcome)
                 group.cancel_scope.cancel()
         finally:
             await self._record(outcome)  # the participant left mid-way (or the server stops)
-        if cut:
-            # Returning without the final body message makes the server close the connection: the participant's
-            # stream ends without the upstream's end, as the upstream's did.
-            return
 
     async def _record(self, outcome: Outcome) -> None:
         """Count the request, once. Called before the participant sees the end of the answer, so a request that
@@ -276,8 +271,8 @@ class Relay(Response):
         return (f"The study's model server could not reach model '{self.model}' ({self.request.url.host}): "
                 f"{reason}. Try again later.")
 
-    async def _relay(self, send: Send, outcome: Outcome) -> bool:
-        """Relay the request; False when the upstream cut its answer after it began (the caller cuts ours)."""
+    async def _relay(self, send: Send, outcome: Outcome) -> None:
+        """Relay the request and its answer, or answer the fault."""
         try:
             response = await self.client.send(self.request, stream=True)
         except httpx.TimeoutException as exc:
@@ -286,19 +281,19 @@ class Relay(Response):
             await self._problem(send, 504, f"The study's model server waited too long for model '{self.model}' "
                                            f"({self.request.url.host}): it did not answer in time. Try again later.",
                                 outcome)
-            return True
+            return
         except httpx.TransportError as exc:
             outcome.error = True
             log.warning("gateway: model %r unreachable (%s)", self.model, type(exc).__name__)
             await self._problem(send, 502, self._unreachable(f"no connection ({type(exc).__name__})"), outcome)
-            return True
+            return
         try:
             if response.status_code >= 500:
                 outcome.error = True
                 log.warning("gateway: model %r answered HTTP %d", self.model, response.status_code)
                 await self._problem(send, 502, self._unreachable(f"it answered HTTP {response.status_code}"),
                                     outcome)
-                return True
+                return
             if response.status_code >= 400:
                 # The upstream's own answer (a bad request, its rate limit): passed through unchanged.
                 outcome.error = True
@@ -310,7 +305,7 @@ class Relay(Response):
                     headers.append((b"retry-after", response.headers["retry-after"].encode()))
                 await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
-                return True
+                return
             tally = outcome.tally = Tally(streaming=self.streaming)
             headers = [(b"content-type", response.headers.get("content-type", "application/json").encode()),
                        (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
@@ -325,11 +320,12 @@ class Relay(Response):
                             type(exc).__name__)
                 tally.finish()
                 await self._record(outcome)
-                return False
+                # No final body message: returning without it makes the server close the connection, so the
+                # participant's stream ends without the upstream's end, as the upstream's did.
+                return
             tally.finish()
             await self._record(outcome)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return True
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
