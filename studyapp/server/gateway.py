@@ -29,12 +29,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -54,6 +55,62 @@ CHARS_PER_TOKEN = 4
 # A non-streaming answer is read for its ``usage`` up to this size (answers are far smaller); beyond it, estimated.
 MAX_TALLIED_BODY = 4 * 1024 * 1024
 WITHDRAWN = "You have withdrawn from this study, so its models are no longer available to you."
+
+
+
+class GatewayProblem(BaseModel):
+    detail: str = Field(description="What was wrong and what to do about it.")
+
+
+class BudgetProblem(BaseModel):
+    detail: str = Field(description="Which budget the participant used up, in words.")
+    limit: Literal["daily_tokens", "requests_per_minute"] | None = Field(
+        default=None, description="The budget used up (absent when too many failed authentications came from this "
+                                  "address).")
+    reset_at: str | None = Field(default=None, description="When it resets (ISO 8601, UTC).")
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"model": GatewayProblem, "description": description}
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: _problem("Missing or unknown participant token."),
+    403: _problem("The participant has withdrawn from the study."),
+    429: {"model": BudgetProblem, "description": "Over a budget (see Retry-After and reset_at), or too many failed "
+                                                 "authentications from this address."},
+    503: _problem("The server's database is busy or unavailable; retry later."),
+}
+CHAT_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **PROBLEMS,
+    400: _problem("The body is not a JSON object naming a model; or the upstream's own 4xx, passed through."),
+    404: _problem("The study's server has no such model."),
+    413: _problem("The request body is larger than the server accepts."),
+    502: _problem("The upstream could not be reached, answered 5xx, or its key cannot be read."),
+    504: _problem("The upstream did not answer in time."),
+}
+# The request body as OpenAI's chat completions take it: only model is read (and replaced), the rest is relayed.
+CHAT_REQUEST = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["model", "messages"], "additionalProperties": True,
+    "properties": {"model": {"type": "string", "description": "A model of GET /llm/v1/models."},
+                   "messages": {"type": "array", "items": {"type": "object"}},
+                   "stream": {"type": "boolean"}}}}}}}
+CHAT_ANSWER = {"description": "The upstream's answer, relayed: a chat completion, or an event stream when the "
+                              "request streams.",
+               "content": {"application/json": {"schema": {"type": "object"}},
+                           "text/event-stream": {"schema": {"type": "string"}}}}
+
+
+class ModelEntry(BaseModel):
+    id: str
+    object: Literal["model"]
+    owned_by: Literal["study"]
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelEntry]
+
 
 gateway_bearer = HTTPBearer(auto_error=False, scheme_name="ParticipantToken",
                             description="The token a participant received at enrollment.")
@@ -390,7 +447,8 @@ def install(app: FastAPI, storage: Any, *, allowed_client: Callable[..., str], f
         return AsciiJSONResponse({"detail": exc.detail, "limit": exc.limit, "reset_at": exc.reset_at},
                                  status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
-    @app.get("/llm/v1/models", tags=["participants"], summary="The study's models (OpenAI format)")
+    @app.get("/llm/v1/models", tags=["participants"], summary="The study's models (OpenAI format)",
+             response_model=ModelList, responses=PROBLEMS)
     def models(token: Annotated[str, Depends(participant_token)],
                client: Annotated[str, Depends(allowed_client)]) -> dict[str, Any]:
         if storage.participant_for(token) is None:
@@ -406,7 +464,8 @@ def install(app: FastAPI, storage: Any, *, allowed_client: Callable[..., str], f
               summary="Chat completions with one of the study's models (OpenAI format, relayed)",
               description="The request's `model` names a model of `GET /llm/v1/models`; every other field reaches "
                           "the model unchanged. Streams are relayed as they arrive. X-Studyapp-Role (assistant, "
-                          "extractor, selector, judge) names what the app uses it for, in the usage counts.")
+                          "extractor, selector, judge) names what the app uses it for, in the usage counts.",
+              openapi_extra=CHAT_REQUEST, responses={200: CHAT_ANSWER, **CHAT_PROBLEMS})
     async def chat_completions(request: Request, token: Annotated[str, Depends(participant_token)],
                                client: Annotated[str, Depends(allowed_client)]) -> Any:
         began = time.perf_counter()
