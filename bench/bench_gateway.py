@@ -7,8 +7,10 @@ at once, so what the gateway adds is not hidden behind a model's own time.
 
 1. First token: the same streaming request, alternately straight to the upstream and through the gateway, each on
    its own keep-alive connection, each read to its end; the time to the first text delta of each (p50/p95) and the
-   difference. The gateway's work per request: the participant's admission (one write transaction: enrolled,
-   under the day's tokens, under the minute's rate), the upstream request, and the usage counts at the end.
+   difference; and the server process's CPU time per relayed request (the whole request: what it costs whatever
+   the machine's load, where the latency also holds the waits for a core). The gateway's work per request: the
+   participant's admission (one write transaction: enrolled, under the day's tokens, under the minute's rate), the
+   upstream request, and the usage counts at the end.
 2. Concurrency: N streams (default 200) at once through the gateway, from 20 participants. Every upstream reply
    pauses after its first two words until all N have reached the participants and are held open at the same time;
    then all are released and each must arrive complete, with [DONE]. The same N streams straight to the upstream
@@ -75,7 +77,13 @@ def ms(values: list[float]) -> str:
     return f"p50 {statistics.median(v):7.2f} ms   p95 {percentile(v, 95):7.2f} ms   min {min(v):7.2f} ms"
 
 
-async def first_token_phase(llm: ScriptedLLM, gateway: str, token: str, runs: int) -> None:
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def first_token_phase(llm: ScriptedLLM, gateway: str, token: str, runs: int, server_pid: int) -> None:
     llm.set_default(ANSWER)
     direct_times: list[float] = []
     gateway_times: list[float] = []
@@ -86,6 +94,7 @@ async def first_token_phase(llm: ScriptedLLM, gateway: str, token: str, runs: in
         for _ in range(5):  # warm both connections and the server's code paths
             await first_token(direct, llm.model)
             await first_token(gw, MODEL)
+        cpu_before = cpu_s(server_pid)
         for _ in range(runs):
             t, text = await first_token(direct, llm.model)
             direct_times.append(t)
@@ -93,11 +102,15 @@ async def first_token_phase(llm: ScriptedLLM, gateway: str, token: str, runs: in
             t, text = await first_token(gw, MODEL)
             gateway_times.append(t)
             assert text == ANSWER, text
+        cpu = cpu_s(server_pid) - cpu_before
     added = [g - d for g, d in zip(gateway_times, direct_times, strict=True)]
     print(f"first token, straight to the upstream: {ms(direct_times)}   (n={runs})")
     print(f"first token, through the gateway:      {ms(gateway_times)}")
     difference = statistics.median(gateway_times) - statistics.median(direct_times)
     print(f"added by the gateway (p50 of the two): {difference * 1000:7.2f} ms   (per pair: {ms(added)})")
+    # Independent of how long the process waited for a core on a shared machine: the server's own work.
+    print(f"server CPU time per relayed streaming request (whole request, {runs} requests): "
+          f"{cpu / runs * 1000:.2f} ms")
 
 
 async def one_stream(client: httpx.AsyncClient, model: str, reached: asyncio.Event, arrived: list[int],
@@ -206,7 +219,7 @@ def main() -> None:
         try:
             wait_until_http_ok(f"{url}/health", timeout=60, alive=lambda: proc.poll() is None)
             tokens = [httpx.post(f"{url}/v1/enroll", json={"code": c}).json()["token"] for c in codes]
-            asyncio.run(first_token_phase(llm, url, tokens[0], args.runs))
+            asyncio.run(first_token_phase(llm, url, tokens[0], args.runs, proc.pid))
             direct_errors = asyncio.run(concurrency_phase(llm, "straight to the upstream", llm.base_url + "/",
                                                           [KEY], llm.model, args.streams, None))
             gateway_errors = asyncio.run(concurrency_phase(llm, "through the gateway", f"{url}/llm/v1/", tokens,
