@@ -165,6 +165,19 @@ def test_an_unknown_model_is_404_naming_the_served_ones(gw: Gateway) -> None:
     assert response.json() == {"detail": f"The study's server has no model 'gpt-9'; it serves: {MODEL}. "
                                          "Ask the researchers."}
     assert gw.llm.requests == []
+    # A request for no model uses none of the participant's budget.
+    assert gw.live.sql("SELECT count(*) FROM gateway_rate WHERE participant_id = ?", [gw.participant_id]) == [(0,)]
+
+
+def test_a_body_that_names_no_model_is_400(gw: Gateway) -> None:
+    url = f"{gw.url}/chat/completions"
+    not_json = httpx.post(url, content=b"{not json", headers={**gw.headers(), "Content-Type": "application/json"})
+    assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["detail"]
+    no_model = httpx.post(url, json={"messages": []}, headers=gw.headers())
+    assert no_model.status_code == 400 and "'model'" in no_model.json()["detail"]
+    a_list = httpx.post(url, json=[MODEL], headers=gw.headers())
+    assert a_list.status_code == 400
+    assert gw.llm.requests == []
 
 
 def test_a_missing_or_unknown_token_is_401(gw: Gateway) -> None:
