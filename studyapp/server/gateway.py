@@ -129,7 +129,9 @@ def key_file_problem(path: Path) -> str | None:
     if not stat.S_ISREG(info.st_mode):
         return f"the key file {path} is not a regular file"
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return (f"the key file {path} can be read by other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+        # Read access gives the key away; write access lets another user swap it.
+        how = "read" if info.st_mode & (stat.S_IRGRP | stat.S_IROTH) else "changed"
+        return (f"the key file {path} can be {how} by other users (mode {stat.S_IMODE(info.st_mode):04o}); "
                 f"make it readable only by the server's user: chmod 600 {path}")
     return None
 

@@ -418,6 +418,9 @@ def test_a_key_file_must_be_private_to_the_server(gw: Gateway, tmp_path: Path) -
     assert response.status_code == 502
     assert KEY not in response.text
     assert len(gw.llm.requests) == 1
+    key_file.chmod(0o620)  # others cannot read it, but could swap it
+    writable = runner.invoke(cli, [*args[:2], "private-2", *args[3:]])
+    assert writable.exit_code != 0 and "can be changed by other users" in writable.output
 
 
 def test_a_missing_key_variable_is_502_without_reaching_the_upstream(gw: Gateway,
