@@ -443,11 +443,10 @@ def install(app: FastAPI, storage: Any, *, allowed_client: Callable[..., str], f
         return credentials.credentials
 
     @app.exception_handler(GatewayRefusal)
-    async def on_refusal(request: Request, exc: GatewayRefusal) -> Any:
-        from studyapp.server.app import AsciiJSONResponse
-
-        return AsciiJSONResponse({"detail": exc.detail, "limit": exc.limit, "reset_at": exc.reset_at},
-                                 status_code=429, headers={"Retry-After": str(exc.retry_after)})
+    async def on_refusal(request: Request, exc: GatewayRefusal) -> Response:
+        body = json.dumps({"detail": exc.detail, "limit": exc.limit, "reset_at": exc.reset_at}, ensure_ascii=True)
+        return Response(body, status_code=429, media_type="application/json",
+                        headers={"Retry-After": str(exc.retry_after)})
 
     @app.get("/llm/v1/models", tags=["participants"], summary="The study's models (OpenAI format)",
              response_model=ModelList, responses=PROBLEMS)
