@@ -57,7 +57,6 @@ MAX_TALLIED_BODY = 4 * 1024 * 1024
 WITHDRAWN = "You have withdrawn from this study, so its models are no longer available to you."
 
 
-
 class GatewayProblem(BaseModel):
     detail: str = Field(description="What was wrong and what to do about it.")
 
@@ -326,9 +325,9 @@ class Relay(Response):
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    def _unreachable(self, reason: str) -> str:
-        return (f"The study's model server could not reach model '{self.model}' ({self.request.url.host}): "
-                f"{reason}. Try again later.")
+    def _unreachable(self, reason: str, what: str) -> str:
+        # The upstream's address stays out: it may name a machine of the research team's network.
+        return f"The study's model server could not reach model '{self.model}' ({reason}): {what}. Try again later."
 
     async def _relay(self, send: Send, outcome: Outcome) -> None:
         """Relay the request and its answer, or answer the fault."""
@@ -337,21 +336,23 @@ class Relay(Response):
         except httpx.TimeoutException as exc:
             outcome.error = True
             log.warning("gateway: model %r timed out before answering (%s)", self.model, type(exc).__name__)
+            waited = self.client.timeout.read if isinstance(exc, httpx.ReadTimeout) else self.client.timeout.connect
             await self._problem(send, 504, f"The study's model server waited too long for model '{self.model}' "
-                                           f"({self.request.url.host}): it did not answer in time. Try again later.",
-                                outcome)
+                                           f"(no answer within {waited:g} s): the model is slow or stuck. "
+                                           "Try again later.", outcome)
             return
         except httpx.TransportError as exc:
             outcome.error = True
             log.warning("gateway: model %r unreachable (%s)", self.model, type(exc).__name__)
-            await self._problem(send, 502, self._unreachable(f"no connection ({type(exc).__name__})"), outcome)
+            await self._problem(send, 502, self._unreachable(f"no connection: {type(exc).__name__}",
+                                                              "its server is down or cannot be reached"), outcome)
             return
         try:
             if response.status_code >= 500:
                 outcome.error = True
                 log.warning("gateway: model %r answered HTTP %d", self.model, response.status_code)
-                await self._problem(send, 502, self._unreachable(f"it answered HTTP {response.status_code}"),
-                                    outcome)
+                await self._problem(send, 502, self._unreachable(f"HTTP {response.status_code} from its server",
+                                                                 "its server failed to answer"), outcome)
                 return
             if response.status_code >= 400:
                 # The upstream's own answer (a bad request, its rate limit): passed through unchanged.
