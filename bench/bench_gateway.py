@@ -1,9 +1,10 @@
 """The model gateway (/llm/v1): what it adds to the first token, and many streams held at once by one server process.
 
 The collection server runs as its own process (``studyapp-server serve``, uvicorn on 127.0.0.1, SQLite in a
-temporary folder) with one gateway model configured as researchers do (``models add --api-key-env``). The upstream
-is the scripted OpenAI-compatible server of the tests (tests/support/scripted_llm.py, in this process): it answers
-at once, so what the gateway adds is not hidden behind a model's own time.
+temporary folder) with gateway models configured as researchers do (``models add --api-key-env``). The upstream
+is the scripted OpenAI-compatible server of the tests (tests/support/scripted_llm.py): it answers at once, so what
+the gateway adds is not hidden behind a model's own time. For the first token it runs in a process of its own; for
+the concurrency phase in this one (its replies are held and released from here).
 
 1. First token: the same streaming request, alternately straight to the upstream and through the gateway, each on
    its own keep-alive connection, each read to its end; the time to the first text delta of each (p50/p95) and the
@@ -46,6 +47,7 @@ from tests.support.scripted_llm import ScriptedLLM, run_scripted_llm
 KEY = "sk-bench-upstream-key"
 KEY_ENV = "STUDYAPP_BENCH_GATEWAY_KEY"
 MODEL = "study-chat"
+FAST_MODEL = "study-chat-own-process"
 PARTICIPANTS = 20
 ANSWER = "Try a short walk after lunch and a fixed bedtime this week"
 MESSAGES = [{"role": "user", "content": "How can I sleep better?"}]
@@ -83,23 +85,37 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def first_token_phase(llm: ScriptedLLM, gateway: str, token: str, runs: int, server_pid: int) -> None:
-    llm.set_default(ANSWER)
+# The first-token upstream runs in a process of its own: in this one it would share the interpreter lock with the
+# benchmark's client, and each hand-over between the two can wait out the lock's switch interval (5 ms).
+UPSTREAM_PROCESS = f"""
+import sys
+from tests.support.scripted_llm import ScriptedLLM
+llm = ScriptedLLM(api_key={KEY!r})
+llm.set_default({ANSWER!r})
+llm.start()
+print(llm.port, flush=True)
+sys.stdin.read()  # until the benchmark closes it
+llm.stop()
+"""
+
+
+async def first_token_phase(upstream: str, upstream_model: str, gateway: str, token: str, runs: int,
+                            server_pid: int) -> None:
     direct_times: list[float] = []
     gateway_times: list[float] = []
-    async with (httpx.AsyncClient(base_url=llm.base_url + "/", headers={"Authorization": f"Bearer {KEY}"},
+    async with (httpx.AsyncClient(base_url=upstream + "/", headers={"Authorization": f"Bearer {KEY}"},
                                   timeout=30) as direct,
                 httpx.AsyncClient(base_url=gateway + "/llm/v1/", timeout=30,
                                   headers={"Authorization": f"Bearer {token}", "X-Studyapp-Role": "assistant"}) as gw):
         for _ in range(5):  # warm both connections and the server's code paths
-            await first_token(direct, llm.model)
-            await first_token(gw, MODEL)
+            await first_token(direct, upstream_model)
+            await first_token(gw, FAST_MODEL)
         cpu_before = cpu_s(server_pid)
         for _ in range(runs):
-            t, text = await first_token(direct, llm.model)
+            t, text = await first_token(direct, upstream_model)
             direct_times.append(t)
             assert text == ANSWER
-            t, text = await first_token(gw, MODEL)
+            t, text = await first_token(gw, FAST_MODEL)
             gateway_times.append(t)
             assert text == ANSWER, text
         cpu = cpu_s(server_pid) - cpu_before
@@ -204,6 +220,13 @@ def main() -> None:
         work = Path(tmp)
         db = work / "server.db"
         storage, _ = f.new_storage(db)
+        upstream_proc = subprocess.Popen([sys.executable, "-c", UPSTREAM_PROCESS], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True,
+                                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        assert upstream_proc.stdout is not None
+        upstream = f"http://127.0.0.1:{upstream_proc.stdout.readline().strip()}/v1"
+        storage.add_gateway_model(name=FAST_MODEL, base_url=upstream, upstream_model=llm.model, api_key_env=KEY_ENV,
+                                  api_key_file=None)
         storage.add_gateway_model(name=MODEL, base_url=llm.base_url, upstream_model=llm.model, api_key_env=KEY_ENV,
                                   api_key_file=None)
         storage.set_gateway_limits(daily_tokens=10**9, requests_per_minute=10**6)
@@ -219,7 +242,7 @@ def main() -> None:
         try:
             wait_until_http_ok(f"{url}/health", timeout=60, alive=lambda: proc.poll() is None)
             tokens = [httpx.post(f"{url}/v1/enroll", json={"code": c}).json()["token"] for c in codes]
-            asyncio.run(first_token_phase(llm, url, tokens[0], args.runs, proc.pid))
+            asyncio.run(first_token_phase(upstream, llm.model, url, tokens[0], args.runs, proc.pid))
             direct_errors = asyncio.run(concurrency_phase(llm, "straight to the upstream", llm.base_url + "/",
                                                           [KEY], llm.model, args.streams, None))
             gateway_errors = asyncio.run(concurrency_phase(llm, "through the gateway", f"{url}/llm/v1/", tokens,
@@ -227,6 +250,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(30)
+            upstream_proc.communicate("", timeout=30)
         errors = server_errors(log)
     print(f"errors added by the gateway: {len(gateway_errors) - len(direct_errors)}; "
           f"errors in the server log: {len(errors)}")
