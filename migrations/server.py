@@ -132,3 +132,65 @@ def m002_rejections(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m003_gateway(db: Database) -> None:
+    # The model gateway (studyapp/server/gateway.py). gateway_models holds what `studyapp-server models add`
+    # configured: where the upstream is and the NAME of the environment variable or the PATH of the file holding
+    # its API key, never the key itself.
+    db.execute(
+        """
+        CREATE TABLE gateway_models (
+            name TEXT PRIMARY KEY,
+            base_url TEXT NOT NULL,
+            upstream_model TEXT NOT NULL,
+            api_key_env TEXT,
+            api_key_file TEXT,
+            added_at TEXT NOT NULL
+        )
+        """
+    )
+    # At most one row (id 1): the budgets `studyapp-server models limits` set; no row means the defaults.
+    db.execute(
+        """
+        CREATE TABLE gateway_limits (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            daily_tokens INTEGER NOT NULL,
+            requests_per_minute INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    # Counts and timings only, per participant, UTC day, role and model: never a prompt or an answer.
+    # estimated counts the requests whose tokens were estimated from the text length (no usage from the upstream).
+    # Deleted with the participant at withdrawal.
+    db.execute(
+        """
+        CREATE TABLE gateway_usage (
+            participant_id TEXT NOT NULL REFERENCES participants(id) ON DELETE CASCADE,
+            day TEXT NOT NULL,
+            role TEXT NOT NULL,
+            model TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            estimated INTEGER NOT NULL,
+            latency_ms_total INTEGER NOT NULL,
+            latency_ms_max INTEGER NOT NULL,
+            PRIMARY KEY (participant_id, day, role, model)
+        )
+        """
+    )
+    # The request-rate window of each participant: the current UTC minute and the requests admitted in it. In the
+    # database, not in a process, so that every worker of `serve --workers N` counts against the same limit.
+    db.execute(
+        """
+        CREATE TABLE gateway_rate (
+            participant_id TEXT PRIMARY KEY REFERENCES participants(id) ON DELETE CASCADE,
+            minute TEXT NOT NULL,
+            requests INTEGER NOT NULL
+        )
+        """
+    )

@@ -99,6 +99,43 @@ STEPS: list[tuple[str, str]] = [
             PRIMARY KEY (participant_id, kind, reason)
         );
     """),
+    ("m003_gateway", """
+        -- The model gateway (see migrations/server.py m003_gateway): upstream settings (the NAME of the key's
+        -- environment variable or the PATH of its file, never the key), the budgets, and counts and timings only.
+        CREATE TABLE gateway_models (
+            name TEXT PRIMARY KEY,
+            base_url TEXT NOT NULL,
+            upstream_model TEXT NOT NULL,
+            api_key_env TEXT,
+            api_key_file TEXT,
+            added_at TEXT NOT NULL
+        );
+        CREATE TABLE gateway_limits (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            daily_tokens BIGINT NOT NULL,
+            requests_per_minute BIGINT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE gateway_usage (
+            participant_id TEXT NOT NULL REFERENCES participants(id) ON DELETE CASCADE,
+            day TEXT NOT NULL,
+            role TEXT NOT NULL,
+            model TEXT NOT NULL,
+            requests BIGINT NOT NULL,
+            prompt_tokens BIGINT NOT NULL,
+            completion_tokens BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            estimated BIGINT NOT NULL,
+            latency_ms_total BIGINT NOT NULL,
+            latency_ms_max BIGINT NOT NULL,
+            PRIMARY KEY (participant_id, day, role, model)
+        );
+        CREATE TABLE gateway_rate (
+            participant_id TEXT PRIMARY KEY REFERENCES participants(id) ON DELETE CASCADE,
+            minute TEXT NOT NULL,
+            requests BIGINT NOT NULL
+        );
+    """),
 ]
 
 

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studyapp import __version__
-from studyapp.server import auth, dashboard
+from studyapp.server import auth, dashboard, gateway
 from studyapp.server import export as export_mod
 from studyapp.server.ingest import StorageBusy
 from studyapp.server.storage import NotInitialized, ParticipantGone, Storage
@@ -259,9 +259,11 @@ class ExportResponse(StreamingResponse):
 
 
 def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               auth_throttle: auth.FailureThrottle | None = None) -> FastAPI:
+               auth_throttle: auth.FailureThrottle | None = None,
+               gateway_read_timeout_s: float = gateway.DEFAULT_READ_TIMEOUT_S) -> FastAPI:
     """The API over ``storage``. ``auth_throttle`` counts failed authentications per client address (a default
-    one of MAX_AUTH_FAILURES per AUTH_FAILURE_WINDOW_S if not given)."""
+    one of MAX_AUTH_FAILURES per AUTH_FAILURE_WINDOW_S if not given). ``gateway_read_timeout_s``: how long the model
+    gateway waits for the upstream's next bytes before it answers 504 (or cuts a stream)."""
     throttle = auth_throttle or auth.FailureThrottle(MAX_AUTH_FAILURES, AUTH_FAILURE_WINDOW_S)
     app = FastAPI(
         title="studyapp collection server",
@@ -486,6 +488,8 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
                               media_type="text/csv" if format == "csv" else "application/x-ndjson")
 
     dashboard.install(app, storage)
+    gateway.install(app, storage, allowed_client=allowed_client, failed=throttle.failed,
+                    read_timeout_s=gateway_read_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app
 
@@ -514,15 +518,17 @@ class WorkerHeader:
 def app_from_env() -> FastAPI:
     """The app for one of ``studyapp-server serve --workers N``'s processes (uvicorn's ``factory=True``): the
     database and options come from the environment the command set (STUDYAPP_SERVER_DB,
-    STUDYAPP_SERVER_MAX_BODY_BYTES), so no password appears on a worker's command line. The command has already
-    migrated the database and checked that it holds a study."""
-    from studyapp.server.backend import ENV_DB, ENV_MAX_BODY_BYTES, open_storage
+    STUDYAPP_SERVER_MAX_BODY_BYTES, STUDYAPP_SERVER_GATEWAY_READ_TIMEOUT), so no password appears on a worker's
+    command line. The command has already migrated the database and checked that it holds a study."""
+    from studyapp.server.backend import ENV_DB, ENV_GATEWAY_READ_TIMEOUT, ENV_MAX_BODY_BYTES, open_storage
 
     db = os.environ.get(ENV_DB)
     if not db:
         raise RuntimeError(f"{ENV_DB} is not set: start the workers with `studyapp-server serve --workers N`.")
     storage = open_storage(db, migrate=False)
-    app = create_app(storage, max_body_bytes=int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES))
+    app = create_app(storage, max_body_bytes=int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES),
+                     gateway_read_timeout_s=float(os.environ.get(ENV_GATEWAY_READ_TIMEOUT)
+                                                  or gateway.DEFAULT_READ_TIMEOUT_S))
     started = app.router.lifespan_context
 
     @asynccontextmanager

@@ -17,6 +17,7 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # The database of `studyapp-server` (--db); `serve --workers N` hands it and the options to the workers this way.
 ENV_DB = "STUDYAPP_SERVER_DB"
 ENV_MAX_BODY_BYTES = "STUDYAPP_SERVER_MAX_BODY_BYTES"
+ENV_GATEWAY_READ_TIMEOUT = "STUDYAPP_SERVER_GATEWAY_READ_TIMEOUT"
 
 
 def is_postgres_url(url_or_path: str | Path) -> bool:

@@ -1,5 +1,5 @@
 """``studyapp-server``: the research team's command line (init, codes, serve, export, participants, report,
-migrate-to-postgres).
+migrate-to-postgres, models, usage).
 
 Every command takes ``--db`` (or STUDYAPP_SERVER_DB; default: server.db in the platformdirs data dir of
 "studyapp-server"): the path of a SQLite file or a ``postgresql://`` URL. Tokens and codes are printed once and
@@ -202,12 +202,16 @@ def researchers_add(db_path: Database, name: str) -> None:
                    "address failed authentications are throttled by), or '*' [default: 127.0.0.1,::1].")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes answering requests (PostgreSQL only: a SQLite database takes one).")
+@click.option("--gateway-read-timeout", type=click.FloatRange(1), default=None, metavar="SECONDS",
+              help="How long the model gateway waits for an upstream's next bytes before it gives up "
+                   "[default: 120].")
 def serve(db_path: Database, host: str, port: int, max_body_bytes: int | None, forwarded_allow_ips: str | None,
-          workers: int) -> None:
+          workers: int, gateway_read_timeout: float | None) -> None:
     """Serve the API (put a TLS-terminating proxy in front of it on a public network)."""
     import uvicorn
 
     from studyapp.server.app import DEFAULT_MAX_BODY_BYTES, create_app
+    from studyapp.server.gateway import DEFAULT_READ_TIMEOUT_S
 
     if workers > 1 and not backend.is_postgres_url(db_path):
         # More processes on one SQLite file would only queue behind its single write lock (and each would
@@ -230,13 +234,36 @@ def serve(db_path: Database, host: str, port: int, max_body_bytes: int | None, f
         # (inherited, never on a command line another user could read in ps).
         os.environ[backend.ENV_DB] = str(db_path)
         os.environ[backend.ENV_MAX_BODY_BYTES] = str(max_body_bytes or DEFAULT_MAX_BODY_BYTES)
+        os.environ[backend.ENV_GATEWAY_READ_TIMEOUT] = str(gateway_read_timeout or DEFAULT_READ_TIMEOUT_S)
         uvicorn.run("studyapp.server.app:app_from_env", factory=True, workers=workers, host=host, port=port,
                     log_level="warning", forwarded_allow_ips=forwarded_allow_ips,
                     timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
         return
-    app = create_app(storage, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES)
+    app = create_app(storage, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+                     gateway_read_timeout_s=gateway_read_timeout or DEFAULT_READ_TIMEOUT_S)
     # uvicorn reads X-Forwarded-For only from these proxies (None: $FORWARDED_ALLOW_IPS or loopback).
-    uvicorn.run(app, host=host, port=port, log_level="warning", forwarded_allow_ips=forwarded_allow_ips)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", forwarded_allow_ips=forwarded_allow_ips)
+    uvicorn.Server(config).run(sockets=[_listen(host, port)])
+
+
+def _listen(host: str, port: int) -> Any:
+    """The server's listening socket, made here rather than by uvicorn so that it is created as TCP
+    (``IPPROTO_TCP``): asyncio then sets TCP_NODELAY on every connection it accepts, and each chunk of a model's
+    stream leaves at once instead of waiting for the participant's delayed ACK (some 40 ms) behind the one before."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Choose another --port "
+                                   "or --host, or stop what is using it.") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @cli.command()
@@ -286,6 +313,150 @@ def participants(db_path: Database, as_json: bool) -> None:
         )
     counts = storage.code_counts()
     click.echo(f"{len(rows)} participants; codes: {counts['used']} used, {counts['unused']} unused")
+
+
+@cli.group()
+def models() -> None:
+    """The study's models that the server relays for participants (the model gateway, /llm/v1)."""
+
+
+@models.command("add")
+@db_option
+@click.argument("name")
+@click.option("--base-url", required=True, metavar="URL",
+              help="The upstream's OpenAI-compatible base URL, e.g. https://api.openai.com/v1 "
+                   "(the gateway calls URL/chat/completions).")
+@click.option("--upstream-model", default=None, metavar="MODEL",
+              help="The model name the upstream knows [default: NAME].")
+@click.option("--api-key-env", default=None, metavar="VAR",
+              help="The environment variable of the server process that holds the upstream's API key.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+              help="A file holding the upstream's API key, readable only by the server's user (chmod 600).")
+def models_add(db_path: Database, name: str, base_url: str, upstream_model: str | None, api_key_env: str | None,
+               api_key_file: Path | None) -> None:
+    """Serve the upstream model at --base-url to participants as NAME (the protocol's [models.ROLE] model = NAME).
+
+    Only the NAME of the key's variable or the PATH of its file is stored, never the key: the server reads it at
+    each request."""
+    from urllib.parse import urlsplit
+
+    from studyapp.server.gateway import key_file_problem
+
+    if api_key_env and api_key_file:
+        raise click.UsageError("Give either --api-key-env or --api-key-file, not both.")
+    if not name.strip() or name != name.strip():
+        raise click.UsageError(f"The model name {name!r} is empty or has spaces around it; give the name the "
+                               "protocol's [models.ROLE] model = \"...\" uses.")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.UsageError(f"--base-url {base_url!r} is not an http(s) URL: give the upstream's "
+                               "OpenAI-compatible base URL, e.g. https://api.openai.com/v1.")
+    if parts.username or parts.password:
+        raise click.UsageError("--base-url must not hold credentials: pass the key with --api-key-env or "
+                               "--api-key-file.")
+    if api_key_env is not None and not api_key_env.replace("_", "").isalnum():
+        raise click.UsageError(f"--api-key-env takes the NAME of an environment variable (such as "
+                               f"OPENAI_API_KEY), not {api_key_env!r}; never the key itself.")
+    key_file = None
+    if api_key_file is not None:
+        key_file = api_key_file.expanduser().resolve()
+        problem = key_file_problem(key_file)
+        if problem:
+            raise click.ClickException(f"Refusing {key_file}: {problem[0].upper()}{problem[1:]}.")
+    storage = open_storage(db_path)
+    try:
+        storage.add_gateway_model(name=name, base_url=base_url, upstream_model=upstream_model or name,
+                                  api_key_env=api_key_env, api_key_file=str(key_file) if key_file else None)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    key = (f"key from ${api_key_env}" if api_key_env else f"key from {key_file}" if key_file else "no key")
+    click.echo(f"Serving {name!r} (upstream model {upstream_model or name!r} at {base_url}, {key}).")
+    if api_key_env and api_key_env not in os.environ:
+        click.echo(f"Note: {api_key_env} is not set here; set it in the environment of `studyapp-server serve`.",
+                   err=True)
+
+
+@models.command("list")
+@db_option
+def models_list(db_path: Database) -> None:
+    """The models the gateway serves, and the budgets per participant."""
+    storage = open_storage(db_path)
+    rows = storage.gateway_models()
+    if not rows:
+        click.echo("The gateway serves no model yet: studyapp-server models add NAME --base-url URL ...")
+    else:
+        click.echo(f"{'name':<24}  {'upstream model':<24}  {'key':<28}  base URL")
+        for r in rows:
+            key = f"${r['api_key_env']}" if r["api_key_env"] else r["api_key_file"] or "-"
+            click.echo(f"{r['name']:<24}  {r['upstream_model']:<24}  {key:<28}  {r['base_url']}")
+    limits = storage.gateway_limits()
+    click.echo(f"Budgets per participant: {limits.daily_tokens} tokens per UTC day, "
+               f"{limits.requests_per_minute} requests per minute.")
+
+
+@models.command("remove")
+@db_option
+@click.argument("name")
+def models_remove(db_path: Database, name: str) -> None:
+    """Stop serving NAME (at once, on every worker). Its usage counts stay."""
+    storage = open_storage(db_path)
+    if not storage.remove_gateway_model(name):
+        served = ", ".join(m["name"] for m in storage.gateway_models()) or "none"
+        raise click.ClickException(f"The gateway serves no model {name!r} (it serves: {served}).")
+    click.echo(f"No longer serving {name!r}.")
+
+
+@models.command("limits")
+@db_option
+@click.option("--daily-tokens", type=click.IntRange(1), default=None,
+              help="Tokens (prompt + completion) per participant per UTC day.")
+@click.option("--requests-per-minute", type=click.IntRange(1), default=None,
+              help="Requests per participant per minute.")
+def models_limits(db_path: Database, daily_tokens: int | None, requests_per_minute: int | None) -> None:
+    """Show or set the budgets per participant (in force at once, on every worker)."""
+    storage = open_storage(db_path)
+    if daily_tokens is None and requests_per_minute is None:
+        limits = storage.gateway_limits()
+    else:
+        limits = storage.set_gateway_limits(daily_tokens=daily_tokens, requests_per_minute=requests_per_minute)
+    click.echo(f"Budgets per participant: {limits.daily_tokens} tokens per UTC day, "
+               f"{limits.requests_per_minute} requests per minute.")
+
+
+USAGE_COLUMNS = ["requests", "prompt_tokens", "completion_tokens", "errors", "estimated", "latency_ms_mean",
+                 "latency_ms_max"]
+
+
+@cli.command()
+@db_option
+@click.option("--by", "groups", type=click.Choice(["participant", "role", "day", "model"]), multiple=True,
+              help="Group by these (repeatable) [default: participant, role, day and model].")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True)
+def usage(db_path: Database, groups: tuple[str, ...], fmt: str) -> None:
+    """The model gateway's usage: requests, tokens, errors and latency (counts only, never content).
+
+    estimated counts requests whose tokens were estimated from the text length (the upstream sent no usage)."""
+    import csv
+
+    from studyapp.server.shared_storage import USAGE_GROUPS
+
+    by = list(dict.fromkeys(groups)) or ["participant", "role", "day", "model"]
+    storage = open_storage(db_path)
+    rows = storage.gateway_usage(by)
+    columns = [USAGE_GROUPS[g] for g in by] + USAGE_COLUMNS
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([r[c] for c in columns] for r in rows)
+        return
+    if not rows:
+        click.echo("No use of the study's models yet.")
+        return
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        click.echo("  ".join(str(r[c]).rjust(widths[c]) if c in USAGE_COLUMNS else str(r[c]).ljust(widths[c])
+                             for c in columns))
 
 
 @cli.command("migrate-to-postgres")

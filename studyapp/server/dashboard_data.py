@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,22 @@ class WithdrawnRow:
 
 
 @dataclass(frozen=True)
+class UsageRow:
+    """The model gateway's counts for one UTC day, role and model, over all participants."""
+
+    day: str
+    role: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    errors: int
+    estimated: int
+    latency_ms_mean: int
+    latency_ms_max: int
+
+
+@dataclass(frozen=True)
 class Overview:
     study: dict[str, Any]
     generated_at: datetime
@@ -68,6 +84,9 @@ class Overview:
     participants: list[ParticipantRow]
     reasons: list[ReasonRow]
     withdrawn: list[WithdrawnRow]
+    usage: list[UsageRow] = field(default_factory=list)
+    # The gateway's budgets per participant: (tokens per UTC day, requests per minute).
+    limits: tuple[int, int] | None = None
 
     @property
     def rejected(self) -> int:
@@ -126,7 +145,12 @@ def overview(storage: Storage, now: datetime | None = None) -> Overview:
     reason_rows = [ReasonRow(kind, reason, sum(r["events"] for r in rs), len(rs), max(r["last_at"] for r in rs))
                    for (kind, reason), rs in reasons.items()]
     reason_rows.sort(key=lambda r: (-r.events, r.kind, r.reason))
-    return Overview(study, now, storage.code_counts(), participants, reason_rows, withdrawn)
+    usage = [UsageRow(**{k: r[k] for k in UsageRow.__dataclass_fields__})
+             for r in storage.gateway_usage(("day", "role", "model"))]
+    usage.sort(key=lambda u: (u.day, u.role, u.model), reverse=True)  # the latest day first
+    limits = storage.gateway_limits()
+    return Overview(study, now, storage.code_counts(), participants, reason_rows, withdrawn, usage,
+                    (limits.daily_tokens, limits.requests_per_minute))
 
 
 # The last headline figures per database, with the data version they were computed on: the analysis reads every

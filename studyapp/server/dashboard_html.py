@@ -128,6 +128,24 @@ def _upload_health(overview: Overview) -> str:
             + _table("rejections", head, rows, "No event has been rejected.") + "</section>")
 
 
+def _model_usage(overview: Overview) -> str:
+    rows = [f"<tr>{_td('day', u.day)}{_td('role', u.role)}{_td('model', u.model)}{_td('requests', u.requests, 'num')}"
+            f"{_td('prompt_tokens', u.prompt_tokens, 'num')}{_td('completion_tokens', u.completion_tokens, 'num')}"
+            f"{_td('errors', u.errors, 'num')}{_td('latency_ms_mean', u.latency_ms_mean, 'num')}"
+            f"{_td('latency_ms_max', u.latency_ms_max, 'num')}</tr>" for u in overview.usage]
+    head = [("Day (UTC)", ""), ("Role", ""), ("Model", ""), ("Requests", "num"), ("Prompt tokens", "num"),
+            ("Completion tokens", "num"), ("Errors", "num"), ("Mean ms", "num"), ("Max ms", "num")]
+    budgets = ""
+    if overview.limits is not None:
+        budgets = (f" Budgets per participant: {overview.limits[0]} tokens per UTC day, {overview.limits[1]} "
+                   "requests per minute.")
+    return ('<section id="model-usage"><h2>Study models</h2>'
+            '<p class="rule">Requests relayed by the model gateway (/llm/v1), over all participants: counts and '
+            'timings only, never a prompt or an answer; withdrawn participants\' counts are deleted with their data.'
+            f'{_e(budgets)}</p>\n'
+            + _table("usage", head, rows, "No participant has used the study's models yet.") + "</section>")
+
+
 def _withdrawn(overview: Overview) -> str:
     rows = [f"<tr>{_td('participant_id', w.participant_id, 'id')}"
             f"{_td('withdrawn_at', _time(w.withdrawn_at), 'time')}</tr>" for w in overview.withdrawn]
@@ -177,6 +195,6 @@ def dashboard_page(overview: Overview, figures: list[tuple[str, Item | None]] | 
               f'{_e(overview.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))}</span>; reload for fresh numbers.</p>'
               f'</div><form method="post" action="{_e(home)}/logout"><span class="muted">{_e(researcher)}</span> '
               '<button type="submit" id="logout">Log out</button></form></header>')
-    body = "\n".join([header, _enrollment(overview), _upload_health(overview),
+    body = "\n".join([header, _enrollment(overview), _upload_health(overview), _model_usage(overview),
                       _withdrawn(overview), _headline(figures)])
     return _page(f"Study dashboard: {study['title']}", body)

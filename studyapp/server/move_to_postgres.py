@@ -197,9 +197,13 @@ def _move(sqlite: Storage, target: PgStorage, progress: Any) -> MoveReport:
                 conn.execute("SELECT setval(pg_get_serial_sequence('events', 'n'), "
                              "coalesce((SELECT max(n) FROM events), 0) + 1, false)")
     with target.snapshot() as check:
+        # Text keys in SQLite's byte order; numbers (events.n, gateway_limits.id) take no collation.
+        text_columns = {(r["table_name"], r["column_name"]) for r in check.conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND data_type = 'text'")}
         for table, (columns, key) in tables.items():
             cols = ", ".join(f'"{c}"' for c in columns)
-            order = ", ".join(f'"{c}" COLLATE "C"' if c != "n" else f'"{c}"' for c in key)
+            order = ", ".join(f'"{c}" COLLATE "C"' if (table, c) in text_columns else f'"{c}"' for c in key)
             total = _Sum()
             with check.conn.raw.cursor(name=f"check_{table}") as cur:
                 cur.itersize = 5000

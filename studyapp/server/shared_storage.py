@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from studyapp.server import auth
@@ -32,6 +33,29 @@ from studyapp.server.ingest import (
 from studyapp.server.validation import RECORD_KEYS
 
 EventRow = tuple[str, str, str, str, str | None, str, str]
+
+# The model gateway's budgets per participant when the researchers set none (`studyapp-server models limits`).
+DEFAULT_DAILY_TOKENS = 200_000
+DEFAULT_REQUESTS_PER_MINUTE = 30
+# How `usage --by ...` groups the gateway's counts: the columns named.
+USAGE_GROUPS = {"participant": "participant_id", "role": "role", "day": "day", "model": "model"}
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    daily_tokens: int
+    requests_per_minute: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the gateway may do with one participant's request: ``refused`` is None (go ahead), "withdrawn",
+    "unknown" (no such participant or token), "daily_tokens" or "requests_per_minute"."""
+
+    refused: str | None
+    participant_id: str | None = None
+    limits: GatewayLimits | None = None
+    used_tokens: int = 0
 
 
 def latest_sql(kind: str, what: str) -> str:
@@ -323,6 +347,8 @@ class SharedStorage:
             ts = now()
             conn.execute("DELETE FROM events WHERE participant_id = ?", [participant_id])
             conn.execute("DELETE FROM rejections WHERE participant_id = ?", [participant_id])
+            conn.execute("DELETE FROM gateway_usage WHERE participant_id = ?", [participant_id])
+            conn.execute("DELETE FROM gateway_rate WHERE participant_id = ?", [participant_id])
             conn.execute("DELETE FROM participants WHERE id = ?", [participant_id])
             conn.execute("INSERT INTO tombstones (participant_id, token_hash, withdrawn_at) VALUES (?, ?, ?)",
                          [participant_id, token_hash, ts])
@@ -400,3 +426,134 @@ class SharedStorage:
     def export_log(self) -> list[dict[str, Any]]:
         with self._read() as conn:
             return [dict(r) for r in conn.execute("SELECT * FROM export_log ORDER BY exported_at")]
+
+    # -- the model gateway -------------------------------------------------------------------------
+
+    def gateway_models(self) -> list[dict[str, Any]]:
+        """The models the gateway serves, by name (settings only: a key is never stored, only where it is)."""
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute("SELECT * FROM gateway_models ORDER BY name")]
+
+    def gateway_model(self, name: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM gateway_models WHERE name = ?", [name]).fetchone()
+        return dict(row) if row is not None else None
+
+    def add_gateway_model(self, *, name: str, base_url: str, upstream_model: str, api_key_env: str | None,
+                          api_key_file: str | None) -> None:
+        with self.write() as conn:
+            if conn.execute("SELECT 1 FROM gateway_models WHERE name = ?", [name]).fetchone():
+                raise StorageError(f"The gateway already serves a model named {name!r}. Remove it first "
+                                   f"(studyapp-server models remove {name}) to change its settings.")
+            conn.execute("INSERT INTO gateway_models (name, base_url, upstream_model, api_key_env, api_key_file, "
+                         "added_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         [name, base_url, upstream_model, api_key_env, api_key_file, now()])
+
+    def remove_gateway_model(self, name: str) -> bool:
+        """Stop serving ``name``; False if there was no such model. Its usage counts stay."""
+        with self.write() as conn:
+            return conn.execute("DELETE FROM gateway_models WHERE name = ?", [name]).rowcount > 0
+
+    def gateway_limits(self) -> GatewayLimits:
+        with self._read() as conn:
+            return self._limits(conn)
+
+    @staticmethod
+    def _limits(conn: Connection) -> GatewayLimits:
+        row = conn.execute("SELECT daily_tokens, requests_per_minute FROM gateway_limits WHERE id = 1").fetchone()
+        if row is None:
+            return GatewayLimits(DEFAULT_DAILY_TOKENS, DEFAULT_REQUESTS_PER_MINUTE)
+        return GatewayLimits(int(row["daily_tokens"]), int(row["requests_per_minute"]))
+
+    def set_gateway_limits(self, *, daily_tokens: int | None = None,
+                           requests_per_minute: int | None = None) -> GatewayLimits:
+        """Change either budget (None keeps it); returns the budgets now in force, for every worker at once."""
+        with self.write() as conn:
+            current = self._limits(conn)
+            limits = GatewayLimits(current.daily_tokens if daily_tokens is None else daily_tokens,
+                                   current.requests_per_minute if requests_per_minute is None
+                                   else requests_per_minute)
+            conn.execute("INSERT INTO gateway_limits (id, daily_tokens, requests_per_minute, updated_at) "
+                         "VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET daily_tokens = excluded.daily_tokens, "
+                         "requests_per_minute = excluded.requests_per_minute, updated_at = excluded.updated_at",
+                         [limits.daily_tokens, limits.requests_per_minute, now()])
+        return limits
+
+    def gateway_admit(self, token: str, *, day: str, minute: str) -> Admission:
+        """Admit one request of the participant holding ``token`` to the gateway, or say why not.
+
+        One write transaction: the participant must still be enrolled (on PostgreSQL its row lock orders this
+        after a concurrent withdrawal), today's tokens (UTC ``day``) must be under the daily budget, and the
+        request must fit in this UTC ``minute``'s rate, which it then uses. The counters live in the database, so
+        the limits hold across every worker process."""
+        token_hash = auth.hash_secret(token)
+        with self.write() as conn:
+            row = conn.execute(f"SELECT id, token_hash FROM participants WHERE token_hash = ?{self._for_update}",
+                               [token_hash]).fetchone()
+            if row is None or not auth.same_hash(row["token_hash"], token_hash):
+                gone = conn.execute("SELECT 1 FROM tombstones WHERE token_hash = ?", [token_hash]).fetchone()
+                return Admission("withdrawn" if gone else "unknown")
+            participant_id = str(row["id"])
+            limits = self._limits(conn)
+            used = int(conn.execute("SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) AS used "
+                                    "FROM gateway_usage WHERE participant_id = ? AND day = ?",
+                                    [participant_id, day]).fetchone()["used"])
+            if used >= limits.daily_tokens:
+                return Admission("daily_tokens", participant_id, limits, used)
+            # One statement both checks and counts: a new minute starts at 1; within the minute the row changes
+            # only while under the limit, so no row comes back when the request does not fit.
+            admitted = conn.execute(
+                "INSERT INTO gateway_rate (participant_id, minute, requests) VALUES (?, ?, 1) "
+                "ON CONFLICT (participant_id) DO UPDATE SET "
+                "requests = CASE WHEN gateway_rate.minute = excluded.minute THEN gateway_rate.requests + 1 ELSE 1 END, "
+                "minute = excluded.minute "
+                "WHERE gateway_rate.minute <> excluded.minute OR gateway_rate.requests < ? "
+                "RETURNING requests",
+                [participant_id, minute, limits.requests_per_minute]).fetchone()
+            if admitted is None:
+                return Admission("requests_per_minute", participant_id, limits, used)
+            return Admission(None, participant_id, limits, used)
+
+    def record_gateway_usage(self, participant_id: str, *, day: str, role: str, model: str, prompt_tokens: int,
+                             completion_tokens: int, error: bool, estimated: bool, latency_ms: int) -> None:
+        """Add one request's counts. Nothing is added for a participant who withdrew while it ran."""
+        with self.write() as conn:
+            # INSERT ... SELECT from participants: no row (and no foreign-key error) once the participant is gone.
+            conn.execute(
+                "INSERT INTO gateway_usage (participant_id, day, role, model, requests, prompt_tokens, "
+                "completion_tokens, errors, estimated, latency_ms_total, latency_ms_max) "
+                "SELECT id, ?, ?, ?, 1, ?, ?, ?, ?, ?, ? FROM participants WHERE id = ? "
+                "ON CONFLICT (participant_id, day, role, model) DO UPDATE SET "
+                "requests = gateway_usage.requests + 1, "
+                "prompt_tokens = gateway_usage.prompt_tokens + excluded.prompt_tokens, "
+                "completion_tokens = gateway_usage.completion_tokens + excluded.completion_tokens, "
+                "errors = gateway_usage.errors + excluded.errors, "
+                "estimated = gateway_usage.estimated + excluded.estimated, "
+                "latency_ms_total = gateway_usage.latency_ms_total + excluded.latency_ms_total, "
+                "latency_ms_max = CASE WHEN excluded.latency_ms_max > gateway_usage.latency_ms_max "
+                "THEN excluded.latency_ms_max ELSE gateway_usage.latency_ms_max END",
+                [day, role, model, prompt_tokens, completion_tokens, int(error), int(estimated), latency_ms,
+                 latency_ms, participant_id])
+
+    def gateway_usage(self, by: Sequence[str] = ("participant", "role", "day", "model")) -> list[dict[str, Any]]:
+        """The gateway's counts summed over everything but the ``by`` groups (participant, role, day, model), with
+        the mean latency; ordered by the groups."""
+        columns = [USAGE_GROUPS[g] for g in by]
+        keys = ", ".join(columns)
+        select = f"{keys}, " if keys else ""
+        group = f" GROUP BY {keys} ORDER BY {keys}" if keys else ""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {select}sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, "
+                "sum(completion_tokens) AS completion_tokens, sum(errors) AS errors, sum(estimated) AS estimated, "
+                "sum(latency_ms_total) AS latency_ms_total, max(latency_ms_max) AS latency_ms_max "
+                f"FROM gateway_usage{group}").fetchall()
+        out = []
+        for r in rows:
+            row = dict(r)
+            if row["requests"] is None:
+                continue  # no usage at all: the sums of no rows
+            row = {k: (int(v) if k not in columns and v is not None else v) for k, v in row.items()}
+            row["latency_ms_mean"] = round(row["latency_ms_total"] / row["requests"]) if row["requests"] else 0
+            out.append(row)
+        return out

@@ -94,7 +94,8 @@ def serve(storage: Storage | PgStorage, **options: Any) -> Iterator[str]:
     """Run the app under uvicorn on 127.0.0.1 (free port) in a thread; yields the base URL."""
     sock = bound_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(storage, **options), log_level="warning", lifespan="off")
+    # lifespan on: the app's model gateway opens its upstream client there.
+    config = uvicorn.Config(create_app(storage, **options), log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -29,7 +29,7 @@ from tests.support.net import free_port
 
 T = TypeVar("T")
 TABLES = {"study", "researcher_tokens", "enrollment_codes", "participants", "events", "tombstones", "export_log",
-          "rejections"}
+          "rejections", "gateway_models", "gateway_limits", "gateway_usage", "gateway_rate"}
 
 
 def init(storage: Storage | PgStorage) -> str:
