@@ -488,8 +488,8 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
                               media_type="text/csv" if format == "csv" else "application/x-ndjson")
 
     dashboard.install(app, storage)
-    gateway.install(app, storage, allowed_client=allowed_client, failed=throttle.failed,
-                    read_timeout_s=gateway_read_timeout_s)
+    gateway.install(app, storage, participant_token=participant_token, allowed_client=allowed_client,
+                    failed=throttle.failed, read_timeout_s=gateway_read_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app
 

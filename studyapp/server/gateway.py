@@ -34,7 +34,6 @@ from typing import Annotated, Any, Literal
 import anyio
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -109,10 +108,6 @@ class ModelEntry(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"]
     data: list[ModelEntry]
-
-
-gateway_bearer = HTTPBearer(auto_error=False, scheme_name="ParticipantToken",
-                            description="The token a participant received at enrollment.")
 
 
 class KeyUnavailable(Exception):
@@ -391,9 +386,12 @@ class Relay(Response):
                 await response.aclose()
 
 
-def install(app: FastAPI, storage: Any, *, allowed_client: Callable[..., str], failed: Callable[[str], None],
-            read_timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> None:
-    """Add the gateway's endpoints (``/llm/v1/...``) to ``app``, and its upstream client to the app's lifespan."""
+def install(app: FastAPI, storage: Any, *, participant_token: Callable[..., str], allowed_client: Callable[..., str],
+            failed: Callable[[str], None], read_timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> None:
+    """Add the gateway's endpoints (``/llm/v1/...``) to ``app``, and its upstream client to the app's lifespan.
+
+    ``participant_token`` and ``allowed_client`` are the app's own dependencies: the same bearer token and the same
+    failed-authentication throttle as every other participant endpoint."""
     started = app.router.lifespan_context
 
     @asynccontextmanager
@@ -433,15 +431,6 @@ def install(app: FastAPI, storage: Any, *, allowed_client: Callable[..., str], f
                       "the most allowed; wait until the next minute.")
         wait = max(1, math.ceil((reset - moment).total_seconds()))
         raise GatewayRefusal(detail, admission.refused or "", _iso(reset), wait)
-
-    def participant_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(gateway_bearer)],
-        client: Annotated[str, Depends(allowed_client)],
-    ) -> str:
-        if credentials is None:
-            raise HTTPException(401, "Send the participant token as 'Authorization: Bearer TOKEN'.",
-                                headers={"WWW-Authenticate": "Bearer"})
-        return credentials.credentials
 
     @app.exception_handler(GatewayRefusal)
     async def on_refusal(request: Request, exc: GatewayRefusal) -> Response:
