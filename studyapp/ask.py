@@ -26,7 +26,7 @@ async def ask_once(app_ctx: AppContext, text: str) -> tuple[str, str]:
     A reply that failed has status ``error`` and its message is raised as a ``click.ClickException``."""
     from studyapp.tui.services import Services
 
-    services = Services(app_ctx)
+    services = Services(app_ctx, recover=False)  # a chat app may be running beside this command
     conversation_id, status, error = "", "", None
     try:
         async with aclosing(services.turns.run(None, text, memory_enabled=False)) as events:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,7 +25,7 @@ import keyring.errors
 from keyring.backends import fail
 
 from studyapp import paths
-from studyapp.private_files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, SHARED_BITS, supported
+from studyapp.private_files import PRIVATE_DIR_MODE, SHARED_BITS, supported
 
 SERVICE = "studyapp"
 ENV_API_KEY = "STUDYAPP_API_KEY"
@@ -144,8 +145,9 @@ def _write_file(data: dict[str, str]) -> None:
     if not data:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    # mkstemp: a new name each time (a file left by a killed process never blocks the write), created 0600.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=True)

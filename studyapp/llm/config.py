@@ -81,7 +81,9 @@ class ModelSettings:
         """These settings for another model. Moving between the embedded model and an endpoint starts from the new
         kind's default parameters: the embedded model's (min_p, repeat_penalty, ...) are for that model only."""
         params = self.params if (model == LOCAL) == self.is_local else default_params(model)
-        return replace(self, model=model, base_url=base_url, params=params)
+        # The participant's token goes only to the study's own server: another address is a direct endpoint.
+        via_study = self.via_study if base_url == self.base_url else None
+        return replace(self, model=model, base_url=base_url, params=params, via_study=via_study)
 
     def describe(self) -> str:
         if self.is_local:

@@ -18,6 +18,7 @@ import asyncio
 import email.utils
 import functools
 import json
+import math
 import re
 import ssl
 import time
@@ -564,7 +565,9 @@ def study_limit_message(limit: str, reset_at: datetime | None, retry_after: floa
     E.g. "Today's model budget from the study is used up; it resets at 01:00 (in 3 h 12 min)."
     """
     now = now or datetime.now(UTC)
-    if reset_at is None and retry_after is not None:
+    if reset_at is not None and not timedelta(0) <= reset_at - now <= timedelta(seconds=MAX_RETRY_AFTER_S):
+        reset_at = None  # a reset time in the past or days away is not believed
+    if reset_at is None and retry_after is not None and 0 <= retry_after <= MAX_RETRY_AFTER_S:
         reset_at = now + timedelta(seconds=retry_after)
     if limit == "daily_tokens":
         head = "Today's model budget from the study is used up"
@@ -578,18 +581,23 @@ def study_limit_message(limit: str, reset_at: datetime | None, retry_after: floa
     return f"{head}; it resets at {local:%H:%M} (in {_duration((reset_at - now).total_seconds())})."
 
 
+# A server's Retry-After beyond this is not believed (nor are inf and NaN): the wait is said as "later".
+MAX_RETRY_AFTER_S = 2 * 86400.0
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if not math.isfinite(seconds) or seconds > MAX_RETRY_AFTER_S:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, seconds)
 
 
 def _short(text: str, limit: int = 160) -> str:

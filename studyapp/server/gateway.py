@@ -349,6 +349,18 @@ class Relay(Response):
                 await self._problem(send, 502, self._unreachable(f"HTTP {response.status_code} from its server",
                                                                  "its server failed to answer"), outcome)
                 return
+            if response.status_code in (401, 403, 404, 407):
+                # The upstream refused the study's key or does not know its model: the researchers' configuration,
+                # not the participant's doing. Its body may quote the key; the app would read a 401 as its own
+                # token refused. So neither passes: a 502 in the gateway's words, the status in the server's log.
+                outcome.error = True
+                log.warning("gateway: model %r refused by its server: HTTP %d (check `studyapp-server models list` "
+                            "and the key)", self.model, response.status_code)
+                await self._problem(send, 502, f"The study's model server could not use model '{self.model}' "
+                                               f"(HTTP {response.status_code} from its server): the study's key or "
+                                               "model setting was refused. The researchers see this in the server's "
+                                               "log; try again later.", outcome)
+                return
             if response.status_code >= 400:
                 # The upstream's own answer (a bad request, its rate limit): passed through unchanged.
                 outcome.error = True

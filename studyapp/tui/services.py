@@ -44,15 +44,18 @@ STARTED_KEY = "app.started"
 
 
 class Services:
-    def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None) -> None:
+    def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None,
+                 recover: bool = True) -> None:
+        """``recover``: end what a crashed run left open (below). The chat app does; `studyapp ask` does not, since
+        a chat app running beside it may have a reply streaming or a comparison on screen right now."""
         self.app_ctx = app_ctx
         self.conversations = ConversationStore(app_ctx.db)
         # A crash may have left a reply 'streaming': it is interrupted, with its text so far kept.
-        self.recovered = self.conversations.mark_streaming_interrupted()
+        self.recovered = self.conversations.mark_streaming_interrupted() if recover else 0
         # Likewise a comparison still generating or on screen when the app closed: nothing can rate it now, so it
         # ends 'abandoned' and becomes a study record. Were a rating recorded later after all, it wins (the
         # record's state prefers the rating, and the server keeps a comparison's latest event).
-        self.abandoned = ComparisonStore(app_ctx.db).mark_abandoned()
+        self.abandoned = ComparisonStore(app_ctx.db).mark_abandoned() if recover else 0
         # A database that holds conversations from before STARTED_KEY existed has started before, too.
         self.first_start = app_ctx.settings.get(STARTED_KEY) is None and not self.conversations.list(limit=1)
         self._fixed_factory = model_factory

@@ -56,3 +56,19 @@ def test_ask_says_when_the_model_does_not_answer_and_keeps_the_message(tmp_path:
     [(_, _, messages)] = stored(tmp_path)
     assert messages[0] == ("user", "Hi", "complete")
     assert messages[1][0] == "assistant" and messages[1][2] == "error"
+
+
+def test_ask_leaves_a_running_apps_streaming_reply_alone(tmp_path: Path, scripted_llm: ScriptedLLM) -> None:
+    # A chat app beside the command is streaming a reply: `ask` must not end it as if a crash had left it.
+    db = open_database(tmp_path / "studyapp.db")
+    store = ConversationStore(db)
+    conversation = store.create("Open in the app")
+    store.add_message(conversation.id, "user", "Tell me more")
+    streaming = store.add_message(conversation.id, "assistant", "So far", status="streaming")
+    db.close()
+    result = CliRunner().invoke(cli, ["--model", scripted_llm.model, "--base-url", scripted_llm.base_url,
+                                      "ask", "--data-dir", str(tmp_path), "Quick question"])
+    assert result.exit_code == 0, result.output
+    db = open_database(tmp_path / "studyapp.db")
+    assert ConversationStore(db).get_message(streaming.id).status == "streaming"
+    db.close()

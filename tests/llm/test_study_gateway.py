@@ -209,3 +209,21 @@ def test_another_base_url_drops_the_study_route(monkeypatch: pytest.MonkeyPatch)
     assert resolve(stored).via_study is None
     # Settings stored before routes existed read as direct.
     assert resolve({"model": "m", "base_url": "http://127.0.0.1:8080/v1"}).via_study is None
+
+
+def test_a_retry_after_that_cannot_be_believed_is_said_as_later() -> None:
+    from studyapp.llm.openai_compat import _retry_after
+
+    for value in ("inf", "nan", "1e20", "-inf"):
+        assert _retry_after(value) in (None, 0.0), value
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    assert study_limit_message("daily_tokens", None, float("1e20"), now=now).endswith("; try again later.")
+    far = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    assert study_limit_message("daily_tokens", far, None, now=now).endswith("; try again later.")
+
+
+def test_choosing_another_address_for_the_chat_drops_the_study_route() -> None:
+    # E.g. the first start's offer of a local server accepted after `studyapp enroll` took on the study's model.
+    settings = ModelSettings(model="gpt-4o-mini", base_url="https://study.example.org/llm/v1", via_study="s1")
+    assert settings.with_model("llama3", "http://127.0.0.1:11434/v1").via_study is None
+    assert settings.with_model("gpt-4o", "https://study.example.org/llm/v1").via_study == "s1"

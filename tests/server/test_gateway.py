@@ -305,6 +305,20 @@ def test_an_upstream_5xx_is_502_and_a_4xx_passes_through(gw: Gateway) -> None:
     assert (row["requests"], row["errors"]) == (3, 3)
 
 
+def test_an_upstream_refusing_the_studys_key_is_502_in_the_gateways_words(
+        gw: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    # The upstream's 401 body quotes the key's end; a 401 reaching the app would read as its own token refused.
+    for status in (401, 403, 404):
+        gw.llm.add_error(status, {"error": {"message": f"Incorrect API key provided: sk-...{KEY[-4:]}"}})
+        with caplog.at_level(logging.WARNING):
+            response = gw.chat()
+        assert response.status_code == 502
+        detail = response.json()["detail"]
+        assert f"could not use model '{MODEL}' (HTTP {status} from its server)" in detail
+        assert KEY[-4:] not in response.text and "Incorrect API key" not in response.text
+    assert "refused by its server: HTTP 404" in caplog.text
+
+
 @pytest.fixture
 def silent_upstream() -> Iterator[str]:
     """An upstream that accepts connections and never answers (the slowest model), as a base URL."""
