@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -63,12 +63,23 @@ class AppContext:
         return SettingsStore(self.db)
 
     def model_settings(self) -> llm_config.ModelSettings:
-        return llm_config.resolve(
+        settings = llm_config.resolve(
             self.settings.get(llm_config.SETTINGS_KEY),
             model=self.model_override,
             base_url=self.base_url_override,
             environment=not self.model_chosen,
         )
+        if settings.via_study:
+            # The participant's token goes only to the server of the study they are enrolled in now, whatever
+            # address was saved when the chat took on its model (the server may have moved since, or the
+            # participant withdrawn): no server, no address, and the model says the models come with enrollment.
+            from studyapp.study.current import current_study
+            from studyapp.study.models import study_server
+
+            study = current_study(self.db)
+            server = study_server(study) if study.enrolled and study.protocol.id == settings.via_study else None
+            settings = replace(settings, base_url=llm_config.gateway_url(server) if server else None)
+        return settings
 
     def model_overridden_by(self) -> list[str]:
         """What wins over the saved model settings in this run (flags, environment variables), if anything."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -249,4 +250,24 @@ async def test_a_failing_judge_through_the_study_is_noted_until_it_works_again(
     assert role_problems(app_ctx.db) == []
     assert {h["x-studyapp-role"] for h in gateway.request_headers} == {"judge"}
     await services.aclose()
+    app_ctx.close()
+
+
+def test_the_token_follows_the_server_enrolled_with_now_not_the_address_saved(tmp_path: Path) -> None:
+    """The study's server moved and the participant enrolled again with the same protocol: the saved chat settings
+    still name the old address, but the token only ever goes to the server enrolled with now."""
+    app_ctx = AppContext.create(tmp_path)
+    protocol = parse_protocol(PROTOCOL)
+    save_enrollment(app_ctx.db, protocol, participant_id="p1", server_url="http://old.example.org:8000")
+    services = Services(app_ctx)
+    assert services.model_settings().base_url == "http://old.example.org:8000/llm/v1"
+    save_enrollment(app_ctx.db, protocol, participant_id="p2", server_url="https://new.example.org")
+    settings = app_ctx.model_settings()
+    assert (settings.base_url, settings.via_study) == ("https://new.example.org/llm/v1", STUDY)
+    # Enrolled in another study since: no address at all for this study's route (the model says to enroll).
+    other = parse_protocol(ratings_study("other-study", "Other", ROUTES))
+    save_enrollment(app_ctx.db, other, participant_id="p3", server_url="https://other.example.org")
+    stale = replace(app_ctx.model_settings(), via_study=STUDY)
+    app_ctx.save_model_settings(stale)
+    assert app_ctx.model_settings().base_url is None
     app_ctx.close()
