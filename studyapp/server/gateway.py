@@ -54,6 +54,9 @@ CHARS_PER_TOKEN = 4
 # A non-streaming answer is read for its ``usage`` up to this size (answers are far smaller); beyond it, estimated.
 MAX_TALLIED_BODY = 4 * 1024 * 1024
 WITHDRAWN = "You have withdrawn from this study, so its models are no longer available to you."
+NO_CONSENT = ("The study's models are available once this server has received your consent: agree to the consent "
+              "document in the app (Ctrl+P, Study consent) or with `studyapp consent`; the app then sends it within "
+              "a minute.")
 
 
 class GatewayProblem(BaseModel):
@@ -431,6 +434,8 @@ def install(app: FastAPI, storage: Any, *, participant_token: Callable[..., str]
                                 headers={"WWW-Authenticate": "Bearer"})
         if admission.refused == "withdrawn":
             raise HTTPException(403, WITHDRAWN)
+        if admission.refused == "no_consent":
+            raise HTTPException(403, NO_CONSENT)
         limits = admission.limits
         assert limits is not None
         if admission.refused == "daily_tokens":

@@ -50,7 +50,8 @@ class GatewayLimits:
 @dataclass(frozen=True)
 class Admission:
     """What the gateway may do with one participant's request: ``refused`` is None (go ahead), "withdrawn",
-    "unknown" (no such participant or token), "daily_tokens" or "requests_per_minute"."""
+    "unknown" (no such participant or token), "no_consent" (no consent record received yet), "daily_tokens" or
+    "requests_per_minute"."""
 
     refused: str | None
     participant_id: str | None = None
@@ -488,12 +489,16 @@ class SharedStorage:
         the limits hold across every worker process."""
         token_hash = auth.hash_secret(token)
         with self.write() as conn:
-            row = conn.execute(f"SELECT id, token_hash FROM participants WHERE token_hash = ?{self._for_update}",
-                               [token_hash]).fetchone()
+            row = conn.execute("SELECT id, token_hash, categories FROM participants "
+                               f"WHERE token_hash = ?{self._for_update}", [token_hash]).fetchone()
             if row is None or not auth.same_hash(row["token_hash"], token_hash):
                 gone = conn.execute("SELECT 1 FROM tombstones WHERE token_hash = ?", [token_hash]).fetchone()
                 return Admission("withdrawn" if gone else "unknown")
             participant_id = str(row["id"])
+            if row["categories"] is None:
+                # The consent document tells participants their model calls pass through this server: none do
+                # before the server has received their consent record.
+                return Admission("no_consent", participant_id)
             limits = self._limits(conn)
             used = int(conn.execute("SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) AS used "
                                     "FROM gateway_usage WHERE participant_id = ? AND day = ?",

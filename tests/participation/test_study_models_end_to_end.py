@@ -79,6 +79,9 @@ def enroll(live: LiveServer, data_dir: Path) -> None:
     app_ctx = AppContext.create(data_dir)
     ConsentService(app_ctx.db).grant(current_study(app_ctx.db).protocol, f.ALL_CATEGORIES)
     app_ctx.close()
+    # The gateway serves a participant once the server has their consent: the app's uploader sends it.
+    result = CliRunner().invoke(cli, ["sync", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
 
 
 async def a_day_through_the_gateway(data_dir: Path, upstream: ScriptedLLM) -> None:

@@ -203,6 +203,12 @@ class LiveServer:
         data = response.json()
         return data["participant_id"], data["token"]
 
+    def enroll_consented(self) -> tuple[str, str]:
+        """Enroll a new participant over HTTP and upload its consent to every category; (participant_id, token)."""
+        participant_id, token = self.enroll()
+        self.upload(token, [consent()]).raise_for_status()
+        return participant_id, token
+
     def upload(self, token: str, events: list[dict[str, Any]]) -> httpx.Response:
         return httpx.post(f"{self.base_url}/v1/events", json={"events": events},
                           headers={"Authorization": f"Bearer {token}"})

@@ -22,9 +22,9 @@ from click.testing import CliRunner
 
 from studyapp.server.backend import open_storage
 from studyapp.server.cli import cli
-from studyapp.server.gateway import WITHDRAWN
+from studyapp.server.gateway import NO_CONSENT, WITHDRAWN
 from studyapp.server.storage import Storage
-from tests.server.live import LiveServer, new_storage, serve
+from tests.server.live import LiveServer, consent, new_storage, serve
 from tests.support.net import bound_socket, free_port, wait_until_http_ok
 from tests.support.scripted_llm import ScriptedLLM, run_scripted_llm
 
@@ -77,7 +77,7 @@ def gw(live: LiveServer, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch) -> G
     monkeypatch.setenv(KEY_ENV, KEY)
     live.storage.add_gateway_model(name=MODEL, base_url=llm.base_url, upstream_model=llm.model,
                                    api_key_env=KEY_ENV, api_key_file=None)
-    participant_id, token = live.enroll()
+    participant_id, token = live.enroll_consented()
     return Gateway(live, llm, participant_id, token)
 
 
@@ -188,6 +188,19 @@ def test_a_missing_or_unknown_token_is_401(gw: Gateway) -> None:
     assert gw.llm.requests == []
 
 
+def test_no_model_call_passes_before_the_server_has_the_participants_consent(gw: Gateway) -> None:
+    _, token = gw.live.enroll()  # enrolled, no consent record sent yet
+    response = gw.chat(token=token)
+    assert response.status_code == 403
+    assert response.json()["detail"] == NO_CONSENT
+    assert gw.llm.requests == []
+    # Listing the study's model names carries nothing of the participant's: it is allowed.
+    assert httpx.get(f"{gw.url}/models", headers=gw.headers(token=token)).status_code == 200
+    gw.live.upload(token, [consent()]).raise_for_status()
+    assert gw.chat(token=token).status_code == 200
+    assert len(gw.llm.requests) == 1
+
+
 def test_withdrawal_revokes_access_at_once_and_deletes_the_usage(gw: Gateway) -> None:
     assert gw.chat().status_code == 200
     assert gw.live.sql("SELECT count(*) FROM gateway_usage WHERE participant_id = ?", [gw.participant_id]) == [(1,)]
@@ -220,7 +233,7 @@ def test_over_the_daily_token_budget_is_429_until_midnight_utc(gw: Gateway) -> N
     assert 1 <= int(response.headers["Retry-After"]) <= 24 * 3600
     assert len(gw.llm.requests) == 1
     # Another participant has a budget of its own.
-    _, other = gw.live.enroll()
+    _, other = gw.live.enroll_consented()
     assert gw.chat(token=other).status_code == 200
 
 
@@ -338,7 +351,7 @@ def test_an_upstream_that_does_not_answer_in_time_is_504(tmp_path: Path, silent_
     try:
         with serve(storage, gateway_read_timeout_s=0.5) as base_url:
             live = LiveServer(base_url, storage, "")
-            _, token = live.enroll()
+            _, token = live.enroll_consented()
             response = httpx.post(f"{base_url}/llm/v1/chat/completions", json={"model": "slow", "messages": []},
                                   headers={"Authorization": f"Bearer {token}"}, timeout=30)
     finally:
@@ -473,7 +486,7 @@ def test_models_add_list_remove_and_limits(live: LiveServer, llm: ScriptedLLM,
     assert llm.model in listed.output and f"${KEY_ENV}" in listed.output and KEY not in listed.output
     assert "200000 tokens per UTC day, 30 requests per minute" in listed.output
 
-    _, token = live.enroll()
+    _, token = live.enroll_consented()
     answer = httpx.post(f"{live.base_url}/llm/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
                         json={"model": llm.model, "messages": [{"role": "user", "content": "hi"}]})
     assert answer.status_code == 200
@@ -543,7 +556,7 @@ def test_the_rate_is_counted_in_the_database_across_processes(live: LiveServer, 
     # Two storages on one database stand for two worker processes (each has its own connections): the requests of
     # one minute are counted once, whichever admits them, and concurrent admissions never exceed the limit.
 
-    _, token = live.enroll()
+    _, token = live.enroll_consented()
     live.storage.set_gateway_limits(requests_per_minute=5)
     other = open_storage(server_db, migrate=False)
     try:
@@ -576,8 +589,8 @@ def test_budgets_and_withdrawal_hold_on_every_worker(pg_url: str, llm: ScriptedL
     try:
         wait_until_http_ok(f"{base}/health", timeout=60, alive=lambda: proc.poll() is None)
         live = LiveServer(base, storage, "")
-        _, spender = live.enroll()
-        _, leaver = live.enroll()
+        _, spender = live.enroll_consented()
+        _, leaver = live.enroll_consented()
 
         def chat(token: str) -> httpx.Response:
             return httpx.post(f"{base}/llm/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
@@ -612,7 +625,7 @@ def test_budgets_and_withdrawal_hold_on_every_worker(pg_url: str, llm: ScriptedL
 
 @pytest.mark.sqlite_only("a pilot's SQLite database is the source of the move")
 def test_migrate_to_postgres_moves_the_gateway_settings_and_counts(live: LiveServer, pg_url: str) -> None:
-    participant_id, token = live.enroll()
+    participant_id, token = live.enroll_consented()
     live.storage.add_gateway_model(name=MODEL, base_url="http://127.0.0.1:9/v1", upstream_model="m",
                                    api_key_env=KEY_ENV, api_key_file=None)
     live.storage.set_gateway_limits(daily_tokens=1234, requests_per_minute=9)
