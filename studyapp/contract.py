@@ -182,6 +182,9 @@ def check_field(name: str, value: Any, *, require_offset: bool = False, optional
             return None
         if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
             raise ContractError(f"field '{name}' must be a non-empty id of at most {MAX_KEY_LENGTH} characters")
+        if not value.isprintable():
+            # A control character (NUL above all) in a key: PostgreSQL cannot store it, and no app makes one.
+            raise ContractError(f"field '{name}' holds a control character; an id is printable text")
         return value
     if value is None:
         if name in BOOL_FIELDS:
@@ -294,7 +297,7 @@ def check_fields(kind: str, payload: Any, *, require_offset: bool = False) -> di
                     checked[name] = value
                     continue
             elif cls == _ID:
-                if value and len(value) <= MAX_KEY_LENGTH:
+                if value and len(value) <= MAX_KEY_LENGTH and value.isprintable():
                     checked[name] = value
                     continue
             elif cls == _TIME:

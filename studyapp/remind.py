@@ -147,6 +147,10 @@ def parse_at(value: str) -> tuple[int, int]:
 def remind_command(data_dir: Path | None) -> list[str]:
     """What the timer runs: this Python with ``-m studyapp`` (works for pipx and venvs alike, PATH or not)."""
     command = [sys.executable, "-m", "studyapp", "remind"]
+    if data_dir is not None and not str(data_dir).isprintable():
+        # A newline would start a line of its own in the unit file or the crontab.
+        raise RemindError(f"The data dir {str(data_dir)!r} holds a control character (a newline, say); a daily "
+                          "reminder cannot name it. Use a folder whose name has none.")
     return command + (["--data-dir", str(data_dir)] if data_dir is not None else [])
 
 

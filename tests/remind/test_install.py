@@ -107,3 +107,10 @@ def test_no_scheduler_or_another_system_says_what_to_do_instead(tmp_path: Path) 
         remind.install(ARGV, 18, 0, places=places(tmp_path), platform="linux", run=run, which=lambda name: None)
     with pytest.raises(remind.RemindError, match="Linux and macOS only"):
         remind.install(ARGV, 18, 0, places=places(tmp_path), platform="win32", run=run, which=everywhere)
+
+
+def test_a_data_dir_with_a_newline_cannot_become_a_line_of_the_timer() -> None:
+    # A newline in --data-dir would add a directive to the unit file or a second line to the crontab.
+    with pytest.raises(remind.RemindError, match="control character"):
+        remind.remind_command(Path("/tmp/x\nExecStartPre=/bin/sh -c evil"))
+    assert remind.remind_command(Path("/tmp/with space/%and$"))[-2:] == ["--data-dir", "/tmp/with space/%and$"]

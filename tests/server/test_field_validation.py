@@ -36,6 +36,9 @@ HOSTILE = [
     ("created_at", f.attribute(), "0001-01-01T00:00:00-14:00"),
     ("labeled_at", f.attribute_label(), "1970-01-01T00:00:00"),
     ("created_at", f.message(), "2000-01-01T00:30:00+01:00"),  # 1999-12-31T23:30 UTC
+    # Control characters in an id: PostgreSQL cannot store a NUL in text, and no app makes one.
+    ("attribute_id", f.attribute(), "a\x00b"),
+    ("message_id", f.message(), "m1\nX-Injected: 1"),
 ]
 
 
