@@ -44,4 +44,9 @@ def config_dir() -> Path:
     """The per-user config dir (not created here: only a secret stored in a file needs it)."""
     if os.environ.get(ENV_CONFIG_DIR):
         return Path(os.environ[ENV_CONFIG_DIR]).expanduser()
-    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+    config = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+    if config == Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)):
+        # macOS and Windows give both the same folder: the config (the secrets file) goes beside it instead, so a
+        # copy of the data dir never carries a secret.
+        return config.with_name(f"{APP_NAME}-config")
+    return config

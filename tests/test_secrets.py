@@ -162,3 +162,15 @@ def test_a_participant_token_in_a_file_others_can_read_reaches_the_participant_a
     with pytest.raises(ModelAuthError, match=r"participant token cannot be used.*chmod 600") as refused:
         asyncio.run(first_delta())
     assert "tok-exposed" not in str(refused.value)
+
+
+def test_where_the_platform_puts_config_and_data_in_one_folder_the_secrets_go_beside_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # macOS and Windows: platformdirs answers the same folder for both.
+    monkeypatch.delenv("STUDYAPP_CONFIG_DIR")
+    monkeypatch.delenv("STUDYAPP_DATA_DIR", raising=False)
+    shared = str(tmp_path / "Application Support" / "studyapp")
+    monkeypatch.setattr(platformdirs, "user_config_dir", lambda *a, **k: shared)
+    monkeypatch.setattr(platformdirs, "user_data_dir", lambda *a, **k: shared)
+    assert secrets.secrets_file().parent == tmp_path / "Application Support" / "studyapp-config"
+    assert not secrets.secrets_file().is_relative_to(shared)
