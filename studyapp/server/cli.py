@@ -256,8 +256,8 @@ def _listen(host: str, port: int) -> Any:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        # An IPv6 address keeps the system's default (dual-stack on Linux), as uvicorn's own socket does: `--host ::`
+        # takes IPv4 connections too.
         sock.bind((host, port))
     except OSError as exc:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Choose another --port "
