@@ -13,12 +13,10 @@ validator, which collects them for ``studyapp study check``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from studyapp.study.protocol import _Validator
+from typing import Any
 
 QUESTION_TYPES = ("likert", "choice", "yes_no", "text")
 QUESTION_WHEN = ("after_comparison", "after_turn", "daily", "weekly", "at_end")
@@ -46,6 +44,21 @@ _WHEN_KEYS: dict[str, tuple[str, ...]] = {
 }
 _QUESTION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CLOCK = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+class _Validator(typing.Protocol):
+    """What the questions need of the protocol's validator (studyapp.study.protocol, which imports this module)."""
+
+    errors: list[str]
+
+    def error(self, message: str) -> None: ...
+
+    def wrong_type(self, path: str, value: Any, wanted: str) -> None: ...
+
+    def unknown_keys(self, data: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None: ...
+
+    def get(self, data: Mapping[str, Any], key: str, path: str, kind: str, *, default: Any = None,
+            required: bool = False, check: Callable[[Any], str | None] | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
