@@ -148,9 +148,10 @@ def _check_options(options: list[str]) -> str | None:
 
 def _likert_labels(points: int | None) -> Any:
     def check(labels: list[str]) -> str | None:
-        per_point = f" or one label per point ({points})" if points is not None else " or one label per point"
-        if len(labels) != 2 and (points is None or len(labels) != points):
-            return f"has {len(labels)} labels: give the two end labels (lowest, highest){per_point}"
+        # Without valid points the count cannot be judged: the points' error is enough.
+        if points is not None and len(labels) not in (2, points):
+            return f"has {len(labels)} labels: give the two end labels (lowest, highest) or one label per point " \
+                   f"({points})"
         if not all(label.strip() for label in labels):
             return "has an empty label: every label needs its text"
         return None

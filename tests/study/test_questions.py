@@ -167,13 +167,18 @@ def test_an_unknown_type_does_not_add_errors_for_its_keys() -> None:
     assert "is not a question type" in only_error(question(type="likrt", points=5, labels=["a", "b"]))
 
 
+def test_labels_are_not_counted_against_points_that_are_wrong() -> None:
+    assert "questions[1].points = 12 is out of range" in only_error(
+        question(type="likert", points=12, labels=[str(i) for i in range(12)]))
+
+
 def test_ids_must_be_unique_and_the_path_counts_from_one() -> None:
     error = only_error(question(id="same"), question(id="other"), question(id="same"))
     assert error.startswith("questions[3].id = 'same' repeats questions[1].id: every question needs its own id")
 
 
 def test_every_problem_of_every_question_is_collected() -> None:
-    errors = errors_of(MINIMAL + question(type="likert", points=20, labels=["a"])
+    errors = errors_of(MINIMAL + question(type="likert", points=20, labels=["a", ""])
                        + question(id="q2", when="weekly", at="25:00", weekday="someday"))
     assert [e.split(" ")[0] for e in errors] == [
         "questions[1].points", "questions[1].labels", "questions[2].at", "questions[2].weekday"]
