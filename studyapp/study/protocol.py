@@ -14,6 +14,9 @@ Layout (see examples/study.toml for a complete, commented file)::
     [rating_scale]     points (5), labels (5 strings, Response 1 much better .. Response 2 much better)
     [attribute_review] every_new_attributes, batch_size, max_per_day
     [display]          show_memory_use (optional, default true)
+    [[questions]]      id, version (optional, "1"), text, type (likert, choice, yes_no, text), when
+                       (after_comparison, after_turn, daily, weekly, at_end), and the keys of its type and
+                       when (optional; see studyapp/study/questions.py)
     [models.ROLE]      model ("local" or a model name), base_url, via ("direct", the default, or "study");
                        ROLE is assistant, extractor, selector, judge; the judge may be an array of tables
                        ([[models.judge]]) for several judges
@@ -43,6 +46,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from studyapp.events import CATEGORIES
+from studyapp.study.questions import QUESTION_WHEN, Question, questions_from
 
 LOCAL = "local"
 ROLES = ("assistant", "extractor", "selector", "judge")
@@ -184,6 +188,8 @@ class Protocol:
     server_url: str | None
     require_ner: bool
     display: DisplayOptions = field(default_factory=DisplayOptions)
+    # The study's own questions to participants, in the file's order (empty: none).
+    questions: tuple[Question, ...] = ()
     raw_text: str = field(default="", repr=False, compare=False)
 
     @property
@@ -222,7 +228,7 @@ class Protocol:
             role: spec.to_dict() for role, spec in self.models.items() if role in ROLES and role != "judge"
         }
         models["judge"] = [spec.to_dict() for spec in self.judges]
-        return {
+        protocol: dict[str, Any] = {
             "study": study,
             "consent": [
                 {"version": c.version, "title": c.title, "text": c.text, "sha256": c.sha256} for c in self.consent
@@ -242,6 +248,10 @@ class Protocol:
             "display": {"show_memory_use": self.display.show_memory_use},
             "models": models,
         }
+        # Only when there are questions: a protocol without them publishes exactly as before.
+        if self.questions:
+            protocol["questions"] = [q.to_dict() for q in self.questions]
+        return protocol
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
@@ -270,6 +280,11 @@ class Protocol:
             f"  display: 'Shaped by your memory' under replies {'shown' if self.display.show_memory_use else 'hidden'}",
             f"  models: {models}",
         ]
+        if self.questions:
+            counts = ", ".join(f"{when} {n}" for when in QUESTION_WHEN
+                               if (n := sum(q.when == when for q in self.questions)))
+            lines.append(f"  questions: {len(self.questions)} ({counts})")
+            lines += [f"    {q.when}: {q.describe()}" for q in self.questions]
         if any(spec.via_study for spec in self.models.values()):
             server = self.server_url or "the server participants enroll with"
             lines.append(f"  model gateway: {server}/llm/v1 (`studyapp-server models add NAME ...` must serve "
@@ -328,6 +343,9 @@ class _Validator:
             self.error(f"{path} = {_show(value)} is {_a(_type_name(value))}: it must be a table ([{path}])")
             return None
         return value
+
+    def wrong_type(self, path: str, value: Any, wanted: str) -> None:
+        self.error(f"{path} = {_show(value)} is {_a(_type_name(value))}: it must be {wanted}")
 
     def unknown_keys(self, data: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
         for key in data:
@@ -413,7 +431,7 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
     v.unknown_keys(
         data,
         ("study", "consent", "categories", "privacy", "comparisons", "rating_scale", "attribute_review", "display",
-         "models"),
+         "models", "questions"),
         "",
     )
 
@@ -490,6 +508,7 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
     )
 
     models = _models(data, v)
+    questions = questions_from(data, v)
 
     if v.errors:
         return None
@@ -508,6 +527,7 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
         server_url=server_url,
         require_ner=require_ner,
         display=display,
+        questions=questions,
         raw_text=raw_text,
     )
 
