@@ -30,34 +30,18 @@ from studyapp.tui.services import Services
 from tests.server import live as f
 from tests.server.live import LiveServer
 from tests.support.keyring import MemoryKeyring
+from tests.support.protocols import STUDY_ROUTES
 from tests.support.scripted_llm import ScriptedLLM, run_scripted_llm
 
 UPSTREAM_KEY = "sk-researchers-only-4fJ9qLx2"
 KEY_ENV = "STUDYAPP_TEST_UPSTREAM_KEY"
-ROUTES = '''
-[models.assistant]
-model = "gpt-4o-mini"
-via = "study"
-
-[models.extractor]
-model = "gpt-4o-mini"
-via = "study"
-
-[models.selector]
-model = "small-model"
-via = "study"
-
-[[models.judge]]
-model = "gpt-4o"
-via = "study"
-'''
 # Words that must never reach the server's database: the participant's message and the model's answers.
 SECRET_WORDS = ("Thessaloniki-marathon", "Chickpea-tagine", "Oat-porridge-bowl", "Lentil-soup-pot")
 
 
 @pytest.fixture
 def live_with_routes(server_db: Path | str) -> Iterator[LiveServer]:
-    storage, token = f.new_storage(server_db, f.PROTOCOL + ROUTES)
+    storage, token = f.new_storage(server_db, f.PROTOCOL + STUDY_ROUTES)
     try:
         with f.serve(storage) as base_url:
             yield LiveServer(base_url, storage, token)

@@ -26,3 +26,24 @@ daily_cap = 5
 probability = 0.5
 min_attributes = 0
 {extra}'''
+
+
+# Every role of the study through its server's model gateway (via = "study"), one judge; add sections after it.
+STUDY_ROUTES = '''
+[models.assistant]
+model = "gpt-4o-mini"
+via = "study"
+
+[models.extractor]
+model = "gpt-4o-mini"
+via = "study"
+
+[models.selector]
+model = "small-model"
+via = "study"
+
+[[models.judge]]
+model = "gpt-4o"
+via = "study"
+'''
+

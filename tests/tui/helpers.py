@@ -61,3 +61,15 @@ def text_in(app: App[Any], selector: str) -> str:
     region = app.screen.query_one(selector).content_region
     rows = screen_lines(app)[region.y:region.bottom]
     return " ".join(" ".join(row[region.x:region.right].split()) for row in rows).strip()
+
+
+async def press_button(pilot: Pilot[Any], selector: str) -> None:
+    """Focus a button of a scrolling dialog and press Enter on it, as a keyboard user would."""
+    button = pilot.app.screen.query_one(selector)
+    # A button ignores presses while it still shows the previous one (a person is never that fast).
+    await wait_for(pilot, lambda: not button.has_class("-active"), what=f"{selector} to be ready")
+    button.focus()
+    await pilot.pause()
+    await pilot.press("enter")
+    await pilot.pause()
+

@@ -27,20 +27,11 @@ from studyapp.tui.widgets.conversation_list import ConversationList
 from studyapp.tui.widgets.message_view import MessageView
 from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import ScriptedLLM
-from tests.tui.helpers import MakeApp, toasts, wait_for, wait_for_toast
+from tests.tui.helpers import MakeApp, press_button, toasts, wait_for, wait_for_toast
 
 SIZE = (110, 36)
 
 
-async def press_button(pilot: Pilot[None], selector: str) -> None:
-    """Focus a button of a scrolling dialog and press Enter on it, as a keyboard user would."""
-    button = pilot.app.screen.query_one(selector)
-    # A button ignores presses while it still shows the previous one (a person is never that fast).
-    await wait_for(pilot, lambda: not button.has_class("-active"), what=f"{selector} to be ready")
-    button.focus()
-    await pilot.pause()
-    await pilot.press("enter")
-    await pilot.pause()
 
 
 def never_compare(app: StudyApp) -> None:

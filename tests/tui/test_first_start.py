@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from textual.pilot import Pilot
 from textual.widgets import OptionList
 
 from studyapp.context import AppContext
@@ -17,7 +16,7 @@ from studyapp.tui.screens.local_server import LocalServerScreen
 from tests.support.keyring import MemoryKeyring
 from tests.support.net import bound_socket
 from tests.support.scripted_llm import ScriptedLLM
-from tests.tui.helpers import toasts, wait_for, wait_for_toast
+from tests.tui.helpers import press_button, toasts, wait_for, wait_for_toast
 
 
 def app_on(data_dir: Path, servers: Sequence[tuple[str, str]]) -> StudyApp:
@@ -25,14 +24,6 @@ def app_on(data_dir: Path, servers: Sequence[tuple[str, str]]) -> StudyApp:
     return StudyApp(AppContext.create(data_dir), extract_debounce_s=None, local_servers=servers)
 
 
-async def press_button(pilot: Pilot[None], selector: str) -> None:
-    """Focus a button and press Enter, as a keyboard user would (the welcome toast may cover it for a mouse)."""
-    # The offer focuses its list when mounted: wait for that, or it would take the focus back.
-    models = pilot.app.screen.query_one("#local-models", OptionList)
-    await wait_for(pilot, lambda: models.has_focus and models.highlighted == 0, what="the offer to be ready")
-    pilot.app.screen.query_one(selector).focus()
-    await pilot.pause()
-    await pilot.press("enter")
 
 
 def offered(app: StudyApp) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.pilot import Pilot
 from textual.widgets import Input, RadioSet
 
 from studyapp.context import AppContext
@@ -15,19 +14,12 @@ from studyapp.tui.screens.settings import SettingsScreen
 from studyapp.tui.widgets.message_view import MessageView
 from tests.support.keyring import MemoryKeyring
 from tests.support.scripted_llm import ScriptedLLM
-from tests.tui.helpers import MakeApp, screen_lines, text_in, wait_for, wait_for_toast
+from tests.tui.helpers import MakeApp, press_button, screen_lines, text_in, wait_for, wait_for_toast
 
 SIZE = (110, 36)
 SMALL = (80, 24)
 
 
-async def press_button(pilot: Pilot[None], selector: str) -> None:
-    button = pilot.app.screen.query_one(selector)
-    await wait_for(pilot, lambda: not button.has_class("-active"), what=f"{selector} to be ready")
-    button.focus()
-    await pilot.pause()
-    await pilot.press("enter")
-    await pilot.pause()
 
 
 # Settings: the participant's choice wins over --model/--base-url for the rest of the run -------------------------

@@ -25,29 +25,13 @@ from studyapp.study.roles import role_problems
 from studyapp.tui.app import StudyApp
 from studyapp.tui.services import Services
 from tests.support.keyring import MemoryKeyring
-from tests.support.protocols import ratings_study
+from tests.support.protocols import STUDY_ROUTES, ratings_study
 from tests.support.scripted_llm import ScriptedLLM, run_scripted_llm
 from tests.tui.helpers import wait_for
 
 TOKEN = "participant-token-xyz"
 STUDY = "gateway-study"
-ROUTES = '''
-[models.assistant]
-model = "gpt-4o-mini"
-via = "study"
-
-[models.extractor]
-model = "gpt-4o-mini"
-via = "study"
-
-[models.selector]
-model = "small-model"
-via = "study"
-
-[[models.judge]]
-model = "gpt-4o"
-via = "study"
-
+ROUTES = STUDY_ROUTES + '''
 [[models.judge]]
 model = "local"
 '''
@@ -200,7 +184,7 @@ async def test_settings_keep_the_study_route_only_for_the_studys_server(tmp_path
 
     from studyapp.tui.screens.chat import ChatScreen
     from studyapp.tui.screens.settings import SettingsScreen
-    from tests.tui.test_chat_app import press_button
+    from tests.tui.helpers import press_button
 
     enroll(tmp_path / "data", gateway.server_url)
     app = StudyApp(AppContext.create(tmp_path / "data"))
