@@ -225,3 +225,23 @@ def test_serve_command_runs_the_api(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serve_on_an_ipv6_host_takes_ipv4_connections_too() -> None:
+    import socket
+
+    from studyapp.server.cli import _listen
+
+    if not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6")
+    server = _listen("::", 0)
+    try:
+        server.listen(1)
+        port = server.getsockname()[1]
+        # The system's dual-stack default, as uvicorn's own socket had it: `--host ::` is not IPv6 only.
+        assert server.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            accepted, _ = server.accept()
+            accepted.close()
+    finally:
+        server.close()
