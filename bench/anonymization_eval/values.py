@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import date, timedelta
 
 from faker import Faker
+from faker.providers.date_time import change_year
 
 ENTITY_TYPES = ("PERSON", "PHONE_NUMBER", "STREET_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "EMAIL_ADDRESS",
                 "IP_ADDRESS", "US_SSN", "DATE_OF_BIRTH")
@@ -140,12 +142,23 @@ _DOB_FORMATS = ("%d %B %Y", "%B %d, %Y", "%d/%m/%Y", "%m/%d/%Y", "%Y-%m-%d", "%d
 _DOB_NO_YEAR = ("%d %B", "%B %d", "%-d %B", "%B %-d", "%d/%m", "%d.%m.")
 
 
+# Faker's date_of_birth counts back from today, so the sets would change every day: births count back from the
+# day the sets were written instead (the same draws as date_of_birth made that day).
+WRITTEN_ON = date(2026, 11, 29)
+
+
+def _birth_date(fake: Faker, minimum_age: int = 0, maximum_age: int = 115) -> date:
+    start, end = change_year(WRITTEN_ON, -(maximum_age + 1)), change_year(WRITTEN_ON, -minimum_age)
+    born = fake.date_time_ad(start_datetime=start, end_datetime=end).date()
+    return born if born != start else born + timedelta(days=1)
+
+
 def _dob(fake: Faker, rng: random.Random) -> str:
-    return fake.date_of_birth(minimum_age=16, maximum_age=90).strftime(rng.choice(_DOB_FORMATS))
+    return _birth_date(fake, minimum_age=16, maximum_age=90).strftime(rng.choice(_DOB_FORMATS))
 
 
 def _dob_no_year(fake: Faker, rng: random.Random) -> str:
-    return fake.date_of_birth().strftime(rng.choice(_DOB_NO_YEAR))
+    return _birth_date(fake).strftime(rng.choice(_DOB_NO_YEAR))
 
 
 Maker = Callable[[Faker, random.Random], str]
