@@ -265,9 +265,10 @@ class Asking:
             return ()
         return study.protocol.questions
 
-    def _history(self) -> list[QuestionAsk]:
-        assert self.study.record is not None
-        return self.store.history(self.study.record.id)
+    @property
+    def _study_id(self) -> str:
+        assert self.study.record is not None  # questions() is empty otherwise
+        return self.study.record.id
 
     # Asking --------------------------------------------------------------------------------------
 
@@ -276,11 +277,12 @@ class Asking:
         questions = [q for q in self.questions() if q.when == "after_turn"]
         if not questions:
             return []
-        history = self._history()
-        if any(a.message_id == message_id for a in history):
+        if self.store.asked_about(self._study_id, message_id=message_id):
             return []  # this reply had its draw
         now = self.clock()
-        candidates = turn_candidates(now, questions, history, tz=self.tz)
+        today = self.store.history(self._study_id, when=("after_turn",),
+                                   local_day=now.astimezone(self.tz).date().isoformat())
+        candidates = turn_candidates(now, questions, today, tz=self.tz)
         if not candidates:
             return []
         # Drawn only when a question could come, so under a seed the draws depend only on such replies.
@@ -302,7 +304,7 @@ class Asking:
             state = ComparisonStore(self.db).get(comparison_id).state
         except ComparisonNotFound:
             return []
-        if state != "rated" or any(a.comparison_id == comparison_id for a in self._history()):
+        if state != "rated" or self.store.asked_about(self._study_id, comparison_id=comparison_id):
             return []
         now = self.clock()
         rows = [self._row(q, now, comparison_id=comparison_id) for q in questions]
@@ -317,7 +319,8 @@ class Asking:
             return []
         assert self.study.record is not None
         now = self.clock()
-        due, expired = surveys_due_at(now, surveys, self._history(), enrolled_at=_aware(self.study.record.enrolled_at),
+        history = self.store.history(self._study_id, when=SURVEY_WHEN)
+        due, expired = surveys_due_at(now, surveys, history, enrolled_at=_aware(self.study.record.enrolled_at),
                                       duration_days=self.study.protocol.duration_days, tz=self.tz)
         rows = [(self._row(d.question, now, period=d.period), d.question) for d in due if d.period is not None]
         again = [(d.again, d.question) for d in due if d.again is not None]
