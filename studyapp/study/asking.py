@@ -26,7 +26,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
 from sqlite_utils import Database
 
@@ -125,9 +125,13 @@ class SurveyPeriod:
     ends_at: datetime | None  # None: at_end's never ends
 
 
-def _midnight(day: datetime) -> datetime:
-    """The local midnight that starts ``day`` (aware, in its time zone)."""
-    return datetime.combine(day.date(), time(0), tzinfo=day.tzinfo)
+def at_local(day: date, clock: time, tz: tzinfo | None) -> datetime:
+    """``clock`` on ``day`` in the participant's zone, aware. None: this machine's zone, daylight saving included
+    (a naive time goes through the system's local time rules, where a fixed offset taken from now would be an
+    hour off on the days the clocks change)."""
+    if tz is None:
+        return datetime.combine(day, clock).astimezone()
+    return datetime.combine(day, clock, tzinfo=tz)
 
 
 def survey_period(question: Question, now: datetime, *, enrolled_at: datetime, duration_days: int,
@@ -138,29 +142,28 @@ def survey_period(question: Question, now: datetime, *, enrolled_at: datetime, d
     both only on the study's days (1..duration_days) and never from a time before the enrollment. at_end: from the
     local midnight that ends the last study day, without end.
     """
-    local = now.astimezone(tz)
+    today = now.astimezone(tz).date()
     day, _ = study_day(enrolled_at, now, duration_days, tz=tz)
     if question.when == "at_end":
         if day <= duration_days:
             return None
-        enrolled_local = enrolled_at.astimezone(tz)
-        end_day = enrolled_local + timedelta(days=duration_days)
-        return SurveyPeriod(AT_END_PERIOD, _midnight(end_day), None)
+        last_day_over = enrolled_at.astimezone(tz).date() + timedelta(days=duration_days)
+        return SurveyPeriod(AT_END_PERIOD, at_local(last_day_over, time(0), tz), None)
     if question.when not in ("daily", "weekly") or question.at is None or day > duration_days:
         return None
     hour, minute = (int(part) for part in question.at.split(":"))
+    at = time(hour, minute)
     if question.when == "daily":
-        starts = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        ends = _midnight(local + timedelta(days=1))
+        start_day, ends = today, at_local(today + timedelta(days=1), time(0), tz)
     else:
-        back = (local.weekday() - WEEKDAYS.index(question.weekday or "")) % 7
-        starts = (local - timedelta(days=back)).replace(hour=hour, minute=minute, second=0, microsecond=0)
-        if starts > local:
-            starts -= timedelta(days=7)
-        ends = starts + timedelta(days=7)
-    if starts > local or starts < enrolled_at:
+        start_day = today - timedelta(days=(today.weekday() - WEEKDAYS.index(question.weekday or "")) % 7)
+        if at_local(start_day, at, tz) > now:
+            start_day -= timedelta(days=7)  # today is its weekday, but before its time: last week's is under way
+        ends = at_local(start_day + timedelta(days=7), at, tz)
+    starts = at_local(start_day, at, tz)
+    if starts > now or starts < enrolled_at:
         return None
-    return SurveyPeriod(starts.date().isoformat(), starts, ends)
+    return SurveyPeriod(start_day.isoformat(), starts, ends)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from studyapp.study.current import current_study, save_enrollment
 from studyapp.study.protocol import Protocol, parse_protocol
 from studyapp.study.questions import Question
 from studyapp.tui.services import Services
+from tests.support.timezone import machine_time_zone
 
 QUESTIONS = '''
 [[questions]]
@@ -346,6 +347,19 @@ def test_the_participants_time_zone_decides_whether_a_daily_question_is_due() ->
     assert after_switch is not None and after_switch.starts_at.astimezone(UTC).hour == 17
     assert survey_period(daily, datetime(2026, 3, 27, 17, 30, tzinfo=UTC), enrolled_at=summer_enrolled,
                          duration_days=14, tz=berlin) is None  # 18:30 in Berlin before the switch
+
+
+def test_the_machines_own_zone_counts_its_daylight_saving_change() -> None:
+    # tz=None: the participant's machine's zone (Central European here), whose clocks go forward on 2026-03-29.
+    weekly = replace(q("this_week"), weekday="saturday", at="19:00")
+    enrolled = datetime(2026, 3, 20, 8, 0, tzinfo=UTC)
+    with machine_time_zone("CET-1CEST,M3.5.0,M10.5.0/3"):
+        period = survey_period(weekly, datetime(2026, 3, 29, 10, 0, tzinfo=UTC), enrolled_at=enrolled,
+                               duration_days=28)
+    assert period is not None and period.key == "2026-03-28"
+    # 19:00 before the change is 18:00 UTC; the next Saturday's 19:00, in summer time, is 17:00 UTC.
+    assert period.starts_at == datetime(2026, 3, 28, 18, 0, tzinfo=UTC)
+    assert period.ends_at == datetime(2026, 4, 4, 17, 0, tzinfo=UTC)
 
 
 def test_no_daily_question_before_enrollment_or_after_the_study_days() -> None:
