@@ -253,6 +253,9 @@ class Asking:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.on_change = on_change
         self.postpone_delay = postpone_delay
+        # Replies that had their draw in this run: a lost draw leaves no row, and a second draw for the same reply
+        # would make its real chance larger than the recorded one.
+        self._drawn: set[str] = set()
 
     # What may be asked ---------------------------------------------------------------------------
 
@@ -280,7 +283,7 @@ class Asking:
         questions = [q for q in self.questions() if q.when == "after_turn"]
         if not questions:
             return []
-        if self.store.asked_about(self._study_id, message_id=message_id):
+        if message_id in self._drawn or self.store.asked_about(self._study_id, message_id=message_id):
             return []  # this reply had its draw
         now = self.clock()
         today = self.store.history(self._study_id, when=("after_turn",),
@@ -289,6 +292,7 @@ class Asking:
         if not candidates:
             return []
         # Drawn only when a question could come, so under a seed the draws depend only on such replies.
+        self._drawn.add(message_id)
         chosen = pick(candidates, self.rng.random())
         if chosen is None:
             return []

@@ -214,7 +214,10 @@ def test_after_turn_asks_one_question_records_it_and_its_chance(db: Database) ->
         ask.ask_id, "asked", "2026-11-03", 2, -300)
     # The same reply never brings a second question, and a lost draw asks nothing.
     assert asking(db, clock, rng=Draws(0.0)).after_turn("m1") == []
-    assert asking(db, clock, rng=Draws(0.5)).after_turn("m2") == []
+    lost = asking(db, clock, rng=Draws(0.5, 0.0))
+    assert lost.after_turn("m2") == []
+    # Nor is a reply drawn for twice (its real chance would be more than the recorded one).
+    assert lost.after_turn("m2") == [] and lost.rng.draws == [0.0]  # type: ignore[attr-defined]
 
 
 def test_after_comparison_only_after_a_rated_one_and_once(db: Database) -> None:
