@@ -70,6 +70,7 @@ class Comparison:
     conditions: pd.Series  # participant_id -> condition
     note: str = ""  # how it was computed, or why the model could not be fitted
     mean_week: float | None = None
+    brief: str = ""  # the note in a few words, for the table of effects
 
 
 def measure_frame(participant_id: pd.Series | np.ndarray, week: pd.Series | np.ndarray,
@@ -127,7 +128,7 @@ def compare(measure: Measure, conditions: pd.Series) -> Comparison:
         why = fitted
     notes.insert(0, why + " Instead: each condition's mean of participant means, and Welch's t-test on them.")
     return Comparison(measure, reference, MEANS, by_condition, _welch(reference, names, people), conditions,
-                      " ".join(notes))
+                      " ".join(notes), brief=f"no model: {why[0].lower()}{why[1:]}")
 
 
 def _by_condition(names: list[str], cells: pd.DataFrame, people: pd.DataFrame) -> pd.DataFrame:
@@ -237,8 +238,11 @@ def _mixed(measure: Measure, reference: str, names: list[str], cells: pd.DataFra
         text.append("The participants' random intercept variance is estimated at 0 (they differ no more than "
                     "chance beyond their condition), where the mixed model is ordinary least squares: its "
                     "estimates, intervals and p-values are given.")
+    brief = [f"condition effect at week {mean_week:.1f}" if with_week else "one study week: no interaction"]
+    if boundary:
+        brief.append("no variance between participants: ordinary least squares")
     return Comparison(measure, reference, MIXED, by_condition, terms, pd.Series(dtype="string"),
-                      " ".join([*text, *notes]), mean_week if with_week else None)
+                      " ".join([*text, *notes]), mean_week if with_week else None, "; ".join(brief))
 
 
 def _fit(model: MixedLM) -> tuple[Any, list[str]]:
@@ -254,9 +258,11 @@ def _fit(model: MixedLM) -> tuple[Any, list[str]]:
             except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
                 caught = [str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__]
                 continue
-        caught = [str(w.message).strip() for w in seen if issubclass(w.category, ConvergenceWarning | RuntimeWarning)]
-        if fit.converged and not _serious(caught, fit):
-            return fit, caught
+        said = [str(w.message).strip() for w in seen if issubclass(w.category, ConvergenceWarning | RuntimeWarning)]
+        problems = _serious(said, fit)
+        if fit.converged and not problems:
+            return fit, said
+        caught = problems or ["the optimizer did not converge"]
     return None, caught
 
 
@@ -319,11 +325,11 @@ def _p(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def _term_text(term: Term, unit: str) -> str:
-    scale = " (difference in share)" if unit == "share" else ""
+def _term_text(term: Term) -> str:
     ci = f", 95% CI {term.ci[0]:+.3g} to {term.ci[1]:+.3g}" if term.ci else ""
     estimate = "–" if term.estimate is None else f"{term.estimate:+.3g}"
-    return f"{estimate}{scale}{ci}, {_p(term.p_value)}"
+    said = verdict(term)
+    return f"{estimate}{ci}, {_p(term.p_value)}" + (f" ({said} at alpha {ALPHA})" if said else "")
 
 
 def figures(comparison: Comparison) -> list[Figure]:
@@ -340,7 +346,7 @@ def figures(comparison: Comparison) -> list[Figure]:
         note = [f"{comparison.method.capitalize()}: {_p(term.p_value)}"
                 + (f" ({said} at alpha {ALPHA})" if said else "") + "."]
         if interaction is not None:
-            note.append(f"Condition x week: {_term_text(interaction, comparison.measure.unit)} per week.")
+            note.append(f"Condition x week (the change of the difference per week): {_term_text(interaction)}.")
         note += [_counts(comparison), comparison.note]
         scale = " (difference in share)" if comparison.measure.unit == "share" else ""
         out.append(Figure(key=f"condition_effect:{comparison.measure.key}:{term.condition}",
@@ -367,7 +373,7 @@ def effects_table(comparisons: list[Comparison]) -> Table:
                          "ci_low": term.ci[0] if term.ci else None, "ci_high": term.ci[1] if term.ci else None,
                          "p_value": term.p_value, "at_alpha_0.05": verdict(term), "method": c.method,
                          "participants": participants, "observations": observations, "items": items,
-                         "note": c.note})
+                         "note": c.brief})
     frame = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
     for column in ("estimate", "ci_low", "ci_high", "p_value"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
@@ -378,7 +384,8 @@ def effects_table(comparisons: list[Comparison]) -> Table:
                       "condition (at the observations' mean study week where the model has week); condition x "
                       "week: the change of that difference per week. Shares as fractions (0.1 = 10 percentage "
                       "points). participants, observations (participant-weeks) and items per condition. "
-                      "at_alpha_0.05: differs where p < 0.05, with no correction for the number of comparisons.")
+                      "at_alpha_0.05: differs where p < 0.05, with no correction for the number of comparisons. "
+                      "How each was computed is in its figure above.")
 
 
 def means_table(comparisons: list[Comparison]) -> Table:
