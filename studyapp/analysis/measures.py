@@ -1032,8 +1032,8 @@ def stage_measures(study: _Study) -> tuple[list[Measure], list[str]]:
         else:
             a = a.assign(week=np.nan)
         agree = a["selected"] == a["human"]
-        out.append(Measure("selection_agreement", "Selection agreement (share of answers where the model's choice "
-                           "matches the participant's)", "share",
+        out.append(Measure("selection_agreement", "Selection agreement (share of answers where model and participant "
+                           "agree)", "share",
                            measure_frame(a["participant_id"], a["week"], agree, a["weight"]), "answers"))
         chosen = a[a["selected"]]
         out.append(Measure("precision", "Precision (share relevant among selected)", "share",
