@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -122,9 +122,9 @@ def compare(measure: Measure, conditions: pd.Series) -> Comparison:
     by_condition = _by_condition(names, cells, people)
     why = _why_no_model(names, cells, by_condition, bool(known.any()))
     if not why:
-        fitted = _mixed(measure, reference, names, cells, by_condition, notes)
+        fitted = _mixed(measure, reference, names, cells, by_condition, notes, conditions)
         if isinstance(fitted, Comparison):
-            return replace(fitted, conditions=conditions)
+            return fitted
         why = fitted
     notes.insert(0, why + " Instead: each condition's mean of participant means, and Welch's t-test on them.")
     return Comparison(measure, reference, MEANS, by_condition, _welch(reference, names, people), conditions,
@@ -195,7 +195,7 @@ def _design(names: list[str], reference: str, cells: pd.DataFrame, with_week: bo
 
 
 def _mixed(measure: Measure, reference: str, names: list[str], cells: pd.DataFrame, by_condition: pd.DataFrame,
-           notes: list[str]) -> Comparison | str:
+           notes: list[str], conditions: pd.Series) -> Comparison | str:
     """The fitted comparison, or why the model could not be fitted."""
     cells = cells[cells["condition"].isin(by_condition.loc[by_condition["participants"] > 0, "condition"])]
     cells = cells.reset_index(drop=True)
@@ -227,11 +227,9 @@ def _mixed(measure: Measure, reference: str, names: list[str], cells: pd.DataFra
         if estimate is None or se is None or se == 0 or low is None or high is None:
             return "The mixed model's fit is singular: it gives no finite estimate or interval for the effect."
         terms.append(Term(name, kind, estimate, (low, high), _finite(p_values[column])))
-    text = [f"Linear mixed model (statsmodels MixedLM, REML) of the {measure.label.lower()} per participant-week: "
-            f"value ~ condition{' * week' if with_week else ''}, random intercept per participant; "
-            f"{len(cells):,} participant-weeks. The condition effect is the difference from {reference}"
-            + (f" at study week {mean_week:.1f} (the observations' mean week); condition x week, the change of "
-               "that difference per week." if with_week else ".")]
+    text = [f"statsmodels MixedLM (REML) of value ~ condition{' * week' if with_week else ''} per participant-week, "
+            f"random intercept per participant; the difference from {reference}"
+            + (f" at study week {mean_week:.1f} (the observations' mean week)." if with_week else ".")]
     if not with_week:
         text.append("All observations fall in one study week: no condition x week interaction to estimate.")
     if boundary:
@@ -241,29 +239,30 @@ def _mixed(measure: Measure, reference: str, names: list[str], cells: pd.DataFra
     brief = [f"condition effect at week {mean_week:.1f}" if with_week else "one study week: no interaction"]
     if boundary:
         brief.append("no variance between participants: ordinary least squares")
-    return Comparison(measure, reference, MIXED, by_condition, terms, pd.Series(dtype="string"),
-                      " ".join([*text, *notes]), mean_week if with_week else None, "; ".join(brief))
+    return Comparison(measure, reference, MIXED, by_condition, terms, conditions, " ".join([*text, *notes]),
+                      mean_week if with_week else None, "; ".join(brief))
 
 
 def _fit(model: MixedLM) -> tuple[Any, list[str]]:
-    """The first acceptable fit of L-BFGS (quick), Powell and Nelder-Mead (the gradient methods stall where the
-    participants' variance is at 0, the derivative-free ones do not); the fit and its warnings, or None and the
-    last failure."""
+    """The first acceptable fit of Powell, Nelder-Mead and L-BFGS; the fit and its warnings, or None and the last
+    failure. The derivative-free methods first: on participant-week values statsmodels' gradient methods step onto
+    a singular random-effects covariance (L-BFGS raises, BFGS stalls) where Powell finds the optimum, and a failed
+    attempt costs as much as a fit."""
     caught: list[str] = []
-    for method in ("lbfgs", "powell", "nm"):
+    for method in ("powell", "nm", "lbfgs"):
         with warnings.catch_warnings(record=True) as seen, np.errstate(all="ignore"):
             warnings.simplefilter("always")
             try:
                 fit = model.fit(reml=True, method=[method])
             except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
-                caught = [str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__]
+                caught = caught or [str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__]
                 continue
         said = [str(w.message).strip() for w in seen if issubclass(w.category, ConvergenceWarning | RuntimeWarning)]
         problems = _serious(said, fit)
         if fit.converged and not problems:
             return fit, said
-        caught = problems or ["the optimizer did not converge"]
-    return None, caught
+        caught = caught or problems or ["the optimizer did not converge"]
+    return None, caught  # the first method's failure: the one the others were tried after
 
 
 def _at_boundary(fit: Any) -> bool:
