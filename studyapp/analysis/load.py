@@ -95,14 +95,16 @@ class Export:
     def conditions(self) -> pd.Series:
         """participant_id -> condition (string), for participants with one; empty without conditions.
 
-        The participants file says it where it has the column; otherwise (or for a participant it lacks) the first
+        The participants file says it where it has the column (it lists every participant); otherwise the first
         condition on any of the participant's records.
         """
+        participants = self.frames.get("participants")
+        if participants is not None and CONDITION in participants.columns:
+            sources = [participants]
+        else:
+            sources = [f for f in self.frames.values() if CONDITION in f.columns and "participant_id" in f.columns]
         found: dict[str, str] = {}
-        ordered = sorted(self.frames.items(), key=lambda item: item[0] != "participants")  # participants first
-        for _, frame in ordered:
-            if CONDITION not in frame.columns or "participant_id" not in frame.columns:
-                continue
+        for frame in sources:
             pairs = frame.loc[frame[CONDITION].notna() & frame["participant_id"].notna(),
                               ["participant_id", CONDITION]].drop_duplicates("participant_id")
             for pid, condition in zip(pairs["participant_id"], pairs[CONDITION], strict=True):

@@ -201,3 +201,12 @@ def test_the_report_command_compares_conditions(tmp_path: Path) -> None:
     assert "## Conditions compared" in text and "## The study's questions" in text
     assert (tmp_path / "report_tables" / "condition_effects.csv").is_file()
     assert (tmp_path / "report_charts" / "condition_by_week_mean_rating.png").is_file()
+
+
+def test_the_condition_is_read_from_the_records_where_the_participants_file_lacks_it() -> None:
+    from studyapp.analysis.load import CONDITION, from_frames
+
+    b = planted_study(seed=SEED, per_condition=3, weeks=1)
+    frames = b.frames()
+    frames["participants"] = frames["participants"].drop(columns=CONDITION)
+    assert from_frames(frames).conditions().to_dict() == b.conditions
