@@ -342,11 +342,14 @@ def figures(comparison: Comparison) -> list[Figure]:
         interaction = next((t for t in comparison.terms if t.condition == term.condition
                             and t.term == "condition x week"), None)
         said = verdict(term)
-        note = [f"{comparison.method.capitalize()}: {_p(term.p_value)}"
+        lead = "Mixed model" if comparison.method == MIXED else "Welch's t-test on the participant means"
+        note = [f"{lead}: {_p(term.p_value)}"
                 + (f" ({said} at alpha {ALPHA})" if said else "") + "."]
         if interaction is not None:
             note.append(f"Condition x week (the change of the difference per week): {_term_text(interaction)}.")
         note += [_counts(comparison), comparison.note]
+        if comparison.method == MEANS:  # why there is no model comes first, in plain words
+            note = [comparison.note, *note[:-1]]
         scale = " (difference in share)" if comparison.measure.unit == "share" else ""
         out.append(Figure(key=f"condition_effect:{comparison.measure.key}:{term.condition}",
                           label=f"{comparison.measure.label}: {term.condition} minus {comparison.reference}{scale}",
