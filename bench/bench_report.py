@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_report.py                                  # 1,000 participants x 60 days
     .venv/bin/python bench/bench_report.py --participants 50 --days 10      # a quick run
     .venv/bin/python bench/bench_report.py --export DIR                     # measure an existing export
+    .venv/bin/python bench/bench_report.py --conditions 2                   # a study with conditions and questions
 
 The export is generated once into ``$STUDYAPP_BENCH_CACHE`` (default ``<tmp>/studyapp-bench``) as
 ``report-export-<P>x<D>``, in Parquet with every column of the export contract (``studyapp.server.export``),
@@ -11,7 +12,10 @@ about 2.8 million rows: per participant-day five to eleven turns (two messages a
 comparison on most days (with its selections, relevance labels and two judge verdicts), the selector's decisions on
 one ordinary turn for participants who consented to ``selections``, and a few attributes, labels, dismissals and
 memory views. One participant in ten runs an app before contract 2 (no "since 2" columns, no selections or memory
-views); one in a hundred has withdrawn (a tombstone in ``participants``, no records).
+views); one in a hundred has withdrawn (a tombstone in ``participants``, no records). With ``--conditions K``
+(K >= 2) every participant is in one of K conditions (blocked: participant i in condition i mod K), every file has
+the ``condition`` column, and ``question_answers`` holds a daily yes/no question, a weekly likert question and an
+exit choice question (answered, skipped or left unanswered), the yes/no answers leaning by condition.
 
 The measurement runs in a fresh process, so its peak resident memory (``ru_maxrss``) is that of load_export,
 analyze and write_report alone, not of the generator.
@@ -37,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from studyapp.analysis.load import CONDITION, KNOWN_RECORD_TYPES  # noqa: E402
 from studyapp.events import CATEGORIES, CONTRACT_VERSION  # noqa: E402
 from studyapp.server import export as export_mod  # noqa: E402
 
@@ -61,12 +66,19 @@ RATING_WEIGHTS = ((0.05, 0.10, 0.30, 0.35, 0.20), (0.15, 0.25, 0.30, 0.20, 0.10)
 class ParquetExport:
     """One Parquet writer per contract file, each buffering one row group of columns at most."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, conditions: bool = False) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        self.schemas = {rt.name: export_mod.parquet_schema(rt) for rt in export_mod.RECORD_TYPES}
+        # With conditions: the condition column after participant_id, and the question_answers file.
+        types = KNOWN_RECORD_TYPES if conditions else export_mod.RECORD_TYPES
+        self.schemas = {rt.name: export_mod.parquet_schema(rt) for rt in types}
+        if conditions:
+            self.schemas = {name: schema if CONDITION in schema.names else schema.insert(2, pa.field(CONDITION,
+                                                                                                    pa.string()))
+                            for name, schema in self.schemas.items()}
         self.writers = {name: pq.ParquetWriter(str(folder / f"{name}.parquet"), schema)
                         for name, schema in self.schemas.items()}
         self.buffers: dict[str, dict[str, list[Any]]] = {n: {c: [] for c in s.names} for n, s in self.schemas.items()}
@@ -103,10 +115,14 @@ class ParquetExport:
 class Participant:
     """One simulated participant: their ids, clock and memory, writing their rows day by day."""
 
-    def __init__(self, out: ParquetExport, index: int, seed: int) -> None:
+    def __init__(self, out: ParquetExport, index: int, seed: int, conditions: int = 0) -> None:
         self.out = out
         self.rng = random.Random(seed * 1_000_003 + index)
         self.id = self.uid()
+        # Blocked assignment, as the server's: each run of K participants holds every condition once.
+        self.condition = f"condition-{index % conditions + 1}" if conditions >= 2 else None
+        self.lean = index % conditions * 0.1 if conditions >= 2 else 0.0  # yes more often in later conditions
+        self.last_day = 0
         self.v2 = self.rng.random() >= 0.1  # one in ten on an app before contract 2
         self.selections = self.v2 and self.rng.random() < 0.5  # consented to the selections category
         self.offset_min = self.rng.choice((-300, -240, 0, 60, 120, 330, 540))
@@ -130,16 +146,17 @@ class Participant:
         if name in ("selections", "memory_views", "question_answers") and not self.v2:
             return
         fields.setdefault("contract_version", CONTRACT_VERSION if self.v2 else None)
-        self.out.add(name, self.id, **fields)
+        self.out.add(name, self.id, condition=self.condition, **fields)
 
     def enroll(self, withdrawn: bool) -> None:
         enrolled = START + timedelta(minutes=self.rng.randint(0, 600))
         if withdrawn:  # the tombstone is all the server keeps
-            self.out.add("participants", self.id, withdrawn_at=(enrolled + timedelta(days=3)).isoformat())
+            self.out.add("participants", self.id, withdrawn_at=(enrolled + timedelta(days=3)).isoformat(),
+                         condition=self.condition)
             return
         categories = [c for c in CATEGORIES if c != "selections" or self.selections]
         self.out.add("participants", self.id, enrolled_at=enrolled.isoformat(), consent_version="1",
-                     consent_sha256=CONSENT_SHA, categories=categories)
+                     consent_sha256=CONSENT_SHA, categories=categories, condition=self.condition)
         self.add("consents", consent_version="1", consent_sha256=CONSENT_SHA, categories=categories,
                  action="grant", created_at=enrolled.isoformat())
         for _ in range(5):
@@ -160,6 +177,20 @@ class Participant:
     def finish(self) -> None:
         for fields in self.attributes.values():
             self.add("attributes", **fields)
+        if self.condition is not None and self.last_day:
+            clock = START + timedelta(days=self.last_day - 1, hours=12)
+            self.question(clock, self.last_day, "liked", "choice", "at_end",
+                          option=self.rng.choice(("remembering me", "the answers", "neither")))
+
+    def question(self, at: datetime, study_day: int, question_id: str, kind: str, when: str, *,
+                 number: int | None = None, option: str | None = None) -> None:
+        status = self.rng.choices(("answered", "skipped", "unanswered"), (0.75, 0.15, 0.10))[0]
+        answered = status == "answered"
+        self.add("question_answers", answer_id=self.uid(), question_id=question_id, question_version="1",
+                 question_type=kind, question_when=when, status=status, asked_at=at.isoformat(),
+                 answered_at=(at + timedelta(seconds=self.rng.uniform(3, 40))).isoformat() if answered else None,
+                 answer_number=number if answered else None, answer_option=option if answered else None,
+                 study_day=study_day, utc_offset_min=self.offset_min)
 
     def day(self, number: int) -> None:
         clock = START + timedelta(days=number - 1, hours=self.rng.uniform(1, 10))
@@ -182,6 +213,12 @@ class Participant:
         if self.memory and self.rng.random() < 0.2:
             self.add("label_dismissals", dismissal_id=self.uid(), attribute_id=self.rng.choice(self.memory),
                      dismissed_at=clock.isoformat(), source="label_prompt")
+        if self.condition is not None:
+            self.last_day = number
+            yes = int(self.rng.random() < 0.45 + self.lean)
+            self.question(clock, number, "understood", "yes_no", "daily", number=yes)
+            if number % 7 == 0:
+                self.question(clock, number, "heard", "likert", "weekly", number=self.rng.randint(1, 5))
         if self.rng.random() < 0.2:
             seconds = self.rng.uniform(3, 90)
             self.add("memory_views", view_id=self.uid(), opened_at=clock.isoformat(),
@@ -300,14 +337,15 @@ class Participant:
                  replaced_entities=self.v("{}"))
 
 
-def generate(folder: Path, participants: int, days: int, *, seed: int = 1,
+def generate(folder: Path, participants: int, days: int, *, seed: int = 1, conditions: int = 0,
              progress: bool = False) -> dict[str, int]:
-    """Write a Parquet export of ``participants`` x ``days`` into ``folder``; return the rows per file."""
-    out = ParquetExport(folder)
+    """Write a Parquet export of ``participants`` x ``days`` into ``folder`` (with ``conditions`` >= 2: that many
+    conditions and the study's questions); return the rows per file."""
+    out = ParquetExport(folder, conditions=conditions >= 2)
     started = time.perf_counter()
     try:
         for index in range(participants):
-            p = Participant(out, index, seed)
+            p = Participant(out, index, seed, conditions)
             withdrawn = p.rng.random() < 0.01
             p.enroll(withdrawn)
             for number in range(1, 0 if withdrawn else days + 1):
@@ -321,9 +359,10 @@ def generate(folder: Path, participants: int, days: int, *, seed: int = 1,
     return rows
 
 
-def cached_export(participants: int, days: int, seed: int) -> Path:
+def cached_export(participants: int, days: int, seed: int, conditions: int = 0) -> Path:
     base = Path(os.environ.get("STUDYAPP_BENCH_CACHE") or Path(tempfile.gettempdir()) / "studyapp-bench")
-    folder = base / f"report-export-{participants}x{days}-seed{seed}"
+    with_conditions = f"-conditions{conditions}" if conditions >= 2 else ""
+    folder = base / f"report-export-{participants}x{days}-seed{seed}{with_conditions}"
     marker = folder / "generated.json"
     if marker.exists():
         print(f"reusing {folder}", file=sys.stderr)
@@ -331,7 +370,7 @@ def cached_export(participants: int, days: int, seed: int) -> Path:
     for leftover in folder.glob("*") if folder.exists() else ():
         leftover.unlink()  # an interrupted run
     started = time.perf_counter()
-    rows = generate(folder, participants, days, seed=seed, progress=True)
+    rows = generate(folder, participants, days, seed=seed, conditions=conditions, progress=True)
     elapsed = time.perf_counter() - started
     marker.write_text(json.dumps({"rows": rows, "seconds": round(elapsed, 1)}))
     size = sum(f.stat().st_size for f in folder.glob("*.parquet"))
@@ -377,6 +416,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="Seed of the generated export and of the bootstrap.")
     parser.add_argument("--bootstrap", type=int, default=2000, help="Bootstrap resamples of analyze.")
     parser.add_argument("--format", dest="fmt", choices=("html", "md"), default="html")
+    parser.add_argument("--conditions", type=int, default=0,
+                        help="Generate a study with this many conditions (2 or more) and the study's questions.")
     parser.add_argument("--export", type=Path, help="Measure this export folder instead of a generated one.")
     parser.add_argument("--out", type=Path, help="The report file [default: a temporary folder].")
     parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)  # the child process
@@ -384,7 +425,7 @@ def main() -> None:
     if args.measure_only:
         measure(args.export, args.out, args.fmt, args.seed, args.bootstrap)
         return
-    folder = args.export or cached_export(args.participants, args.days, args.seed)
+    folder = args.export or cached_export(args.participants, args.days, args.seed, args.conditions)
     with tempfile.TemporaryDirectory(prefix="studyapp-bench-report-") as tmp:
         out = args.out or Path(tmp) / f"report.{args.fmt}"
         print(f"export {folder}: {export_size(folder)}")

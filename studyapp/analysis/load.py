@@ -8,6 +8,11 @@ Times stay ISO-8601 text as exported; ``utc_times`` parses them on use.
 An older export lacks files and columns a newer one has: they stay absent, and ``Export.missing`` names the first
 one a measure needs, so the measure can say "not available" instead of guessing. Withdrawn participants are left
 out of every frame.
+
+A study with ``[conditions]`` has a ``condition`` column right after ``participant_id`` in every file (empty for
+participants enrolled before the study had conditions); ``Export.conditions`` maps each participant to theirs. An
+export without the column has no conditions. The study's questions are in ``question_answers`` (absent in older
+exports).
 """
 
 from __future__ import annotations
@@ -22,12 +27,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studyapp.server.export import FORMATS, RECORD_TYPE_NAMES, RECORD_TYPES, RecordType, column_names
+from studyapp.server.export import FORMATS, RECORD_TYPES, RecordType, column_names
 
 # Column types of the contract (studyapp.server.export's short names) -> the dtype every format is read into.
 DTYPES = {"string": "string", "int64": "Int64", "float64": "float64", "bool": "boolean"}
 LIST = "list<string>"
 EXPORT_HINT = "studyapp-server export --format jsonl|csv|parquet --out DIR"
+CONDITION = "condition"  # the participant's randomized condition, right after participant_id in every file
+
+# The files this reader knows even where the exporter it is installed with predates them (their columns as
+# docs/ARCHITECTURE.md section 8 gives them); the exporter's own definition wins where it has the file.
+LATER_RECORD_TYPES: tuple[RecordType, ...] = (
+    RecordType("question_answers", "question_answer", (
+        ("answer_id", "string"), ("question_id", "string"), ("question_version", "string"),
+        ("question_type", "string"), ("question_when", "string"), ("status", "string"), ("asked_at", "string"),
+        ("answered_at", "string"), ("answer_number", "int64"), ("answer_option", "string"),
+        ("answer_text", "string"), ("comparison_id", "string"), ("message_id", "string"), ("study_day", "int64"),
+        ("utc_offset_min", "int64"), ("ask_probability", "float64"), ("contract_version", "int64"),
+        ("replaced_entities", "string"),
+    )),
+)
+KNOWN_RECORD_TYPES: tuple[RecordType, ...] = (
+    *RECORD_TYPES, *(rt for rt in LATER_RECORD_TYPES if rt.name not in {r.name for r in RECORD_TYPES}))
+KNOWN_NAMES = tuple(rt.name for rt in KNOWN_RECORD_TYPES)
 
 
 class ExportError(Exception):
@@ -69,6 +91,25 @@ class Export:
         if frame is None and not columns:
             return file
         return None
+
+    def conditions(self) -> pd.Series:
+        """participant_id -> condition (string), for participants with one; empty without conditions.
+
+        The participants file says it where it has the column (it lists every participant); otherwise the first
+        condition on any of the participant's records.
+        """
+        participants = self.frames.get("participants")
+        if participants is not None and CONDITION in participants.columns:
+            sources = [participants]
+        else:
+            sources = [f for f in self.frames.values() if CONDITION in f.columns and "participant_id" in f.columns]
+        found: dict[str, str] = {}
+        for frame in sources:
+            pairs = frame.loc[frame[CONDITION].notna() & frame["participant_id"].notna(),
+                              ["participant_id", CONDITION]].drop_duplicates("participant_id")
+            for pid, condition in zip(pairs["participant_id"], pairs[CONDITION], strict=True):
+                found.setdefault(str(pid), str(condition))
+        return pd.Series(found, dtype="string").sort_index()
 
     @property
     def study_id(self) -> str | None:
@@ -115,7 +156,7 @@ def from_frames(frames: Mapping[str, pd.DataFrame], *, source: str = "live datab
 
 def _detect(path: Path) -> tuple[str, dict[str, Path]]:
     found: dict[str, dict[str, Path]] = {}
-    for name in RECORD_TYPE_NAMES:
+    for name in KNOWN_NAMES:
         for fmt in FORMATS:
             file = path / f"{name}.{fmt}"
             if file.is_file():
@@ -212,10 +253,10 @@ def _label(name: str, fmt: str, where: str | None) -> str:
 
 def _normalize(name: str, frame: pd.DataFrame, label: str) -> pd.DataFrame:
     try:
-        rt = next(r for r in RECORD_TYPES if r.name == name)
+        rt = next(r for r in KNOWN_RECORD_TYPES if r.name == name)
     except StopIteration:
         return frame  # not a file of the contract: kept as given
-    kinds = {"study_id": "string", "participant_id": "string", **dict(rt.columns)}
+    kinds = _kinds(rt)
     if frame.columns.empty:  # a file with no rows (JSONL, or no rows in hand) has no columns to read: the contract's
         return _empty(rt)
     if "participant_id" not in frame.columns:
@@ -223,12 +264,24 @@ def _normalize(name: str, frame: pd.DataFrame, label: str) -> pd.DataFrame:
                           f"(its columns: {', '.join(map(str, frame.columns[:8]))}). Export again ({EXPORT_HINT}).")
     out = {column: _convert(frame[column], kinds[column], f"{label}, column {column}") if column in kinds
            else frame[column] for column in frame.columns}
-    ordered = [c for c in column_names(rt) if c in out] + [c for c in out if c not in kinds]
+    ordered = [c for c in _column_names(rt) if c in out] + [c for c in out if c not in kinds]
     return pd.DataFrame({c: out[c] for c in ordered}).reset_index(drop=True)
 
 
+def _kinds(rt: RecordType) -> dict[str, str]:
+    return {"study_id": "string", "participant_id": "string", CONDITION: "string", **dict(rt.columns)}
+
+
+def _column_names(rt: RecordType) -> list[str]:
+    """The contract's column order, with ``condition`` right after ``participant_id`` whether or not the exporter
+    this reader is installed with writes it."""
+    names = [c for c in column_names(rt) if c != CONDITION]
+    return [*names[:2], CONDITION, *names[2:]]
+
+
 def _empty(rt: RecordType) -> pd.DataFrame:
-    kinds = {"study_id": "string", "participant_id": "string", **dict(rt.columns)}
+    # A file with no rows gets the contract's columns (without condition, which only a study with conditions has).
+    kinds = _kinds(rt)
     return pd.DataFrame({c: pd.Series([], dtype=object if kinds[c] == LIST else DTYPES[kinds[c]])
                          for c in column_names(rt)})
 

@@ -22,6 +22,9 @@ import statsmodels.formula.api as smf  # imported here, not in a function: its i
 from scipy.stats import spearmanr
 from statsmodels.stats.inter_rater import cohens_kappa
 
+from studyapp.analysis import conditions as cond
+from studyapp.analysis import questions
+from studyapp.analysis.conditions import Measure, measure_frame
 from studyapp.analysis.load import Export, utc_times
 from studyapp.analysis.model import Analysis, Chart, Figure, Item, NotAvailable, Section, Table
 
@@ -340,6 +343,9 @@ def _count_by(export: Export, file: str, ids: list[str], mask: Callable[[pd.Data
 def _participation_table(study: _Study, days: pd.Series, enrolled_missing: str | None) -> Table:
     export, ids = study.export, study.participants
     table = pd.DataFrame({"participant_id": ids})
+    assigned = export.conditions()
+    if len(assigned):
+        table["condition"] = table["participant_id"].map(assigned).astype("string")
     if not enrolled_missing:
         enrolled = export["participants"].drop_duplicates("participant_id").set_index("participant_id")
         table["enrolled_at"] = enrolled["enrolled_at"].reindex(ids).to_numpy()
@@ -990,6 +996,105 @@ def _paper_row(measure: str, text: str, low: float, high: float, item: Item | No
             "n_items": 0, "n_participants": 0, "study_note": why}
 
 
+# -- conditions ----------------------------------------------------------------------------------------------------
+
+
+def stage_measures(study: _Study) -> tuple[list[Measure], list[str]]:
+    """The stage measures item by item, with each item's participant and study week, for comparing conditions;
+    and a line for each measure this export cannot give."""
+    export, out, missing = study.export, [], []
+    needs = export.missing("attribute_labels", "label", "attribute_id")
+    if needs:
+        missing.append(f"Acceptance: not compared (needs {needs}).")
+    else:
+        labels = export["attribute_labels"]
+        labels = labels[labels["label"].notna()]
+        if study.enrolled is not None and "labeled_at" in labels.columns:
+            days = (utc_times(labels["labeled_at"]) - _enrolled_at(study, labels["participant_id"])) // DAY
+            labels = labels.assign(week=_week_of_days(days))
+            labels = labels[labels["week"].isna() | (labels["week"] >= 1)]
+            latest = _latest_labels(labels, by=["week"])  # as labels_by_week: the latest label within each week
+        else:
+            latest = _latest_labels(labels).assign(week=np.nan)
+        out.append(Measure("acceptance", "Acceptance (share of attributes that make sense)", "share",
+                           measure_frame(latest["participant_id"], latest["week"],
+                                         _is(latest["label"], "makes_sense")), "labels"))
+    if study.answered is None:
+        missing.append("Selection agreement, precision and recall: not compared (needs "
+                       + (export.missing("relevance_labels", "selected_by_model", "relevance_status")
+                          or "relevance_labels.relevance_status") + ").")
+    else:
+        a = study.answered
+        weeks = (study.comparisons[["participant_id", "comparison_id", "week"]].drop_duplicates(
+            ["participant_id", "comparison_id"]) if study.comparisons is not None else None)
+        if weeks is not None:
+            a = a.merge(weeks, on=["participant_id", "comparison_id"], how="left")
+        else:
+            a = a.assign(week=np.nan)
+        agree = a["selected"] == a["human"]
+        out.append(Measure("selection_agreement", "Selection agreement (share of answers where model and participant "
+                           "agree)", "share",
+                           measure_frame(a["participant_id"], a["week"], agree, a["weight"]), "answers"))
+        chosen = a[a["selected"]]
+        out.append(Measure("precision", "Precision (share relevant among selected)", "share",
+                           measure_frame(chosen["participant_id"], chosen["week"], chosen["human"],
+                                         chosen["weight"]), "answers"))
+        relevant = a[a["human"]]
+        out.append(Measure("recall", "Recall (share selected among relevant)", "share",
+                           measure_frame(relevant["participant_id"], relevant["week"], relevant["selected"],
+                                         relevant["weight"]), "answers"))
+    if study.comparisons is None or "rating" not in study.comparisons.columns:
+        missing.append("Ratings: not compared (needs "
+                       + (export.missing("comparisons", "comparison_id") or "comparisons.rating") + ").")
+    else:
+        r = study.rated
+        ratings = _floats(r["rating"])
+        out.append(Measure("mean_rating", "Mean rating (1-5, above 3 favours personalized)", "number",
+                           measure_frame(r["participant_id"], r["week"], ratings), "ratings"))
+        out.append(Measure("no_better", "Personalized not better (share of ratings 3 or below)", "share",
+                           measure_frame(r["participant_id"], r["week"], (ratings <= 3).astype(float)), "ratings"))
+    return out, missing
+
+
+def conditions_section(study: _Study, assigned: pd.Series, asked: list[Measure]) -> Section:
+    """Every stage measure and every answered question compared across the study's conditions."""
+    staged, missing = stage_measures(study)
+    compared = [cond.compare(m, assigned) for m in [*staged, *asked] if len(m.items)]
+    reference = sorted(assigned.unique())[0]
+    items: list[Item] = [_conditions_table(study, assigned)]
+    for comparison in compared:
+        items.extend(cond.figures(comparison))
+    items.append(cond.effects_table(compared))
+    items.append(cond.means_table(compared))
+    for comparison in compared:
+        chart = cond.by_week_chart(comparison) if comparison.measure.charted else None
+        if chart is not None:
+            items.append(chart)
+    intro = (f"Participants were randomized to conditions; each condition is compared with {reference} (the first "
+             "by name), with the participant as the unit. Every measure is computed per participant and study week "
+             "(a participant-week), and a linear mixed model (statsmodels MixedLM, REML) of measure ~ condition * "
+             "week with a random intercept per participant gives the condition's difference at the mean study "
+             "week and its change per week (condition x week), with 95% CIs and Wald p-values (no correction for "
+             "the number of comparisons). Each comparison says how many participants, participant-weeks and items "
+             "it rests on per condition. Where a model cannot be fitted, the comparison says why and gives the "
+             "per-condition participant means with Welch's t-test instead.")
+    if missing:
+        intro += "\n\n" + " ".join(missing)
+    return Section("conditions", "Conditions compared", items, intro=intro)
+
+
+def _conditions_table(study: _Study, assigned: pd.Series) -> Table:
+    everyone = pd.Series(study.participants, dtype="string")
+    frame = pd.DataFrame({"participant_id": everyone, "condition": everyone.map(assigned).astype("string")})
+    table = frame.groupby("condition").agg(participants=("participant_id", "size")).reset_index()
+    left = int(frame["condition"].isna().sum())
+    note = "Participants by the condition the server assigned at enrollment."
+    if left:
+        note += (f" {_plural(left, 'participant')} without a condition (enrolled before the study had conditions) "
+                 "left out of every comparison.")
+    return _table("conditions", "Participants per condition", table, frame[frame["condition"].notna()], note=note)
+
+
 # -- the whole analysis ---------------------------------------------------------------------------------------------
 
 
@@ -998,6 +1103,15 @@ def analyze(export: Export, *, seed: int = 0, bootstrap: int = 2000) -> Analysis
     study = _prepare(export)
     sections = [participation(study), stage1(study), stage2(study), stage3(study, seed=seed, bootstrap=bootstrap),
                 judges(study)]
+    assigned = export.conditions()
+    assigned = assigned[assigned.index.isin(study.participants)]
+    asked = questions.section(export, assigned)
+    if asked is not None:
+        sections.append(asked)
+    if assigned.nunique() >= 2:
+        sections.append(conditions_section(study, assigned, questions.measures(export)))
+    elif assigned.nunique() == 1:
+        study.notes.append(f"Every participant with a condition is in {assigned.iloc[0]}: no conditions to compare.")
     sections.append(paper(sections))
     name = export.study_id
     return Analysis(title=f"Study analysis: {name}" if name else "Study analysis", sections=sections,

@@ -5,6 +5,10 @@ relevance answer, a verdict) and fills every other column of the contract with e
 a folder as JSONL, CSV or Parquet the way the exporter does (CSV booleans true/false, lists as JSON arrays, Parquet
 typed). ``older`` drops what apps and servers before contract 2 did not have: every "(since 2)" column of
 docs/ARCHITECTURE.md section 8, and the files new in contract 2.
+
+A participant given a ``condition`` puts the ``condition`` column (right after ``participant_id``) on every file;
+``answer`` notes a ``question_answers`` record, a file written only where one was noted (or the exporter has it).
+``planted_study`` makes a study with conditions and a known condition effect.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from typing import Any
 
 import pandas as pd
 
-from studyapp.server.export import RECORD_TYPE_NAMES, column_names, record_type
+from studyapp.analysis.load import CONDITION, KNOWN_RECORD_TYPES
+from studyapp.server.export import RECORD_TYPE_NAMES, RecordType, column_names
 from tests.project.test_export_docs import DOC, SINCE, parse, section
 
 STUDY = "known-answers"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, 09:00 UTC
 DTYPES = {"string": "string", "float64": "float64", "int64": "Int64", "bool": "boolean", "list<string>": object}
 NEW_IN_2 = ("selections", "memory_views")
+QUESTIONS = "question_answers"
 
 
 @functools.cache
@@ -44,9 +50,13 @@ class StudyBuilder:
     def __init__(self) -> None:
         self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.enrolled: dict[str, datetime] = {}
+        self.conditions: dict[str, str] = {}
 
-    def participant(self, pid: str, *, enrolled: datetime = START, withdrawn: bool = False) -> str:
+    def participant(self, pid: str, *, enrolled: datetime = START, withdrawn: bool = False,
+                    condition: str | None = None) -> str:
         self.enrolled[pid] = enrolled
+        if condition is not None:
+            self.conditions[pid] = condition
         row: dict[str, Any] = {"participant_id": pid, "categories": ["ratings", "attribute_labels"]}
         if withdrawn:
             row["withdrawn_at"] = iso(enrolled + timedelta(days=3))
@@ -112,20 +122,45 @@ class StudyBuilder:
             "participant_id": pid, "conversation_id": f"conv-{pid}", "message_id": str(uuid.uuid4()), "role": role,
             "content": "hello", "created_at": iso(self.at(pid, day)), "status": "complete", "contract_version": 2})
 
-    def frames(self, *, older: bool = False, files: tuple[str, ...] = RECORD_TYPE_NAMES) -> dict[str, pd.DataFrame]:
-        """Every file of the contract (empty where nothing was noted), typed as the contract says."""
+    def answer(self, pid: str, question_id: str, *, day: int, question_type: str = "likert",
+               status: str = "answered", number: int | None = None, option: str | None = None,
+               text: str | None = None, when: str = "daily", version: str = "1") -> None:
+        asked = self.at(pid, day, 2)
+        self.rows[QUESTIONS].append({
+            "participant_id": pid, "answer_id": str(uuid.uuid4()), "question_id": question_id,
+            "question_version": version, "question_type": question_type, "question_when": when, "status": status,
+            "asked_at": iso(asked), "answered_at": iso(asked + timedelta(seconds=20)) if status == "answered" else None,
+            "answer_number": number, "answer_option": option, "answer_text": text, "study_day": day,
+            "utc_offset_min": 0, "contract_version": 2})
+
+    def frames(self, *, older: bool = False, files: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
+        """Every file of the contract (empty where nothing was noted), typed as the contract says;
+        question_answers only where the exporter has it or answers were noted."""
+        if files is None:
+            files = RECORD_TYPE_NAMES + ((QUESTIONS,) if QUESTIONS in self.rows and QUESTIONS not in RECORD_TYPE_NAMES
+                                         else ())
         out = {}
         for name in files:
-            if older and name in NEW_IN_2:
+            if older and (name in NEW_IN_2 or name == QUESTIONS):
                 continue
-            drop = since_2()[name] if older else frozenset()
-            out[name] = typed(name, self.rows.get(name, []), drop=drop)
+            drop = since_2().get(name, frozenset()) if older else frozenset()
+            rows = self.rows.get(name, [])
+            if self.conditions and not older:
+                rows = [{**r, CONDITION: self.conditions.get(r["participant_id"])} for r in rows]
+            out[name] = typed(name, rows, drop=drop, condition=bool(self.conditions) and not older)
         return out
 
 
-def typed(name: str, rows: list[dict[str, Any]], *, drop: frozenset[str] = frozenset()) -> pd.DataFrame:
-    kinds = {"study_id": "string", "participant_id": "string", **dict(record_type(name).columns)}
-    columns = [c for c in column_names(record_type(name)) if c not in drop]
+def record_type(name: str) -> RecordType:
+    return next(rt for rt in KNOWN_RECORD_TYPES if rt.name == name)
+
+
+def typed(name: str, rows: list[dict[str, Any]], *, drop: frozenset[str] = frozenset(),
+          condition: bool = False) -> pd.DataFrame:
+    kinds = {"study_id": "string", "participant_id": "string", CONDITION: "string", **dict(record_type(name).columns)}
+    columns = [c for c in column_names(record_type(name)) if c not in drop and c != CONDITION]
+    if condition:
+        columns.insert(2, CONDITION)
     data = {c: pd.Series([r.get(c, STUDY if c == "study_id" else None) for r in rows], dtype=DTYPES[kinds[c]])
             for c in columns}
     return pd.DataFrame(data, columns=columns)
@@ -161,3 +196,49 @@ def _csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
         elif out[column].dtype == object:
             out[column] = [json.dumps(v) if isinstance(v, list) else "" for v in out[column]]
     return out
+
+
+# A study with two conditions and a known difference between them --------------------------------------------------
+
+REFERENCE, TREATED = "control", "memory"  # "control" sorts first: the reference condition
+
+
+def planted_study(*, seed: int, per_condition: int = 12, weeks: int = 4, effect: float = 0.3,
+                  interaction: float = 0.1, conditions: tuple[str, ...] = (REFERENCE, TREATED)) -> StudyBuilder:
+    """``per_condition`` participants in each condition over ``weeks`` study weeks, seeded.
+
+    Planted in the second condition, against the first: the chance of answering yes to the daily yes_no question
+    ``understood`` is higher by ``effect`` at the middle of the study (week (weeks + 1) / 2) and by ``interaction``
+    more for each week after it; ratings (2, 3 or 4: 2 + two coin flips with that chance) move by twice as much.
+    Each participant has their own lean (a random intercept). The weekly likert question ``heard`` and the labels
+    carry no difference. Every participant also skips some questions, leaves some unanswered, answers a choice
+    question and a text question.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    b = StudyBuilder()
+    middle = (weeks + 1) / 2
+    for c, condition in enumerate(conditions):
+        for i in range(per_condition):
+            pid = b.participant(f"{condition}-{i:02d}", condition=condition)
+            lean = rng.normal(0, 0.06)
+            for week in range(1, weeks + 1):
+                shift = (effect + interaction * (week - middle)) if c > 0 else 0.0
+                chance = float(np.clip(0.45 + lean + shift, 0, 1))
+                for d in range(1, 6):  # five days of each week
+                    day = 7 * (week - 1) + d
+                    yes = int(rng.random() < chance)
+                    b.answer(pid, "understood", day=day, question_type="yes_no", number=yes)
+                    rating = 2 + int(rng.random() < chance) + int(rng.random() < chance)
+                    cid = b.comparison(pid, day=day, rating=rating, side="left" if d % 2 else "right")
+                    b.relevance(pid, cid, selected=bool(d % 2), status="yes" if rng.random() < 0.4 else "no")
+                    b.label(pid, "makes_sense" if rng.random() < 0.6 else "maybe", day=day)
+                b.answer(pid, "heard", day=7 * (week - 1) + 6, question_type="likert", when="weekly",
+                         number=int(rng.integers(1, 6)))
+                b.answer(pid, "understood", day=7 * (week - 1) + 6, question_type="yes_no", status="skipped")
+            b.answer(pid, "understood", day=7 * weeks, question_type="yes_no", status="unanswered")
+            b.answer(pid, "liked", day=7 * weeks, question_type="choice", when="at_end",
+                     option="memory" if rng.random() < 0.5 else "answers")
+            b.answer(pid, "anything_else", day=7 * weeks, question_type="text", when="at_end", text="fine <PERSON_1>")
+    return b

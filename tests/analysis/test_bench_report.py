@@ -57,3 +57,18 @@ def test_the_generated_rows_join_on_ids(generated) -> None:
     # Every row names a participant of the participants file.
     for name, table in read.items():
         assert {r["participant_id"] for r in table} <= participants, name
+
+
+def test_with_conditions_every_file_has_the_condition_and_the_questions_are_asked(bench, tmp_path) -> None:
+    bench.generate(tmp_path, participants=8, days=8, seed=3, conditions=2)
+    read = {p.stem: pq.read_table(p).to_pylist() for p in tmp_path.glob("*.parquet")}
+    assert set(read) == {rt.name for rt in RECORD_TYPES} | {"question_answers"}
+    for name, table in read.items():
+        assert pq.read_schema(tmp_path / f"{name}.parquet").names[:3] == ["study_id", "participant_id", "condition"]
+        assert all(r["condition"] in ("condition-1", "condition-2") for r in table), name
+    assignments = [r["condition"] for r in read["participants"]]
+    assert assignments.count("condition-1") == assignments.count("condition-2") == 4  # blocked: balanced
+    answers = read["question_answers"]
+    assert {r["question_id"] for r in answers} == {"understood", "heard", "liked"}
+    assert {r["status"] for r in answers} <= {"answered", "skipped", "unanswered"}
+    assert all(r["answer_number"] is None for r in answers if r["status"] != "answered")
