@@ -14,8 +14,9 @@ one ordinary turn for participants who consented to ``selections``, and a few at
 memory views. One participant in ten runs an app before contract 2 (no "since 2" columns, no selections or memory
 views); one in a hundred has withdrawn (a tombstone in ``participants``, no records). With ``--conditions K``
 (K >= 2) every participant is in one of K conditions (blocked: participant i in condition i mod K), every file has
-the ``condition`` column, and ``question_answers`` holds a daily yes/no question, a weekly likert question and an
-exit choice question (answered, skipped or left unanswered), the yes/no answers leaning by condition.
+the ``condition`` column, and ``question_answers`` also holds a daily yes/no question, a weekly likert question and
+an exit choice question, the yes/no answers leaning by condition. Every study has a question after each rated
+comparison and experience sampling after one ordinary reply in seven (answered, skipped or left unanswered).
 
 The measurement runs in a fresh process, so its peak resident memory (``ru_maxrss``) is that of load_export,
 analyze and write_report alone, not of the generator.
@@ -182,15 +183,16 @@ class Participant:
             self.question(clock, self.last_day, "liked", "choice", "at_end",
                           option=self.rng.choice(("remembering me", "the answers", "neither")))
 
-    def question(self, at: datetime, study_day: int, question_id: str, kind: str, when: str, *,
-                 number: int | None = None, option: str | None = None) -> None:
+    def question(self, at: datetime, study_day: int | None, question_id: str, kind: str, when: str, *,
+                 number: int | None = None, option: str | None = None, **fields: Any) -> None:
+        """One of the study's own questions put to the participant: answered, skipped or left unanswered."""
         status = self.rng.choices(("answered", "skipped", "unanswered"), (0.75, 0.15, 0.10))[0]
         answered = status == "answered"
         self.add("question_answers", answer_id=self.uid(), question_id=question_id, question_version="1",
                  question_type=kind, question_when=when, status=status, asked_at=at.isoformat(),
                  answered_at=(at + timedelta(seconds=self.rng.uniform(3, 40))).isoformat() if answered else None,
                  answer_number=number if answered else None, answer_option=option if answered else None,
-                 study_day=study_day, utc_offset_min=self.offset_min)
+                 study_day=study_day, utc_offset_min=self.offset_min, replaced_entities="{}", **fields)
 
     def day(self, number: int) -> None:
         clock = START + timedelta(days=number - 1, hours=self.rng.uniform(1, 10))
@@ -258,19 +260,8 @@ class Participant:
         self.decision(at, mid, outcome, selected)
         reply = self.message(at + timedelta(seconds=4), "assistant")
         if self.rng.random() < 0.15:  # experience sampling: "did that reply feel written for you?" (1-5)
-            self.answer(at + timedelta(seconds=6), "written_for_you", "likert", "after_turn",
+            self.question(at + timedelta(seconds=6), None, "written_for_you", "likert", "after_turn",
                         number=self.rng.randint(1, 5), message_id=reply, ask_probability=0.15)
-
-    def answer(self, at: datetime, question_id: str, qtype: str, when: str, *, number: int | None = None,
-               option: str | None = None, **fields: Any) -> None:
-        """One of the study's own questions put to the participant: answered, or (one in five) skipped."""
-        status = "answered" if self.rng.random() < 0.8 else "skipped"
-        answered = status == "answered"
-        self.add("question_answers", answer_id=self.uid(), question_id=question_id, question_version="1",
-                 question_type=qtype, question_when=when, status=status, asked_at=at.isoformat(),
-                 answered_at=(at + timedelta(seconds=self.rng.uniform(2, 20))).isoformat(),
-                 answer_number=number if answered else None, answer_option=option if answered else None,
-                 utc_offset_min=self.offset_min, replaced_entities="{}", **fields)
 
     def comparison_turn(self, at: datetime, study_day: int) -> None:
         mid = self.message(at, "user")
@@ -305,8 +296,8 @@ class Participant:
             self.message(rated, "assistant", arm=self.v(chosen), comparison_id=self.v(cid))
         if rating is not None:
             self.relevance(rated, cid, chosen_ids)
-            self.answer(rated, "felt_understood", "choice", "after_comparison", comparison_id=cid,
-                        option=self.rng.choice(("Response 1", "Response 2", "Neither")), study_day=study_day)
+            self.question(rated, study_day, "felt_understood", "choice", "after_comparison", comparison_id=cid,
+                          option=self.rng.choice(("Response 1", "Response 2", "Neither")))
             for judge_side in ("left", "right"):
                 self.add("judge_verdicts", comparison_id=cid, judge_model=JUDGE, personalized_side=judge_side,
                          rating=min(5, max(1, rating + self.rng.choice((-1, 0, 0, 1)))),

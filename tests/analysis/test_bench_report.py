@@ -69,6 +69,7 @@ def test_with_conditions_every_file_has_the_condition_and_the_questions_are_aske
     assignments = [r["condition"] for r in read["participants"]]
     assert assignments.count("condition-1") == assignments.count("condition-2") == 4  # blocked: balanced
     answers = read["question_answers"]
-    assert {r["question_id"] for r in answers} == {"understood", "heard", "liked"}
+    assert {r["question_id"] for r in answers} == {"understood", "heard", "liked", "felt_understood",
+                                                   "written_for_you"}
     assert {r["status"] for r in answers} <= {"answered", "skipped", "unanswered"}
     assert all(r["answer_number"] is None for r in answers if r["status"] != "answered")
