@@ -19,6 +19,7 @@ from studyapp import contract
 from studyapp.contract import ContractError, check_field, check_fields, show
 from studyapp.events import EVENT_KINDS, REPLACED_FIELD
 from studyapp.server.validation import RECORD_KEYS, check_event
+from studyapp.server.validation import TIME_FIELDS as DAY_FIELDS
 
 PAYLOADS = 24_000
 NOW = datetime.now(UTC)
@@ -49,15 +50,12 @@ def reference_check_fields(kind: str, payload: Any, *, require_offset: bool = Fa
     return checked
 
 
-_DAY_FIELDS = ("created_at", "labeled_at", "rated_at", "updated_at", "decided_at", "dismissed_at", "opened_at")
-
-
 def reference_check_event(event_id: str, kind: str, payload: Any) -> tuple[dict[str, Any], str, str | None]:
     checked = reference_check_fields(kind, payload)
     keys = RECORD_KEYS.get(kind)
     record_key = "\x1f".join(str(checked[k]) for k in keys) if keys else event_id
     day = None
-    for name in _DAY_FIELDS:
+    for name in DAY_FIELDS:
         value = checked.get(name)
         if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-":
             day = value[:10]
