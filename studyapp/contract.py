@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,7 +119,8 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _time(name: str, value: Any, require_offset: bool) -> str:
+def _time(name: str, value: Any, require_offset: bool, latest: datetime | None = None) -> str:
+    """``latest``: the latest time accepted (the checker's clock plus FUTURE_SKEW), read now if not given."""
     if isinstance(value, str) and len(value) <= 64 and _CALENDAR_DATE.match(value):
         try:
             parsed = datetime.fromisoformat(value)
@@ -127,7 +129,7 @@ def _time(name: str, value: Any, require_offset: bool) -> str:
         if parsed is not None and (parsed.tzinfo is not None or not require_offset):
             # Older apps wrote times without an offset, in UTC.
             aware = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-            if aware > datetime.now(UTC) + FUTURE_SKEW:
+            if aware > (latest if latest is not None else datetime.now(UTC) + FUTURE_SKEW):
                 raise ContractError(f"field '{name}' lies in the future ({show(value)}): check the device's clock")
             if aware < EARLIEST_TIME:
                 raise ContractError(f"field '{name}' lies before 2000-01-01 ({show(value)}): check the device's "
@@ -253,65 +255,140 @@ def check_field(name: str, value: Any, *, require_offset: bool = False, optional
     return value
 
 
-# How check_field treats each field of the contract, decided once: the common values (ASCII text in an id, text or
-# time field) are then checked without walking check_field's chain of tests, which dominates ingest on the server.
-_ID, _TEXT, _TIME, _OTHER = range(4)
-# check_field's tests, in its order: the typed fields it tests before times, and those after.
-_TYPED_BEFORE_TIME = (BOOL_FIELDS | NULLABLE_BOOL_FIELDS | NUMBER_FIELDS | COUNT_FIELDS | RATING_FIELDS
-                      | {"utc_offset_min"})
-_TYPED_AFTER_TIME = SHA256_FIELDS | JSON_FIELDS | {REPLACED_FIELD, "categories"}
+# How check_field treats each field, decided once: the common values (ASCII text in an id, text, choice, time or
+# sha256 field; true or false; a whole number or a float in range; null where allowed) are then checked without
+# walking check_field's chain of tests, which dominates ingest on the server. Anything else goes to check_field.
+(_ID, _TEXT, _CHOICE, _TIME, _SHA256_HEX, _BOOL, _NULLABLE_BOOL, _NUMBER, _COUNT, _RATING, _UTC_OFFSET,
+ _OTHER) = range(12)
+# The values of a closed set, as a set: one hash lookup instead of a scan of the tuple.
+_CHOICE_SETS = {name: frozenset(allowed) for name, allowed in CHOICES.items()}
+# The range a float of a number field may take: finite bounds, so that inf and nan fall outside.
+_LARGEST = sys.float_info.max
+_NUMBER_RANGE = {name: (0.0, 1.0) if name in SHARE_FIELDS else (0.0, _LARGEST) if name in NON_NEGATIVE_FIELDS
+                 else (-_LARGEST, _LARGEST) for name in NUMBER_FIELDS}
 
 
 def _field_class(name: str) -> int:
+    # In check_field's order of tests: a name in two sets is treated as check_field treats it.
     if name in ID_FIELDS:
         return _ID
-    if name in _TYPED_BEFORE_TIME:
-        return _OTHER
+    if name in BOOL_FIELDS:
+        return _BOOL
+    if name in NULLABLE_BOOL_FIELDS:
+        return _NULLABLE_BOOL
+    if name in NUMBER_FIELDS:
+        # ask_probability's own rule (more than 0) is left to check_field.
+        return _OTHER if name == "ask_probability" else _NUMBER
+    if name in COUNT_FIELDS:
+        return _COUNT
+    if name in RATING_FIELDS:
+        return _RATING
+    if name == "utc_offset_min":
+        return _UTC_OFFSET
     if name in TIME_FIELDS:
         return _TIME
-    return _OTHER if name in _TYPED_AFTER_TIME else _TEXT
+    if name in SHA256_FIELDS:
+        return _SHA256_HEX
+    if name == REPLACED_FIELD or name == "categories" or name in JSON_FIELDS:
+        return _OTHER
+    return _CHOICE if name in CHOICES else _TEXT
 
 
-_FIELD_CLASS = {name: _field_class(name) for _, required, optional in EVENT_KINDS.values()
-                for name in (*required, *optional)}
-_KIND_FIELDS = {kind: frozenset((*required, *optional)) for kind, (_, required, optional) in EVENT_KINDS.items()}
-_KIND_CHOICES = {kind: [(name, allowed) for (of, name), allowed in KIND_CHOICES.items() if of == kind]
-                 for kind in EVENT_KINDS}
+class _KindPlan:
+    """What check_fields needs of one kind, worked out once at import."""
+
+    __slots__ = ("classes", "fields", "kind_choices", "required", "required_set")
+
+    def __init__(self, kind: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+        self.required = required
+        self.required_set = frozenset(required)
+        self.fields = frozenset((*required, *optional))
+        self.classes = {name: _field_class(name) for name in (*required, *optional)}
+        self.kind_choices = [(name, allowed) for (of, name), allowed in KIND_CHOICES.items() if of == kind]
 
 
-def check_fields(kind: str, payload: Any, *, require_offset: bool = False) -> dict[str, Any]:
-    """The payload of a ``kind`` record with every value checked; raises ContractError."""
-    if kind not in EVENT_KINDS:
+_PLANS = {kind: _KindPlan(kind, required, optional) for kind, (_, required, optional) in EVENT_KINDS.items()}
+
+
+def check_fields(kind: str, payload: Any, *, require_offset: bool = False,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """The payload of a ``kind`` record with every value checked; raises ContractError. ``now``: the clock that
+    times are checked against (the server reads it once per upload); the current time if not given."""
+    plan = _PLANS.get(kind)
+    if plan is None:
         raise ContractError(f"unknown kind {show(kind)}; known kinds: {', '.join(sorted(EVENT_KINDS))}")
     if not isinstance(payload, dict):
         raise ContractError("payload must be a JSON object")
-    _, required, _ = EVENT_KINDS[kind]
-    missing = [f for f in required if f not in payload]
-    if missing:
+    keys = payload.keys()
+    # Set comparisons in C; the lists of what is wrong are made only for a message.
+    if not keys >= plan.required_set:
+        missing = [f for f in plan.required if f not in payload]
         raise ContractError(f"kind '{kind}' is missing required field(s): {', '.join(missing)}")
-    fields = _KIND_FIELDS[kind]
-    unknown = [f for f in payload if f not in fields]
-    if unknown:
+    fields = plan.fields
+    if not keys <= fields:
+        unknown = [f for f in payload if f not in fields]
         names = ", ".join(show(f, 40) for f in unknown[:5])
         raise ContractError(f"kind '{kind}' does not allow field(s) {names}; only the contract's fields are stored")
+    classes = plan.classes
+    latest = None
     checked: dict[str, Any] = {}
     for name, value in payload.items():
-        # check_field's answer, found quicker for ASCII text in id, text and time fields.
-        if type(value) is str and value.isascii():
-            cls = _FIELD_CLASS[name]
-            if cls == _TEXT:
-                if len(value) <= MAX_TEXT_LENGTH and (name not in CHOICES or value in CHOICES[name]):
-                    checked[name] = value
+        # check_field's answer for the common values, found in a test or two.
+        cls = classes[name]
+        of = type(value)
+        if of is str:
+            if value.isascii():
+                if cls == _TEXT:
+                    if len(value) <= MAX_TEXT_LENGTH:
+                        checked[name] = value
+                        continue
+                elif cls == _ID:
+                    if value and len(value) <= MAX_KEY_LENGTH and value.isprintable():
+                        checked[name] = value
+                        continue
+                elif cls == _TIME:
+                    if latest is None:
+                        latest = (now if now is not None else datetime.now(UTC)) + FUTURE_SKEW
+                    checked[name] = _time(name, value, require_offset, latest)
                     continue
-            elif cls == _ID:
-                if value and len(value) <= MAX_KEY_LENGTH and value.isprintable():
-                    checked[name] = value
-                    continue
-            elif cls == _TIME:
-                checked[name] = _time(name, value, require_offset)
+                elif cls == _CHOICE:
+                    if value in _CHOICE_SETS[name]:
+                        checked[name] = value
+                        continue
+                elif cls == _SHA256_HEX:
+                    if _SHA256.match(value):
+                        checked[name] = value
+                        continue
+        elif of is bool:
+            if cls == _BOOL or cls == _NULLABLE_BOOL:
+                checked[name] = value
                 continue
-        checked[name] = check_field(name, value, require_offset=require_offset, optional=name not in required)
-    for name, allowed in _KIND_CHOICES[kind]:
+        elif value is None:
+            # Null stands for "not given" in every field but an id (allowed only where optional) and a true/false.
+            if cls != _ID and cls != _BOOL:
+                checked[name] = None
+                continue
+        elif of is float:
+            if cls == _NUMBER:
+                low, high = _NUMBER_RANGE[name]
+                if low <= value <= high:
+                    checked[name] = value
+                    continue
+        elif of is int:
+            if cls == _COUNT:
+                if value >= 0:
+                    checked[name] = value
+                    continue
+            elif cls == _RATING:
+                if 1 <= value <= 5:
+                    checked[name] = value
+                    continue
+            elif cls == _UTC_OFFSET:
+                if -MAX_UTC_OFFSET_MIN <= value <= MAX_UTC_OFFSET_MIN:
+                    checked[name] = value
+                    continue
+        checked[name] = check_field(name, value, require_offset=require_offset, optional=name not in plan.required_set)
+    for name, allowed in plan.kind_choices:
         if checked.get(name) is not None and checked[name] not in allowed:
             raise ContractError(f"field '{name}' of a {kind} must be one of {', '.join(allowed)}; "
                                 f"got {show(checked[name])}")

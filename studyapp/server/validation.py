@@ -7,12 +7,14 @@ unexpected (e.g. a text field that was never anonymized) can slip in under anoth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from studyapp.contract import MAX_KEY_LENGTH, MAX_TEXT_LENGTH, ContractError, check_fields, show
+from studyapp.events import EVENT_KINDS
 
-__all__ = ["MAX_KEY_LENGTH", "MAX_TEXT_LENGTH", "RECORD_KEYS", "CheckedEvent", "Rejected", "check_event", "show"]
+__all__ = ["MAX_KEY_LENGTH", "MAX_TEXT_LENGTH", "RECORD_KEYS", "CheckedEvent", "Rejected", "check_event",
+           "checked_fields", "show"]
 
 # Which fields name the record an event describes: a later event for the same record replaces the
 # earlier one in the export (an attribute that was edited, a comparison that was rated after it was shown).
@@ -39,25 +41,39 @@ TIME_FIELDS = ("created_at", "labeled_at", "rated_at", "updated_at", "decided_at
 Rejected = ContractError
 
 
-@dataclass(frozen=True)
-class CheckedEvent:
+class CheckedEvent(NamedTuple):
     kind: str
     payload: dict[str, Any]
     record_key: str
     day: str | None
 
 
-def _day(payload: dict[str, Any]) -> str | None:
-    for name in TIME_FIELDS:
-        value = payload.get(name)
+# Per kind, decided once: the fields naming its record, and its time fields in order of preference for the day.
+_KIND_KEYS = {kind: RECORD_KEYS.get(kind) for kind in EVENT_KINDS}
+_KIND_DAY_FIELDS = {kind: tuple(name for name in TIME_FIELDS if name in (*required, *optional))
+                    for kind, (_, required, optional) in EVENT_KINDS.items()}
+
+
+def checked_fields(event_id: str, kind: str, payload: Any,
+                   now: datetime | None = None) -> tuple[dict[str, Any], str, str | None]:
+    """What check_event finds, as a plain tuple (payload, record key, day): the server makes one for every
+    uploaded event. ``now``: the clock its times are checked against (one reading for a whole upload); the current
+    time if not given. Raises Rejected with the reason."""
+    checked = check_fields(kind, payload, now=now)
+    keys = _KIND_KEYS[kind]
+    if keys is None:
+        record_key = event_id
+    elif len(keys) == 1:
+        record_key = str(checked[keys[0]])
+    else:
+        record_key = "\x1f".join([str(checked[k]) for k in keys])
+    for name in _KIND_DAY_FIELDS[kind]:
+        value = checked.get(name)
         if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-":
-            return value[:10]
-    return None
+            return checked, record_key, value[:10]
+    return checked, record_key, None
 
 
 def check_event(event_id: str, kind: str, payload: Any) -> CheckedEvent:
     """Validate one event; raises Rejected with the reason."""
-    checked = check_fields(kind, payload)
-    keys = RECORD_KEYS.get(kind)
-    record_key = "\x1f".join(str(checked[k]) for k in keys) if keys else event_id
-    return CheckedEvent(kind, checked, record_key, _day(checked))
+    return CheckedEvent(kind, *checked_fields(event_id, kind, payload))
