@@ -23,7 +23,7 @@ FIRST_START_NOTICE = ("The embedded model (SmolLM2-135M) is here so you can try 
 
 
 class StudyApp(App[None]):
-    CSS_PATH = ["styles/app.tcss"]
+    CSS_PATH = ["styles/app.tcss", "styles/questions.tcss"]
     TITLE = "studyapp"
 
     def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None,
