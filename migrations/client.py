@@ -501,3 +501,54 @@ def m008_study_records(db: Database) -> None:
         BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('memory_view', NEW.id); END
         """
     )
+
+
+@migrations()
+def m009_question_asks(db: Database) -> None:
+    # Every question of the study's own (protocol [[questions]]) put to the participant, and what became of it
+    # (studyapp/study/asking.py). A row is written when the question is asked, so a crash leaves it 'asked' and
+    # the next start closes it as 'unanswered': asks that were skipped or never answered are research data too.
+    # asked_at is UTC like every stored time; utc_offset_min and local_day keep the participant's own clock and
+    # calendar then (daily caps and periods count by it). period names the day, week or study end a daily, weekly
+    # or at_end question was asked for (asked once per period) and period_ends_at when that period is over (NULL:
+    # never, at_end); due_at is when a postponed survey is due again.
+    db.execute(
+        """
+        CREATE TABLE question_asks (
+            id TEXT PRIMARY KEY,
+            study_id TEXT NOT NULL,
+            question_id TEXT NOT NULL,
+            question_version TEXT NOT NULL,
+            question_type TEXT NOT NULL CHECK (question_type IN ('likert', 'choice', 'yes_no', 'text')),
+            question_when TEXT NOT NULL
+                CHECK (question_when IN ('after_comparison', 'after_turn', 'daily', 'weekly', 'at_end')),
+            asked_at TEXT NOT NULL,
+            utc_offset_min INTEGER NOT NULL,
+            local_day TEXT NOT NULL,
+            study_day INTEGER,
+            period TEXT,
+            period_ends_at TEXT,
+            comparison_id TEXT,
+            message_id TEXT,
+            ask_probability REAL,
+            status TEXT NOT NULL
+                CHECK (status IN ('asked', 'postponed', 'answered', 'skipped', 'unanswered')),
+            due_at TEXT,
+            answered_at TEXT,
+            answer_number INTEGER,
+            answer_option TEXT,
+            answer_text TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_question_asks_question ON question_asks(study_id, question_id, local_day)")
+    db.execute("CREATE INDEX idx_question_asks_status ON question_asks(status)")
+    # The record leaves once its status is final (answered, skipped, unanswered), in that transaction.
+    db.execute(
+        """
+        CREATE TRIGGER collect_question_answer AFTER UPDATE OF status ON question_asks
+        WHEN NEW.status IN ('answered', 'skipped', 'unanswered') AND OLD.status IN ('asked', 'postponed')
+             AND EXISTS (SELECT 1 FROM studies WHERE withdrawn_at IS NULL)
+        BEGIN INSERT INTO collect_queue (kind, source_id) VALUES ('question_answer', NEW.id); END
+        """
+    )

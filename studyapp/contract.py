@@ -26,6 +26,9 @@ from studyapp.events import (
     LABEL_SOURCES,
     MEMORY_VIEW_SCREENS,
     MESSAGE_STATUSES,
+    QUESTION_STATUSES,
+    QUESTION_TYPES,
+    QUESTION_WHEN,
     RELEVANCE_STATUSES,
     REPLACED_FIELD,
     SCHEDULE_OUTCOMES,
@@ -38,12 +41,13 @@ MAX_TEXT_LENGTH = 1_000_000
 MAX_ENTITY_TYPES = 64
 
 ID_FIELDS = frozenset({"conversation_id", "message_id", "attribute_id", "comparison_id", "verdict_id",
-                       "decision_id", "dismissal_id", "prompt_message_id", "selection_id", "view_id"})
+                       "decision_id", "dismissal_id", "prompt_message_id", "selection_id", "view_id",
+                       "answer_id"})
 BOOL_FIELDS = frozenset({"skipped", "selected_by_model", "model_relevant", "eligible", "selected", "valid"})
 NULLABLE_BOOL_FIELDS = frozenset({"human_relevant"})
 # Whole numbers of 0 or more.
 COUNT_FIELDS = frozenset({"memory_size", "selected_count", "study_day", "context_messages", "context_chars",
-                          "contract_version"})
+                          "contract_version", "answer_number"})
 # Ratings on the 1..5 scale: rating from the personalized arm's view, rating_shown the number pressed as shown.
 RATING_FIELDS = frozenset({"rating", "rating_shown"})
 NUMBER_FIELDS = frozenset({"confidence", "time_to_rate_ms", "draw", "probability", "age_s", "ask_probability",
@@ -52,7 +56,7 @@ NON_NEGATIVE_FIELDS = frozenset({"age_s", "duration_s", "time_to_rate_ms"})
 # Numbers that are shares (0..1); ask_probability is never 0 for a question that was sampled.
 SHARE_FIELDS = frozenset({"confidence", "probability", "ask_probability"})
 TIME_FIELDS = frozenset({"created_at", "updated_at", "labeled_at", "rated_at", "shown_at", "decided_at",
-                         "dismissed_at", "ended_at", "opened_at", "closed_at"})
+                         "dismissed_at", "ended_at", "opened_at", "closed_at", "asked_at", "answered_at"})
 SHA256_FIELDS = frozenset({"context_sha256"})
 JSON_FIELDS = frozenset({"parameters", "templates"})
 # Minutes east of UTC, as far as time zones go (UTC-14:00 .. UTC+14:00).
@@ -71,12 +75,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "asked_when": ASKED_WHEN,
     "verdict_status": VERDICT_STATUSES,
     "screen": MEMORY_VIEW_SCREENS,
+    "question_type": QUESTION_TYPES,
+    "question_when": QUESTION_WHEN,
 }
 # Fields whose allowed values depend on the kind of record (a message's status is not an attribute's).
 KIND_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("message", "status"): MESSAGE_STATUSES,
     ("attribute", "status"): ATTRIBUTE_STATUSES,
     ("attribute", "origin"): ATTRIBUTE_ORIGINS,
+    ("question_answer", "status"): QUESTION_STATUSES,
 }
 # How far ahead of the checker's clock a time may lie: a participant's clock set a few hours wrong is not an
 # error, a record dated next week is (it would count as days active that never were).

@@ -9,7 +9,8 @@ so a participant can never write records for someone else.
 from __future__ import annotations
 
 # Data categories a study can ask for (protocol [categories]); the participant consents per category.
-CATEGORIES = ("ratings", "attribute_labels", "relevance_labels", "attributes", "conversation_text", "selections")
+CATEGORIES = ("ratings", "attribute_labels", "relevance_labels", "attributes", "conversation_text", "selections",
+              "question_answers")
 # How the consent screen names each category to the participant (the protocol's description follows it).
 CATEGORY_TITLES = {
     "ratings": "Your ratings of answers",
@@ -18,6 +19,7 @@ CATEGORY_TITLES = {
     "attributes": "What the assistant believes about you",
     "conversation_text": "Your conversations",
     "selections": "What the assistant chose to use for each request",
+    "question_answers": "Your answers to the study's questions",
 }
 
 # The version of this contract an app writes its records under: every record carries it as contract_version,
@@ -97,6 +99,14 @@ _EVENT_KINDS: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
     "turn_selection": ("selections", SELECTION_FIELDS, ("rationale", "model", "template")),
     # The participant looked at what the assistant holds about them (seeing it can change later ratings).
     "memory_view": ("ratings", ("view_id", "opened_at", "duration_s"), ("closed_at", "screen")),
+    # One per question of the study's own ([[questions]]) put to the participant: answered, skipped, or unanswered
+    # (the app closed or the question's period ended first). asked_at carries the participant's local offset.
+    "question_answer": (
+        "question_answers",
+        ("answer_id", "question_id", "question_version", "question_type", "question_when", "status", "asked_at"),
+        ("answered_at", "answer_number", "answer_option", "answer_text", "comparison_id", "message_id",
+         "study_day", "utc_offset_min", "ask_probability"),
+    ),
 }
 
 # Fields holding free text written by or about the participant: anonymized on device before queueing.
@@ -107,6 +117,7 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "comparison": ("prompt", "generic_response", "personalized_response", "comment"),
     "selection": ("rationale",),
     "turn_selection": ("rationale",),
+    "question_answer": ("answer_text",),
 }
 
 # Every kind allows contract_version; kinds with free text also count what anonymization replaced in it.
@@ -139,6 +150,11 @@ ATTRIBUTE_STATUSES = ("active", "deleted")
 ATTRIBUTE_ORIGINS = ("model", "participant")
 # Where the participant looked at their memory.
 MEMORY_VIEW_SCREENS = ("memory_screen", "label_prompt")
+# The study's own questions (studyapp.study.questions): their types, when they are asked, and what became of one
+# put to the participant (unanswered: the app closed, or the question's period ended, before an answer or a skip).
+QUESTION_TYPES = ("likert", "choice", "yes_no", "text")
+QUESTION_WHEN = ("after_comparison", "after_turn", "daily", "weekly", "at_end")
+QUESTION_STATUSES = ("answered", "skipped", "unanswered")
 
 
 def category_of(kind: str) -> str | None:

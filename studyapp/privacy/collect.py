@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # Which payload field tells when a record was made (for "a later grant does not pull older records in").
 RECORD_TIME_FIELD = {"attribute": "updated_at", "attribute_label": "labeled_at", "schedule_decision": "decided_at",
                      "label_dismissal": "dismissed_at", "selection": "decided_at", "turn_selection": "decided_at",
-                     "memory_view": "opened_at"}
+                     "memory_view": "opened_at", "question_answer": "asked_at"}
 # Fields that carry another category's data: sent only where that category is consented too (and the record is
 # not older than its grant), else dropped. A label's snapshot of the attribute text is the attribute itself.
 FIELD_CATEGORIES: dict[str, dict[str, str]] = {"attribute_label": {"attribute_text": "attributes"}}
@@ -62,6 +62,7 @@ RECORD_KEY_FIELDS: dict[str, tuple[str, ...]] = {
     "selection": ("selection_id",),
     "turn_selection": ("selection_id",),
     "memory_view": ("view_id",),
+    "question_answer": ("answer_id",),
 }
 
 

@@ -32,6 +32,7 @@ from studyapp.privacy.records import (
     dismissal_record,
     memory_view_record,
     message_record,
+    question_answer_record,
     schedule_record,
     selection_records,
     snapshot_record,
@@ -42,6 +43,7 @@ from studyapp.store.comparisons import ComparisonRecord, ComparisonStore
 from studyapp.store.consent import ConsentStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
+from studyapp.store.questions import QuestionStore
 from studyapp.store.schedule import ScheduleStore
 from studyapp.store.studies import StudyStore
 from studyapp.store.util import atomic
@@ -145,6 +147,10 @@ def build(db: Database, queued: QueuedRecord) -> list[Record]:
     if queued.kind == "memory_view":
         view = MemoryStore(db).get_view(queued.source_id)
         return [memory_view_record(view)] if view is not None else []
+    if queued.kind == "question_answer":
+        ask = QuestionStore(db).get(queued.source_id)
+        record = question_answer_record(ask) if ask is not None else None
+        return [record] if record is not None else []
     raise ValueError(f"collect_queue holds an unknown record kind {queued.kind!r}")
 
 
@@ -206,6 +212,8 @@ def earlier_records(db: Database, categories: Iterable[str]) -> list[Record]:
             records += _decision_records(db, decision)
         if "ratings" in categories:
             records += [memory_view_record(v) for v in MemoryStore(db).views()]
+    if "question_answers" in categories:
+        records += [r for ask in QuestionStore(db).list() if (r := question_answer_record(ask)) is not None]
     # Only the kinds of the categories asked for: a relevance label or selection must not ride along with a
     # ratings backfill into a category granted without earlier records.
     return [r for r in records if EVENT_KINDS[r[0]][0] in categories]

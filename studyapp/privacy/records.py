@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from studyapp.events import CONTRACT_VERSION
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
         SelectionRecord,
     )
     from studyapp.store.comparisons import ComparisonRecord, JudgeVerdict, RelevanceLabel
+    from studyapp.store.questions import QuestionAsk
 
 Record = tuple[str, dict[str, Any]]
 
@@ -188,6 +190,31 @@ def schedule_record(d: ScheduleRecord) -> Record:
                                   "draw": d.draw, "probability": d.probability, "outcome": d.outcome,
                                   "reason": d.reason, "memory_size": d.memory_size,
                                   "selected_count": d.selected_count})
+
+
+def _local(stored: str | None, offset_min: int) -> str | None:
+    """A stored UTC time in the participant's offset then (the record says their local time of day)."""
+    if stored is None:
+        return None
+    moment = datetime.fromisoformat(stored)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment.astimezone(timezone(timedelta(minutes=offset_min))).isoformat(timespec="microseconds")
+
+
+def question_answer_record(ask: QuestionAsk) -> Record | None:
+    """A question of the study's own put to the participant, once it closed (category question_answers): the
+    answer, or that it was skipped or left unanswered; None while it is still open. Times in the participant's
+    local offset; answer_text is free text, anonymized by the gate."""
+    if ask.open:
+        return None
+    return _record("question_answer", {
+        "answer_id": ask.id, "question_id": ask.question_id, "question_version": ask.question_version,
+        "question_type": ask.question_type, "question_when": ask.question_when, "status": ask.status,
+        "asked_at": _local(ask.asked_at, ask.utc_offset_min),
+        "answered_at": _local(ask.answered_at, ask.utc_offset_min),
+        "answer_number": ask.answer_number, "answer_option": ask.answer_option, "answer_text": ask.answer_text,
+        "comparison_id": ask.comparison_id, "message_id": ask.message_id, "study_day": ask.study_day,
+        "utc_offset_min": ask.utc_offset_min, "ask_probability": ask.ask_probability})
 
 
 def consent_payload(*, version: str, sha256: str, categories: Sequence[str], action: str,

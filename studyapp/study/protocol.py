@@ -76,6 +76,7 @@ DEFAULT_CATEGORY_DESCRIPTIONS = {
     "attributes": "The attributes the assistant inferred about you (anonymized).",
     "conversation_text": "The text of your conversations (anonymized on your machine).",
     "selections": "For each of your messages, which of the attributes the assistant judged relevant, and why.",
+    "question_answers": "Your answers to the study's own questions (free-text answers anonymized on your machine).",
 }
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -509,6 +510,11 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
 
     models = _models(data, v)
     questions = questions_from(data, v)
+    if questions and "question_answers" not in categories and "categories" in data:
+        # The answers are collected only under their own consent category: without it nobody could be asked.
+        v.error(f"[[questions]] asks {len(questions)} question(s), but [categories] does not list "
+                "question_answers: add [categories.question_answers] (with a description; required = true if "
+                "taking part means answering them), or remove the questions")
 
     if v.errors:
         return None

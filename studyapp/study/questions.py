@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-QUESTION_TYPES = ("likert", "choice", "yes_no", "text")
-QUESTION_WHEN = ("after_comparison", "after_turn", "daily", "weekly", "at_end")
+from studyapp.events import QUESTION_TYPES, QUESTION_WHEN
+
+# Shared with the records' contract (studyapp.events), which the server checks too.
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 LIKERT_POINTS = (2, 11)
 CHOICE_OPTIONS = (2, 12)

@@ -26,6 +26,8 @@ from studyapp.personalize.select import SelectionResult
 from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.memory import MemoryStore
+from studyapp.store.questions import QuestionStore
+from studyapp.study.asking import Asking
 from studyapp.study.comparison import ComparisonRunner
 from studyapp.study.labeling import LabelingPlan
 from studyapp.study.models import ADOPTED_KEY, adopted_marker, header_role, role_settings, study_assistant
@@ -56,6 +58,9 @@ class Services:
         # ends 'abandoned' and becomes a study record. Were a rating recorded later after all, it wins (the
         # record's state prefers the rating, and the server keeps a comparison's latest event).
         self.abandoned = ComparisonStore(app_ctx.db).mark_abandoned() if recover else 0
+        # And a question of the study's that was on screen: it ends 'unanswered' (a record too: how often people
+        # leave a question is research data). A survey the participant put off stays due within its period.
+        self.unanswered = QuestionStore(app_ctx.db).mark_unanswered() if recover else 0
         # A database that holds conversations from before STARTED_KEY existed has started before, too.
         self.first_start = app_ctx.settings.get(STARTED_KEY) is None and not self.conversations.list(limit=1)
         self._fixed_factory = model_factory
@@ -75,6 +80,8 @@ class Services:
         self._retired_models: list[ChatModel] = []
         self.memory = MemoryService(MemoryStore(app_ctx.db), on_change=self.records_written)
         self.study = StudyService(app_ctx.db, study=self.participation.study)
+        # The study's own questions ([[questions]]): asks nothing unless enrolled with them and consented.
+        self.asking = Asking(app_ctx.db, self.participation.study, on_change=self.records_written)
         self.turns = TurnController(self)
 
     # Taking part in a study (studyapp.participation) -------------------------------------------
@@ -91,6 +98,7 @@ class Services:
     async def study_changed(self) -> None:
         """Take on the study ``participation`` now holds (also after background sync brought a new protocol)."""
         self.study = StudyService(self.app_ctx.db, study=self.participation.study)
+        self.asking = Asking(self.app_ctx.db, self.participation.study, on_change=self.records_written)
         self._personalization = None
         # Role models were built for the previous study (and its token, if any): build them anew when asked. A
         # background task may still hold one, so they are closed only with the app.

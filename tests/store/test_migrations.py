@@ -15,7 +15,7 @@ from studyapp.store.db import UnusableDatabase, open_database, pending_migration
 EXPECTED_TABLES = {
     "conversations", "messages", "attributes", "attribute_events", "attribute_labels", "extraction_runs",
     "selections", "comparisons", "ratings", "relevance_labels", "judge_verdicts", "studies", "consent_events",
-    "schedule_decisions", "label_dismissals", "memory_views",
+    "schedule_decisions", "label_dismissals", "memory_views", "question_asks",
     "outbox", "pseudonyms", "privacy_terms", "settings", "messages_fts", "_sqlite_migrations",
 }
 
@@ -39,6 +39,23 @@ def test_blank_database_gets_the_whole_schema(tmp_path: Path) -> None:
     assert "idx_messages_conversation" in {i.name for i in db["messages"].indexes}
     assert {c.name for c in db["attributes"].columns} >= {"text", "reason", "confidence", "status", "origin",
                                                           "evidence"}
+
+
+def test_blank_database_gets_the_question_asks_table_and_its_trigger(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "s.db")
+    columns = {c.name: c.type for c in db["question_asks"].columns}
+    assert db["question_asks"].pks == ["id"]
+    assert {"study_id", "question_id", "question_version", "question_type", "question_when", "asked_at",
+            "utc_offset_min", "local_day", "study_day", "period", "period_ends_at", "comparison_id", "message_id",
+            "ask_probability", "status", "due_at", "answered_at", "answer_number", "answer_option",
+            "answer_text"} <= set(columns)
+    assert columns["answer_number"] == "INTEGER" and columns["ask_probability"] == "REAL"
+    assert "collect_question_answer" in {t.name for t in db.triggers}
+    # The database refuses a status the app never writes.
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        db.execute("INSERT INTO question_asks (id, study_id, question_id, question_version, question_type, "
+                   "question_when, asked_at, utc_offset_min, local_day, status) VALUES "
+                   "('a', 's', 'q', '1', 'yes_no', 'at_end', '2026-11-03T00:00:00+00:00', 0, '2026-11-03', 'maybe')")
 
 
 def test_pragmas(tmp_path: Path) -> None:

@@ -11,7 +11,11 @@ from click.testing import CliRunner
 from studyapp.cli import cli
 from studyapp.study.protocol import ProtocolError, load_protocol, parse_protocol, protocol_from_dict, protocol_from_json
 from studyapp.study.questions import Question
-from tests.study.test_protocol import EXAMPLE, MINIMAL, errors_of
+from tests.study.test_protocol import EXAMPLE, errors_of
+from tests.study.test_protocol import MINIMAL as WITHOUT_ANSWERS
+
+# Questions need the category their answers travel in.
+MINIMAL = WITHOUT_ANSWERS.replace("[comparisons]", "[categories.question_answers]\nrequired = false\n\n[comparisons]")
 
 LIKERT = '''
 [[questions]]
@@ -182,6 +186,12 @@ def test_every_problem_of_every_question_is_collected() -> None:
                        + question(id="q2", when="weekly", at="25:00", weekday="someday"))
     assert [e.split(" ")[0] for e in errors] == [
         "questions[1].points", "questions[1].labels", "questions[2].at", "questions[2].weekday"]
+
+
+def test_questions_need_the_question_answers_category() -> None:
+    [error] = errors_of(WITHOUT_ANSWERS + question())
+    assert "[categories] does not list question_answers" in error
+    assert "add [categories.question_answers]" in error
 
 
 @pytest.mark.parametrize("value", ['"not an array"', '{ id = "q" }', '[1, 2]'])
