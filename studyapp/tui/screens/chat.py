@@ -74,8 +74,9 @@ class ChatScreen(Screen[None]):
         Binding("f3", "review_uploads", "Uploads"),
         Binding("f4", "label_attributes", "Label"),
         # The study's questions: to the question waiting above the message box and back, or open the survey.
-        # Shown only while one waits; a function key, so it never collides with typing.
-        Binding("f5", "questions", "Questions", priority=True),
+        # A function key, so it never collides with typing. Not in the footer (no room at 80 columns): the
+        # question itself and the survey's notice say "F5".
+        Binding("f5", "questions", "Questions", show=False, priority=True),
         # Not in the footer: the status line says "Esc stops" exactly while a reply can be stopped (redrawing
         # the footer when a reply starts cost ~140 ms of the first token on a long history).
         Binding("escape", "stop", "Stop reply", show=False),

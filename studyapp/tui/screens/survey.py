@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,7 +28,7 @@ from studyapp.tui.widgets.question import AnswerField, HasQuestion, QuestionResp
 
 # As the label prompt's: long enough for typing under way to stop, short enough not to be noticed.
 GRACE_S = 0.6
-HELP = "Tab or ↑/↓: next question · leave one empty to skip it · Ctrl+S: done · Esc: later"
+HELP = "↑/↓: next question · left empty: skipped · Ctrl+S: done · Esc: later"
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,14 @@ class SurveyScreen(ModalScreen[SurveyResult]):
             with VerticalScroll(id="survey-questions"):
                 for number, ask in enumerate(self.asks, start=1):
                     with Vertical(classes="survey-item"):
-                        yield Static(f"{number}. {ask.question.text}", classes="survey-question", markup=False)
+                        question = Text(f"{number}. {ask.question.text}", style="bold")
+                        question.append(f"  ({keys_hint(ask.question)})", style="dim")
+                        yield Static(question, classes="survey-question")
                         yield make_field(ask.question, id=f"answer-{number}")
-                        yield Static(keys_hint(ask.question), classes="survey-keys", markup=False)
             yield Label(HELP, id="survey-help", classes="labeling-help", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button("Done (Ctrl+S)", id="survey-done", variant="primary")
-                yield Button("Later (Esc)", id="survey-later")
+                yield Button("Done (Ctrl+S)", id="survey-done", variant="primary", compact=True)
+                yield Button("Later (Esc)", id="survey-later", compact=True)
 
     def on_mount(self) -> None:
         # Only the answers are in the keyboard's way through the questions; the list scrolls to the focused one.

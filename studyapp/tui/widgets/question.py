@@ -5,7 +5,8 @@ option's number, y/n for yes/no), ``TextField`` for free text (its length limit 
 
 ``QuestionPrompt`` is docked in the chat screen, above the message box, for the questions asked in the moment
 (after a reply, after a comparison). It never takes the keyboard by itself: the participant moves to it with
-F5 (the chat screen's binding) and back with F5; Esc there skips the question. It shows one question at a time.
+F5 (the chat screen's binding) and back with F5; Esc there skips the question, and so does sending the next
+message. It shows one question at a time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -138,17 +140,24 @@ class OptionsField(AnswerField, can_focus=True):
         return None if self.chosen is None else self.choices[self.chosen].response
 
     def render(self) -> Text:
-        text = Text()
+        # Options are laid out whole, line by line: an option's key never ends a line without its label.
+        width = max(self.content_size.width, 1)
+        text = Text(no_wrap=False, overflow="fold")
+        column = 0
         for index, choice in enumerate(self.choices):
-            if index:
-                text.append("  ")
             mark = "●" if index == self.chosen else " "
+            label = f"{mark}{choice.key} {choice.label}".rstrip()
             style = "reverse" if self.has_focus and index == self.highlighted else ""
             if index == self.chosen:
                 style += " bold"
-            label = f"{choice.key} {choice.label}".rstrip()
-            # A non-breaking space keeps an option's key with its label when the line wraps.
-            text.append(f"{mark}{label}".replace(" ", "\u00a0"), style=style.strip())
+            if index and column + 2 + cell_len(label) > width:
+                text.append("\n")
+                column = 0
+            elif index:
+                text.append("  ")
+                column += 2
+            text.append(label, style=style.strip())
+            column += cell_len(label)
         return text
 
     def on_focus(self) -> None:
@@ -293,9 +302,9 @@ class QuestionPrompt(Vertical):
         if self.ask is None:
             return
         if self.holds_focus:
-            hint = f"{keys_hint(self.ask.question)} · Esc: skip · F5: back to your message"
+            hint = f"{keys_hint(self.ask.question)} · Esc: skip · F5: back"
         else:
-            hint = "F5: answer · it counts as skipped once you send your next message"
+            hint = "F5: answer · sending your next message skips it"
         self.query_one(".question-help", Static).update(hint)
 
     def take_focus(self) -> None:
