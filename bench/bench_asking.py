@@ -99,9 +99,11 @@ async def until(condition: object, what: str, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.002)
 
 
-async def block(label: str, app: StudyApp, runs: int, frame: FirstFrame, record_s: list[float]) -> list[float]:
+async def block(label: str, app: StudyApp, runs: int, frame: FirstFrame, record_s: list[float], *,
+                settle: bool = False, gate_s: list[float] | None = None) -> list[float]:
     """One app, ``runs`` measured turns (after one first turn); returns Enter -> first token of each."""
     times: list[float] = []
+    gate_s = gate_s if gate_s is not None else []
     asking = app.services.asking
     original = Asking.record
 
@@ -133,6 +135,12 @@ async def block(label: str, app: StudyApp, runs: int, frame: FirstFrame, record_
             await pilot.pause()
             if label == "asked":
                 await answer_the_question(pilot, screen, store, answered=run)
+            if settle:
+                # The privacy gate has passed the answer to the outbox before the next turn (as it has by the
+                # time a person typed their next message).
+                started = time.perf_counter()
+                await app.services.participation.flush()
+                gate_s.append(time.perf_counter() - started)
     return times
 
 
@@ -156,13 +164,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--blocks", type=int, default=6, help="Blocks per arm (the arms alternate).")
     parser.add_argument("--runs", type=int, default=15, help="Measured turns per block.")
+    parser.add_argument("--settle", action="store_true",
+                        help="Wait for the privacy gate to pass the answer on before the next turn (both arms).")
     args = parser.parse_args()
     print(f"# bench_asking  {machine()}  (commit {git_revision()})")
     print(f"{args.blocks} blocks x {args.runs} turns per arm, scripted server, empty history, "
-          f"params {PARAMS.to_dict()}")
+          f"params {PARAMS.to_dict()}{', the gate settled before each turn' if args.settle else ''}")
     frame = FirstFrame()
     times: dict[str, list[float]] = {"asked": [], "none": []}
     record_s: list[float] = []
+    gate_s: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-asking-") as tmp_name, run_scripted_llm() as scripted:
         scripted.set_default("Overnight oats with berries.")
         for number in range(args.blocks):
@@ -170,7 +181,8 @@ async def main() -> None:
             for label in order:
                 data_dir = Path(tmp_name) / f"{label}-{number}"
                 app = enrolled_app(data_dir, scripted.base_url, scripted.model, questions=label == "asked")
-                got = await block(label, app, args.runs, frame, record_s)
+                got = await block(label, app, args.runs, frame, record_s, settle=args.settle,
+                                  gate_s=gate_s if label == "asked" else None)
                 times[label] += got
                 print(f"    block {number} {label}: p50 {statistics.median(got) * 1000:.1f} ms",
                       file=sys.stderr, flush=True)
@@ -181,6 +193,8 @@ async def main() -> None:
     print(f"  median(asked) - median(none) = {difference * 1000:+.1f} ms  "
           f"(95 % bootstrap interval {low * 1000:+.1f} .. {high * 1000:+.1f} ms)")
     print(f"  Asking.record on the event loop: {describe_ms(record_s)}")
+    if gate_s:
+        print(f"  the privacy gate passing an answer on (asked, off the loop): {describe_ms(gate_s)}")
 
 
 if __name__ == "__main__":

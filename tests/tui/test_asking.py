@@ -150,6 +150,24 @@ async def test_typing_while_a_question_becomes_due_goes_to_the_message_box(
         assert app.focused is composer(app) and composer(app).text == typed
 
 
+async def test_no_question_follows_a_reply_that_was_stopped(
+    make_app: MakeApp, scripted_llm: ScriptedLLM, tmp_path: Path, memory_keyring: MemoryKeyring
+) -> None:
+    app = enrolled(make_app, tmp_path / "data", AFTER_TURN)
+    never_compare(app)
+    reply = scripted_llm.add_text("Try overnight oats with berries.", hold_after=2)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"breakfast?", "enter")
+        await reply.wait_held_async()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: [v.message.status for v in views(app)] == ["complete", "interrupted"],
+                       what="the reply stopped")
+        reply.release()
+        await wait_for(pilot, lambda: not app.screen._replying(), what="the turn over")
+        await pilot.pause()
+        assert asks(app) == [] and not prompt(app).display
+
+
 async def test_a_question_is_skipped_with_esc_or_by_carrying_on(
     make_app: MakeApp, scripted_llm: ScriptedLLM, tmp_path: Path, memory_keyring: MemoryKeyring
 ) -> None:
