@@ -74,8 +74,9 @@ class ChatScreen(Screen[None]):
         Binding("f3", "review_uploads", "Uploads"),
         Binding("f4", "label_attributes", "Label"),
         # The study's questions: to the question waiting above the message box and back, or open the survey.
-        # A function key, so it never collides with typing. Not in the footer (no room at 80 columns): the
-        # question itself and the survey's notice say "F5".
+        # A function key, so it never collides with typing. Not in the footer (no room at 80 columns, and a
+        # footer redrawn whenever a question comes or goes would cost the next turn): the question itself and
+        # the survey's notice say "F5".
         Binding("f5", "questions", "Questions", show=False, priority=True),
         # Not in the footer: the status line says "Esc stops" exactly while a reply can be stopped (redrawing
         # the footer when a reply starts cost ~140 ms of the first token on a long history).
@@ -546,7 +547,6 @@ class ChatScreen(Screen[None]):
             prompt.take_focus()
         elif had_keyboard:
             self.query_one(Composer).focus()
-        self.refresh_bindings()
 
     @on(QuestionPrompt.Answered)
     async def _question_answered(self, event: QuestionPrompt.Answered) -> None:
@@ -576,12 +576,6 @@ class ChatScreen(Screen[None]):
             self.notify(str(exc), severity="error", markup=False)
         self.nudge_sync()
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "questions":
-            # In the footer only while a question waits.
-            return bool(self.waiting_questions or self.survey_asks)
-        return True
-
     def action_questions(self) -> None:
         """F5: to the waiting question and back to the message box; with none waiting, open the survey."""
         prompt = self.query_one(QuestionPrompt)
@@ -604,7 +598,6 @@ class ChatScreen(Screen[None]):
         if new:
             self.survey_asks += new
             self.survey_announced = False
-            self.refresh_bindings()
         if self.survey_asks:
             self.offer_survey()
 
@@ -651,7 +644,6 @@ class ChatScreen(Screen[None]):
         if put_off:
             self.services.asking.postpone(put_off)
             self.notify("The study will ask the rest again later.")
-        self.refresh_bindings()
 
     def action_label_attributes(self) -> None:
         """The study's attribute labels, opened by the participant (F4, the palette, or the status line)."""
