@@ -127,7 +127,7 @@ class Participant:
         return value if self.v2 else None
 
     def add(self, name: str, **fields: Any) -> None:
-        if name in ("selections", "memory_views") and not self.v2:
+        if name in ("selections", "memory_views", "question_answers") and not self.v2:
             return
         fields.setdefault("contract_version", CONTRACT_VERSION if self.v2 else None)
         self.out.add(name, self.id, **fields)
@@ -219,7 +219,21 @@ class Participant:
         outcome = "daily_cap" if compared_today else "draw_lost"
         selected = len(self.select(at, mid, "ordinary")) if selections else None
         self.decision(at, mid, outcome, selected)
-        self.message(at + timedelta(seconds=4), "assistant")
+        reply = self.message(at + timedelta(seconds=4), "assistant")
+        if self.rng.random() < 0.15:  # experience sampling: "did that reply feel written for you?" (1-5)
+            self.answer(at + timedelta(seconds=6), "written_for_you", "likert", "after_turn",
+                        number=self.rng.randint(1, 5), message_id=reply, ask_probability=0.15)
+
+    def answer(self, at: datetime, question_id: str, qtype: str, when: str, *, number: int | None = None,
+               option: str | None = None, **fields: Any) -> None:
+        """One of the study's own questions put to the participant: answered, or (one in five) skipped."""
+        status = "answered" if self.rng.random() < 0.8 else "skipped"
+        answered = status == "answered"
+        self.add("question_answers", answer_id=self.uid(), question_id=question_id, question_version="1",
+                 question_type=qtype, question_when=when, status=status, asked_at=at.isoformat(),
+                 answered_at=(at + timedelta(seconds=self.rng.uniform(2, 20))).isoformat(),
+                 answer_number=number if answered else None, answer_option=option if answered else None,
+                 utc_offset_min=self.offset_min, replaced_entities="{}", **fields)
 
     def comparison_turn(self, at: datetime, study_day: int) -> None:
         mid = self.message(at, "user")
@@ -254,6 +268,8 @@ class Participant:
             self.message(rated, "assistant", arm=self.v(chosen), comparison_id=self.v(cid))
         if rating is not None:
             self.relevance(rated, cid, chosen_ids)
+            self.answer(rated, "felt_understood", "choice", "after_comparison", comparison_id=cid,
+                        option=self.rng.choice(("Response 1", "Response 2", "Neither")), study_day=study_day)
             for judge_side in ("left", "right"):
                 self.add("judge_verdicts", comparison_id=cid, judge_model=JUDGE, personalized_side=judge_side,
                          rating=min(5, max(1, rating + self.rng.choice((-1, 0, 0, 1)))),

@@ -103,10 +103,29 @@ def summary(event: OutboxEvent, width: int = 60) -> str:
     if event.kind == "relevance_label":
         answer = RELEVANCE_ANSWERS.get(str(event.payload.get("relevance_status")), "–")
         return f"Should it have shaped the answer? {answer}"
+    if event.kind == "question_answer":
+        return f"{event.payload.get('question_id')}: {_short_answer(event.payload)}"
     for key in ("label", "rating", "human_relevant"):
         if key in event.payload:
             return f"{key}: {event.payload[key]}"
     return event.kind
+
+
+# What became of a question of the study's, when there is no answer to show.
+QUESTION_STATUS_TEXT = {"skipped": "You skipped this question.",
+                        "unanswered": "Not answered (the app closed, or its time ran out, first)."}
+
+
+def _short_answer(payload: dict[str, Any]) -> str:
+    """A question's answer in a few words: the number, the option, yes/no, or what became of it."""
+    if payload.get("status") != "answered":
+        return str(payload.get("status"))
+    if payload.get("question_type") == "yes_no":
+        return {1: "Yes", 0: "No"}.get(payload.get("answer_number"), "–")  # type: ignore[arg-type]
+    for name in ("answer_option", "answer_number", "answer_text"):
+        if payload.get(name) is not None:
+            return str(payload[name])
+    return "–"
 
 
 class ReviewService:
@@ -244,7 +263,32 @@ class ReviewService:
             return self._comparison_as_seen(event.payload)
         if event.kind == "relevance_label":
             return self._relevance_as_seen(event.payload)
+        if event.kind == "question_answer":
+            return self._question_as_seen(event.payload)
         return None
+
+    def _question_as_seen(self, payload: dict[str, Any]) -> str:
+        """The study's question as the participant read it (from the protocol) and their answer as it is sent."""
+        question = next((q for q in self.protocol.questions if q.id == payload.get("question_id")), None)
+        lines = [f"The study asked: {_quoted(question.text)}" if question is not None
+                 else f"The study's question {payload.get('question_id')!r}"]
+        status = payload.get("status")
+        if status != "answered":
+            lines.append(QUESTION_STATUS_TEXT.get(str(status), f"Not answered ({status})."))
+            return "\n".join(lines)
+        number, qtype = payload.get("answer_number"), payload.get("question_type")
+        if qtype == "likert" and isinstance(number, int) and question is not None and question.points:
+            labels = question.labels
+            if len(labels) == question.points:
+                answer = f"{number} of {question.points}, {_quoted(labels[number - 1])}"
+            else:
+                answer = f"{number} on a scale from 1 ({labels[0]}) to {question.points} ({labels[-1]})"
+        elif qtype == "text":
+            answer = _quoted(payload.get("answer_text") or "")
+        else:
+            answer = _short_answer(payload)
+        lines.append(f"Your answer: {answer}")
+        return "\n".join(lines)
 
     def _comparison_as_seen(self, payload: dict[str, Any]) -> str:
         right_personal = payload.get("personalized_side") == "right"

@@ -133,6 +133,13 @@ RECORD_TYPES: tuple[RecordType, ...] = (
     RecordType("memory_views", "memory_view", (
         ("view_id", S), ("opened_at", S), ("closed_at", S), ("duration_s", F), ("screen", S), *VERSION,
     )),
+    # The study's own questions ([[questions]]): one row per question put to the participant, answered or not.
+    RecordType("question_answers", "question_answer", (
+        ("answer_id", S), ("question_id", S), ("question_version", S), ("question_type", S), ("question_when", S),
+        ("status", S), ("asked_at", S), ("answered_at", S), ("answer_number", INT), ("answer_option", S),
+        ("answer_text", S), ("comparison_id", S), ("message_id", S), ("study_day", INT), ("utc_offset_min", INT),
+        ("ask_probability", F), *VERSION, *REPLACED,
+    )),
     RecordType("consents", "consent", (
         ("consent_version", S), ("consent_sha256", S), ("categories", L), ("action", S), ("created_at", S),
         *VERSION,

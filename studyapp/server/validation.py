@@ -29,9 +29,11 @@ RECORD_KEYS: dict[str, tuple[str, ...]] = {
     "selection": ("selection_id",),
     "turn_selection": ("selection_id",),
     "memory_view": ("view_id",),
+    "question_answer": ("answer_id",),
 }
 # The participant-side time of an event, in order of preference, for "days active".
-TIME_FIELDS = ("created_at", "labeled_at", "rated_at", "updated_at", "decided_at", "dismissed_at", "opened_at")
+TIME_FIELDS = ("created_at", "labeled_at", "rated_at", "updated_at", "decided_at", "dismissed_at", "opened_at",
+               "asked_at")
 
 # The contract's error is the server's reason for refusing an event.
 Rejected = ContractError

@@ -81,10 +81,23 @@ class QuestionStore:
         row = self.db.execute(f"SELECT {_COLUMNS} FROM question_asks WHERE id = ?", [ask_id]).fetchone()
         return _ask(row) if row else None
 
-    def history(self, study_id: str) -> list[QuestionAsk]:
-        """Every asking in the study, oldest first."""
-        return [_ask(r) for r in self.db.execute(
-            f"SELECT {_COLUMNS} FROM question_asks WHERE study_id = ? ORDER BY asked_at, rowid", [study_id])]
+    def history(self, study_id: str, *, when: Sequence[str] = (), local_day: str | None = None) -> list[QuestionAsk]:
+        """The askings in the study, oldest first: only of questions asked ``when`` and on ``local_day`` if given
+        (the rules need a day's or the surveys' askings, not the whole study's)."""
+        sql, params = f"SELECT {_COLUMNS} FROM question_asks WHERE study_id = ?", [study_id]
+        if when:
+            sql += f" AND question_when IN ({', '.join('?' * len(when))})"
+            params += list(when)
+        if local_day is not None:
+            sql += " AND local_day = ?"
+            params.append(local_day)
+        return [_ask(r) for r in self.db.execute(sql + " ORDER BY asked_at, rowid", params)]
+
+    def asked_about(self, study_id: str, *, message_id: str | None = None, comparison_id: str | None = None) -> bool:
+        """Whether a question was put about this reply or comparison already (each brings its questions once)."""
+        column, value = ("message_id", message_id) if message_id is not None else ("comparison_id", comparison_id)
+        return self.db.execute(f"SELECT 1 FROM question_asks WHERE study_id = ? AND {column} = ? LIMIT 1",
+                               [study_id, value]).fetchone() is not None
 
     def list(self) -> list[QuestionAsk]:
         """Every asking of every study, oldest first."""

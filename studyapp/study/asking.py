@@ -26,7 +26,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
 from sqlite_utils import Database
 
@@ -125,9 +125,13 @@ class SurveyPeriod:
     ends_at: datetime | None  # None: at_end's never ends
 
 
-def _midnight(day: datetime) -> datetime:
-    """The local midnight that starts ``day`` (aware, in its time zone)."""
-    return datetime.combine(day.date(), time(0), tzinfo=day.tzinfo)
+def at_local(day: date, clock: time, tz: tzinfo | None) -> datetime:
+    """``clock`` on ``day`` in the participant's zone, aware. None: this machine's zone, daylight saving included
+    (a naive time goes through the system's local time rules, where a fixed offset taken from now would be an
+    hour off on the days the clocks change)."""
+    if tz is None:
+        return datetime.combine(day, clock).astimezone()
+    return datetime.combine(day, clock, tzinfo=tz)
 
 
 def survey_period(question: Question, now: datetime, *, enrolled_at: datetime, duration_days: int,
@@ -138,29 +142,28 @@ def survey_period(question: Question, now: datetime, *, enrolled_at: datetime, d
     both only on the study's days (1..duration_days) and never from a time before the enrollment. at_end: from the
     local midnight that ends the last study day, without end.
     """
-    local = now.astimezone(tz)
+    today = now.astimezone(tz).date()
     day, _ = study_day(enrolled_at, now, duration_days, tz=tz)
     if question.when == "at_end":
         if day <= duration_days:
             return None
-        enrolled_local = enrolled_at.astimezone(tz)
-        end_day = enrolled_local + timedelta(days=duration_days)
-        return SurveyPeriod(AT_END_PERIOD, _midnight(end_day), None)
+        last_day_over = enrolled_at.astimezone(tz).date() + timedelta(days=duration_days)
+        return SurveyPeriod(AT_END_PERIOD, at_local(last_day_over, time(0), tz), None)
     if question.when not in ("daily", "weekly") or question.at is None or day > duration_days:
         return None
     hour, minute = (int(part) for part in question.at.split(":"))
+    at = time(hour, minute)
     if question.when == "daily":
-        starts = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        ends = _midnight(local + timedelta(days=1))
+        start_day, ends = today, at_local(today + timedelta(days=1), time(0), tz)
     else:
-        back = (local.weekday() - WEEKDAYS.index(question.weekday or "")) % 7
-        starts = (local - timedelta(days=back)).replace(hour=hour, minute=minute, second=0, microsecond=0)
-        if starts > local:
-            starts -= timedelta(days=7)
-        ends = starts + timedelta(days=7)
-    if starts > local or starts < enrolled_at:
+        start_day = today - timedelta(days=(today.weekday() - WEEKDAYS.index(question.weekday or "")) % 7)
+        if at_local(start_day, at, tz) > now:
+            start_day -= timedelta(days=7)  # today is its weekday, but before its time: last week's is under way
+        ends = at_local(start_day + timedelta(days=7), at, tz)
+    starts = at_local(start_day, at, tz)
+    if starts > now or starts < enrolled_at:
         return None
-    return SurveyPeriod(starts.date().isoformat(), starts, ends)
+    return SurveyPeriod(start_day.isoformat(), starts, ends)
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,9 @@ class Asking:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.on_change = on_change
         self.postpone_delay = postpone_delay
+        # Replies that had their draw in this run: a lost draw leaves no row, and a second draw for the same reply
+        # would make its real chance larger than the recorded one.
+        self._drawn: set[str] = set()
 
     # What may be asked ---------------------------------------------------------------------------
 
@@ -265,9 +271,10 @@ class Asking:
             return ()
         return study.protocol.questions
 
-    def _history(self) -> list[QuestionAsk]:
-        assert self.study.record is not None
-        return self.store.history(self.study.record.id)
+    @property
+    def _study_id(self) -> str:
+        assert self.study.record is not None  # questions() is empty otherwise
+        return self.study.record.id
 
     # Asking --------------------------------------------------------------------------------------
 
@@ -276,14 +283,16 @@ class Asking:
         questions = [q for q in self.questions() if q.when == "after_turn"]
         if not questions:
             return []
-        history = self._history()
-        if any(a.message_id == message_id for a in history):
+        if message_id in self._drawn or self.store.asked_about(self._study_id, message_id=message_id):
             return []  # this reply had its draw
         now = self.clock()
-        candidates = turn_candidates(now, questions, history, tz=self.tz)
+        today = self.store.history(self._study_id, when=("after_turn",),
+                                   local_day=now.astimezone(self.tz).date().isoformat())
+        candidates = turn_candidates(now, questions, today, tz=self.tz)
         if not candidates:
             return []
         # Drawn only when a question could come, so under a seed the draws depend only on such replies.
+        self._drawn.add(message_id)
         chosen = pick(candidates, self.rng.random())
         if chosen is None:
             return []
@@ -302,7 +311,7 @@ class Asking:
             state = ComparisonStore(self.db).get(comparison_id).state
         except ComparisonNotFound:
             return []
-        if state != "rated" or any(a.comparison_id == comparison_id for a in self._history()):
+        if state != "rated" or self.store.asked_about(self._study_id, comparison_id=comparison_id):
             return []
         now = self.clock()
         rows = [self._row(q, now, comparison_id=comparison_id) for q in questions]
@@ -317,7 +326,8 @@ class Asking:
             return []
         assert self.study.record is not None
         now = self.clock()
-        due, expired = surveys_due_at(now, surveys, self._history(), enrolled_at=_aware(self.study.record.enrolled_at),
+        history = self.store.history(self._study_id, when=SURVEY_WHEN)
+        due, expired = surveys_due_at(now, surveys, history, enrolled_at=_aware(self.study.record.enrolled_at),
                                       duration_days=self.study.protocol.duration_days, tz=self.tz)
         rows = [(self._row(d.question, now, period=d.period), d.question) for d in due if d.period is not None]
         again = [(d.again, d.question) for d in due if d.again is not None]

@@ -136,8 +136,9 @@ def test_mixed_formats_are_refused_with_what_to_do(tmp_path: Path) -> None:
     frames = small_study().frames()
     write(tmp_path, {k: v for k, v in frames.items() if k != "comparisons"}, "csv")
     write(tmp_path, {"comparisons": frames["comparisons"]}, "parquet")
-    with pytest.raises(ExportError, match=r"mixes export formats: csv \(11 files\), parquet \(1 files\).*empty "
-                                          r"folder") as error:
+    others = len(frames) - 1
+    with pytest.raises(ExportError, match=rf"mixes export formats: csv \({others} files\), parquet \(1 files\).*"
+                                          r"empty folder") as error:
         load_export(tmp_path)
     assert "Traceback" not in str(error.value)
 

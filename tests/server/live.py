@@ -70,13 +70,41 @@ description = "Conversation text."
 required = false
 description = "The selector's decisions on ordinary turns."
 
+[categories.question_answers]
+required = false
+description = "Your answers to the study's questions."
+
 [comparisons]
 min_turns_between = 1
 daily_cap = 3
 probability = 0.5
 min_attributes = 1
+
+[[questions]]
+id = "felt_understood"
+text = "Which answer made you feel more understood?"
+type = "choice"
+options = ["Response 1", "Response 2", "Neither"]
+when = "after_comparison"
+
+[[questions]]
+id = "what_was_assumed"
+text = "What did an answer assume about you?"
+type = "text"
+when = "after_comparison"
+
+[[questions]]
+id = "written_for_you"
+text = "Did that reply feel like it was written for you?"
+type = "likert"
+points = 5
+labels = ["Not at all", "Completely"]
+when = "after_turn"
+probability = 0.5
+daily_cap = 2
 """
-ALL_CATEGORIES = ["attribute_labels", "attributes", "conversation_text", "ratings", "relevance_labels", "selections"]
+ALL_CATEGORIES = ["attribute_labels", "attributes", "conversation_text", "question_answers", "ratings",
+                  "relevance_labels", "selections"]
 
 
 def new_storage(target: Path | str, protocol_text: str = PROTOCOL) -> tuple[Storage | PgStorage, str]:
@@ -285,6 +313,17 @@ def relevance_label(comparison_id: str = "cmp1", attribute_id: str = "a1") -> di
 def judge_verdict(comparison_id: str = "cmp1", side: str = "right", rating: int = 2) -> dict[str, Any]:
     return event("judge_verdict", {"comparison_id": comparison_id, "judge_model": "judge-1",
                                    "personalized_side": side, "rating": rating})
+
+
+def question_answer(status: str = "answered", **extra: Any) -> dict[str, Any]:
+    payload = {"answer_id": _id("ans"), "question_id": "written_for_you", "question_version": "1",
+               "question_type": "likert", "question_when": "after_turn", "status": status,
+               "asked_at": "2026-11-21T19:30:00.000000-05:00",
+               "answered_at": "2026-11-21T19:30:05.000000-05:00" if status == "answered" else None,
+               "answer_number": 4 if status == "answered" else None, "message_id": "m1", "study_day": 2,
+               "utc_offset_min": -300, "ask_probability": 0.5}
+    payload.update(extra)
+    return event("question_answer", payload)
 
 
 def one_of_each() -> list[dict[str, Any]]:

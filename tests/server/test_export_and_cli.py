@@ -35,7 +35,7 @@ def filled(live: LiveServer) -> tuple[LiveServer, str, str]:
     b_id, b_token = live.enroll()
     live.upload(a_token, [*f.one_of_each(), f.label_dismissal(), f.comparison("cmp-x", rating=None),
                           f.comparison("cmp-x", rating=2),
-                          f.message(content='Quotes " and, commas\nand lines')])
+                          f.message(content='Quotes " and, commas\nand lines'), f.question_answer()])
     live.upload(b_token, [f.consent(["ratings"]), f.comparison(rating=5),
                           f.judge_verdict(side="left", rating=4), f.judge_verdict(side="right", rating=3)])
     return live, a_id, b_id

@@ -26,13 +26,16 @@ import time_machine
 from scipy.stats import spearmanr
 from statsmodels.stats.inter_rater import cohens_kappa
 
+from studyapp.chat import ReplyFinished
 from studyapp.llm.openai_compat import OpenAICompatModel
 from studyapp.server.export import export
 from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.db import open_database
 from studyapp.store.memory import MemoryStore
 from studyapp.store.studies import StudyStore
+from studyapp.study.asking import Answer, Ask, Asking
 from studyapp.study.comparison import RatingResult, RelevanceAnswer, relevance_sample, to_personalized_scale
+from studyapp.study.current import current_study
 from studyapp.study.judge import Judge
 from studyapp.turns import ComparisonOffered, TurnController
 from tests.privacy.test_intake import pump_and_sync
@@ -100,10 +103,29 @@ class Ledger:
     relevance: list[tuple[str, int, bool, str, float]] = field(default_factory=list)
     # comparison id -> (p, d): what the judge will be asked about
     judged: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # participant, question id, status, the answer (number, option or text; None when skipped)
+    answers: list[tuple[str, str, str, object]] = field(default_factory=list)
 
 
 def week_of(day: int) -> int:
     return day // 7 + 1
+
+
+def answer_questions(asking: Asking, asks: list[Ask], rng: random.Random, participant: str, ledger: Ledger) -> None:
+    """The study's own questions (tests/server/live.py's protocol): answered, or now and then skipped."""
+    for ask in asks:
+        question = ask.question
+        if rng.random() < 0.2:
+            answer = Answer(ask, "skipped")
+        elif question.type == "likert":
+            answer = Answer(ask, "answered", number=rng.randint(1, question.points or 1))
+        elif question.type == "choice":
+            answer = Answer(ask, "answered", option=rng.choice(question.options))
+        else:
+            answer = Answer(ask, "answered", text=rng.choice(("Nothing wrong.", "That I cook every day.")))
+        asking.record(answer)
+        value = answer.number if answer.number is not None else answer.option or answer.text
+        ledger.answers.append((participant, question.id, answer.status, value))
 
 
 async def take_part(p: int, live: LiveServer, llm: ScriptedLLM, path: Path, start: datetime,
@@ -119,6 +141,10 @@ async def take_part(p: int, live: LiveServer, llm: ScriptedLLM, path: Path, star
         participant = study.participant_id
         memory = MemoryStore(db)
         attributes = [memory.add_participant_attribute(text) for text in MEMORY]
+        # The study's own questions, asked through the app's Asking with draws of their own (the rest of the
+        # simulation keeps its sequence).
+        answer_rng = random.Random(2000 + p)
+        asking = Asking(db, current_study(db), rng=answer_rng)
     conversation_id = None
     for d in range(days):
         with time_machine.travel(start + timedelta(days=d, hours=1), tick=True):
@@ -155,12 +181,17 @@ async def take_part(p: int, live: LiveServer, llm: ScriptedLLM, path: Path, star
                                           shown_choice=shown, chosen_side=rng.choice(("left", "right")),
                                           relevance=tuple(answers))
                 assert offer.runner.record_result(result) == rating
+                answer_questions(asking, asking.after_comparison(outcome.comparison_id), answer_rng, participant,
+                                 ledger)
                 ledger.comparisons.append((participant, week, outcome.comparison_id,
                                            "skipped" if skip else "rated", rating, len(selected), len(MEMORY)))
                 ledger.judged[outcome.comparison_id] = (p, d)
             ordinary = Context(db, llm, compare=False)
             events = [e async for e in TurnController(ordinary).run(conversation_id, f"request {p}-{d} again")]
             conversation_id = events[0].message.conversation_id
+            reply = events[-1]
+            assert isinstance(reply, ReplyFinished)
+            answer_questions(asking, asking.after_turn(reply.message.id), answer_rng, participant, ledger)
             if d % 3 == 1:
                 for attribute in attributes:
                     label = rng.choice(("makes_sense", "makes_sense", "maybe", "doesnt_make_sense"))
@@ -307,3 +338,19 @@ async def test_a_simulated_study_answers_the_papers_questions_from_the_export(
     decisions = read(out, "schedule_decisions")
     assert len(decisions) == sum(1 for _ in ledger.comparisons) + PARTICIPANTS * DAYS
     assert set(read(out, "comparisons")["contract_version"]) == {2}
+
+    # The study's own questions: every one asked is a row, with what became of it (per participant and question).
+    answers = read(out, "question_answers")
+    exported = answers.groupby(["participant_id", "question_id", "status"]).size().to_dict()
+    noted: dict[tuple[str, str, str], int] = defaultdict(int)
+    for participant, question_id, status, _ in ledger.answers:
+        noted[(participant, question_id, status)] += 1
+    assert exported == noted
+    likert = answers[answers["question_id"] == "written_for_you"].dropna(subset=["answer_number"])
+    assert sorted(likert["answer_number"]) == sorted(
+        v for _, q, s, v in ledger.answers if q == "written_for_you" and s == "answered")
+    # Only after rated comparisons, and no reply brought more than one question.
+    rated_ids = {cid for _, _, cid, state, *_ in ledger.comparisons if state == "rated"}
+    assert set(answers["comparison_id"].dropna()) <= rated_ids
+    assert answers["message_id"].dropna().is_unique
+    assert {"answered", "skipped"} <= set(answers["status"])
