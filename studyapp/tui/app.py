@@ -23,7 +23,7 @@ FIRST_START_NOTICE = ("The embedded model (SmolLM2-135M) is here so you can try 
 
 
 class StudyApp(App[None]):
-    CSS_PATH = ["styles/app.tcss"]
+    CSS_PATH = ["styles/app.tcss", "styles/questions.tcss"]
     TITLE = "studyapp"
 
     def __init__(self, app_ctx: AppContext, *, model_factory: Callable[[], ChatModel] | None = None,
@@ -115,6 +115,9 @@ class StudyApp(App[None]):
             yield SystemCommand("Label what the assistant learned",
                                 "Say whether the attributes waiting for your judgement make sense (F4)",
                                 screen.action_label_attributes)
+            yield SystemCommand("Questions from the study",
+                                "Answer the question waiting above the message box, or the study's waiting "
+                                "questions (F5)", screen.action_questions)
             yield SystemCommand("Join a study", "Enroll with the code from the research team", screen.action_enroll)
             yield SystemCommand("Study consent", "Read the consent document and choose what may be collected",
                                 screen.action_consent)

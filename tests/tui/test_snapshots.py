@@ -138,3 +138,56 @@ def test_review_screen_shows_what_was_found(snap_compare: Any, tmp_path: Path) -
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 34), run_before=run_before)
+
+
+# The study's own questions at 80x24: the question waiting above the message box, and the survey screen ----------
+
+def _asks(*questions: Any) -> list[Any]:
+    from datetime import UTC, datetime
+
+    from studyapp.study.asking import Ask
+
+    asked_at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    return [Ask(f"ask-{n}", question, asked_at) for n, question in enumerate(questions, start=1)]
+
+
+def test_question_waiting_above_the_message_box(snap_compare: Any, tmp_path: Path) -> None:
+    from tests.tui.test_questions import CHOICE, YES_NO
+
+    async def run_before(pilot: Any) -> None:
+        await _settle(pilot)
+        await pilot.press(*"a draft")
+        await pilot.app.screen.ask_in_the_moment(_asks(CHOICE, YES_NO))
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_text_question_answered_above_the_message_box(snap_compare: Any, tmp_path: Path) -> None:
+    from tests.tui.test_questions import TEXT
+
+    async def run_before(pilot: Any) -> None:
+        await _settle(pilot)
+        await pilot.app.screen.ask_in_the_moment(_asks(TEXT))
+        await pilot.press("f5", *"clearer")
+        pilot.app.screen.query_one("#question-prompt Input").cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_survey_screen(snap_compare: Any, tmp_path: Path) -> None:
+    from studyapp.tui.screens.survey import SurveyScreen
+    from tests.tui.test_questions import LIKERT, TEXT, WEEKLY, YES_NO
+
+    async def run_before(pilot: Any) -> None:
+        await _settle(pilot)
+        pilot.app.push_screen(SurveyScreen(_asks(WEEKLY, TEXT, YES_NO, LIKERT), title="Feeling understood",
+                                           focus_first=True))
+        await pilot.pause()
+        await pilot.press("right", "right")
+        for field in pilot.app.screen.query("Input"):
+            field.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=run_before)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from contextlib import aclosing
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from textual import events, on, work
@@ -16,6 +19,7 @@ from textual.widgets import Button, Footer, Header, Label, Static
 from studyapp.chat import ReplyDelta, ReplyFinished, ReplyStarted, UserSaved
 from studyapp.domain import Conversation, SearchHit
 from studyapp.participation import ParticipationState
+from studyapp.study.asking import Answer, AnswerError, Ask
 from studyapp.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from studyapp.tui.screens.search import SearchScreen
 from studyapp.tui.screens.settings import SettingsResult, SettingsScreen
@@ -23,6 +27,7 @@ from studyapp.tui.services import Services
 from studyapp.tui.widgets.composer import Composer
 from studyapp.tui.widgets.conversation_list import ConversationList
 from studyapp.tui.widgets.message_view import ConversationView, MessageView
+from studyapp.tui.widgets.question import QuestionPrompt, QuestionResponse
 from studyapp.turns import ComparisonOffered, Preparing
 
 if TYPE_CHECKING:
@@ -49,6 +54,11 @@ JUDGE_GROUP = "judge"
 # Extraction waits for a pause in the conversation, and a new message cancels it (it never delays a reply).
 # The default pause; StudyApp(extract_debounce_s=...) sets another (None: no extraction after replies).
 EXTRACT_DEBOUNCE_S = 3.0
+# How often the study's daily, weekly and end-of-study questions are looked for while the app is open.
+SURVEY_CHECK_S = 60.0
+# A survey opens by itself only after the message box has been left alone this long (and is empty): a survey
+# that appeared just as the participant started a message would take their first keystrokes.
+SURVEY_QUIET_S = 5.0
 
 
 class ChatScreen(Screen[None]):
@@ -63,6 +73,11 @@ class ChatScreen(Screen[None]):
         Binding("f2", "memory", "Memory"),
         Binding("f3", "review_uploads", "Uploads"),
         Binding("f4", "label_attributes", "Label"),
+        # The study's questions: to the question waiting above the message box and back, or open the survey.
+        # A function key, so it never collides with typing. Not in the footer (no room at 80 columns, and a
+        # footer redrawn whenever a question comes or goes would cost the next turn): the question itself and
+        # the survey's notice say "F5".
+        Binding("f5", "questions", "Questions", show=False, priority=True),
         # Not in the footer: the status line says "Esc stops" exactly while a reply can be stopped (redrawing
         # the footer when a reply starts cost ~140 ms of the first token on a long history).
         Binding("escape", "stop", "Stop reply", show=False),
@@ -81,6 +96,19 @@ class ChatScreen(Screen[None]):
         self.extract_debounce_s = extract_debounce_s
         # Attributes whose labeling was already announced (the notification comes once, not after every reply).
         self.announced_labeling: set[str] = set()
+        # The study's questions asked in the moment (after a reply or a rating), shown one at a time above the
+        # message box, and how many came together (for "1 of 2").
+        self.waiting_questions: list[Ask] = []
+        self.asked_together = 0
+        # Survey questions (daily, weekly, at_end) handed out and not yet answered or put off; whether the
+        # survey is on screen, and whether its notice was given.
+        self.survey_asks: list[Ask] = []
+        self.survey_open = False
+        self.survey_announced = False
+        self.survey_quiet_s = SURVEY_QUIET_S
+        # When the message box last changed (time.monotonic()); starting the app counts, so a survey due at start
+        # is announced, not opened under the participant's first keystrokes.
+        self.typed_at = time.monotonic()
 
     # Layout --------------------------------------------------------------------------
 
@@ -93,6 +121,7 @@ class ChatScreen(Screen[None]):
             with Vertical(id="main"):
                 yield ConversationView(id="conversation")
                 yield Label("", id="empty-hint", markup=False)
+                yield QuestionPrompt(id="question-prompt")
                 yield Composer(id="composer")
         yield Static("", id="status", markup=False)
         yield Footer()
@@ -100,9 +129,12 @@ class ChatScreen(Screen[None]):
     async def on_mount(self) -> None:
         conversations = self.services.conversations.list(limit=1)
         await self.open_conversation(conversations[0].id if conversations else None)
+        self.query_one(QuestionPrompt).display = False
         self.query_one(Composer).focus()
         self.announce_labeling()
         self.start_participation()
+        self.check_surveys()
+        self.set_interval(SURVEY_CHECK_S, self.check_surveys)
 
     # Taking part in a study ----------------------------------------------------------------
 
@@ -372,11 +404,13 @@ class ChatScreen(Screen[None]):
         return any(w.group == REPLY_GROUP and w.is_running for w in self.workers)
 
     @on(Composer.Submitted)
-    def _submitted(self, event: Composer.Submitted) -> None:
+    async def _submitted(self, event: Composer.Submitted) -> None:
         if self._replying():
             self.notify("A reply is still arriving: wait for it, or press Esc to stop it.")
             return
         event.composer.clear()
+        # The participant carried on past the question about the last reply: it counts as skipped.
+        await self.skip_waiting_questions()
         # Background model work gives way: the participant's reply comes first.
         self.workers.cancel_group(self, EXTRACT_GROUP)
         self.workers.cancel_group(self, JUDGE_GROUP)
@@ -414,6 +448,9 @@ class ChatScreen(Screen[None]):
                         if event.message.status == "error":
                             self.notify(event.message.error or "The reply failed.", severity="error", timeout=8,
                                         markup=False)
+                        elif event.message.status == "complete":
+                            # Experience sampling: a question about this reply, now that it is whole.
+                            await self.ask_in_the_moment(self.services.asking.after_turn(event.message.id))
         except asyncio.CancelledError:
             if reply_view is not None:
                 stored = self.services.conversations.get_message(reply_view.message.id)
@@ -444,6 +481,8 @@ class ChatScreen(Screen[None]):
         await self.open_conversation(saved.conversation.id)
         if result.status in ("rated", "skipped"):  # both answers exist: the judge rates a skipped pair too
             self.judge_later()
+        if result.status == "rated" and result.comparison_id is not None:
+            await self.ask_in_the_moment(self.services.asking.after_comparison(result.comparison_id))
 
     @work(exclusive=True, group=JUDGE_GROUP)
     async def judge_later(self) -> None:
@@ -476,6 +515,135 @@ class ChatScreen(Screen[None]):
             self.notify("Some things the assistant learned about you wait for your judgement: press F4 (or click "
                         "the status line) when you are ready.", title="About you", timeout=10)
         self.announced_labeling |= due
+
+    # The study's own questions ([[questions]]) -------------------------------------------------------
+
+    async def ask_in_the_moment(self, asks: Sequence[Ask]) -> None:
+        """Show questions asked after a reply or a rating above the message box, one at a time. They never take
+        the keyboard (the participant moves to them with F5) and never cover a reply. Questions still waiting
+        from before count as skipped: the moment they asked about has passed."""
+        if not asks:
+            return
+        await self.skip_waiting_questions(show_next=False)
+        self.waiting_questions = list(asks)
+        self.asked_together = len(asks)
+        await self._show_waiting_question()
+
+    async def skip_waiting_questions(self, *, show_next: bool = True) -> None:
+        """The participant carried on past the waiting questions (sent a message, or newer questions came)."""
+        waiting, self.waiting_questions = self.waiting_questions, []
+        for ask in waiting:
+            self._record(ask, "skipped")
+        if waiting and show_next:
+            await self._show_waiting_question()
+
+    async def _show_waiting_question(self) -> None:
+        prompt = self.query_one(QuestionPrompt)
+        had_keyboard = prompt.holds_focus
+        ask = self.waiting_questions[0] if self.waiting_questions else None
+        await prompt.show(ask, position=(self.asked_together - len(self.waiting_questions) + 1, self.asked_together))
+        # Answering one after another, the next question keeps the keyboard; after the last, the message box has it.
+        if had_keyboard and ask is not None:
+            prompt.take_focus()
+        elif had_keyboard:
+            self.query_one(Composer).focus()
+
+    @on(QuestionPrompt.Answered)
+    async def _question_answered(self, event: QuestionPrompt.Answered) -> None:
+        await self._close_question(event.ask.ask_id, "answered", event.response)
+
+    @on(QuestionPrompt.Skipped)
+    async def _question_skipped(self, event: QuestionPrompt.Skipped) -> None:
+        await self._close_question(event.ask.ask_id, "skipped")
+
+    async def _close_question(self, ask_id: str, status: str, response: QuestionResponse | None = None) -> None:
+        ask = next((a for a in self.waiting_questions if a.ask_id == ask_id), None)
+        if ask is None:
+            return  # already closed (skipped by a message sent meanwhile)
+        self.waiting_questions.remove(ask)
+        self._record(ask, status, response)
+        await self._show_waiting_question()
+
+    def _record(self, ask: Ask, status: str, response: QuestionResponse | None = None) -> None:
+        """Store an answer or a skip: one short transaction on the event loop, as a rating is stored; Asking wakes
+        the privacy gate, which anonymizes a text answer in its own thread."""
+        given = response or QuestionResponse()
+        answer = Answer(ask, status, answered_at=datetime.now().astimezone(), number=given.number,
+                        option=given.option, text=given.text)
+        try:
+            self.services.asking.record(answer)
+        except AnswerError as exc:  # the widgets offer only fitting answers; say so rather than fail
+            self.notify(str(exc), severity="error", markup=False)
+        self.nudge_sync()
+
+    def action_questions(self) -> None:
+        """F5: to the waiting question and back to the message box; with none waiting, open the survey."""
+        prompt = self.query_one(QuestionPrompt)
+        if self.waiting_questions:
+            if prompt.holds_focus:
+                self.query_one(Composer).focus()
+            else:
+                prompt.take_focus()
+        elif self.survey_asks:
+            self.open_survey(by_participant=True)
+        else:
+            self.notify("No questions from the study wait for you now.")
+
+    def check_surveys(self) -> None:
+        """Look for the daily, weekly and end-of-study questions due now (at start, then every SURVEY_CHECK_S)."""
+        if self.survey_open:
+            return
+        held = {a.ask_id for a in self.survey_asks}
+        new = [a for a in self.services.asking.surveys_due() if a.ask_id not in held]
+        if new:
+            self.survey_asks += new
+            self.survey_announced = False
+        if self.survey_asks:
+            self.offer_survey()
+
+    def offer_survey(self) -> None:
+        """Open the survey when nothing is under way (no reply arriving, the message box empty and left alone,
+        no other screen open); otherwise say once that questions wait, and how to open them."""
+        quiet = time.monotonic() - self.typed_at >= self.survey_quiet_s
+        if self.app.screen is self and not self._replying() and not self.query_one(Composer).text and quiet:
+            self.open_survey(by_participant=False)
+        elif not self.survey_announced:
+            self.survey_announced = True
+            count = len(self.survey_asks)
+            self.notify(f"The study has {count} question{'s' if count != 1 else ''} for you: press F5 when you "
+                        "are ready.", title="Questions", timeout=10)
+
+    @on(Composer.Changed, "#composer")
+    def _typed(self) -> None:
+        self.typed_at = time.monotonic()
+
+    @work(group="dialogs")
+    async def open_survey(self, *, by_participant: bool) -> None:
+        """The survey screen; its answers and skips are recorded, and with Later the unanswered ones are put off
+        (the study asks them again later)."""
+        from studyapp.tui.screens.survey import SurveyScreen
+
+        if self.survey_open or not self.survey_asks:
+            return
+        asks, self.survey_open = list(self.survey_asks), True
+        try:
+            result = await self.app.push_screen_wait(
+                SurveyScreen(asks, title=self.services.study.protocol.title, focus_first=by_participant))
+        finally:
+            self.survey_open = False
+        self.survey_asks = [a for a in self.survey_asks if a not in asks]
+        put_off: list[Ask] = []
+        for ask in asks:
+            response = result.responses.get(ask.ask_id)
+            if response is not None:
+                self._record(ask, "answered", response)
+            elif result.later:
+                put_off.append(ask)
+            else:
+                self._record(ask, "skipped")
+        if put_off:
+            self.services.asking.postpone(put_off)
+            self.notify("The study will ask the rest again later.")
 
     def action_label_attributes(self) -> None:
         """The study's attribute labels, opened by the participant (F4, the palette, or the status line)."""
