@@ -65,7 +65,7 @@ class Condition:
 
 @dataclass(frozen=True)
 class Conditions:
-    arms: tuple[Condition, ...]
+    arms: tuple[Condition, ...]  # by name
     # Enrollments per block: a multiple of the number of conditions.
     block_size: int
     # Whether participants are told their condition (the app may show it); default never.
@@ -147,7 +147,8 @@ def conditions_from(data: Mapping[str, Any], v: _Validator, *,
                        f"every condition equally often), from {n} to {MAX_BLOCK_SIZE}")
     if len(arms) < n or block_size is None:
         return None
-    return Conditions(arms=tuple(arms), block_size=block_size, reveal=reveal)
+    # By name: a protocol travels as JSON with sorted keys, and the allocation must see the same order everywhere.
+    return Conditions(arms=tuple(sorted(arms, key=lambda arm: arm.name)), block_size=block_size, reveal=reveal)
 
 
 def _condition(name: str, entry: Mapping[str, Any], path: str, data: Mapping[str, Any], v: _Validator,

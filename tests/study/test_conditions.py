@@ -30,7 +30,7 @@ personalization.memory = "off"
 def test_two_conditions_parse_with_their_settings_and_defaults() -> None:
     p = parse_protocol(MINIMAL + MEMORY)
     assert p.conditions is not None
-    assert p.conditions.names == ("memory_on", "memory_off")
+    assert p.conditions.names == ("memory_off", "memory_on")  # by name, however the file orders them
     assert p.conditions.block_size == 4 and p.conditions.reveal is False
     assert p.conditions.get("memory_off").overrides == {"personalization": {"memory": "off"}}
     assert p.conditions.get("memory_on").overrides == {}
@@ -148,7 +148,7 @@ def test_check_lists_the_conditions_and_what_each_changes(tmp_path: Path) -> Non
     assert p.conditions is not None and p.conditions.names == ("memory_on", "memory_off")
     result = CliRunner().invoke(cli, ["study", "check", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
-    assert ("conditions: 2 (memory_on, memory_off), assigned at enrollment in blocks of 4; never told to "
+    assert ("conditions: 2 (memory_off, memory_on), assigned at enrollment in blocks of 4; never told to "
             "participants") in result.output
     assert "memory_on: the study's settings as they are" in result.output
     assert 'memory_off: personalization.memory = "off"' in result.output
