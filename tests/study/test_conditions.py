@@ -145,7 +145,7 @@ def test_block_orders_are_balanced_and_reproducible() -> None:
 
 def test_check_lists_the_conditions_and_what_each_changes(tmp_path: Path) -> None:
     p = load_protocol(EXAMPLE)
-    assert p.conditions is not None and p.conditions.names == ("memory_on", "memory_off")
+    assert p.conditions is not None and p.conditions.names == ("memory_off", "memory_on")
     result = CliRunner().invoke(cli, ["study", "check", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
     assert ("conditions: 2 (memory_off, memory_on), assigned at enrollment in blocks of 4; never told to "
