@@ -215,7 +215,7 @@ def _normalize(name: str, frame: pd.DataFrame, label: str) -> pd.DataFrame:
         rt = next(r for r in RECORD_TYPES if r.name == name)
     except StopIteration:
         return frame  # not a file of the contract: kept as given
-    kinds = {"study_id": "string", "participant_id": "string", **dict(rt.columns)}
+    kinds = {"study_id": "string", "participant_id": "string", "condition": "string", **dict(rt.columns)}
     if frame.columns.empty:  # a file with no rows (JSONL, or no rows in hand) has no columns to read: the contract's
         return _empty(rt)
     if "participant_id" not in frame.columns:
@@ -228,7 +228,7 @@ def _normalize(name: str, frame: pd.DataFrame, label: str) -> pd.DataFrame:
 
 
 def _empty(rt: RecordType) -> pd.DataFrame:
-    kinds = {"study_id": "string", "participant_id": "string", **dict(rt.columns)}
+    kinds = {"study_id": "string", "participant_id": "string", "condition": "string", **dict(rt.columns)}
     return pd.DataFrame({c: pd.Series([], dtype=object if kinds[c] == LIST else DTYPES[kinds[c]])
                          for c in column_names(rt)})
 

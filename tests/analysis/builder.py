@@ -124,7 +124,8 @@ class StudyBuilder:
 
 
 def typed(name: str, rows: list[dict[str, Any]], *, drop: frozenset[str] = frozenset()) -> pd.DataFrame:
-    kinds = {"study_id": "string", "participant_id": "string", **dict(record_type(name).columns)}
+    kinds = {"study_id": "string", "participant_id": "string", "condition": "string",
+             **dict(record_type(name).columns)}
     columns = [c for c in column_names(record_type(name)) if c not in drop]
     data = {c: pd.Series([r.get(c, STUDY if c == "study_id" else None) for r in rows], dtype=DTYPES[kinds[c]])
             for c in columns}
