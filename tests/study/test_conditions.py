@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from studyapp.cli import cli
 from studyapp.study.conditions import block_order
+from studyapp.study.current import CurrentStudy
 from studyapp.study.protocol import ProtocolError, load_protocol, parse_protocol, protocol_from_dict
 from tests.study.test_protocol import EXAMPLE, MINIMAL, errors_of
 
@@ -158,3 +159,10 @@ def test_check_lists_the_conditions_and_what_each_changes(tmp_path: Path) -> Non
     assert result.exit_code == 1
     assert "conditions.memory_off.privacy is not a setting a condition may change" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_status_line_names_the_condition_only_when_the_study_reveals_it() -> None:
+    hidden = parse_protocol(MINIMAL + MEMORY).for_condition("memory_off")
+    assert "memory_" not in CurrentStudy(hidden, None).status_line()
+    shown = parse_protocol(MINIMAL + MEMORY.replace("block_size = 4", "reveal = true")).for_condition("memory_off")
+    assert CurrentStudy(shown, None).status_line().startswith("A study · condition memory_off · day 1 of 7")
