@@ -20,6 +20,7 @@ from studyapp.study.conditions import block_order
 from studyapp.study.protocol import parse_protocol
 from tests.server import live as f
 from tests.server.live import LiveServer, serve, serve_workers
+from tests.server.test_dashboard import logged_in
 from tests.server.test_pg_storage import together
 
 SEED = 20261130
@@ -94,6 +95,10 @@ def test_enrollments_are_balanced_in_blocks_and_reproduced_from_the_recorded_see
         assert any(line.startswith(participant) and f"  {condition} " in line for line in result.output.splitlines())
     listed = httpx.get(f"{server.base_url}/v1/participants", headers=server.researcher()).json()
     assert {r["participant_id"]: r["condition"] for r in listed} == {p: c for p, c, _, _ in rows}
+    with logged_in(server) as http:
+        page = http.get("/dashboard").text
+    assert '<b id="condition-memory_off">6</b>in condition memory_off' in page
+    assert '<b id="condition-memory_on">6</b>in condition memory_on' in page
 
 
 def test_a_lost_reply_repeated_keeps_the_one_assignment(conditions_server: LiveServer) -> None:
