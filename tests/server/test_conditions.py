@@ -222,3 +222,24 @@ def test_concurrent_enrollments_on_several_workers_stay_balanced(pg_url: str) ->
                                                                                            "memory_off": 12}
     finally:
         storage.close()
+
+
+def test_a_protocol_with_other_conditions_starts_a_new_block(server_db: Path | str) -> None:
+    storage, _ = start(server_db, protocol_text())
+    try:
+        first = [storage.enroll(code) for code in storage.create_codes(2)]
+        three = CONDITIONS.replace("block_size = 4", "block_size = 3") + "\n[conditions.pinned]\n"
+        text = protocol_text(three, version="2")
+        protocol = parse_protocol(text)
+        storage.update_protocol(study_id=protocol.id, title=protocol.title, version="2", protocol=text,
+                                protocol_data=protocol.to_dict())
+        later = [storage.enroll(code) for code in storage.create_codes(3)]
+        assert all(first) and all(later)
+        slots = storage.allocation()["slots"]
+        # The first block keeps its two slots; the new scheme fills a block of its own, balanced.
+        assert [(s["block"], s["position"], s["block_size"]) for s in slots] == [
+            (1, 1, 4), (1, 2, 4), (2, 1, 3), (2, 2, 3), (2, 3, 3)]
+        assert sorted(s["condition"] for s in slots[2:]) == ["memory_off", "memory_on", "pinned"]
+        assert [s["condition"] for s in slots[2:]] == block_order(SEED, 2, ("memory_off", "memory_on", "pinned"), 3)
+    finally:
+        storage.close()
