@@ -243,3 +243,28 @@ def test_a_protocol_with_other_conditions_starts_a_new_block(server_db: Path | s
         assert [s["condition"] for s in slots[2:]] == block_order(SEED, 2, ("memory_off", "memory_on", "pinned"), 3)
     finally:
         storage.close()
+
+
+def test_init_records_the_seed_it_is_given_or_makes_one(tmp_path: Path) -> None:
+    study = tmp_path / "study.toml"
+    study.write_text(protocol_text(), encoding="utf-8")
+    db = tmp_path / "given.db"
+    result = CliRunner().invoke(cli, ["init", "--protocol", str(study), "--db", str(db), "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert "allocation seed 7 (recorded;" in result.output
+    result = CliRunner().invoke(cli, ["allocation", "--db", str(db)])
+    assert result.exit_code == 0 and "seed: 7" in result.output
+    assert "No participant has been assigned a condition." in result.output
+    made = tmp_path / "made.db"
+    result = CliRunner().invoke(cli, ["init", "--protocol", str(study), "--db", str(made)])
+    assert result.exit_code == 0, result.output
+    storage = open_storage(made)
+    try:
+        seed = storage.allocation()["seed"]
+    finally:
+        storage.close()
+    assert isinstance(seed, int) and f"allocation seed {seed} " in result.output
+    result = CliRunner().invoke(cli, ["init", "--protocol", str(study), "--db", str(tmp_path / "x.db"),
+                                      "--seed", "-1"])
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output
+    assert "Traceback" not in result.output
