@@ -101,6 +101,16 @@ def test_enrollments_are_balanced_in_blocks_and_reproduced_from_the_recorded_see
     assert '<b id="condition-memory_on">6</b>in condition memory_on' in page
 
 
+def test_enrollments_at_once_on_one_server_stay_balanced(conditions_server: LiveServer) -> None:
+    server = conditions_server
+    codes = server.storage.create_codes(8)
+    together(*[lambda code=code: httpx.post(f"{server.base_url}/v1/enroll", json={"code": code},
+                                            timeout=60).raise_for_status() for code in codes])
+    rows = assignments(server)
+    assert [(b, n) for _, _, b, n in rows] == [(b, n) for b in (1, 2) for n in (1, 2, 3, 4)]
+    assert [c for _, c, _, _ in rows] == [c for b in (1, 2) for c in block_order(SEED, b, NAMES, 4)]
+
+
 def test_a_lost_reply_repeated_keeps_the_one_assignment(conditions_server: LiveServer) -> None:
     server = conditions_server
     code = server.code()
