@@ -20,6 +20,10 @@ Layout (see examples/study.toml for a complete, commented file)::
     [models.ROLE]      model ("local" or a model name), base_url, via ("direct", the default, or "study");
                        ROLE is assistant, extractor, selector, judge; the judge may be an array of tables
                        ([[models.judge]]) for several judges
+    [personalization]  memory ("on", the default, or "off": ordinary replies without the participant's attributes)
+    [conditions]       reveal, block_size (optional), and [conditions.NAME] tables (two or more), each with a
+                       description and the settings of comparisons, attribute_review, display, personalization
+                       and models it changes (see studyapp/study/conditions.py)
 
 A role with ``via = "study"`` names a model the researchers provide through the study's collection server
 (its model gateway, ``{server}/llm/v1``): the app authenticates with the participant's token, so participants
