@@ -37,7 +37,7 @@ from studyapp.server import auth, dashboard, gateway
 from studyapp.server import export as export_mod
 from studyapp.server.ingest import StorageBusy
 from studyapp.server.storage import NotInitialized, ParticipantGone, Storage
-from studyapp.study.protocol import protocol_from_dict
+from studyapp.study.protocol import ProtocolError, protocol_from_dict
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_BATCH = 1000
@@ -306,12 +306,16 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
         key = (str(study["version"]), condition)
         found = participant_protocols.get(key)
         if found is None:
-            protocol = protocol_from_dict(data, source="the study's stored protocol")
-            if protocol.conditions is not None and condition in protocol.conditions.names:
-                resolved = protocol.for_condition(condition).to_dict()
+            # Enrolled before the study had conditions (or in one a later protocol dropped): none of them.
+            resolved = {k: v for k, v in data.items() if k != "conditions"}
+            try:
+                protocol = protocol_from_dict(data, source="the study's stored protocol")
+            except ProtocolError as exc:
+                # Published by an older or altered server: the app refuses it with the reason, as any protocol.
+                log.warning("the study's stored protocol does not validate: %s", exc)
             else:
-                # Enrolled before the study had conditions (or in one a later protocol dropped): none of them.
-                resolved = {k: v for k, v in data.items() if k != "conditions"}
+                if protocol.conditions is not None and condition in protocol.conditions.names:
+                    resolved = protocol.for_condition(condition).to_dict()
             found = participant_protocols[key] = (json.dumps(resolved, ensure_ascii=False, sort_keys=True), resolved)
         return found
 

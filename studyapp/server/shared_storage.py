@@ -32,8 +32,7 @@ from studyapp.server.ingest import (
     study_terms,
 )
 from studyapp.server.validation import RECORD_KEYS
-from studyapp.study.conditions import Conditions, block_order
-from studyapp.study.protocol import ProtocolError, protocol_from_json
+from studyapp.study.conditions import allocation_scheme, block_order
 
 EventRow = tuple[str, str, str, str, str | None, str, str]
 
@@ -61,23 +60,14 @@ class Assignment:
     position: int
 
 
-def study_conditions(protocol_json: str) -> Conditions | None:
-    """The study's conditions from its stored protocol (validated when it was published)."""
-    try:
-        return protocol_from_json(protocol_json, source="the study's stored protocol").conditions
-    except ProtocolError as exc:
-        raise StorageError(f"The study's stored protocol cannot be read ({exc}); publish it again with "
-                           "studyapp-server update-protocol.") from exc
-
-
-def next_slot(last: tuple[int, int, int, str] | None, conditions: Conditions) -> tuple[int, int]:
+def next_slot(last: tuple[int, int, int, str] | None, names: tuple[str, ...], block_size: int) -> tuple[int, int]:
     """The block and position after the ``last`` allocation (block, position, block_size, conditions as JSON).
     A block is finished before the next starts; one begun under other conditions or another block size (a new
     protocol) is left as it is, and the next enrollment starts a new block."""
     if last is None:
         return 1, 1
-    block, position, block_size, names = last
-    if block_size == conditions.block_size and json.loads(names) == list(conditions.names) and position < block_size:
+    block, position, last_size, last_names = last
+    if last_size == block_size and json.loads(last_names) == list(names) and position < block_size:
         return block, position + 1
     return block + 1, 1
 
@@ -295,9 +285,10 @@ class SharedStorage:
         The allocation row's lock (PostgreSQL: FOR UPDATE; SQLite: its single writer) makes concurrent enrollments,
         in any worker process, take their slots one after another, so every block stays balanced."""
         study = conn.execute("SELECT protocol_json FROM study").fetchone()
-        conditions = study_conditions(study["protocol_json"]) if study is not None else None
-        if conditions is None:
+        scheme = allocation_scheme(json.loads(study["protocol_json"])) if study is not None else None
+        if scheme is None:
             return None
+        names, block_size = scheme
         # A database made before conditions existed has no seed yet: the first allocation makes one.
         conn.execute("INSERT INTO allocation (id, seed, created_at) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING",
                      [new_seed(), ts])
@@ -306,11 +297,11 @@ class SharedStorage:
                             "ORDER BY block DESC, position DESC LIMIT 1").fetchone()
         block, position = next_slot(
             (int(last["block"]), int(last["position"]), int(last["block_size"]), last["conditions"]) if last else None,
-            conditions)
-        condition = block_order(seed, block, conditions.names, conditions.block_size)[position - 1]
+            names, block_size)
+        condition = block_order(seed, block, names, block_size)[position - 1]
         conn.execute("INSERT INTO allocation_slots (block, position, block_size, conditions, condition, assigned_at) "
                      "VALUES (?, ?, ?, ?, ?, ?)",
-                     [block, position, conditions.block_size, json.dumps(list(conditions.names)), condition, ts])
+                     [block, position, block_size, json.dumps(list(names)), condition, ts])
         return Assignment(condition, block, position)
 
     def allocation(self) -> dict[str, Any]:

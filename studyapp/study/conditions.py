@@ -177,6 +177,20 @@ def _condition(name: str, entry: Mapping[str, Any], path: str, data: Mapping[str
     return Condition(name=name, description=description, overrides=overrides)
 
 
+def allocation_scheme(protocol: Mapping[str, Any]) -> tuple[tuple[str, ...], int] | None:
+    """(condition names, block size) of a published protocol (``Protocol.to_dict()``, validated when it was
+    published), or None without conditions. Reads only the [conditions] table: an enrollment needs nothing else
+    of the protocol, whatever the rest of it holds."""
+    table = protocol.get("conditions")
+    if not isinstance(table, dict):
+        return None
+    names = tuple(sorted(name for name, entry in table.items() if name not in _SETTINGS and isinstance(entry, dict)))
+    block_size = table.get("block_size", 2 * len(names))
+    if len(names) < MIN_CONDITIONS or not isinstance(block_size, int) or block_size % len(names):
+        return None
+    return names, block_size
+
+
 def block_order(seed: int, block: int, names: Sequence[str], block_size: int) -> list[str]:
     """The conditions of enrollment block ``block`` (1, 2, ...) in their drawn order: each of ``names`` appears
     ``block_size / len(names)`` times. The same seed, block and names always give the same order, so an
