@@ -194,3 +194,39 @@ def m003_gateway(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m004_conditions(db: Database) -> None:
+    # Randomized conditions (protocol [conditions]). The participant's condition, and the block and position of
+    # the allocation that gave it (blocks and positions count from 1); empty for a study without conditions and
+    # for participants enrolled before it had them. Deleted with the participant at withdrawal.
+    db.execute("ALTER TABLE participants ADD COLUMN condition TEXT")
+    db.execute("ALTER TABLE participants ADD COLUMN condition_block INTEGER")
+    db.execute("ALTER TABLE participants ADD COLUMN condition_position INTEGER")
+    # At most one row (id 1): the seed every block's order is drawn from (studyapp.study.conditions.block_order),
+    # made at `studyapp-server init` or given with --seed.
+    db.execute(
+        """
+        CREATE TABLE allocation (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seed INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    # Every allocation made, in order: the audit trail of the randomization. No participant id: a withdrawal
+    # leaves the allocation (and the balance of its block) as it was, without a link to the person.
+    db.execute(
+        """
+        CREATE TABLE allocation_slots (
+            block INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            block_size INTEGER NOT NULL,
+            conditions TEXT NOT NULL,
+            condition TEXT NOT NULL,
+            assigned_at TEXT NOT NULL,
+            PRIMARY KEY (block, position)
+        )
+        """
+    )

@@ -136,6 +136,28 @@ STEPS: list[tuple[str, str]] = [
             requests BIGINT NOT NULL
         );
     """),
+    ("m004_conditions", """
+        -- Randomized conditions (see migrations/server.py m004_conditions): the participant's condition with the
+        -- block and position of its allocation, the seed every block's order is drawn from, and every allocation
+        -- made (without a participant id, so it outlives a withdrawal unlinked).
+        ALTER TABLE participants ADD COLUMN condition TEXT;
+        ALTER TABLE participants ADD COLUMN condition_block BIGINT;
+        ALTER TABLE participants ADD COLUMN condition_position BIGINT;
+        CREATE TABLE allocation (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seed BIGINT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE allocation_slots (
+            block BIGINT NOT NULL,
+            position BIGINT NOT NULL,
+            block_size BIGINT NOT NULL,
+            conditions TEXT NOT NULL,
+            condition TEXT NOT NULL,
+            assigned_at TEXT NOT NULL,
+            PRIMARY KEY (block, position)
+        );
+    """),
 ]
 
 

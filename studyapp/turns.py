@@ -10,7 +10,9 @@
             ReplyStarted / ReplyDelta / ReplyFinished   an ordinary reply streaming (chat.ChatService)
 
 Order of a turn: commit the message; ask the study's schedule whether this turn may be a comparison; if memory
-is on and holds something, run selection *once* (its decisions are recorded per attribute); record the schedule's
+is on and holds something, run selection *once* (its decisions are recorded per attribute); in a study (or a
+condition) with ``personalization.memory = "off"``, selection runs only for a turn the draw made a comparison, and
+an ordinary reply is written without attributes, as in a memory-off conversation; record the schedule's
 decision with how the turn ends (schedule_decisions; ``cancelled`` if the participant stops the turn while
 selection runs); a comparison needs a selected attribute (else both arms would be the same generic answer),
 otherwise the reply streams with the selected attributes. Every committed study record is announced with
@@ -84,8 +86,11 @@ class TurnController:
         decision = ctx.study.decide(saved.conversation, saved.message)
         outcome, selected_count = decision.outcome, None
         selection: SelectionResult | None = None
+        # Memory off in the study's personalization (a condition's "memory off" arm): ordinary replies use no
+        # attributes, while extraction goes on and a comparison still needs the selector's choice.
+        memory_in_replies = ctx.study.protocol.personalization.memory_in_replies
         can_select = saved.conversation.memory_enabled and ctx.has_memory()
-        if can_select:
+        if can_select and (memory_in_replies or decision.compare):
             try:
                 yield Preparing()
                 selection = await self._select(saved)
@@ -97,6 +102,8 @@ class TurnController:
             if selection is not None and selection.error is None:
                 selected_count = len(selection.selected)
             attributes = selection.selected if selection is not None else []
+        if not memory_in_replies:
+            attributes = []
         if decision.compare:  # the draw was won: selection decides whether a comparison happens
             if not can_select:
                 outcome = "nothing_selected"  # memory holds nothing to select from

@@ -40,6 +40,7 @@ from studyapp.server import auth, dashboard, gateway
 from studyapp.server import export as export_mod
 from studyapp.server.ingest import StorageBusy
 from studyapp.server.storage import NotInitialized, ParticipantGone, Storage
+from studyapp.study.protocol import ProtocolError, protocol_from_dict
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_BATCH = 1000
@@ -81,9 +82,13 @@ class Health(BaseModel):
 class ProtocolVersion(BaseModel):
     study_id: str
     version: str = Field(description="The protocol's [study] version.")
-    protocol: str = Field(description="The study protocol, as the exact TOML text the researchers wrote.")
+    protocol: str = Field(description="The study protocol, as the exact TOML text the researchers wrote; in a "
+                                      "study with [conditions], protocol_resolved as JSON text (the TOML names "
+                                      "every condition).")
     protocol_resolved: dict[str, Any] = Field(
-        description="The same protocol validated, with consent texts inline (studyapp's Protocol.to_dict()).")
+        description="The same protocol validated, with consent texts inline (studyapp's Protocol.to_dict()); in a "
+                    "study with [conditions], the participant's condition's settings laid over the study's, "
+                    "without [conditions], naming the condition (condition) only when the study reveals it.")
 
 
 class EnrollRequest(BaseModel):
@@ -100,9 +105,13 @@ class Enrollment(BaseModel):
     participant_id: str = Field(description="The participant's random id in this study.")
     token: str = Field(description="Bearer token for this participant; shown once, keep it in the keyring.")
     study_id: str
-    protocol: str = Field(description="The study protocol, as the exact TOML text the researchers wrote.")
+    protocol: str = Field(description="The study protocol, as the exact TOML text the researchers wrote; in a "
+                                      "study with [conditions], protocol_resolved as JSON text (the TOML names "
+                                      "every condition).")
     protocol_resolved: dict[str, Any] = Field(
-        description="The same protocol validated, with consent texts inline (studyapp's Protocol.to_dict()).")
+        description="The same protocol validated, with consent texts inline (studyapp's Protocol.to_dict()); in a "
+                    "study with [conditions], the participant's condition's settings laid over the study's, "
+                    "without [conditions], naming the condition (condition) only when the study reveals it.")
 
 
 class EventIn(BaseModel):
@@ -214,6 +223,9 @@ class Withdrawal(BaseModel):
 
 class ParticipantSummary(BaseModel):
     participant_id: str
+    condition: str | None = Field(description="The condition the participant was assigned at enrollment; null in a "
+                                              "study without conditions, for one enrolled before it had them, and "
+                                              "for a withdrawn participant.")
     enrolled_at: str | None
     last_upload_at: str | None
     days_active: int = Field(description="Distinct days with at least one record.")
@@ -359,6 +371,31 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
         ],
     )
     app.state.storage = storage
+    # (protocol version, condition) -> (text, resolved protocol) as participants in that condition receive them.
+    participant_protocols: dict[tuple[str, str | None], tuple[str, dict[str, Any]]] = {}
+
+    def participant_protocol(study: dict[str, Any], participant_id: str) -> tuple[str, dict[str, Any]]:
+        """The protocol a participant runs: the study's, or in a study with conditions their condition's, which
+        names nothing of the other conditions (the TOML text would, so its JSON stands in for it)."""
+        data = json.loads(study["protocol_json"])
+        if "conditions" not in data:
+            return study["protocol"], data
+        condition = storage.condition_of(participant_id)
+        key = (str(study["version"]), condition)
+        found = participant_protocols.get(key)
+        if found is None:
+            # Enrolled before the study had conditions (or in one a later protocol dropped): none of them.
+            resolved = {k: v for k, v in data.items() if k != "conditions"}
+            try:
+                protocol = protocol_from_dict(data, source="the study's stored protocol")
+            except ProtocolError as exc:
+                # Published by an older or altered server: the app refuses it with the reason, as any protocol.
+                log.warning("the study's stored protocol does not validate: %s", exc)
+            else:
+                if protocol.conditions is not None and condition in protocol.conditions.names:
+                    resolved = protocol.for_condition(condition).to_dict()
+            found = participant_protocols[key] = (json.dumps(resolved, ensure_ascii=False, sort_keys=True), resolved)
+        return found
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> AsciiJSONResponse:
@@ -474,8 +511,9 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
             raise HTTPException(403, "This enrollment code is unknown or was already used. "
                                      "Check it, or ask the research team for a new one.")
         participant_id, token = result
+        text, resolved = participant_protocol(study, participant_id)
         return Enrollment(participant_id=participant_id, token=token, study_id=study["id"],
-                          protocol=study["protocol"], protocol_resolved=json.loads(study["protocol_json"]))
+                          protocol=text, protocol_resolved=resolved)
 
     @app.get("/v1/protocol", tags=["participants"], response_model=ProtocolVersion,
              summary="The study's current protocol (apps check it at every sync)",
@@ -483,8 +521,9 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
                         410: {"model": Problem, "description": "The participant has withdrawn."}})
     def protocol(participant_id: Annotated[str, Depends(current_participant)]) -> ProtocolVersion:
         study = storage.require_study()
-        return ProtocolVersion(study_id=study["id"], version=study["version"], protocol=study["protocol"],
-                               protocol_resolved=json.loads(study["protocol_json"]))
+        text, resolved = participant_protocol(study, participant_id)
+        return ProtocolVersion(study_id=study["id"], version=study["version"], protocol=text,
+                               protocol_resolved=resolved)
 
     @app.post("/v1/events", tags=["participants"], response_model=UploadResult,
               summary="Upload a batch of events (each stored at most once)",

@@ -20,6 +20,7 @@ import click
 import platformdirs
 
 from studyapp.server import backend
+from studyapp.server.shared_storage import MAX_SEED
 from studyapp.server.storage import Storage, StorageError
 
 if TYPE_CHECKING:
@@ -125,16 +126,22 @@ def cli() -> None:
 @click.option("--protocol", "protocol_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="The study protocol (TOML) participants will receive.")
 @click.option("--researcher", default="owner", show_default=True, help="Name recorded for this researcher token.")
-def init(db_path: Database, protocol_path: Path, researcher: str) -> None:
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None,
+              help="The seed of the conditions' blocked randomization [default: a new random one]; recorded in "
+                   "the database, so every block's order can be reproduced from it.")
+def init(db_path: Database, protocol_path: Path, researcher: str, seed: int | None) -> None:
     """Create the study in DB and print a researcher token (shown once)."""
     study_id, title, version, text, data = read_protocol(protocol_path)
     storage = open_storage(db_path)
     try:
         token = storage.init_study(study_id=study_id, title=title, version=version, protocol=text,
-                                   protocol_data=data, researcher=researcher)
+                                   protocol_data=data, researcher=researcher, seed=seed)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Study {study_id!r} ({title}, version {version}) created in {storage.path}.")
+    if "conditions" in data:
+        click.echo(f"Conditions are assigned at enrollment in balanced blocks; allocation seed "
+                   f"{storage.allocation()['seed']} (recorded; `studyapp-server allocation` shows every assignment).")
     click.echo("Researcher token (shown only this once; keep it in a password manager):")
     click.echo(token)
 
@@ -303,16 +310,56 @@ def participants(db_path: Database, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    header = f"{'participant':<36}  {'enrolled':<10}  {'last upload':<16}  {'days':>4}  {'rated':>5}  withdrawn"
+    # The condition column only in a study that assigns them.
+    width = max((len(r["condition"]) for r in rows if r["condition"]), default=0)
+    width = max(width, len("condition")) if width else 0
+
+    def condition(value: str | None) -> str:
+        return f"{value or '-':<{width}}  " if width else ""
+
+    header = (f"{'participant':<36}  {condition('condition')}{'enrolled':<10}  {'last upload':<16}  {'days':>4}  "
+              f"{'rated':>5}  withdrawn")
     click.echo(header)
     for r in rows:
         click.echo(
-            f"{r['participant_id']:<36}  {(r['enrolled_at'] or '')[:10]:<10}  "
+            f"{r['participant_id']:<36}  {condition(r['condition'])}{(r['enrolled_at'] or '')[:10]:<10}  "
             f"{(r['last_upload_at'] or '-')[:16].replace('T', ' '):<16}  {r['days_active']:>4}  "
             f"{r['comparisons_rated']:>5}  {(r['withdrawn_at'] or '')[:16].replace('T', ' ')}"
         )
     counts = storage.code_counts()
     click.echo(f"{len(rows)} participants; codes: {counts['used']} used, {counts['unused']} unused")
+
+
+@cli.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def allocation(db_path: Database, as_json: bool) -> None:
+    """The conditions' randomization: its seed and every assignment, each checked against the seed."""
+    from studyapp.study.conditions import block_order
+
+    storage = open_storage(db_path)
+    storage.require_study()
+    record = storage.allocation()
+    seed = record["seed"]
+    for slot in record["slots"]:
+        # Reproduced from the recorded seed: an assignment that differs would show a changed record.
+        drawn = block_order(seed, slot["block"], slot["conditions"], slot["block_size"])[slot["position"] - 1]
+        slot["reproduced"] = drawn == slot["condition"]
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    click.echo(f"seed: {seed if seed is not None else '(none yet)'}")
+    if not record["slots"]:
+        click.echo("No participant has been assigned a condition.")
+        return
+    click.echo(f"{'block':>5}  {'position':>8}  {'condition':<24}  {'assigned':<16}  reproduced")
+    for slot in record["slots"]:
+        click.echo(f"{slot['block']:>5}  {slot['position']:>8}  {slot['condition']:<24}  "
+                   f"{slot['assigned_at'][:16].replace('T', ' '):<16}  {'yes' if slot['reproduced'] else 'NO'}")
+    counts: dict[str, int] = {}
+    for slot in record["slots"]:
+        counts[slot["condition"]] = counts.get(slot["condition"], 0) + 1
+    click.echo(f"{len(record['slots'])} assignments: " + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))
 
 
 @cli.group()

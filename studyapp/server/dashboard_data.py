@@ -92,6 +92,9 @@ class Overview:
     def rejected(self) -> int:
         return sum(r.events for r in self.reasons)
 
+    # Participants taking part per condition (empty: the study assigns none).
+    by_condition: dict[str, int] = field(default_factory=dict)
+
     @property
     def stopped(self) -> int:
         return sum(p.stopped for p in self.participants)
@@ -131,11 +134,14 @@ def overview(storage: Storage, now: datetime | None = None) -> Overview:
         reasons.setdefault((r["kind"], r["reason"]), []).append(r)
     participants: list[ParticipantRow] = []
     withdrawn: list[WithdrawnRow] = []
+    by_condition: dict[str, int] = {}
     for row in storage.compliance():
         pid = row["participant_id"]
         if row["withdrawn_at"] is not None:
             withdrawn.append(WithdrawnRow(pid, row["withdrawn_at"]))
             continue
+        if row["condition"] is not None:
+            by_condition[row["condition"]] = by_condition.get(row["condition"], 0) + 1
         week, start = _week(row["enrolled_at"], now)
         participants.append(ParticipantRow(
             participant_id=pid, enrolled_at=row["enrolled_at"], last_upload_at=row["last_upload_at"],
@@ -150,7 +156,7 @@ def overview(storage: Storage, now: datetime | None = None) -> Overview:
     usage.sort(key=lambda u: (u.day, u.role, u.model), reverse=True)  # the latest day first
     limits = storage.gateway_limits()
     return Overview(study, now, storage.code_counts(), participants, reason_rows, withdrawn, usage,
-                    (limits.daily_tokens, limits.requests_per_minute))
+                    (limits.daily_tokens, limits.requests_per_minute), dict(sorted(by_condition.items())))
 
 
 # The last headline figures per database, with the data version they were computed on: the analysis reads every

@@ -103,7 +103,9 @@ def _enrollment(overview: Overview) -> str:
     summary = (f'<ul class="summary"><li><b id="enrolled-count">{len(overview.participants)}</b>taking part</li>'
                f'<li><b id="stopped-count">{overview.stopped}</b>stopped</li>'
                f'<li><b id="withdrawn-count">{len(overview.withdrawn)}</b>withdrawn</li>'
-               f'<li><b>{codes["used"]}</b>of {codes["total"]} enrollment codes used</li></ul>')
+               f'<li><b>{codes["used"]}</b>of {codes["total"]} enrollment codes used</li>'
+               + "".join(f'<li><b id="condition-{_e(name)}">{n}</b>in condition {_e(name)}</li>'
+                         for name, n in overview.by_condition.items()) + '</ul>')
     head = [("Participant", ""), ("Enrolled", ""), ("Last upload", ""), ("Days active", "num"),
             ("Study week", "num"), ("Rated this week", "num"), ("Rated in all", "num"), ("Events stored", "num"),
             ("Rejected", "num"), ("Status", "")]

@@ -1,9 +1,9 @@
 """The export contract (docs/ARCHITECTURE.md section 8): one file per record type, as JSONL, CSV or Parquet.
 
-Columns follow the contract's order (study_id, participant_id, then the record's fields as docs/ARCHITECTURE.md
-section 8 lists them; tests/project/test_export_docs.py keeps the two equal). Rows are streamed, so a million
-events export in bounded memory; Parquet is written in row groups with an explicit schema, so an empty file
-still has the right columns and types.
+Columns follow the contract's order (study_id, participant_id, condition, then the record's fields as
+docs/ARCHITECTURE.md section 8 lists them; tests/project/test_export_docs.py keeps the two equal). Rows are
+streamed, so a million events export in bounded memory; Parquet is written in row groups with an explicit schema,
+so an empty file still has the right columns and types.
 
 Every export reads one snapshot (one read transaction on a connection of its own, used by one thread only), so
 its files agree with each other however much is uploaded meanwhile. A folder export is written into a hidden
@@ -56,7 +56,7 @@ TYPE_NAMES = {S: "string", F: "float", INT: "integer", B: "boolean", L: "list of
 class RecordType:
     name: str  # file name
     kind: str | None  # event kind (None: the participants table)
-    columns: tuple[tuple[str, str], ...]  # after study_id, participant_id
+    columns: tuple[tuple[str, str], ...]  # after study_id, participant_id, condition
     # Further event kinds written to the same file, and the value of its ``turn`` column for each kind.
     more_kinds: tuple[str, ...] = ()
     turn_of_kind: dict[str, str] = field(default_factory=dict)
@@ -146,6 +146,8 @@ RECORD_TYPES: tuple[RecordType, ...] = (
     )),
 )
 RECORD_TYPE_NAMES = tuple(r.name for r in RECORD_TYPES)
+# Every file starts with these: whose row it is and, from the server's own assignment, their condition.
+LEADING = (("study_id", S), ("participant_id", S), ("condition", S))
 
 
 def record_type(name: str) -> RecordType:
@@ -156,7 +158,7 @@ def record_type(name: str) -> RecordType:
 
 
 def column_names(rt: RecordType) -> list[str]:
-    return ["study_id", "participant_id", *(c for c, _ in rt.columns)]
+    return [*(c for c, _ in LEADING), *(c for c, _ in rt.columns)]
 
 
 def _cell(value: Any, kind: str) -> Any:
@@ -184,10 +186,13 @@ def _sources(reader: Reader, rt: RecordType) -> Iterator[tuple[str, str | None, 
 
 def rows(reader: Reader, rt: RecordType, study_id: str) -> Iterator[dict[str, Any]]:
     """The rows of one record type, as dicts with exactly the export columns."""
+    # Read once, in the export's snapshot: the participants are few, their records many.
+    conditions = reader.participant_conditions()
     for participant_id, kind, payload in _sources(reader, rt):
         if kind in rt.turn_of_kind:
             payload = {**payload, "turn": rt.turn_of_kind[kind]}
-        row: dict[str, Any] = {"study_id": study_id, "participant_id": participant_id}
+        row: dict[str, Any] = {"study_id": study_id, "participant_id": participant_id,
+                               "condition": conditions.get(participant_id)}
         for name, column_kind in rt.columns:
             row[name] = _cell(payload.get(name), column_kind)
         yield row
@@ -281,8 +286,7 @@ def parquet_schema(rt: RecordType) -> pa.Schema:
     import pyarrow as pa
 
     types = {S: pa.string(), F: pa.float64(), INT: pa.int64(), B: pa.bool_(), L: pa.list_(pa.string())}
-    return pa.schema([("study_id", pa.string()), ("participant_id", pa.string()),
-                      *((name, types[kind]) for name, kind in rt.columns)])
+    return pa.schema([(name, types[kind]) for name, kind in (*LEADING, *rt.columns)])
 
 
 def _utf8_values(values: list[Any]) -> list[Any]:
@@ -355,7 +359,7 @@ def schema_document(fmt: str, study_id: str, last_event: int, counts: dict[str, 
         "files": [
             {"record_type": rt.name, "file": f"{rt.name}.{fmt}", "rows": counts[rt.name],
              "columns": [{"name": name, "type": TYPE_NAMES[kind]}
-                         for name, kind in (("study_id", S), ("participant_id", S), *rt.columns)]}
+                         for name, kind in (*LEADING, *rt.columns)]}
             for rt in RECORD_TYPES
         ],
     }

@@ -9,6 +9,7 @@ the few parts that differ: row locks, the lookup and insert of an upload's event
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -31,6 +32,7 @@ from studyapp.server.ingest import (
     study_terms,
 )
 from studyapp.server.validation import RECORD_KEYS
+from studyapp.study.conditions import allocation_scheme, block_order
 
 EventRow = tuple[str, str, str, str, str | None, str, str]
 
@@ -39,6 +41,35 @@ DEFAULT_DAILY_TOKENS = 200_000
 DEFAULT_REQUESTS_PER_MINUTE = 30
 # How `usage --by ...` groups the gateway's counts: the columns named.
 USAGE_GROUPS = {"participant": "participant_id", "role": "role", "day": "day", "model": "model"}
+
+
+# The largest seed the allocation takes: an integer column on both backends (SQLite INTEGER, PostgreSQL BIGINT).
+MAX_SEED = 2**63 - 1
+
+
+def new_seed() -> int:
+    return secrets.randbits(63)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A participant's condition and where the allocation gave it (block and position count from 1)."""
+
+    condition: str
+    block: int
+    position: int
+
+
+def next_slot(last: tuple[int, int, int, str] | None, names: tuple[str, ...], block_size: int) -> tuple[int, int]:
+    """The block and position after the ``last`` allocation (block, position, block_size, conditions as JSON).
+    A block is finished before the next starts; one begun under other conditions or another block size (a new
+    protocol) is left as it is, and the next enrollment starts a new block."""
+    if last is None:
+        return 1, 1
+    block, position, last_size, last_names = last
+    if last_size == block_size and json.loads(last_names) == list(names) and position < block_size:
+        return block, position + 1
+    return block + 1, 1
 
 
 @dataclass(frozen=True)
@@ -136,8 +167,11 @@ class SharedStorage:
         return study
 
     def init_study(self, *, study_id: str, title: str, version: str, protocol: str,
-                   protocol_data: dict[str, Any], researcher: str = "owner") -> str:
-        """Create the study and its first researcher token; returns the token (shown once)."""
+                   protocol_data: dict[str, Any], researcher: str = "owner", seed: int | None = None) -> str:
+        """Create the study and its first researcher token; returns the token (shown once).
+
+        ``seed`` (default: a new random one) is recorded for the allocation of conditions, so that every block's
+        order can be reproduced from it; a study without conditions keeps one too, for a protocol that adds them."""
         with self.write() as conn:
             self._lock_study(conn)
             if conn.execute("SELECT 1 FROM study").fetchone():
@@ -145,6 +179,8 @@ class SharedStorage:
             conn.execute("INSERT INTO study (id, title, version, protocol, protocol_json, created_at) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          [study_id, title, version, protocol, json.dumps(protocol_data, sort_keys=True), now()])
+            conn.execute("INSERT INTO allocation (id, seed, created_at) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING",
+                         [new_seed() if seed is None else seed, now()])
             return self._add_researcher(conn, researcher)
 
     def update_protocol(self, *, study_id: str, title: str, version: str, protocol: str,
@@ -227,9 +263,12 @@ class SharedStorage:
                                [ts, code_hash])
             if cur.rowcount == 1:
                 participant_id = str(uuid.uuid4())
-                conn.execute("INSERT INTO participants (id, token_hash, code_hash, claim_hash, enrolled_at) "
-                             "VALUES (?, ?, ?, ?, ?)",
-                             [participant_id, auth.hash_secret(token), code_hash, claim_hash, ts])
+                assignment = self._assign(conn, ts)
+                conn.execute("INSERT INTO participants (id, token_hash, code_hash, claim_hash, enrolled_at, condition, "
+                             "condition_block, condition_position) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             [participant_id, auth.hash_secret(token), code_hash, claim_hash, ts,
+                              *((assignment.condition, assignment.block, assignment.position) if assignment
+                                else (None, None, None))])
                 return participant_id, token
             if claim_hash is None:
                 return None
@@ -239,6 +278,47 @@ class SharedStorage:
                 return None
             conn.execute("UPDATE participants SET token_hash = ? WHERE id = ?", [auth.hash_secret(token), row["id"]])
             return row["id"], token
+
+    def _assign(self, conn: Connection, ts: str) -> Assignment | None:
+        """The next allocation of the study's conditions (None: it has none), recorded in this transaction.
+
+        The allocation row's lock (PostgreSQL: FOR UPDATE; SQLite: its single writer) makes concurrent enrollments,
+        in any worker process, take their slots one after another, so every block stays balanced."""
+        study = conn.execute("SELECT protocol_json FROM study").fetchone()
+        scheme = allocation_scheme(json.loads(study["protocol_json"])) if study is not None else None
+        if scheme is None:
+            return None
+        names, block_size = scheme
+        # A database made before conditions existed has no seed yet: the first allocation makes one.
+        conn.execute("INSERT INTO allocation (id, seed, created_at) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING",
+                     [new_seed(), ts])
+        seed = int(conn.execute(f"SELECT seed FROM allocation WHERE id = 1{self._for_update}").fetchone()["seed"])
+        last = conn.execute("SELECT block, position, block_size, conditions FROM allocation_slots "
+                            "ORDER BY block DESC, position DESC LIMIT 1").fetchone()
+        block, position = next_slot(
+            (int(last["block"]), int(last["position"]), int(last["block_size"]), last["conditions"]) if last else None,
+            names, block_size)
+        condition = block_order(seed, block, names, block_size)[position - 1]
+        conn.execute("INSERT INTO allocation_slots (block, position, block_size, conditions, condition, assigned_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     [block, position, block_size, json.dumps(list(names)), condition, ts])
+        return Assignment(condition, block, position)
+
+    def allocation(self) -> dict[str, Any]:
+        """The randomization's record: the seed and every allocation made, in order (for an audit)."""
+        with self._read() as conn:
+            row = conn.execute("SELECT seed, created_at FROM allocation WHERE id = 1").fetchone()
+            slots = [dict(r) for r in conn.execute(
+                "SELECT block, position, block_size, conditions, condition, assigned_at FROM allocation_slots "
+                "ORDER BY block, position")]
+        for slot in slots:
+            slot["conditions"] = json.loads(slot["conditions"])
+        return {"seed": int(row["seed"]) if row else None, "slots": slots}
+
+    def condition_of(self, participant_id: str) -> str | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT condition FROM participants WHERE id = ?", [participant_id]).fetchone()
+        return row["condition"] if row else None
 
     def participant_for(self, token: str) -> str | None:
         wanted = auth.hash_secret(token)
@@ -367,6 +447,7 @@ class SharedStorage:
         rows = [
             {
                 "participant_id": r["id"],
+                "condition": r["condition"],
                 "enrolled_at": r["enrolled_at"],
                 "last_upload_at": r["last_upload_at"],
                 "days_active": r["days_active"],
@@ -377,7 +458,7 @@ class SharedStorage:
             }
             for r in conn.execute(
                 f"""
-                SELECT p.id, p.enrolled_at, p.last_upload_at, p.consent_version,
+                SELECT p.id, p.condition, p.enrolled_at, p.last_upload_at, p.consent_version,
                   (SELECT count(DISTINCT day) FROM events e WHERE e.participant_id = p.id) AS days_active,
                   (SELECT count(*) FROM events e WHERE e.participant_id = p.id) AS events,
                   (SELECT count(DISTINCT record_key) FROM events e
@@ -388,8 +469,9 @@ class SharedStorage:
             )
         ]
         rows += [
-            {"participant_id": r["participant_id"], "enrolled_at": None, "last_upload_at": None, "days_active": 0,
-             "comparisons_rated": 0, "events": 0, "consent_version": None, "withdrawn_at": r["withdrawn_at"]}
+            {"participant_id": r["participant_id"], "condition": None, "enrolled_at": None, "last_upload_at": None,
+             "days_active": 0, "comparisons_rated": 0, "events": 0, "consent_version": None,
+             "withdrawn_at": r["withdrawn_at"]}
             for r in conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at")
         ]
         return rows

@@ -73,6 +73,7 @@ class Reader:
         for r in self.conn.execute("SELECT * FROM participants ORDER BY enrolled_at"):
             yield {
                 "participant_id": r["id"],
+                "condition": r["condition"],
                 "enrolled_at": r["enrolled_at"],
                 "consent_version": r["consent_version"],
                 "consent_sha256": r["consent_sha256"],
@@ -80,8 +81,13 @@ class Reader:
                 "withdrawn_at": None,
             }
         for r in self.conn.execute("SELECT participant_id, withdrawn_at FROM tombstones ORDER BY withdrawn_at"):
-            yield {"participant_id": r["participant_id"], "enrolled_at": None, "consent_version": None,
-                   "consent_sha256": None, "categories": None, "withdrawn_at": r["withdrawn_at"]}
+            yield {"participant_id": r["participant_id"], "condition": None, "enrolled_at": None,
+                   "consent_version": None, "consent_sha256": None, "categories": None,
+                   "withdrawn_at": r["withdrawn_at"]}
+
+    def participant_conditions(self) -> dict[str, str | None]:
+        """Each enrolled participant's condition (a withdrawn participant has none left: only the tombstone)."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT id, condition FROM participants")}
 
     def count_participant_records(self) -> int:
         return (self.conn.execute("SELECT count(*) FROM participants").fetchone()[0]

@@ -47,6 +47,8 @@ class CurrentStudy:
                     "(a valid one is asked for at every sync)")
         day, total = self.day(now)
         parts = [self.protocol.title]
+        if self.protocol.condition is not None:  # only in a study that tells participants their condition
+            parts.append(f"condition {self.protocol.condition}")
         parts.append(f"day {day} of {total}" if day <= total else f"finished ({total} days)")
         if pending_labels:
             noun = "attribute" if pending_labels == 1 else "attributes"

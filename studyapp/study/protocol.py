@@ -20,6 +20,10 @@ Layout (see examples/study.toml for a complete, commented file)::
     [models.ROLE]      model ("local" or a model name), base_url, via ("direct", the default, or "study");
                        ROLE is assistant, extractor, selector, judge; the judge may be an array of tables
                        ([[models.judge]]) for several judges
+    [personalization]  memory ("on", the default, or "off": ordinary replies without the participant's attributes)
+    [conditions]       reveal, block_size (optional), and [conditions.NAME] tables (two or more), each with a
+                       description and the settings of comparisons, attribute_review, display, personalization
+                       and models it changes (see studyapp/study/conditions.py)
 
 A role with ``via = "study"`` names a model the researchers provide through the study's collection server
 (its model gateway, ``{server}/llm/v1``): the app authenticates with the participant's token, so participants
@@ -46,6 +50,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from studyapp.events import CATEGORIES
+from studyapp.study.conditions import Conditions, apply_overrides, check_condition_name, conditions_from
 from studyapp.study.questions import QUESTION_WHEN, Question, questions_from
 
 LOCAL = "local"
@@ -145,6 +150,20 @@ class DisplayOptions:
     show_memory_use: bool = True
 
 
+MEMORY_SETTINGS = ("on", "off")
+
+
+@dataclass(frozen=True)
+class Personalization:
+    # "off": ordinary turns are answered without the participant's attributes, as in a memory-off conversation,
+    # while attributes are still extracted and comparisons still run (a condition's "memory off" arm).
+    memory: str = "on"
+
+    @property
+    def memory_in_replies(self) -> bool:
+        return self.memory == "on"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     model: str
@@ -191,6 +210,11 @@ class Protocol:
     display: DisplayOptions = field(default_factory=DisplayOptions)
     # The study's own questions to participants, in the file's order (empty: none).
     questions: tuple[Question, ...] = ()
+    personalization: Personalization = field(default_factory=Personalization)
+    # The randomized conditions ([conditions]); None in a study without them and in every participant's protocol.
+    conditions: Conditions | None = None
+    # In a participant's protocol: their own condition's name, only when the study reveals it (reveal = true).
+    condition: str | None = None
     raw_text: str = field(default="", repr=False, compare=False)
 
     @property
@@ -252,7 +276,27 @@ class Protocol:
         # Only when there are questions: a protocol without them publishes exactly as before.
         if self.questions:
             protocol["questions"] = [q.to_dict() for q in self.questions]
+        # Each only when it is used, likewise.
+        if self.personalization != Personalization():
+            protocol["personalization"] = {"memory": self.personalization.memory}
+        if self.conditions is not None:
+            protocol["conditions"] = self.conditions.to_dict()
+        if self.condition is not None:
+            protocol["condition"] = self.condition
         return protocol
+
+    def for_condition(self, name: str) -> Protocol:
+        """The protocol a participant in condition ``name`` runs: the condition's settings laid over the study's,
+        without the [conditions] table (the app never learns of the other conditions), naming the condition
+        only when the study reveals it."""
+        if self.conditions is None:
+            raise KeyError(f"study {self.id!r} has no conditions")
+        arm = self.conditions.get(name)
+        data = {key: value for key, value in self.to_dict().items() if key != "conditions"}
+        data = apply_overrides(data, arm.overrides)
+        if self.conditions.reveal:
+            data["condition"] = name
+        return protocol_from_dict(data, source=f"study {self.id!r}, condition {name!r}")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
@@ -281,6 +325,12 @@ class Protocol:
             f"  display: 'Shaped by your memory' under replies {'shown' if self.display.show_memory_use else 'hidden'}",
             f"  models: {models}",
         ]
+        if not self.personalization.memory_in_replies:
+            lines.append("  personalization: memory off (ordinary replies without the participant's attributes)")
+        if self.conditions is not None:
+            lines += self.conditions.summary()
+        if self.condition is not None:
+            lines.append(f"  condition: {self.condition}")
         if self.questions:
             counts = ", ".join(f"{when} {n}" for when in QUESTION_WHEN
                                if (n := sum(q.when == when for q in self.questions)))
@@ -432,7 +482,7 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
     v.unknown_keys(
         data,
         ("study", "consent", "categories", "privacy", "comparisons", "rating_scale", "attribute_review", "display",
-         "models", "questions"),
+         "models", "questions", "personalization", "conditions", "condition"),
         "",
     )
 
@@ -458,19 +508,7 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
     require_ner = v.get(privacy, "require_ner", "privacy", "boolean", default=False)
 
     # [comparisons]: required, because how often participants are asked is the heart of the design.
-    comp = v.table(data, "comparisons", "comparisons", required=True) or {}
-    v.unknown_keys(comp, ("min_turns_between", "daily_cap", "probability", "min_attributes", "seed"), "comparisons")
-    need = "comparisons" in data and isinstance(data["comparisons"], dict)
-    schedule = ComparisonSchedule(
-        min_turns_between=v.get(comp, "min_turns_between", "comparisons", "integer", required=need,
-                                default=0, check=_at_least(0)),
-        daily_cap=v.get(comp, "daily_cap", "comparisons", "integer", required=need, default=0, check=_at_least(0)),
-        probability=float(v.get(comp, "probability", "comparisons", "number", required=need, default=0.0,
-                                check=_between(0, 1))),
-        min_attributes=v.get(comp, "min_attributes", "comparisons", "integer", required=need, default=0,
-                             check=_at_least(0)),
-        seed=v.get(comp, "seed", "comparisons", "integer"),
-    )
+    schedule = _schedule(data.get("comparisons"), "comparisons", v, required=True)
 
     # [rating_scale]
     scale = v.table(data, "rating_scale", "rating_scale", required=False) or {}
@@ -488,33 +526,18 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
     )
     rating_scale = RatingScale(points=points, labels=tuple(labels))
 
-    # [attribute_review]
-    review = v.table(data, "attribute_review", "attribute_review", required=False) or {}
-    v.unknown_keys(review, ("every_new_attributes", "batch_size", "max_per_day"), "attribute_review")
-    defaults = LabelingCadence()
-    attribute_review = LabelingCadence(
-        every_new_attributes=v.get(review, "every_new_attributes", "attribute_review", "integer",
-                                   default=defaults.every_new_attributes, check=_at_least(1)),
-        batch_size=v.get(review, "batch_size", "attribute_review", "integer", default=defaults.batch_size,
-                         check=_between(1, 50)),
-        max_per_day=v.get(review, "max_per_day", "attribute_review", "integer", default=defaults.max_per_day,
-                          check=_at_least(0)),
-    )
-
-    # [display]
-    shown = v.table(data, "display", "display", required=False) or {}
-    v.unknown_keys(shown, ("show_memory_use",), "display")
-    display = DisplayOptions(
-        show_memory_use=v.get(shown, "show_memory_use", "display", "boolean", default=DisplayOptions().show_memory_use),
-    )
-
-    models = _models(data, v)
+    attribute_review = _cadence(data.get("attribute_review"), "attribute_review", v)
+    display = _display(data.get("display"), "display", v)
+    personalization = _personalization(data.get("personalization"), "personalization", v)
+    models = _models(data.get("models"), "models", v)
     questions = questions_from(data, v)
     if questions and "question_answers" not in categories and "categories" in data:
         # The answers are collected only under their own consent category: without it nobody could be asked.
         v.error(f"[[questions]] asks {len(questions)} question(s), but [categories] does not list "
                 "question_answers: add [categories.question_answers] (with a description; required = true if "
                 "taking part means answering them), or remove the questions")
+    conditions = conditions_from(data, v, tables=_CONDITION_TABLES)
+    condition = _own_condition(data, v)
 
     if v.errors:
         return None
@@ -534,8 +557,101 @@ def _validate(data: Mapping[str, Any], v: _Validator, raw_text: str) -> Protocol
         require_ner=require_ner,
         display=display,
         questions=questions,
+        personalization=personalization,
+        conditions=conditions,
+        condition=condition,
         raw_text=raw_text,
     )
+
+
+def _table_at(value: Any, path: str, v: _Validator, *, required: bool = False) -> dict[str, Any] | None:
+    """``value`` as the table at ``path`` (None: absent, or not a table, which is reported)."""
+    if value is None:
+        if required:
+            v.error(f"[{path}] is missing: add a [{path}] table")
+        return None
+    if not isinstance(value, dict):
+        v.error(f"{path} = {_show(value)} is {_a(_type_name(value))}: it must be a table ([{path}])")
+        return None
+    return value
+
+
+def _schedule(value: Any, path: str, v: _Validator, *, required: bool = False) -> ComparisonSchedule:
+    comp = _table_at(value, path, v, required=required)
+    need = comp is not None
+    comp = comp or {}
+    v.unknown_keys(comp, ("min_turns_between", "daily_cap", "probability", "min_attributes", "seed"), path)
+    return ComparisonSchedule(
+        min_turns_between=v.get(comp, "min_turns_between", path, "integer", required=need, default=0,
+                                check=_at_least(0)),
+        daily_cap=v.get(comp, "daily_cap", path, "integer", required=need, default=0, check=_at_least(0)),
+        probability=float(v.get(comp, "probability", path, "number", required=need, default=0.0,
+                                check=_between(0, 1))),
+        min_attributes=v.get(comp, "min_attributes", path, "integer", required=need, default=0,
+                             check=_at_least(0)),
+        seed=v.get(comp, "seed", path, "integer"),
+    )
+
+
+def _cadence(value: Any, path: str, v: _Validator) -> LabelingCadence:
+    review = _table_at(value, path, v) or {}
+    v.unknown_keys(review, ("every_new_attributes", "batch_size", "max_per_day"), path)
+    defaults = LabelingCadence()
+    return LabelingCadence(
+        every_new_attributes=v.get(review, "every_new_attributes", path, "integer",
+                                   default=defaults.every_new_attributes, check=_at_least(1)),
+        batch_size=v.get(review, "batch_size", path, "integer", default=defaults.batch_size,
+                         check=_between(1, 50)),
+        max_per_day=v.get(review, "max_per_day", path, "integer", default=defaults.max_per_day,
+                          check=_at_least(0)),
+    )
+
+
+def _display(value: Any, path: str, v: _Validator) -> DisplayOptions:
+    shown = _table_at(value, path, v) or {}
+    v.unknown_keys(shown, ("show_memory_use",), path)
+    return DisplayOptions(
+        show_memory_use=v.get(shown, "show_memory_use", path, "boolean", default=DisplayOptions().show_memory_use),
+    )
+
+
+def _personalization(value: Any, path: str, v: _Validator) -> Personalization:
+    table = _table_at(value, path, v) or {}
+    v.unknown_keys(table, ("memory",), path)
+    return Personalization(memory=v.get(
+        table, "memory", path, "string", default=Personalization().memory,
+        check=lambda m: None if m in MEMORY_SETTINGS else
+        "is not a memory setting: it must be \"on\" (replies use the participant's attributes) or \"off\" "
+        "(ordinary replies without them; attributes are still extracted and comparisons still run)"))
+
+
+def _own_condition(data: Mapping[str, Any], v: _Validator) -> str | None:
+    """A participant's protocol may name their own condition (a study that reveals it); a study's file may not."""
+    if "condition" not in data:
+        return None
+    if v.files:
+        v.error("condition is not a key of a study's protocol: the server names a participant's condition in "
+                "the protocol it sends them; define the study's conditions in [conditions]")
+        return None
+    if "conditions" in data:
+        v.error("condition is set beside [conditions]: a participant's protocol names only its own condition")
+        return None
+    name = data["condition"]
+    problem = check_condition_name(name) if isinstance(name, str) else "is not a string"
+    if problem:
+        v.error(f"condition = {_show(name)} {problem}")
+        return None
+    return name
+
+
+# What a condition may change, each parsed as the protocol's own table is (the models by whole role entries).
+_CONDITION_TABLES: dict[str, Callable[[Any, str, _Validator], Any]] = {
+    "comparisons": lambda value, path, v: _schedule(value, path, v, required=True),
+    "attribute_review": _cadence,
+    "display": _display,
+    "models": lambda value, path, v: _models(value, path, v),
+    "personalization": _personalization,
+}
 
 
 def _consent(data: Mapping[str, Any], v: _Validator) -> list[ConsentDocument]:
@@ -699,20 +815,20 @@ def _model_spec(entry: Any, path: str, v: _Validator) -> ModelSpec | None:
     return ModelSpec(model=model, base_url=base_url, via=via)
 
 
-def _models(data: Mapping[str, Any], v: _Validator) -> dict[str, ModelSpec]:
-    table = v.table(data, "models", "models", required=False) or {}
-    v.unknown_keys(table, ROLES, "models")
+def _models(value: Any, path: str, v: _Validator) -> dict[str, ModelSpec]:
+    table = _table_at(value, path, v) or {}
+    v.unknown_keys(table, ROLES, path)
     models: dict[str, ModelSpec] = {}
     for role in ("assistant", "extractor", "selector"):
-        spec = _model_spec(table[role], f"models.{role}", v) if role in table else ModelSpec(LOCAL)
+        spec = _model_spec(table[role], f"{path}.{role}", v) if role in table else ModelSpec(LOCAL)
         if spec is not None:
             models[role] = spec
     judges = table.get("judge", {"model": LOCAL})
     # judge = [] turns judging off; [[models.judge]] lists several judges.
     entries = judges if isinstance(judges, list) else [judges]
     for i, entry in enumerate(entries, start=1):
-        path = "models.judge" if not isinstance(judges, list) else f"models.judge[{i}]"
-        spec = _model_spec(entry, path, v)
+        where = f"{path}.judge" if not isinstance(judges, list) else f"{path}.judge[{i}]"
+        spec = _model_spec(entry, where, v)
         if spec is not None:
             models["judge" if i == 1 else f"judge.{i}"] = spec
     return models

@@ -38,7 +38,7 @@ def test_every_format_reads_into_the_contracts_dtypes(tmp_path: Path, fmt: str) 
     for name, frame in export.frames.items():
         rt = record_type(name)
         assert list(frame.columns) == column_names(rt)
-        kinds = {"study_id": "string", "participant_id": "string", **dict(rt.columns)}
+        kinds = {"study_id": "string", "participant_id": "string", "condition": "string", **dict(rt.columns)}
         assert {c: str(frame[c].dtype) for c in frame.columns} == {c: EXPECTED_DTYPES[k] for c, k in kinds.items()}
     comparisons = export["comparisons"]
     assert comparisons["rating"].tolist() == [4, pd.NA]

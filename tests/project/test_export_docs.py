@@ -77,8 +77,9 @@ def documented() -> dict[str, dict]:
 
 
 def column_types(rt: export.RecordType) -> list[tuple[str, str]]:
-    """Every column of a file with its type, study_id and participant_id first (as export.parquet_schema has it)."""
-    return [("study_id", export.S), ("participant_id", export.S), *rt.columns]
+    """Every column of a file with its type, study_id, participant_id and condition first (as export.parquet_schema
+    has it)."""
+    return [*export.LEADING, *rt.columns]
 
 
 def test_every_file_is_documented_in_export_order(documented: dict[str, dict]) -> None:

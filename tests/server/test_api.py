@@ -200,7 +200,7 @@ def test_export_over_http_is_researcher_only_and_logged(live: LiveServer) -> Non
     assert rows[0]["participant_id"] == p_id
     assert rows[0]["study_id"] == f.STUDY_ID
     csv_text = httpx.get(f"{live.base_url}/v1/export/attributes?format=csv", headers=live.researcher()).text
-    assert csv_text.splitlines()[0].startswith("study_id,participant_id,attribute_id,text")
+    assert csv_text.splitlines()[0].startswith("study_id,participant_id,condition,attribute_id,text")
     assert httpx.get(f"{live.base_url}/v1/export/nope", headers=live.researcher()).status_code == 404
     log = live.storage.export_log()
     assert [(e["researcher"], e["via"], e["format"]) for e in log] == [("owner", "http", "jsonl"),

@@ -29,7 +29,8 @@ from tests.support.net import free_port
 
 T = TypeVar("T")
 TABLES = {"study", "researcher_tokens", "enrollment_codes", "participants", "events", "tombstones", "export_log",
-          "rejections", "gateway_models", "gateway_limits", "gateway_usage", "gateway_rate"}
+          "rejections", "gateway_models", "gateway_limits", "gateway_usage", "gateway_rate", "allocation",
+          "allocation_slots"}
 
 
 def init(storage: Storage | PgStorage) -> str:
@@ -95,7 +96,8 @@ def test_a_blank_database_is_migrated_to_the_servers_schema(pg_url: str) -> None
         assert {("events", ("event_id",)), ("events", ("n",)), ("participants", ("token_hash",)),
                 ("participants", ("code_hash",)), ("tombstones", ("token_hash",)),
                 ("researcher_tokens", ("token_hash",)), ("enrollment_codes", ("code_hash",)),
-                ("rejections", ("participant_id", "kind", "reason"))} <= unique
+                ("rejections", ("participant_id", "kind", "reason")),
+                ("allocation_slots", ("block", "position"))} <= unique
     finally:
         storage.close()
     # Opening it again applies nothing more.

@@ -22,9 +22,12 @@ from studyapp.store.comparisons import ComparisonStore
 from studyapp.store.conversations import ConversationStore
 from studyapp.store.schedule import ScheduleStore
 from studyapp.study.comparison import ComparisonRunner, RatingResult
+from studyapp.study.current import save_enrollment
+from studyapp.study.protocol import parse_protocol
 from studyapp.study.schedule import ComparisonScheduler
 from studyapp.study.service import StudyService
 from studyapp.turns import ComparisonOffered, Preparing, TurnController
+from tests.support.protocols import ratings_study
 from tests.support.scripted_llm import ScriptedLLM
 
 
@@ -235,3 +238,56 @@ async def test_a_turn_closed_at_preparing_records_its_decision_as_cancelled(
     [decision] = ScheduleStore(db).list()
     assert (decision.outcome, decision.selected_count) == ("cancelled", None)
     assert ctx.written == 2
+
+
+MEMORY_CONDITIONS = ratings_study("conditions-2026", "Memory on or off", '''
+[conditions]
+[conditions.memory_on]
+[conditions.memory_off]
+personalization.memory = "off"
+''')
+
+
+def enrolled_in(db: Database, condition: str) -> None:
+    """Enrolled with the protocol the server sends a participant in ``condition`` (stored as enrollment stores it)."""
+    save_enrollment(db, parse_protocol(MEMORY_CONDITIONS).for_condition(condition), participant_id="p1")
+
+
+async def test_in_the_memory_off_condition_an_ordinary_turn_uses_no_attributes(
+        db: Database, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.set_default(answer(True))
+    enrolled_in(db, "memory_off")
+    ctx = Context(db, scripted_llm, compare=False)
+    assert not ctx.study.protocol.personalization.memory_in_replies
+    ctx.personalization.memory.add("The user is vegetarian")
+    events = await run(TurnController(ctx), None, "dinner ideas?")
+    started = next(e for e in events if isinstance(e, ReplyStarted))
+    assert started.attributes == [] and events[-1].message.content == "generic answer"
+    assert not any(isinstance(e, Preparing) for e in events)
+    assert ctx.selections == 0 and selection_requests(scripted_llm) == 0
+    # The conversation keeps memory on: what the participant says is still learned from (extraction claims it).
+    assert events[0].conversation.memory_enabled
+    [decision] = ScheduleStore(db).list()
+    assert decision.outcome == "no_comparisons" and decision.memory_size == 1
+
+
+async def test_in_the_memory_off_condition_comparisons_still_run(db: Database, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.set_default(answer(True))
+    enrolled_in(db, "memory_off")
+    ctx = Context(db, scripted_llm, compare=True)
+    ctx.personalization.memory.add("The user is vegetarian")
+    offer = (await run(TurnController(ctx), None, "dinner ideas?"))[-1]
+    assert isinstance(offer, ComparisonOffered)
+    assert [c.text for c in offer.choices if c.selected] == ["The user is vegetarian"]
+    assert [d.outcome for d in ScheduleStore(db).list()] == ["comparison"]
+
+
+async def test_in_the_memory_on_condition_the_reply_is_shaped_as_always(
+        db: Database, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.set_default(answer(True))
+    enrolled_in(db, "memory_on")
+    ctx = Context(db, scripted_llm, compare=False)
+    ctx.personalization.memory.add("The user is vegetarian")
+    events = await run(TurnController(ctx), None, "dinner ideas?")
+    assert next(e for e in events if isinstance(e, ReplyStarted)).attributes == ["The user is vegetarian"]
+    assert events[-1].message.content == "personal answer"
