@@ -269,15 +269,19 @@ class ReviewService:
 
     def _question_as_seen(self, payload: dict[str, Any]) -> str:
         """The study's question as the participant read it (from the protocol) and their answer as it is sent."""
-        question = next((q for q in self.protocol.questions if q.id == payload.get("question_id")), None)
+        # Only the wording it was asked in: a newer protocol may have reworded the question or changed its scale.
+        question = next((q for q in self.protocol.questions if q.id == payload.get("question_id")
+                         and q.version == payload.get("question_version")), None)
+        version = payload.get("question_version")
         lines = [f"The study asked: {_quoted(question.text)}" if question is not None
-                 else f"The study's question {payload.get('question_id')!r}"]
+                 else f"The study's question {payload.get('question_id')!r} (version {version})"]
         status = payload.get("status")
         if status != "answered":
             lines.append(QUESTION_STATUS_TEXT.get(str(status), f"Not answered ({status})."))
             return "\n".join(lines)
         number, qtype = payload.get("answer_number"), payload.get("question_type")
-        if qtype == "likert" and isinstance(number, int) and question is not None and question.points:
+        if (qtype == "likert" and isinstance(number, int) and question is not None and question.points
+                and 1 <= number <= question.points):
             labels = question.labels
             if len(labels) == question.points:
                 answer = f"{number} of {question.points}, {_quoted(labels[number - 1])}"

@@ -15,6 +15,7 @@ beyond the open snapshots a worker allows, at once, and a request that found no 
 # No "from __future__ import annotations": FastAPI must see the dependency annotations of the
 # endpoints defined inside create_app() as objects, not as strings naming local functions.
 import email.message
+import hashlib
 import json
 import logging
 import os
@@ -381,7 +382,8 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
         if "conditions" not in data:
             return study["protocol"], data
         condition = storage.condition_of(participant_id)
-        key = (str(study["version"]), condition)
+        # By content, not version string: a study may publish "1" again with other text.
+        key = (hashlib.sha256(study["protocol_json"].encode()).hexdigest(), condition)
         found = participant_protocols.get(key)
         if found is None:
             # Enrolled before the study had conditions (or in one a later protocol dropped): none of them.
@@ -393,7 +395,14 @@ def create_app(storage: Storage, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
                 log.warning("the study's stored protocol does not validate: %s", exc)
             else:
                 if protocol.conditions is not None and condition in protocol.conditions.names:
-                    resolved = protocol.for_condition(condition).to_dict()
+                    try:
+                        resolved = protocol.for_condition(condition).to_dict()
+                    except ProtocolError as exc:
+                        # Never the study's own settings instead: that would be the wrong condition's data.
+                        log.error("condition %s of the study's protocol cannot be built: %s", condition, exc)
+                        raise HTTPException(503, "This participant's condition of the study's protocol cannot be "
+                                                 "built; the researchers must publish a corrected protocol (the "
+                                                 "server's log names the problem). Try again later.") from None
             found = participant_protocols[key] = (json.dumps(resolved, ensure_ascii=False, sort_keys=True), resolved)
         return found
 

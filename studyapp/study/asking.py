@@ -176,22 +176,25 @@ class DueSurvey:
 def surveys_due_at(now: datetime, questions: Sequence[Question], history: Sequence[QuestionAsk], *,
                    enrolled_at: datetime, duration_days: int,
                    tz: tzinfo | None = None) -> tuple[list[DueSurvey], list[QuestionAsk]]:
-    """(due, expired): the surveys to put to the participant now, in the protocol's order, and the postponed
-    asks that can no longer be answered (their period is over, or the protocol no longer has the question as it
-    was asked) and so end unanswered."""
+    """(due, expired): the surveys to put to the participant now, in the protocol's order, and the open asks
+    (postponed, or put to the participant and still unanswered) that can no longer be answered (their period is
+    over, or the protocol no longer has the question as it was asked) and so end unanswered."""
     surveys = {q.id: q for q in questions if q.when in SURVEY_WHEN}
     asked = {(a.question_id, a.period) for a in history if a.question_when in SURVEY_WHEN}
     again: dict[str, QuestionAsk] = {}
     waiting: set[str] = set()
     expired: list[QuestionAsk] = []
     for ask in history:
-        if ask.status != "postponed":
+        if ask.status not in ("postponed", "asked"):
             continue
         question = surveys.get(ask.question_id)
         ends = _aware(ask.period_ends_at) if ask.period_ends_at else None
         if question is None or question.version != ask.question_version or (ends is not None and now >= ends):
+            # Yesterday's survey left on screen (or announced and never opened) is not today's answer.
             expired.append(ask)
             continue
+        if ask.status == "asked":
+            continue  # on screen or announced now; the period's key keeps it from being asked twice
         waiting.add(ask.question_id)  # one asking of a question at a time
         if ask.due_at is None or _aware(ask.due_at) <= now:
             again[ask.question_id] = ask
@@ -349,12 +352,24 @@ class Asking:
         when the answer does not fit the question. An ask already closed keeps its first ending."""
         number, option, text = check_answer(answer.ask.question, answer)
         answered_at = answer.answered_at or self.clock()
+        stored = self.store.get(answer.ask.ask_id)
+        if stored is not None and stored.period_ends_at and _aware(stored.period_ends_at) <= answered_at:
+            # A daily or weekly survey answered after its day or week: the answer would date the wrong period.
+            log.info("question %s was answered after its period ended; it stays unanswered", answer.ask.question.id)
+            if self.store.mark_unanswered([stored.id]):
+                self._changed()
+            return
         if self.store.close(answer.ask.ask_id, answer.status, answered_at=utc_text(answered_at), number=number,
                             option=option, text=text):
             self._changed()
         else:
             log.info("question %s was answered after it had closed; the first ending stands",
                      answer.ask.question.id)
+
+    def still_open(self, asks: Sequence[Ask]) -> list[Ask]:
+        """Those of ``asks`` not closed meanwhile (a survey left waiting past its day ends unanswered)."""
+        return [a for a in asks
+                if (row := self.store.get(a.ask_id)) is not None and row.status in ("asked", "postponed")]
 
     def postpone(self, asks: Sequence[Ask]) -> None:
         """Surveys put off by the participant: due again after the delay, if their period has not ended by then

@@ -170,3 +170,24 @@ def test_the_review_shows_the_question_and_the_anonymized_answer(db: Database, c
     assert [f.values for f in review.found(event)] == [("maria lopez",)]  # what it stands for, on screen only
     assert review.as_seen(by_answer[skipped.ask_id]).endswith("You skipped this question.")  # type: ignore[union-attr]
     assert summary(by_answer[skipped.ask_id]) == "anything_else: skipped"
+
+
+def test_the_review_shows_an_answer_in_the_wording_it_was_given_after_the_question_changed(
+        db: Database, consent: ConsentService, anonymizer: Anonymizer) -> None:
+    protocol = parse_protocol(PROTOCOL)
+    save_enrollment(db, protocol, participant_id="p1")
+    consent.grant(protocol, ["ratings", "question_answers"])
+    asking = Asking(db, current_study(db), rng=Draws(0.1))
+    [likert] = asking.after_turn("m1")
+    asking.record(Answer(likert, "answered", number=5))
+    assert drain(Collector(db, protocol, anonymizer, consent)) == (1, 0)
+    # Before the upload was reviewed, the study reworded the question as version 2 with a 3-point scale.
+    newer = parse_protocol(PROTOCOL.replace('text = "How well did the assistant keep up with you?"',
+                                            'version = "2"\ntext = "Did the assistant keep up?"')
+                           .replace('points = 5\nlabels = ["Not at all", "Badly", "Somewhat", "Well", "Perfectly"]',
+                                    'points = 3\nlabels = ["No", "Partly", "Yes"]'))
+    review = ReviewService(db, newer, anonymizer)
+    [event] = [e for e in review.pending() if e.kind == "question_answer"]
+    seen = review.as_seen(event)
+    assert seen is not None and "keep up?" not in seen and "(version 1)" in seen, seen
+    assert seen.endswith("Your answer: 5"), seen

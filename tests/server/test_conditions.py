@@ -278,3 +278,18 @@ def test_init_records_the_seed_it_is_given_or_makes_one(tmp_path: Path) -> None:
                                       "--seed", "-1"])
     assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_condition_that_cannot_be_built_is_a_clear_503_never_the_studys_own_settings(
+        conditions_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studyapp.study.protocol import Protocol, ProtocolError
+
+    def broken(self: Protocol, name: str) -> Protocol:  # the fault: a stored condition that no longer lays over
+        raise ProtocolError("the stored protocol", [f"conditions.{name}.comparisons: out of range"])
+
+    monkeypatch.setattr(Protocol, "for_condition", broken)
+    response = httpx.post(f"{conditions_server.base_url}/v1/enroll", json={"code": conditions_server.code()})
+    assert response.status_code == 503, response.text
+    assert "must publish a corrected protocol" in response.json()["detail"]
+    monkeypatch.undo()
+    assert enroll(conditions_server)["protocol_resolved"]  # the next enrollment is served as before

@@ -425,6 +425,25 @@ def test_a_postponed_survey_is_due_again_after_the_delay_and_ends_unanswered_wit
     assert [r.kind for r in CollectQueue(db).take()] == ["question_answer"]
 
 
+def test_a_survey_left_waiting_past_its_day_ends_unanswered_and_cannot_be_answered_late(db: Database) -> None:
+    enroll(db, parse_protocol(protocol_text()))
+    clock = Clock(at("2026-11-03 19:05"))
+    a = asking(db, clock)
+    [monday] = a.surveys_due()  # announced, never opened
+    clock.now = at("2026-11-04 19:05")
+    [tuesday] = a.surveys_due()
+    assert tuesday.ask_id != monday.ask_id
+    assert QuestionStore(db).get(monday.ask_id).status == "unanswered"  # type: ignore[union-attr]
+    assert a.still_open([monday, tuesday]) == [tuesday]
+    a.record(Answer(monday, "answered", number=3))  # the first ending stands (3: the scale's top)
+    assert QuestionStore(db).get(monday.ask_id).status == "unanswered"  # type: ignore[union-attr]
+    # Answered after its day ended, though no check ran in between: unanswered, not a late answer.
+    clock.now = at("2026-11-05 00:30")
+    a.record(Answer(tuesday, "answered", number=2))
+    row = QuestionStore(db).get(tuesday.ask_id)
+    assert row is not None and (row.status, row.answer_number) == ("unanswered", None)
+
+
 def test_only_surveys_can_be_put_off(db: Database) -> None:
     enroll(db, parse_protocol(protocol_text()))
     a = asking(db, Clock(at("2026-11-03 10:00")), rng=Draws(0.0))

@@ -593,8 +593,10 @@ class ChatScreen(Screen[None]):
         """Look for the daily, weekly and end-of-study questions due now (at start, then every SURVEY_CHECK_S)."""
         if self.survey_open:
             return
+        due = self.services.asking.surveys_due()  # also ends yesterday's waiting survey as unanswered
+        self.survey_asks = self.services.asking.still_open(self.survey_asks)
         held = {a.ask_id for a in self.survey_asks}
-        new = [a for a in self.services.asking.surveys_due() if a.ask_id not in held]
+        new = [a for a in due if a.ask_id not in held]
         if new:
             self.survey_asks += new
             self.survey_announced = False
@@ -605,7 +607,9 @@ class ChatScreen(Screen[None]):
         """Open the survey when nothing is under way (no reply arriving, the message box empty and left alone,
         no other screen open); otherwise say once that questions wait, and how to open them."""
         quiet = time.monotonic() - self.typed_at >= self.survey_quiet_s
-        if self.app.screen is self and not self._replying() and not self.query_one(Composer).text and quiet:
+        # A question above the message box may be half answered (a text answer being typed): never open over it.
+        if (self.app.screen is self and not self._replying() and not self.query_one(Composer).text and quiet
+                and not self.waiting_questions):
             self.open_survey(by_participant=False)
         elif not self.survey_announced:
             self.survey_announced = True
