@@ -283,7 +283,7 @@ def _empty(rt: RecordType) -> pd.DataFrame:
     # A file with no rows gets the contract's columns (without condition, which only a study with conditions has).
     kinds = _kinds(rt)
     return pd.DataFrame({c: pd.Series([], dtype=object if kinds[c] == LIST else DTYPES[kinds[c]])
-                         for c in column_names(rt)})
+                         for c in column_names(rt) if c != CONDITION})
 
 
 def _convert(values: pd.Series, kind: str, where: str) -> pd.Series:

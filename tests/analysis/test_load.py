@@ -37,8 +37,9 @@ def test_every_format_reads_into_the_contracts_dtypes(tmp_path: Path, fmt: str) 
     assert export.format == fmt and set(export.frames) == set(RECORD_TYPE_NAMES)
     for name, frame in export.frames.items():
         rt = record_type(name)
-        assert list(frame.columns) == column_names(rt)
-        kinds = {"study_id": "string", "participant_id": "string", "condition": "string", **dict(rt.columns)}
+        # A study without conditions: the condition column only where a study has them.
+        assert list(frame.columns) == [c for c in column_names(rt) if c != "condition"]
+        kinds = {"study_id": "string", "participant_id": "string", **dict(rt.columns)}
         assert {c: str(frame[c].dtype) for c in frame.columns} == {c: EXPECTED_DTYPES[k] for c, k in kinds.items()}
     comparisons = export["comparisons"]
     assert comparisons["rating"].tolist() == [4, pd.NA]
@@ -78,7 +79,9 @@ def test_rows_from_the_server_as_dicts_are_normalized_like_a_file() -> None:
     assert str(c["skipped"].dtype) == "boolean" and c["skipped"].tolist() == [False, True]
     assert str(c["time_to_rate_ms"].dtype) == "float64"
     assert export.source == "live database" and export.format == "frames"
-    assert list(export["participants"].columns) == column_names(record_type("participants"))
+    # No rows: the contract's columns, without condition (which only a study with conditions has).
+    assert list(export["participants"].columns) == [c for c in column_names(record_type("participants"))
+                                                    if c != "condition"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -87,7 +90,7 @@ def test_an_older_export_keeps_absent_columns_absent_and_missing_names_them(tmp_
     assert "selections" not in export and "memory_views" not in export
     assert "state" not in export["comparisons"].columns
     assert set(export["comparisons"].columns) == set(column_names(record_type("comparisons"))) - since_2()[
-        "comparisons"]
+        "comparisons"] - {"condition"}
     assert export.missing("comparisons", "rating", "state") == "comparisons.state"
     assert export.missing("comparisons", "rating", "study_day") is None
     assert export.missing("selections", "selected") == "selections.selected"
