@@ -490,7 +490,8 @@ def install(app: FastAPI, storage: Any, *, participant_token: Callable[..., str]
         def look_up() -> tuple[Admission, datetime, dict[str, Any] | None, list[str], str | None, str | None]:
             # One trip to a worker thread for everything the request needs before the upstream is called (each
             # trip adds to the first token): the model, the participant's admission and the upstream's key.
-            model = storage.gateway_model(name)
+            # A name with a control character names no model (and PostgreSQL cannot even compare a NUL).
+            model = storage.gateway_model(name) if name.isprintable() and len(name) <= 200 else None
             if model is None:
                 # Still 401 or 403 before 404; a request for no model uses none of the participant's budget.
                 moment = _utc_now()

@@ -169,6 +169,15 @@ def test_an_unknown_model_is_404_naming_the_served_ones(gw: Gateway) -> None:
     assert gw.live.sql("SELECT count(*) FROM gateway_rate WHERE participant_id = ?", [gw.participant_id]) == [(0,)]
 
 
+def test_a_model_name_with_a_control_character_is_an_unknown_model_on_both_backends(gw: Gateway) -> None:
+    # PostgreSQL cannot compare a NUL: asking for it must not become a server error.
+    for name in ("\x00", "gpt\x00-4o-mini", "x" * 201):
+        response = gw.chat(model=name)
+        assert response.status_code == 404, response.text
+        assert "has no model" in response.json()["detail"]
+    assert gw.llm.requests == []
+
+
 def test_a_body_that_names_no_model_is_400(gw: Gateway) -> None:
     url = f"{gw.url}/chat/completions"
     not_json = httpx.post(url, content=b"{not json", headers={**gw.headers(), "Content-Type": "application/json"})
