@@ -92,7 +92,7 @@ FUTURE_SKEW = timedelta(days=1)
 # No study record is older than this: a time before it is a device clock that was reset (a flat clock battery
 # starts at 1970) or a made-up value (year 0001), and it would count as a day active that never was.
 EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 # A time starts with its calendar date (what every app writes): fromisoformat also reads week dates (2026-W48-1)
 # and compact forms, whose first ten characters are no date, and the server counts days active by them.
 _CALENDAR_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]|$)")
@@ -228,7 +228,7 @@ def check_field(name: str, value: Any, *, require_offset: bool = False, optional
     if name in TIME_FIELDS:
         return _time(name, value, require_offset)
     if name in SHA256_FIELDS:
-        if not isinstance(value, str) or not _SHA256.match(value):
+        if not isinstance(value, str) or not _SHA256.fullmatch(value):
             raise ContractError(f"field '{name}' must be a sha256 in lowercase hex (64 characters), got {show(value)}")
         return value
     if name == REPLACED_FIELD:
@@ -356,7 +356,7 @@ def check_fields(kind: str, payload: Any, *, require_offset: bool = False,
                         checked[name] = value
                         continue
                 elif cls == _SHA256_HEX:
-                    if _SHA256.match(value):
+                    if _SHA256.fullmatch(value):
                         checked[name] = value
                         continue
         elif of is bool:

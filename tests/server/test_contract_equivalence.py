@@ -97,7 +97,7 @@ def _pools(name: str) -> list[list[Any]]:
     if name in contract.CHOICES or name in KIND_CHOICE_FIELDS:
         pools += [CHOICE_VALUES, CHOICE_VALUES, CHOICE_VALUES]
     if name in contract.SHA256_FIELDS:
-        pools.append([SHA, SHA.upper(), SHA[:-1], SHA + "0"])
+        pools.append([SHA, SHA.upper(), SHA[:-1], SHA + "0", SHA + "\n"])
     if name == REPLACED_FIELD:
         pools.append([{"PERSON": 2}, {"PERSON": -1}, {"": 1}, {"x" * 65: 1}, {f"T{i}": 1 for i in range(65)},
                       '{"PERSON": 1}', "{", {"PERSON": True}, {"PERSON": 1.0}])

@@ -106,3 +106,11 @@ def test_a_body_that_is_not_json_gets_400_with_a_clear_message(live: LiveServer,
     enroll = httpx.post(f"{live.base_url}/v1/enroll", content=b"{{{", headers={"Content-Type": "application/json"})
     assert enroll.status_code == 400
     assert live.storage.count_events() == 0
+
+
+@pytest.mark.parametrize("value", ["ab" * 32 + "\n", "ab" * 32 + " ", "\n" + "ab" * 32, "AB" * 32])
+def test_a_sha256_is_exactly_64_lowercase_hex_characters(value: str) -> None:
+    verdict = {"comparison_id": "c1", "judge_model": "judge", "personalized_side": "left", "rating": 4}
+    assert check_fields("judge_verdict", {**verdict, "context_sha256": "ab" * 32})["context_sha256"] == "ab" * 32
+    with pytest.raises(ContractError, match="field 'context_sha256' must be a sha256 in lowercase hex"):
+        check_fields("judge_verdict", {**verdict, "context_sha256": value})
